@@ -1,0 +1,131 @@
+"""One place that turns every failure into a 4xx/5xx body with messages saying why."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from execbroker.api.formats import MediaFormat, format_for_accept
+from execbroker.api.responses import respond
+from execbroker.exceptions import ClientError, RequestRefusedError
+from execbroker.model.messages import error as error_message
+from execbroker.model.messages import make_message
+from execbroker.model.phases import MessageLevel
+from execbroker.model.wire import MessageItem, dump
+
+__all__ = ["install_error_handlers", "install_refusal_handler"]
+
+logger = logging.getLogger(__name__)
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    422: "unprocessable",
+    429: "too_many_requests",
+}
+
+
+def _format(request: Request) -> MediaFormat:
+    try:
+        return format_for_accept(request.headers.get("accept"))
+    except ClientError:
+        return MediaFormat.JSON  # the client accepts nothing we write; JSON still explains
+
+
+def _error_response(
+    request: Request,
+    *,
+    status: int,
+    code: str,
+    messages: list[MessageItem],
+    headers: dict[str, str] | None = None,
+) -> Response:
+    body: dict[str, Any] = {
+        "error": code,
+        "status": status,
+        "messages": [dump(m) for m in messages],
+    }
+    return respond(body, _format(request), root="error", status_code=status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ClientError)
+    async def _client_error(request: Request, failure: ClientError) -> Response:
+        values = dict(failure.values)
+        template = failure.template
+        if failure.path:
+            values["path"] = failure.path
+        first = make_message(MessageLevel.ERROR, template, values)
+        return _error_response(
+            request,
+            status=failure.status,
+            code=failure.error,
+            messages=[first, *failure.details],
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, failure: RequestValidationError) -> Response:
+        messages = [
+            error_message(
+                "{path}: {reason}",
+                path="/" + "/".join(str(p) for p in item.get("loc", ())),
+                reason=item.get("msg", "invalid"),
+            )
+            for item in failure.errors()
+        ]
+        return _error_response(request, status=422, code="unprocessable", messages=messages)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, failure: StarletteHTTPException) -> Response:
+        status = failure.status_code
+        detail = failure.detail if isinstance(failure.detail, str) else "HTTP error"
+        if status == 404:
+            detail = "Nothing is served at {path}"
+        elif status == 405:
+            detail = "{method} is not allowed on {path}"
+        return _error_response(
+            request,
+            status=status,
+            code=_HTTP_CODES.get(status, "http_error"),
+            messages=[error_message(detail, path=request.url.path, method=request.method)],
+            headers=dict(failure.headers) if failure.headers else None,
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, failure: Exception) -> Response:
+        logger.exception(
+            "unhandled error", extra={"path": request.url.path, "method": request.method}
+        )
+        return _error_response(
+            request,
+            status=500,
+            code="internal_error",
+            messages=[
+                error_message(
+                    "The broker failed to handle this request ({error_type}); it has been logged",
+                    error_type=type(failure).__name__,
+                )
+            ],
+        )
+
+
+def install_refusal_handler(app: FastAPI) -> None:
+    """A direct request the broker cannot serve: 400 with one message per problem."""
+
+    @app.exception_handler(RequestRefusedError)
+    async def _refused(request: Request, failure: RequestRefusedError) -> Response:
+        return _error_response(
+            request, status=400, code="request_refused", messages=failure.messages
+        )

@@ -1,0 +1,48 @@
+"""``GET /executables/{uuid}``, ``/compute/``, ``/storage/``, ``/data/``, ``/volumes/``."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from execbroker.api.dependencies import BrokerDep, Owner, RendererDep
+from execbroker.api.handlers.openapi_bodies import error_responses
+from execbroker.api.handlers.paths import UuidPath, parse_uuid
+from execbroker.api.responses import OutputFormat, respond
+from execbroker.model.records import ComponentRole
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["components"])
+
+
+def _handler(
+    role: ComponentRole,
+) -> Callable[[str, OutputFormat, BrokerDep, Owner, RendererDep], Awaitable[Response]]:
+    async def get_component(
+        uuid: UuidPath, fmt: OutputFormat, broker: BrokerDep, owner: Owner, render: RendererDep
+    ) -> Response:
+        record, volumes = await broker.sessions.get_component(
+            role, parse_uuid(uuid, role.value), owner=owner
+        )
+        body = render.component(record, volumes=volumes if role is ComponentRole.COMPUTE else None)
+        return respond(body, fmt, root=role.value)
+
+    return get_component
+
+
+for _role in ComponentRole:
+    router.add_api_route(
+        f"/{_role.collection}/{{uuid}}",
+        _handler(_role),
+        methods=["GET"],
+        operation_id=f"{_role.value.capitalize()}Select",
+        summary=f"One {_role.value} component of a session",
+        response_class=Response,
+        responses={
+            200: {"description": f"The {_role.value} component."},
+            **error_responses(404, 406),
+        },
+    )

@@ -1,0 +1,110 @@
+"""``POST /requests`` (offers) and ``POST /direct`` (run now), with their older aliases."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from execbroker.api.dependencies import BrokerDep, Owner, RendererDep
+from execbroker.api.handlers.openapi_bodies import body_of, content_of, error_responses
+from execbroker.api.responses import OutputFormat, read_document, respond
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["requests"])
+
+
+async def create_offer_set(
+    request: Request, fmt: OutputFormat, broker: BrokerDep, owner: Owner, render: RendererDep
+) -> Response:
+    document = await read_document(request, broker.limits)
+    offer_set = await broker.offers.request_offers(document, owner=owner)
+    body = render.offer_set(offer_set)
+    return respond(
+        body,
+        fmt,
+        root="offers-response",
+        status_code=303,
+        headers={"Location": body["meta"]["url"]},
+    )
+
+
+async def create_direct_session(
+    request: Request, fmt: OutputFormat, broker: BrokerDep, owner: Owner, render: RendererDep
+) -> Response:
+    document = await read_document(request, broker.limits)
+    record = await broker.offers.execute_directly(document, owner=owner)
+    body = render.session(record)
+    return respond(
+        body,
+        fmt,
+        root="execution",
+        status_code=303,
+        headers={"Location": body["meta"]["url"]},
+    )
+
+
+_OFFERS_RESPONSES = {
+    303: {
+        "description": "The offer set: Location names it, and the body holds it "
+        "(result YES with offers, or NO with messages saying why).",
+        "headers": {"Location": {"required": True, "schema": {"type": "string", "format": "uri"}}},
+        "content": content_of("OfferSetResponse"),
+    },
+    **error_responses(400, 406, 413, 415),
+}
+_DIRECT_RESPONSES = {
+    303: {
+        "description": "The new session, ACCEPTED and starting as soon as it can.",
+        "headers": {"Location": {"required": True, "schema": {"type": "string", "format": "uri"}}},
+        "content": content_of("ExecutionSession"),
+    },
+    **error_responses(400, 406, 413, 415),
+}
+
+router.add_api_route(
+    "/requests",
+    create_offer_set,
+    methods=["POST"],
+    operation_id="ExecutionRequest",
+    summary="Ask for offers for an execution",
+    status_code=303,
+    responses=_OFFERS_RESPONSES,
+    openapi_extra=body_of("ExecutionRequest"),
+    response_class=Response,
+)
+router.add_api_route(
+    "/offersets",
+    create_offer_set,
+    methods=["POST"],
+    operation_id="ExecutionRequestLegacy",
+    summary="Ask for offers (older path, same as POST /requests)",
+    status_code=303,
+    responses=_OFFERS_RESPONSES,
+    openapi_extra=body_of("ExecutionRequest"),
+    response_class=Response,
+    deprecated=True,
+)
+router.add_api_route(
+    "/direct",
+    create_direct_session,
+    methods=["POST"],
+    operation_id="DirectExecution",
+    summary="Run an execution at once, without offers",
+    status_code=303,
+    responses=_DIRECT_RESPONSES,
+    openapi_extra=body_of("ExecutionRequest"),
+    response_class=Response,
+)
+router.add_api_route(
+    "/sessions",
+    create_direct_session,
+    methods=["POST"],
+    operation_id="DirectExecutionLegacy",
+    summary="Run an execution at once (older path, same as POST /direct)",
+    status_code=303,
+    responses=_DIRECT_RESPONSES,
+    openapi_extra=body_of("ExecutionRequest"),
+    response_class=Response,
+    deprecated=True,
+)

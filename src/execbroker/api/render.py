@@ -1,0 +1,128 @@
+"""Records to wire documents: what a client sees of offer sets, sessions and components.
+
+Built as plain JSON documents (nulls omitted) in the shapes of the v1.0 models; the tests
+validate them against those models and against the shared schema files.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from execbroker.model.isotime import format_duration, format_instant
+from execbroker.model.phases import SessionPhase
+from execbroker.model.records import (
+    ComponentRecord,
+    ComponentRole,
+    OfferSetRecord,
+    Schedule,
+    SessionRecord,
+)
+from execbroker.model.wire import EnumValueOption, MessageItem, dump
+from execbroker.services.sessions import phase_options
+
+__all__ = ["Renderer"]
+
+
+class Renderer:
+    def __init__(self, base_url: str) -> None:
+        self.base = base_url
+
+    def url(self, collection: str, uuid: object) -> str:
+        return f"{self.base}/{collection}/{uuid}"
+
+    def offer_set(self, record: OfferSetRecord) -> dict[str, Any]:
+        return {
+            "meta": {
+                "uuid": str(record.uuid),
+                "url": self.url("offersets", record.uuid),
+                "created": format_instant(record.created),
+                "modified": format_instant(record.modified),
+                "messages": _messages(record.messages),
+            },
+            "result": record.result.value,
+            "offers": [self.session(offer) for offer in record.offers],
+        }
+
+    def session(self, record: SessionRecord) -> dict[str, Any]:
+        document: dict[str, Any] = {
+            "kind": "https://www.purl.org/ivoa.net/Calycopis-openapi/schema/v1.0/kinds/session/scheduled-execution-session.yaml",
+            "meta": {
+                "uuid": str(record.uuid),
+                "url": self.url("sessions", record.uuid),
+                "created": format_instant(record.created),
+                "modified": format_instant(record.modified),
+                "messages": _messages(record.messages),
+                "options": _session_options(record.phase),
+            },
+            "phase": record.phase.value,
+        }
+        if record.expires and record.phase in (SessionPhase.OFFERED, SessionPhase.EXPIRED):
+            document["expires"] = format_instant(record.expires)
+        document["schedule"] = _schedule(record.schedule)
+        executable = record.component(ComponentRole.EXECUTABLE)
+        if executable:
+            document["executable"] = self.component(executable)
+        compute = record.component(ComponentRole.COMPUTE)
+        if compute:
+            document["compute"] = self.component(
+                compute, volumes=record.components_of(ComponentRole.VOLUME)
+            )
+        document["storage"] = [
+            self.component(c) for c in record.components_of(ComponentRole.STORAGE)
+        ]
+        document["data"] = [self.component(c) for c in record.components_of(ComponentRole.DATA)]
+        document["connectors"] = list(record.connectors)
+        return document
+
+    def component(
+        self, record: ComponentRecord, *, volumes: list[ComponentRecord] | None = None
+    ) -> dict[str, Any]:
+        meta: dict[str, Any] = {
+            "uuid": str(record.uuid),
+            "name": record.name,
+            "url": self.url(record.role.collection, record.uuid),
+        }
+        if record.description:
+            meta["description"] = record.description
+        meta.update(
+            created=format_instant(record.created),
+            modified=format_instant(record.modified),
+            messages=_messages(record.messages),
+        )
+        document: dict[str, Any] = {"kind": record.kind, "meta": meta}
+        document.update((k, v) for k, v in record.spec.items() if k != "kind")
+        document["phase"] = record.phase.value
+        document["schedule"] = _schedule(record.schedule)
+        if volumes is not None:
+            document["volumes"] = [self.component(v) for v in volumes]
+        return document
+
+
+def _messages(items: list[MessageItem]) -> list[dict[str, Any]]:
+    return [dump(item) for item in items]
+
+
+def _session_options(phase: SessionPhase) -> list[dict[str, Any]]:
+    allowed = phase_options(phase)
+    if not allowed:
+        return []
+    return [dump(EnumValueOption(path="/phase", values=[p.value for p in allowed]))]
+
+
+def _schedule(schedule: Schedule) -> dict[str, Any]:
+    return {
+        "preparing": {
+            "start": format_instant(schedule.prepare_start),
+            "duration": format_duration(schedule.prepare_duration),
+        },
+        # The schema types available.start as an ISO-8601 interval: a start that is fixed
+        # is the zero-length interval at that instant.
+        "available": {
+            "start": format_instant(schedule.available_start) + "/PT0S",
+            "duration": format_duration(schedule.available_duration),
+        },
+        "releasing": {
+            "start": format_instant(schedule.release_start),
+            "duration": format_duration(schedule.release_duration),
+        },
+    }

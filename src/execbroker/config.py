@@ -1,0 +1,154 @@
+"""The broker's settings: one typed object, read from ``EXECBROKER_*`` variables or a file.
+
+Every field is described; ``execbroker config`` (and docs/configuration.md) list them.
+A YAML or JSON file named by ``EXECBROKER_CONFIG_FILE`` may set any field by its name; the
+environment wins over the file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+__all__ = ["PlatformName", "Settings", "load_settings"]
+
+PlatformName = Literal["mock"]
+
+
+class _ConfigFileSource(PydanticBaseSettingsSource):
+    """Settings from the YAML/JSON file named by ``EXECBROKER_CONFIG_FILE``, if any."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        raise NotImplementedError  # __call__ below returns the whole mapping at once
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get("EXECBROKER_CONFIG_FILE")
+        if not path:
+            return {}
+        with Path(path).open(encoding="utf-8") as stream:
+            loaded = yaml.safe_load(stream) or {}
+        if not isinstance(loaded, dict):
+            raise TypeError(f"The config file {path} must hold a mapping of setting names")
+        return loaded
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set. Durations are seconds unless named otherwise."""
+
+    model_config = SettingsConfigDict(env_prefix="EXECBROKER_", extra="forbid")
+
+    data_dir: Path = Field(
+        default=Path("var"),
+        description="Directory for the embedded database and local state; created if missing.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description=(
+            "SQLAlchemy async URL, e.g. sqlite+aiosqlite:///var/execbroker.db or "
+            "postgresql+psycopg://user@host/db. Default: SQLite in data_dir."
+        ),
+    )
+    platform: PlatformName = Field(default="mock", description="The platform sessions run on.")
+    offer_ttl: float = Field(
+        default=300, gt=0, description="Seconds an offer lives before it becomes EXPIRED."
+    )
+    max_offers: int = Field(
+        default=4, ge=1, le=16, description="How many alternative offers one request gets at most."
+    )
+    default_duration: timedelta = Field(
+        default=timedelta(hours=1), description="Run duration when a request names none."
+    )
+    max_duration: timedelta = Field(
+        default=timedelta(days=7), description="The longest run duration the broker offers."
+    )
+    default_start_window: timedelta = Field(
+        default=timedelta(hours=24),
+        description="Start interval searched when a request names none: from now to now + this.",
+    )
+    default_cores: int = Field(default=1, ge=1, description="Cores when a request names none.")
+    default_memory_gib: int = Field(
+        default=2, ge=1, description="Memory (GiB) when a request names none."
+    )
+    default_storage_gib: int = Field(
+        default=1, ge=1, description="Size (GiB) of a storage resource that names none."
+    )
+    capacity_cores: int = Field(default=64, ge=1, description="Cores in the platform's pool.")
+    capacity_memory_gib: int = Field(
+        default=256, ge=1, description="Memory (GiB) in the platform's pool."
+    )
+    capacity_storage_gib: int = Field(
+        default=2048, ge=1, description="Storage (GiB) in the platform's pool."
+    )
+    expiry_interval: float = Field(
+        default=1.0,
+        gt=0,
+        description="Longest pause (seconds) of the timer that marks unaccepted offers EXPIRED.",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Addresses or networks (CIDR) whose X-Forwarded-Proto/-Host/-Prefix headers are "
+            "believed when building component URLs. Empty: never believed."
+        ),
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="Fixed external base URL for component URLs; overrides the request's own.",
+    )
+    default_owner: str = Field(
+        default="local",
+        description="Owner of everything created while authentication is not configured.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Logging threshold."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _ConfigFileSource(settings_cls))
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks_parse(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)
+        return value
+
+    @model_validator(mode="after")
+    def _durations_consistent(self) -> Settings:
+        if self.default_duration > self.max_duration:
+            raise ValueError("default_duration must not exceed max_duration")
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'execbroker.db'}"
+
+    @property
+    def offer_lifetime(self) -> timedelta:
+        return timedelta(seconds=self.offer_ttl)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment and config file, with ``overrides`` on top."""
+    return Settings(**overrides)

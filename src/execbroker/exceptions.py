@@ -1,0 +1,121 @@
+"""Every exception type execbroker raises on purpose.
+
+Client errors carry a stable snake_case ``error`` code, an HTTP status and one or more
+human-readable problems; one global handler in :mod:`execbroker.api.errors` serves them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from execbroker.model.wire import MessageItem
+
+__all__ = [
+    "BodyTooLargeError",
+    "ClientError",
+    "ConflictError",
+    "ExecBrokerError",
+    "MalformedBodyError",
+    "NotAcceptableError",
+    "NotFoundError",
+    "RequestRefusedError",
+    "UnprocessableError",
+    "UnsupportedMediaTypeError",
+]
+
+
+class ExecBrokerError(Exception):
+    """Base class of execbroker's own errors."""
+
+
+class ClientError(ExecBrokerError):
+    """A request the broker refuses, answered with ``status`` and a body naming the problem.
+
+    ``template`` and ``values`` follow the Message Templates model: the rendered text is
+    ``template`` with ``values`` filled in; ``path`` names the offending field where there is
+    one, and ``details`` carries any further messages.
+    """
+
+    status: int = 400
+    error: str = "bad_request"
+
+    def __init__(
+        self,
+        template: str,
+        values: Mapping[str, object] | None = None,
+        *,
+        path: str | None = None,
+        details: list[MessageItem] | None = None,
+    ) -> None:
+        self.template = template
+        self.values = {k: str(v) for k, v in (values or {}).items()}
+        self.path = path
+        # Further messages, e.g. one per invalid field; the first message is always ours.
+        self.details = details or []
+        super().__init__(_render(template, self.values))
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+def _render(template: str, values: Mapping[str, str]) -> str:
+    text = template
+    for name, value in values.items():
+        text = text.replace("{" + name + "}", value)
+    return text
+
+
+class MalformedBodyError(ClientError):
+    """The body cannot be parsed in the format its Content-Type names."""
+
+    status = 400
+    error = "malformed_body"
+
+
+class BodyTooLargeError(ClientError):
+    status = 413
+    error = "body_too_large"
+
+
+class UnsupportedMediaTypeError(ClientError):
+    status = 415
+    error = "unsupported_media_type"
+
+
+class NotAcceptableError(ClientError):
+    status = 406
+    error = "not_acceptable"
+
+
+class NotFoundError(ClientError):
+    status = 404
+    error = "not_found"
+
+
+class ConflictError(ClientError):
+    """The update is well formed but does not apply in the target's current phase."""
+
+    status = 409
+    error = "conflict"
+
+
+class UnprocessableError(ClientError):
+    """The update or request is parseable but not meaningful (unknown path, kind, value)."""
+
+    status = 422
+    error = "unprocessable"
+
+
+class RequestRefusedError(ExecBrokerError):
+    """The broker cannot serve an execution request; ``messages`` say why, field by field.
+
+    ``POST /requests`` answers it as an offer set with ``result: NO``; ``POST /direct`` as a
+    400 whose body carries the same messages.
+    """
+
+    def __init__(self, messages: list[MessageItem]) -> None:
+        self.messages = messages
+        super().__init__("; ".join(m.message or "" for m in messages))

@@ -1,0 +1,68 @@
+"""The timer that marks unaccepted offers EXPIRED, whether or not anyone reads them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+from execbroker.clock import Clock
+from execbroker.services.sessions import SessionService
+from execbroker.storage.store import BrokerStore
+
+__all__ = ["ExpiryTimer"]
+
+logger = logging.getLogger(__name__)
+
+_MIN_PAUSE = 0.01
+
+
+class ExpiryTimer:
+    """Sleeps until the next offer's ``expires`` (at most ``interval`` seconds), then expires.
+
+    The state lives in the database (each offer's ``expires``), so a restart loses nothing:
+    the first pass after start-up expires everything that fell due while the broker was down.
+    """
+
+    def __init__(
+        self, *, sessions: SessionService, store: BrokerStore, clock: Clock, interval: float
+    ) -> None:
+        self._sessions = sessions
+        self._store = store
+        self._clock = clock
+        self._interval = interval
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="execbroker-expiry")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def poke(self) -> None:
+        """New offers were made: look again at when the next one expires."""
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            pause = self._interval
+            try:
+                await self._sessions.expire_due_offers()
+                upcoming = await self._store.next_expiry()
+                if upcoming is not None:
+                    until = (upcoming - self._clock.now()) / timedelta(seconds=1)
+                    pause = min(self._interval, max(until, _MIN_PAUSE))
+            except Exception:
+                logger.exception("expiry pass failed; trying again")
+            self._wake.clear()
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow our cancellation.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(pause):
+                    await self._wake.wait()

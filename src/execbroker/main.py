@@ -1,0 +1,125 @@
+"""The FastAPI application: routes, error handling, and the lifespan that owns everything."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import RootModel
+from pydantic.json_schema import models_json_schema
+
+import execbroker
+from execbroker.api.dependencies import Broker
+from execbroker.api.errors import install_error_handlers, install_refusal_handler
+from execbroker.api.formats import ParseLimits
+from execbroker.api.handlers import components, health, offersets, requests, sessions
+from execbroker.clock import Clock, SystemClock
+from execbroker.config import Settings, load_settings
+from execbroker.lifecycle.expiry import ExpiryTimer
+from execbroker.model.wire import (
+    ErrorResponse,
+    ExecutionRequest,
+    ExecutionSession,
+    OfferSetResponse,
+    Update,
+)
+from execbroker.planning.profile import profile_from_settings
+from execbroker.services.offers import OfferService
+from execbroker.services.sessions import SessionService
+from execbroker.storage.database import Database
+from execbroker.storage.store import BrokerStore
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger(__name__)
+
+
+class AbstractUpdate(RootModel[Update]):
+    """An update to a session, discriminated on ``kind`` (for the OpenAPI document)."""
+
+
+def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:
+    """The broker as an ASGI app; it starts its database and timers in its lifespan."""
+    settings = settings or load_settings()
+    clock = clock or SystemClock()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        database = Database(settings.effective_database_url)
+        await database.migrate()
+        store = BrokerStore(database)
+        session_service = SessionService(store=store, clock=clock)
+        expiry = ExpiryTimer(
+            sessions=session_service,
+            store=store,
+            clock=clock,
+            interval=settings.expiry_interval,
+        )
+        offer_service = OfferService(
+            store=store,
+            settings=settings,
+            profile=profile_from_settings(settings),
+            clock=clock,
+            on_offers_made=expiry.poke,
+        )
+        app.state.broker = Broker(
+            settings=settings,
+            database=database,
+            offers=offer_service,
+            sessions=session_service,
+            limits=ParseLimits(),
+        )
+        expiry.start()
+        logger.info(
+            "broker ready",
+            extra={"platform": settings.platform, "database": database.url.get_backend_name()},
+        )
+        try:
+            yield
+        finally:
+            await expiry.stop()
+            await database.dispose()
+
+    app = FastAPI(
+        title="execbroker",
+        summary="IVOA ExecutionBroker web-service API (Calycopis-openapi v1.0)",
+        version=execbroker.__version__,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    install_refusal_handler(app)
+    for module in (requests, offersets, sessions, components, health):
+        app.include_router(module.router)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            summary=app.summary,
+            routes=app.routes,
+        )
+        _, definitions = models_json_schema(
+            [
+                (ExecutionRequest, "validation"),
+                (AbstractUpdate, "validation"),
+                (OfferSetResponse, "serialization"),
+                (ExecutionSession, "serialization"),
+                (ErrorResponse, "serialization"),
+            ],
+            ref_template="#/components/schemas/{model}",
+        )
+        schema.setdefault("components", {}).setdefault("schemas", {}).update(
+            definitions.get("$defs", {})
+        )
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,1 @@
+"""The broker's decisions: planning offers, accepting, rejecting, cancelling, expiring."""

@@ -1,0 +1,175 @@
+"""Answering execution requests: offer sets (``POST /requests``) and direct runs (``/direct``)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID, uuid4
+
+from execbroker.clock import Clock
+from execbroker.config import Settings
+from execbroker.exceptions import NotFoundError, RequestRefusedError
+from execbroker.model.isotime import format_duration, format_instant
+from execbroker.model.messages import error, info
+from execbroker.model.phases import OfferResult, SessionPhase
+from execbroker.model.records import OfferSetRecord, SessionRecord
+from execbroker.model.wire import dump
+from execbroker.planning.offers import build_session, generate_offers
+from execbroker.planning.profile import PlatformProfile
+from execbroker.planning.validation import validate_request
+from execbroker.storage.store import BrokerStore
+
+__all__ = ["OfferService"]
+
+logger = logging.getLogger(__name__)
+
+
+class OfferService:
+    def __init__(
+        self,
+        *,
+        store: BrokerStore,
+        settings: Settings,
+        profile: PlatformProfile,
+        clock: Clock,
+        on_offers_made: Callable[[], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._settings = settings
+        self._profile = profile
+        self._clock = clock
+        self._on_offers_made = on_offers_made
+
+    async def request_offers(self, document: Any, *, owner: str) -> OfferSetRecord:
+        """Plan ``document`` and store the offer set: ``YES`` with offers, or ``NO`` with why."""
+        now = self._clock.now()
+        offer_set_uuid = uuid4()
+        request_doc: dict[str, Any] | None = None
+        try:
+            plan, request = validate_request(
+                document, settings=self._settings, profile=self._profile, now=now
+            )
+        except RequestRefusedError as refusal:
+            offer_set = OfferSetRecord(
+                uuid=offer_set_uuid,
+                owner=owner,
+                result=OfferResult.NO,
+                created=now,
+                modified=now,
+                messages=refusal.messages,
+            )
+        else:
+            request_doc = dump(request)
+            expires = now + self._settings.offer_lifetime
+            offers = generate_offers(
+                plan, profile=self._profile, now=now, max_offers=self._settings.max_offers
+            )
+            sessions = [
+                build_session(
+                    plan,
+                    offer,
+                    profile=self._profile,
+                    owner=owner,
+                    now=now,
+                    phase=SessionPhase.OFFERED,
+                    expires=expires,
+                    offer_set_uuid=offer_set_uuid,
+                    position=position,
+                    notes=[
+                        info(
+                            "Offered: start {start}, {duration}, {cores} core(s), "
+                            "{memory} GiB memory; expires {expires}",
+                            time=now,
+                            start=format_instant(offer.start),
+                            duration=format_duration(plan.duration),
+                            cores=offer.cores,
+                            memory=offer.memory_gib,
+                            expires=format_instant(expires),
+                        )
+                    ],
+                )
+                for position, offer in enumerate(offers)
+            ]
+            result = OfferResult.YES if sessions else OfferResult.NO
+            notes = list(plan.notes)
+            if not sessions:
+                notes.append(
+                    error(
+                        "{path}: no start between {start} and {end} leaves the time needed "
+                        "to prepare",
+                        path="/schedule/requested/start",
+                        start=format_instant(plan.window.start),
+                        end=format_instant(plan.window.end),
+                    )
+                )
+            offer_set = OfferSetRecord(
+                uuid=offer_set_uuid,
+                owner=owner,
+                result=result,
+                created=now,
+                modified=now,
+                messages=notes,
+                offers=sessions,
+            )
+        await self._store.insert_offer_set(offer_set, request=request_doc)
+        logger.info(
+            "offer set created",
+            extra={
+                "offer_set": str(offer_set.uuid),
+                "result": offer_set.result.value,
+                "offers": len(offer_set.offers),
+            },
+        )
+        if offer_set.offers and self._on_offers_made:
+            self._on_offers_made()
+        return offer_set
+
+    async def execute_directly(self, document: Any, *, owner: str) -> SessionRecord:
+        """A session that starts as soon as it can, already ACCEPTED; refused with reasons."""
+        now = self._clock.now()
+        plan, _ = validate_request(
+            document, settings=self._settings, profile=self._profile, now=now
+        )
+        offers = generate_offers(plan, profile=self._profile, now=now, max_offers=1)
+        if not offers:
+            raise RequestRefusedError(
+                [
+                    error(
+                        "{path}: no start between {start} and {end} leaves the time needed "
+                        "to prepare",
+                        path="/schedule/requested/start",
+                        start=format_instant(plan.window.start),
+                        end=format_instant(plan.window.end),
+                    )
+                ]
+            )
+        session = build_session(
+            plan,
+            offers[0],
+            profile=self._profile,
+            owner=owner,
+            now=now,
+            phase=SessionPhase.ACCEPTED,
+            expires=None,
+            offer_set_uuid=None,
+            position=0,
+            notes=[
+                *plan.notes,
+                info(
+                    "Accepted for direct execution: start {start}, {duration}",
+                    time=now,
+                    start=format_instant(offers[0].start),
+                    duration=format_duration(plan.duration),
+                ),
+            ],
+        )
+        await self._store.insert_session(session)
+        logger.info("direct session created", extra={"session": str(session.uuid)})
+        return session
+
+    async def get_offer_set(self, uuid: UUID, *, owner: str) -> OfferSetRecord:
+        found = await self._store.get_offer_set(uuid, owner=owner)
+        if found is None:
+            raise NotFoundError("No offer set {uuid}", {"uuid": uuid})
+        return found

@@ -1,0 +1,226 @@
+"""Reading sessions and components, applying a client's updates, and expiring offers."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import TypeAdapter, ValidationError
+
+from execbroker.clock import Clock
+from execbroker.exceptions import ConflictError, NotFoundError, UnprocessableError
+from execbroker.model.isotime import format_instant
+from execbroker.model.messages import info
+from execbroker.model.phases import ACTIVE_SESSION_PHASES, ComponentPhase, SessionPhase
+from execbroker.model.records import ComponentRecord, ComponentRole, SessionRecord
+from execbroker.model.wire import EnumValueUpdate, MessageItem, Update
+from execbroker.planning.validation import schema_messages
+from execbroker.storage.store import BrokerStore
+
+__all__ = ["SessionService", "phase_options"]
+
+logger = logging.getLogger(__name__)
+
+_UPDATE = TypeAdapter[Any](Update)
+_UPDATE_KINDS = (
+    "uri:enum-value-update",
+    "uri:string-value-update",
+    "uri:integer-value-update",
+    "uri:integer-delta-update",
+)
+
+
+def phase_options(phase: SessionPhase) -> list[SessionPhase]:
+    """The phases a client may set ``/phase`` to now."""
+    if phase is SessionPhase.OFFERED:
+        return [SessionPhase.ACCEPTED, SessionPhase.REJECTED]
+    if phase in ACTIVE_SESSION_PHASES:
+        return [SessionPhase.CANCELLED]
+    return []
+
+
+class SessionService:
+    def __init__(self, *, store: BrokerStore, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+
+    async def get_session(self, uuid: UUID, *, owner: str) -> SessionRecord:
+        found = await self._store.get_session(uuid, owner=owner)
+        if found is None:
+            raise NotFoundError("No session {uuid}", {"uuid": uuid})
+        return found
+
+    async def get_component(
+        self, role: ComponentRole, uuid: UUID, *, owner: str
+    ) -> tuple[ComponentRecord, list[ComponentRecord]]:
+        """The component, and (for compute) its volume mounts."""
+        found = await self._store.find_component(uuid, owner=owner)
+        if found is None or found.role is not role:
+            raise NotFoundError("No {role} component {uuid}", {"role": role.value, "uuid": uuid})
+        if role is not ComponentRole.COMPUTE:
+            return found, []
+        session = await self.get_session(found.session_uuid, owner=owner)
+        return found, session.components_of(ComponentRole.VOLUME)
+
+    async def apply_update(self, uuid: UUID, document: Any, *, owner: str) -> SessionRecord:
+        """Apply one update to a session; 409 when its phase forbids it, 422 when malformed."""
+        update = _parse_update(document)
+        path = "/" + update.path.strip().lstrip("/")
+        if path != "/phase":
+            raise UnprocessableError(
+                "'{target}' cannot be updated; the updatable path is /phase",
+                {"target": update.path},
+                path="/path",
+            )
+        if not isinstance(update, EnumValueUpdate):
+            raise UnprocessableError(
+                "/phase takes a uri:enum-value-update, not {kind}",
+                {"kind": update.kind},
+                path="/kind",
+            )
+        try:
+            target = SessionPhase(update.value.strip().upper())
+        except ValueError:
+            raise UnprocessableError(
+                "'{value}' is not a session phase",
+                {"value": update.value},
+                path="/value",
+            ) from None
+        session = await self.get_session(uuid, owner=owner)
+        if target is session.phase:
+            return session  # already there: a retried update is not an error
+        if target not in (SessionPhase.ACCEPTED, SessionPhase.REJECTED, SessionPhase.CANCELLED):
+            raise UnprocessableError(
+                "a client cannot set /phase to {value}; it can set ACCEPTED, REJECTED or "
+                "CANCELLED, when the session's phase allows",
+                {"value": target.value},
+                path="/value",
+            )
+        if target not in phase_options(session.phase):
+            raise _wrong_phase(session, target)
+        now = self._clock.now()
+        match target:
+            case SessionPhase.ACCEPTED:
+                await self._accept(session, now=now)
+            case SessionPhase.REJECTED:
+                await self._move(
+                    session,
+                    target,
+                    ComponentPhase.CANCELLED,
+                    now=now,
+                    note=info("Offer rejected by {owner}", time=now, owner=owner),
+                )
+            case SessionPhase.CANCELLED:
+                await self._move(
+                    session,
+                    target,
+                    ComponentPhase.CANCELLED,
+                    now=now,
+                    note=info("Session cancelled by {owner}", time=now, owner=owner),
+                )
+        logger.info("session updated", extra={"session": str(uuid), "phase": target.value})
+        return await self.get_session(uuid, owner=owner)
+
+    async def _accept(self, session: SessionRecord, *, now: datetime) -> None:
+        if session.expires is not None and session.expires <= now:
+            await self.expire_due_offers()
+            raise ConflictError(
+                "The offer expired at {expires} and can no longer be accepted",
+                {"expires": format_instant(session.expires)},
+                path="/phase",
+            )
+        won = await self._store.accept_offer(
+            session.uuid,
+            owner=session.owner,
+            now=now,
+            note=info("Offer accepted by {owner}", time=now, owner=session.owner),
+            sibling_note=info(
+                "Rejected because offer {accepted} of the same set was accepted",
+                time=now,
+                accepted=session.uuid,
+            ),
+        )
+        if not won:
+            current = await self.get_session(session.uuid, owner=session.owner)
+            if current.phase is SessionPhase.ACCEPTED:
+                return
+            raise _wrong_phase(current, SessionPhase.ACCEPTED)
+
+    async def _move(
+        self,
+        session: SessionRecord,
+        target: SessionPhase,
+        component_phase: ComponentPhase,
+        *,
+        now: datetime,
+        note: MessageItem,
+    ) -> None:
+        moved = await self._store.transition_session(
+            session.uuid,
+            owner=session.owner,
+            from_phases=[session.phase],
+            to_phase=target,
+            component_phase=component_phase,
+            now=now,
+            note=note,
+        )
+        if not moved:
+            current = await self.get_session(session.uuid, owner=session.owner)
+            if current.phase is not target:
+                raise _wrong_phase(current, target)
+
+    async def expire_due_offers(self) -> list[UUID]:
+        """Mark every offer whose time is up EXPIRED. Run by the expiry timer."""
+        now = self._clock.now()
+        expired = await self._store.expire_offers(
+            now=now,
+            note=lambda expires: info(
+                "Offer expired at {expires} without being accepted",
+                time=now,
+                expires=format_instant(expires),
+            ),
+        )
+        if expired:
+            logger.info("offers expired", extra={"count": len(expired)})
+        return expired
+
+
+def _parse_update(document: Any) -> Any:
+    if not isinstance(document, dict):
+        raise UnprocessableError(
+            "an update must be an object with kind, path and value, not {got}",
+            {"got": type(document).__name__},
+        )
+    kind = document.get("kind")
+    if kind not in _UPDATE_KINDS:
+        raise UnprocessableError(
+            "unknown update kind '{kind}'; this broker knows {known}",
+            {"kind": kind, "known": ", ".join(_UPDATE_KINDS)},
+            path="/kind",
+        )
+    try:
+        return _UPDATE.validate_python(document)
+    except ValidationError as failure:
+        details = schema_messages(failure)
+        raise UnprocessableError(
+            "the update is not valid: {reason}",
+            {"reason": "; ".join(m.message or "" for m in details)},
+            details=details,
+        ) from None
+
+
+def _wrong_phase(session: SessionRecord, target: SessionPhase) -> ConflictError:
+    allowed = phase_options(session.phase)
+    return ConflictError(
+        "The session is {phase}; /phase cannot be set to {value} now ({allowed})",
+        {
+            "phase": session.phase.value,
+            "value": target.value,
+            "allowed": "options now: " + ", ".join(p.value for p in allowed)
+            if allowed
+            else "it has ended; nothing can be changed",
+        },
+        path="/phase",
+    )

@@ -1,0 +1,100 @@
+"""The database connection: engine set-up, read and write transactions, migrations.
+
+SQLite is the embedded default. It allows one writer at a time, so write transactions begin
+with ``BEGIN IMMEDIATE``: they queue for the write lock up front (``busy_timeout``) instead
+of failing halfway when a read turns into a write. Reads use plain deferred transactions
+and, with WAL, never wait for writers. PostgreSQL uses ordinary transactions; guarded
+updates and row locks serialise what must be serialised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+from sqlalchemy.engine.url import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+__all__ = ["Database"]
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+_IMMEDIATE = "execbroker_immediate"
+
+
+class Database:
+    """One engine, and transactions shaped for what the caller does with them."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = make_url(url)
+        self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        options: dict[str, Any] = {"echo": echo}
+        if self.is_sqlite:
+            database = self.url.database
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            options["connect_args"] = {"timeout": 30}
+        else:
+            options.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+        self.engine: AsyncEngine = create_async_engine(self.url, **options)
+        if self.is_sqlite:
+            _configure_sqlite(self.engine)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction for reading: a consistent snapshot, never blocking writers."""
+        async with self.engine.connect() as connection, connection.begin():
+            yield connection
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction that writes; committed when the block ends, rolled back on error."""
+        async with self.engine.connect() as plain:
+            connection = await self._for_writing(plain)
+            async with connection.begin():
+                yield connection
+
+    async def migrate(self) -> None:
+        """Bring the schema up to the newest Alembic revision. Never drops data."""
+        async with self.engine.connect() as plain:
+            connection = await self._for_writing(plain)
+            async with connection.begin():
+                await connection.run_sync(_upgrade)
+
+    async def _for_writing(self, connection: AsyncConnection) -> AsyncConnection:
+        if self.is_sqlite:
+            return await connection.execution_options(**{_IMMEDIATE: True})
+        return connection
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _upgrade(connection: Connection) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    # The driver's own transaction handling is switched off, so that BEGIN is ours to emit.
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        immediate = connection.get_execution_options().get(_IMMEDIATE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

@@ -1,0 +1,574 @@
+"""Reading and writing offer sets, sessions, components and their messages.
+
+Mechanical: records in, records out, no decisions. Phase changes are guarded in SQL
+(``UPDATE … WHERE phase IN (…)``): the return value says whether this caller won, so two
+racing callers can never both change the same thing. Every query is filtered by owner.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from execbroker.model.phases import ComponentPhase, OfferResult, SessionPhase
+from execbroker.model.records import (
+    ComponentRecord,
+    ComponentRole,
+    OfferSetRecord,
+    Schedule,
+    SessionRecord,
+)
+from execbroker.model.wire import MessageItem
+from execbroker.storage.database import Database
+from execbroker.storage.tables import UTCDateTime, components, messages, offer_sets, sessions
+
+__all__ = ["BrokerStore", "MessageTarget"]
+
+
+class MessageTarget:
+    """Where a new message belongs: its subject, and the session and offer set above it."""
+
+    __slots__ = ("offer_set_uuid", "session_uuid", "subject_uuid")
+
+    def __init__(
+        self,
+        subject_uuid: UUID,
+        *,
+        session_uuid: UUID | None = None,
+        offer_set_uuid: UUID | None = None,
+    ) -> None:
+        self.subject_uuid = subject_uuid
+        self.session_uuid = session_uuid
+        self.offer_set_uuid = offer_set_uuid
+
+
+class BrokerStore:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    # ------------------------------------------------------------------ creating
+
+    async def insert_offer_set(
+        self, offer_set: OfferSetRecord, *, request: dict[str, Any] | None
+    ) -> None:
+        """The offer set, its offers, their components and every message, in one transaction."""
+        async with self._db.write() as connection:
+            await connection.execute(
+                offer_sets.insert().values(
+                    uuid=str(offer_set.uuid),
+                    owner=offer_set.owner,
+                    result=offer_set.result.value,
+                    created=offer_set.created,
+                    modified=offer_set.modified,
+                    request=request,
+                )
+            )
+            await _insert_messages(
+                connection,
+                MessageTarget(offer_set.uuid, offer_set_uuid=offer_set.uuid),
+                offer_set.messages,
+            )
+            for session in offer_set.offers:
+                await _insert_session(connection, session)
+
+    async def insert_session(self, session: SessionRecord) -> None:
+        async with self._db.write() as connection:
+            await _insert_session(connection, session)
+
+    # ------------------------------------------------------------------ reading
+
+    async def get_offer_set(self, uuid: UUID, *, owner: str) -> OfferSetRecord | None:
+        async with self._db.read() as connection:
+            row = (
+                await connection.execute(
+                    sa.select(offer_sets).where(
+                        offer_sets.c.uuid == str(uuid), offer_sets.c.owner == owner
+                    )
+                )
+            ).one_or_none()
+            if row is None:
+                return None
+            session_rows = (
+                await connection.execute(
+                    sa.select(sessions)
+                    .where(sessions.c.offer_set_uuid == str(uuid))
+                    .order_by(sessions.c.position)
+                )
+            ).all()
+            found = await _load_sessions(connection, session_rows)
+            offer_set_messages = await _load_messages(
+                connection, messages.c.subject_uuid == str(uuid)
+            )
+        return OfferSetRecord(
+            uuid=UUID(row.uuid),
+            owner=row.owner,
+            result=OfferResult(row.result),
+            created=row.created,
+            modified=row.modified,
+            messages=offer_set_messages.get(str(uuid), []),
+            offers=found,
+        )
+
+    async def get_session(self, uuid: UUID, *, owner: str) -> SessionRecord | None:
+        async with self._db.read() as connection:
+            rows = (
+                await connection.execute(
+                    sa.select(sessions).where(
+                        sessions.c.uuid == str(uuid), sessions.c.owner == owner
+                    )
+                )
+            ).all()
+            found = await _load_sessions(connection, rows)
+        return found[0] if found else None
+
+    async def find_component(self, uuid: UUID, *, owner: str) -> ComponentRecord | None:
+        async with self._db.read() as connection:
+            row = (
+                await connection.execute(
+                    sa.select(components).where(
+                        components.c.uuid == str(uuid), components.c.owner == owner
+                    )
+                )
+            ).one_or_none()
+            if row is None:
+                return None
+            found = await _load_messages(connection, messages.c.subject_uuid == str(uuid))
+        return _component_from_row(row, found.get(str(uuid), []))
+
+    async def next_expiry(self) -> datetime | None:
+        async with self._db.read() as connection:
+            value: datetime | None = (
+                await connection.execute(
+                    sa.select(sa.func.min(sessions.c.expires)).where(
+                        sessions.c.phase == SessionPhase.OFFERED.value
+                    )
+                )
+            ).scalar()
+        # A bare aggregate loses the column type on SQLite; put the zone back.
+        return _AS_UTC.process_result_value(value, self._db.engine.dialect)
+
+    # ------------------------------------------------------------------ phase changes
+
+    async def accept_offer(
+        self,
+        uuid: UUID,
+        *,
+        owner: str,
+        now: datetime,
+        note: MessageItem,
+        sibling_note: MessageItem,
+    ) -> bool:
+        """Accept an OFFERED, unexpired offer and reject its OFFERED siblings, atomically.
+
+        False when this caller did not win: the offer is not OFFERED, has expired, or a
+        sibling was accepted first (the offer set's ``accepted_session`` guard).
+        """
+        try:
+            async with self._db.write() as connection:
+                await self._accept(
+                    connection,
+                    uuid=uuid,
+                    owner=owner,
+                    now=now,
+                    note=note,
+                    sibling_note=sibling_note,
+                )
+        except _LostRaceError:
+            return False
+        return True
+
+    async def _accept(
+        self,
+        connection: AsyncConnection,
+        *,
+        uuid: UUID,
+        owner: str,
+        now: datetime,
+        note: MessageItem,
+        sibling_note: MessageItem,
+    ) -> None:
+        row = (
+            await connection.execute(
+                sa.select(sessions.c.offer_set_uuid).where(
+                    sessions.c.uuid == str(uuid),
+                    sessions.c.owner == owner,
+                    sessions.c.phase == SessionPhase.OFFERED.value,
+                    sessions.c.expires > now,
+                )
+            )
+        ).one_or_none()
+        if row is None:
+            raise _LostRaceError
+        offer_set_uuid = row.offer_set_uuid
+        claimed = await connection.execute(
+            offer_sets.update()
+            .where(
+                offer_sets.c.uuid == offer_set_uuid,
+                offer_sets.c.accepted_session.is_(None),
+            )
+            .values(accepted_session=str(uuid), modified=now)
+        )
+        if claimed.rowcount != 1:
+            raise _LostRaceError
+        moved = await connection.execute(
+            sessions.update()
+            .where(
+                sessions.c.uuid == str(uuid),
+                sessions.c.phase == SessionPhase.OFFERED.value,
+                sessions.c.expires > now,
+            )
+            .values(phase=SessionPhase.ACCEPTED.value, modified=now)
+        )
+        if moved.rowcount != 1:
+            raise _LostRaceError
+        await _set_component_phases(
+            connection,
+            [uuid],
+            ComponentPhase.WAITING,
+            only_from=(ComponentPhase.INITIALIZING,),
+            now=now,
+        )
+        await _insert_messages(
+            connection,
+            MessageTarget(uuid, session_uuid=uuid, offer_set_uuid=UUID(offer_set_uuid)),
+            [note],
+        )
+        sibling_rows = (
+            await connection.execute(
+                sa.select(sessions.c.uuid).where(
+                    sessions.c.offer_set_uuid == offer_set_uuid,
+                    sessions.c.uuid != str(uuid),
+                    sessions.c.phase == SessionPhase.OFFERED.value,
+                )
+            )
+        ).all()
+        siblings = [UUID(r.uuid) for r in sibling_rows]
+        if siblings:
+            await connection.execute(
+                sessions.update()
+                .where(
+                    sessions.c.uuid.in_([str(s) for s in siblings]),
+                    sessions.c.phase == SessionPhase.OFFERED.value,
+                )
+                .values(phase=SessionPhase.REJECTED.value, modified=now)
+            )
+            await _set_component_phases(
+                connection,
+                siblings,
+                ComponentPhase.CANCELLED,
+                only_from=(ComponentPhase.INITIALIZING,),
+                now=now,
+            )
+            for sibling in siblings:
+                await _insert_messages(
+                    connection,
+                    MessageTarget(
+                        sibling, session_uuid=sibling, offer_set_uuid=UUID(offer_set_uuid)
+                    ),
+                    [sibling_note],
+                )
+
+    async def transition_session(
+        self,
+        uuid: UUID,
+        *,
+        owner: str,
+        from_phases: Iterable[SessionPhase],
+        to_phase: SessionPhase,
+        component_phase: ComponentPhase,
+        now: datetime,
+        note: MessageItem,
+    ) -> bool:
+        """Move a session from one of ``from_phases`` to ``to_phase``; unended components follow.
+
+        False when the session was not in one of ``from_phases`` (someone else moved it).
+        """
+        async with self._db.write() as connection:
+            moved = await connection.execute(
+                sessions.update()
+                .where(
+                    sessions.c.uuid == str(uuid),
+                    sessions.c.owner == owner,
+                    sessions.c.phase.in_([p.value for p in from_phases]),
+                )
+                .values(phase=to_phase.value, modified=now)
+                .returning(sessions.c.offer_set_uuid)
+            )
+            row = moved.one_or_none()
+            if row is None:
+                return False
+            await _set_component_phases(
+                connection,
+                [uuid],
+                component_phase,
+                only_from=_UNENDED_COMPONENT_PHASES,
+                now=now,
+            )
+            offer_set = UUID(row.offer_set_uuid) if row.offer_set_uuid else None
+            await _insert_messages(
+                connection,
+                MessageTarget(uuid, session_uuid=uuid, offer_set_uuid=offer_set),
+                [note],
+            )
+        return True
+
+    async def expire_offers(
+        self, *, now: datetime, note: Callable[[datetime], MessageItem]
+    ) -> list[UUID]:
+        """Every OFFERED session whose ``expires`` has passed becomes EXPIRED; their uuids."""
+        async with self._db.write() as connection:
+            expired = (
+                await connection.execute(
+                    sessions.update()
+                    .where(
+                        sessions.c.phase == SessionPhase.OFFERED.value,
+                        sessions.c.expires <= now,
+                    )
+                    .values(phase=SessionPhase.EXPIRED.value, modified=now)
+                    .returning(sessions.c.uuid, sessions.c.offer_set_uuid, sessions.c.expires)
+                )
+            ).all()
+            if not expired:
+                return []
+            uuids = [UUID(r.uuid) for r in expired]
+            await _set_component_phases(
+                connection,
+                uuids,
+                ComponentPhase.CANCELLED,
+                only_from=(ComponentPhase.INITIALIZING,),
+                now=now,
+            )
+            rows = []
+            for r in expired:
+                expires = _AS_UTC.process_result_value(r.expires, self._db.engine.dialect)
+                rows.append(
+                    _message_row(
+                        MessageTarget(
+                            UUID(r.uuid),
+                            session_uuid=UUID(r.uuid),
+                            offer_set_uuid=UUID(r.offer_set_uuid) if r.offer_set_uuid else None,
+                        ),
+                        note(expires or now),
+                    )
+                )
+            await connection.execute(messages.insert(), rows)
+        return uuids
+
+
+# ---------------------------------------------------------------------- helpers
+
+_UNENDED_COMPONENT_PHASES = (
+    ComponentPhase.INITIALIZING,
+    ComponentPhase.WAITING,
+    ComponentPhase.PREPARING,
+    ComponentPhase.AVAILABLE,
+    ComponentPhase.RUNNING,
+    ComponentPhase.RELEASING,
+)
+
+
+_AS_UTC = UTCDateTime()
+
+
+class _LostRaceError(Exception):
+    """Raised inside a write transaction to roll it back when a guard finds nothing to do."""
+
+
+async def _set_component_phases(
+    connection: AsyncConnection,
+    session_uuids: Sequence[UUID],
+    phase: ComponentPhase,
+    *,
+    only_from: Iterable[ComponentPhase],
+    now: datetime,
+) -> None:
+    await connection.execute(
+        components.update()
+        .where(
+            components.c.session_uuid.in_([str(s) for s in session_uuids]),
+            components.c.phase.in_([p.value for p in only_from]),
+        )
+        .values(phase=phase.value, modified=now)
+    )
+
+
+def _schedule_columns(schedule: Schedule) -> dict[str, Any]:
+    return {
+        "prepare_start": schedule.prepare_start,
+        "prepare_seconds": schedule.prepare_duration.total_seconds(),
+        "available_start": schedule.available_start,
+        "available_seconds": schedule.available_duration.total_seconds(),
+        "release_seconds": schedule.release_duration.total_seconds(),
+    }
+
+
+def _schedule_from_row(row: Any) -> Schedule:
+    return Schedule(
+        prepare_start=row.prepare_start,
+        prepare_duration=timedelta(seconds=row.prepare_seconds),
+        available_start=row.available_start,
+        available_duration=timedelta(seconds=row.available_seconds),
+        release_duration=timedelta(seconds=row.release_seconds),
+    )
+
+
+async def _insert_session(connection: AsyncConnection, session: SessionRecord) -> None:
+    await connection.execute(
+        sessions.insert().values(
+            uuid=str(session.uuid),
+            owner=session.owner,
+            offer_set_uuid=str(session.offer_set_uuid) if session.offer_set_uuid else None,
+            position=session.position,
+            phase=session.phase.value,
+            expires=session.expires,
+            created=session.created,
+            modified=session.modified,
+            book_start=session.schedule.prepare_start,
+            book_end=session.schedule.release_end,
+            cores=session.cores,
+            memory_gib=session.memory_gib,
+            storage_gib=session.storage_gib,
+            connectors=session.connectors,
+            **_schedule_columns(session.schedule),
+        )
+    )
+    if session.components:
+        await connection.execute(
+            components.insert(),
+            [
+                {
+                    "uuid": str(c.uuid),
+                    "session_uuid": str(session.uuid),
+                    "owner": c.owner,
+                    "role": c.role.value,
+                    "position": c.position,
+                    "name": c.name,
+                    "kind": c.kind,
+                    "spec": c.spec,
+                    "description": c.description,
+                    "phase": c.phase.value,
+                    "created": c.created,
+                    "modified": c.modified,
+                    **_schedule_columns(c.schedule),
+                }
+                for c in session.components
+            ],
+        )
+    target = MessageTarget(
+        session.uuid, session_uuid=session.uuid, offer_set_uuid=session.offer_set_uuid
+    )
+    await _insert_messages(connection, target, session.messages)
+    for component in session.components:
+        await _insert_messages(
+            connection,
+            MessageTarget(
+                component.uuid,
+                session_uuid=session.uuid,
+                offer_set_uuid=session.offer_set_uuid,
+            ),
+            component.messages,
+        )
+
+
+def _message_row(target: MessageTarget, item: MessageItem) -> dict[str, Any]:
+    return {
+        "subject_uuid": str(target.subject_uuid),
+        "session_uuid": str(target.session_uuid) if target.session_uuid else None,
+        "offer_set_uuid": str(target.offer_set_uuid) if target.offer_set_uuid else None,
+        "time": item.time,
+        "level": item.level.value if item.level else "INFO",
+        "kind": item.kind,
+        "template": item.template or "",
+        "values": item.values or {},
+        "message": item.message or "",
+    }
+
+
+async def _insert_messages(
+    connection: AsyncConnection, target: MessageTarget, items: Sequence[MessageItem]
+) -> None:
+    if items:
+        await connection.execute(messages.insert(), [_message_row(target, i) for i in items])
+
+
+async def _load_messages(
+    connection: AsyncConnection, condition: Any
+) -> dict[str, list[MessageItem]]:
+    rows = (
+        await connection.execute(sa.select(messages).where(condition).order_by(messages.c.id))
+    ).all()
+    grouped: dict[str, list[MessageItem]] = defaultdict(list)
+    for row in rows:
+        grouped[row.subject_uuid].append(
+            MessageItem(
+                kind=row.kind,
+                time=row.time,
+                level=row.level,
+                template=row.template,
+                values=row.values,
+                message=row.message,
+            )
+        )
+    return grouped
+
+
+def _component_from_row(row: Any, items: list[MessageItem]) -> ComponentRecord:
+    return ComponentRecord(
+        uuid=UUID(row.uuid),
+        session_uuid=UUID(row.session_uuid),
+        owner=row.owner,
+        role=ComponentRole(row.role),
+        position=row.position,
+        name=row.name,
+        kind=row.kind,
+        spec=row.spec,
+        description=row.description,
+        phase=ComponentPhase(row.phase),
+        schedule=_schedule_from_row(row),
+        created=row.created,
+        modified=row.modified,
+        messages=items,
+    )
+
+
+async def _load_sessions(connection: AsyncConnection, rows: Sequence[Any]) -> list[SessionRecord]:
+    if not rows:
+        return []
+    uuids = [row.uuid for row in rows]
+    component_rows = (
+        await connection.execute(
+            sa.select(components)
+            .where(components.c.session_uuid.in_(uuids))
+            .order_by(components.c.session_uuid, components.c.role, components.c.position)
+        )
+    ).all()
+    found = await _load_messages(connection, messages.c.session_uuid.in_(uuids))
+    by_session: dict[str, list[ComponentRecord]] = defaultdict(list)
+    for row in component_rows:
+        by_session[row.session_uuid].append(_component_from_row(row, found.get(row.uuid, [])))
+    return [
+        SessionRecord(
+            uuid=UUID(row.uuid),
+            owner=row.owner,
+            offer_set_uuid=UUID(row.offer_set_uuid) if row.offer_set_uuid else None,
+            position=row.position,
+            phase=SessionPhase(row.phase),
+            expires=row.expires,
+            schedule=_schedule_from_row(row),
+            cores=row.cores,
+            memory_gib=row.memory_gib,
+            storage_gib=row.storage_gib,
+            created=row.created,
+            modified=row.modified,
+            messages=found.get(row.uuid, []),
+            connectors=row.connectors,
+            components=by_session.get(row.uuid, []),
+        )
+        for row in rows
+    ]

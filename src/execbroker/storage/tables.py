@@ -1,0 +1,140 @@
+"""The database tables (SQLAlchemy Core). Alembic migrations create and evolve them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+
+__all__ = ["components", "messages", "metadata", "offer_sets", "sessions"]
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out, whatever the database keeps (SQLite keeps naive text)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; use aware UTC")
+        utc = value.astimezone(UTC)
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+JSONDocument: Any = sa.JSON().with_variant(JSONB(), "postgresql")
+UUID_LENGTH = 36
+NAME_LENGTH = 255
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+offer_sets = sa.Table(
+    "offer_sets",
+    metadata,
+    sa.Column("uuid", sa.String(UUID_LENGTH), primary_key=True),
+    sa.Column("owner", sa.String(NAME_LENGTH), nullable=False, index=True),
+    sa.Column("result", sa.String(3), nullable=False),
+    sa.Column("created", UTCDateTime(), nullable=False),
+    sa.Column("modified", UTCDateTime(), nullable=False),
+    # The normalised request, kept for audit and for re-planning.
+    sa.Column("request", JSONDocument, nullable=True),
+    # Set once, under a guard: the one offer of this set that was accepted.
+    sa.Column("accepted_session", sa.String(UUID_LENGTH), nullable=True),
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("uuid", sa.String(UUID_LENGTH), primary_key=True),
+    sa.Column("owner", sa.String(NAME_LENGTH), nullable=False, index=True),
+    sa.Column(
+        "offer_set_uuid",
+        sa.String(UUID_LENGTH),
+        sa.ForeignKey("offer_sets.uuid", ondelete="CASCADE"),
+        nullable=True,
+        index=True,
+    ),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("phase", sa.String(16), nullable=False),
+    sa.Column("expires", UTCDateTime(), nullable=True),
+    sa.Column("created", UTCDateTime(), nullable=False),
+    sa.Column("modified", UTCDateTime(), nullable=False),
+    sa.Column("prepare_start", UTCDateTime(), nullable=False),
+    sa.Column("prepare_seconds", sa.Float, nullable=False),
+    sa.Column("available_start", UTCDateTime(), nullable=False),
+    sa.Column("available_seconds", sa.Float, nullable=False),
+    sa.Column("release_seconds", sa.Float, nullable=False),
+    # What the session books: [book_start, book_end] for these amounts.
+    sa.Column("book_start", UTCDateTime(), nullable=False),
+    sa.Column("book_end", UTCDateTime(), nullable=False),
+    sa.Column("cores", sa.Integer, nullable=False),
+    sa.Column("memory_gib", sa.Integer, nullable=False),
+    sa.Column("storage_gib", sa.Integer, nullable=False),
+    sa.Column("connectors", JSONDocument, nullable=False),
+    sa.Index("ix_sessions_phase_expires", "phase", "expires"),
+)
+
+components = sa.Table(
+    "components",
+    metadata,
+    sa.Column("uuid", sa.String(UUID_LENGTH), primary_key=True),
+    sa.Column(
+        "session_uuid",
+        sa.String(UUID_LENGTH),
+        sa.ForeignKey("sessions.uuid", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("owner", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("name", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("kind", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("spec", JSONDocument, nullable=False),
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("phase", sa.String(16), nullable=False),
+    sa.Column("created", UTCDateTime(), nullable=False),
+    sa.Column("modified", UTCDateTime(), nullable=False),
+    sa.Column("prepare_start", UTCDateTime(), nullable=False),
+    sa.Column("prepare_seconds", sa.Float, nullable=False),
+    sa.Column("available_start", UTCDateTime(), nullable=False),
+    sa.Column("available_seconds", sa.Float, nullable=False),
+    sa.Column("release_seconds", sa.Float, nullable=False),
+)
+
+# Messages are rows, so that appending one is an INSERT on every database. ``subject_uuid``
+# is the offer set, session or component the message is about; ``offer_set_uuid`` and
+# ``session_uuid`` let a whole offer set or session load its messages in one query.
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("subject_uuid", sa.String(UUID_LENGTH), nullable=False, index=True),
+    sa.Column("session_uuid", sa.String(UUID_LENGTH), nullable=True, index=True),
+    sa.Column("offer_set_uuid", sa.String(UUID_LENGTH), nullable=True, index=True),
+    sa.Column("time", UTCDateTime(), nullable=False),
+    sa.Column("level", sa.String(8), nullable=False),
+    sa.Column("kind", sa.String(NAME_LENGTH), nullable=True),
+    sa.Column("template", sa.Text, nullable=False),
+    sa.Column("values", JSONDocument, nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+)

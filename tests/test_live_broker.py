@@ -1,0 +1,60 @@
+"""The broker as a real process over real HTTP: start, serve, die, restart, carry on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from tests.support.live import LiveBroker
+from tests.support.wire import example, notebook_request, phase_update
+
+
+def _snapshot(client: httpx.Client, urls: list[str]) -> dict[str, object]:
+    return {url: client.get(url).json() for url in urls}
+
+
+def test_everything_reads_back_identically_after_a_kill(
+    tmp_path: Path, database_url: str
+) -> None:
+    env = {"EXECBROKER_DATABASE_URL": database_url}
+    first = LiveBroker(data_dir=tmp_path, env=env).start()
+    try:
+        with httpx.Client(base_url=first.url) as client:
+            created = client.post("/requests", json=example("container-with-data-request.yaml"))
+            assert created.status_code == 303
+            offers = client.post("/requests", json=notebook_request()).json()
+            client.post(offers["offers"][1]["meta"]["url"], json=phase_update("ACCEPTED"))
+            direct = client.post("/direct", json=example("direct-request.json")).json()
+            client.post(direct["meta"]["url"], json=phase_update("CANCELLED"))
+            refused = client.post("/requests", json={"compute": {}}).json()
+            urls = [
+                created.headers["location"],
+                offers["meta"]["url"],
+                direct["meta"]["url"],
+                refused["meta"]["url"],
+                direct["executable"]["meta"]["url"],
+                *(v["meta"]["url"] for v in created.json()["offers"][0]["compute"]["volumes"]),
+            ]
+            before = _snapshot(client, urls)
+    finally:
+        first.kill()
+
+    # Same port, so that the URLs in the documents are the same.
+    second = LiveBroker(data_dir=tmp_path, env=env)
+    second.port, second.url = first.port, first.url
+    with second, httpx.Client(base_url=second.url) as client:
+        after = _snapshot(client, urls)
+
+    assert after == before
+    assert before[offers["meta"]["url"]]["offers"][1]["phase"] == "ACCEPTED"
+    assert before[direct["meta"]["url"]]["phase"] == "CANCELLED"
+    assert before[refused["meta"]["url"]]["result"] == "NO"
+
+
+def test_serve_prints_where_it_listens(tmp_path: Path) -> None:
+    with LiveBroker(data_dir=tmp_path) as live:
+        assert httpx.get(f"{live.url}/healthz").json()["status"] == "ok"
+    log = live.log.read_text()
+    assert f"execbroker listening on http://127.0.0.1:{live.port}" in log
+    assert (tmp_path / "execbroker.db").exists()
