@@ -14,9 +14,7 @@ def _snapshot(client: httpx.Client, urls: list[str]) -> dict[str, object]:
     return {url: client.get(url).json() for url in urls}
 
 
-def test_everything_reads_back_identically_after_a_kill(
-    tmp_path: Path, database_url: str
-) -> None:
+def test_everything_reads_back_identically_after_a_kill(tmp_path: Path, database_url: str) -> None:
     env = {"EXECBROKER_DATABASE_URL": database_url}
     first = LiveBroker(data_dir=tmp_path, env=env).start()
     try:

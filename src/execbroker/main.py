@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             settings=settings,
             profile=profile_from_settings(settings),
             clock=clock,
-            on_offers_made=expiry.poke,
+            on_offers_made=expiry.notice,
         )
         app.state.broker = Broker(
             settings=settings,

@@ -37,8 +37,9 @@ async def test_an_expired_offer_cannot_be_accepted(broker: Any) -> None:
         await asyncio.sleep(0.6)
         response = await post(client, offer["meta"]["url"], phase_update("ACCEPTED"))
         assert response.status_code == 409
-        assert "EXPIRED" in response.json()["messages"][0]["message"] or "expired" in (
-            response.json()["messages"][0]["message"]
+        assert (
+            "EXPIRED" in response.json()["messages"][0]["message"]
+            or "expired" in (response.json()["messages"][0]["message"])
         )
         assert (await client.get(offer["meta"]["url"])).json()["phase"] == "EXPIRED"
 

@@ -1,4 +1,4 @@
-"""Requests the broker cannot serve get ``result: NO`` or a 4xx that names the problem; never 500."""
+"""Requests the broker cannot serve: ``result: NO`` or a 4xx naming the problem, never 500."""
 
 from __future__ import annotations
 
@@ -37,47 +37,112 @@ _DELETE = object()
 REFUSED = [
     # (case, change, expected path, words in the message)
     ("missing executable", _set("/executable", _DELETE), "/executable", "no executable"),
-    ("unknown kind", _set("/executable/kind", "urn:no-such-kind"), "/executable/kind",
-     "unknown kind 'urn:no-such-kind'"),
-    ("unknown data kind", _set("/data/0/kind", f"{V1}data/ftp.yaml"), "/data/0/kind",
-     "unknown kind"),
-    ("bad duration", _set("/schedule/requested/duration", "two hours"),
-     "/schedule/requested/duration", "not an ISO-8601 duration"),
-    ("negative duration", _set("/schedule/requested/duration", "-PT1H"),
-     "/schedule/requested/duration", "must be positive"),
-    ("too long", _set("/schedule/requested/duration", "P60D"),
-     "/schedule/requested/duration", "longest run"),
-    ("bad interval", _set("/schedule/requested/start", "tomorrow"),
-     "/schedule/requested/start", "not an ISO-8601 interval"),
-    ("bad instant", _set("/schedule/requested/start", "2030-13-45T99:00:00Z/PT1H"),
-     "/schedule/requested/start", "not an ISO-8601 date-time"),
-    ("past interval", _set("/schedule/requested/start", "2001-01-01T00:00:00Z/PT1H"),
-     "/schedule/requested/start", "in the past"),
-    ("min above max", _set("/compute/cores", {"min": 4, "max": 2}), "/compute/cores",
-     "minimum 4 is larger than the maximum 2"),
-    ("negative cores", _set("/compute/cores", {"min": -1}), "/compute/cores/min",
-     "at least 1"),
-    ("negative memory", _set("/compute/memory", {"min": 0, "max": 2}), "/compute/memory/min",
-     "at least 1"),
-    ("too many cores", _set("/compute/cores", {"min": 80}), "/compute/cores/min",
-     "minimum 80 cores exceeds the platform's 64"),
-    ("wrong type", _set("/compute/cores", {"min": "lots"}), "/compute/cores/min",
-     "valid integer"),
+    (
+        "unknown kind",
+        _set("/executable/kind", "urn:no-such-kind"),
+        "/executable/kind",
+        "unknown kind 'urn:no-such-kind'",
+    ),
+    (
+        "unknown data kind",
+        _set("/data/0/kind", f"{V1}data/ftp.yaml"),
+        "/data/0/kind",
+        "unknown kind",
+    ),
+    (
+        "bad duration",
+        _set("/schedule/requested/duration", "two hours"),
+        "/schedule/requested/duration",
+        "not an ISO-8601 duration",
+    ),
+    (
+        "negative duration",
+        _set("/schedule/requested/duration", "-PT1H"),
+        "/schedule/requested/duration",
+        "must be positive",
+    ),
+    (
+        "too long",
+        _set("/schedule/requested/duration", "P60D"),
+        "/schedule/requested/duration",
+        "longest run",
+    ),
+    (
+        "bad interval",
+        _set("/schedule/requested/start", "tomorrow"),
+        "/schedule/requested/start",
+        "not an ISO-8601 interval",
+    ),
+    (
+        "bad instant",
+        _set("/schedule/requested/start", "2030-13-45T99:00:00Z/PT1H"),
+        "/schedule/requested/start",
+        "not an ISO-8601 date-time",
+    ),
+    (
+        "past interval",
+        _set("/schedule/requested/start", "2001-01-01T00:00:00Z/PT1H"),
+        "/schedule/requested/start",
+        "in the past",
+    ),
+    (
+        "min above max",
+        _set("/compute/cores", {"min": 4, "max": 2}),
+        "/compute/cores",
+        "minimum 4 is larger than the maximum 2",
+    ),
+    ("negative cores", _set("/compute/cores", {"min": -1}), "/compute/cores/min", "at least 1"),
+    (
+        "negative memory",
+        _set("/compute/memory", {"min": 0, "max": 2}),
+        "/compute/memory/min",
+        "at least 1",
+    ),
+    (
+        "too many cores",
+        _set("/compute/cores", {"min": 80}),
+        "/compute/cores/min",
+        "minimum 80 cores exceeds the platform's 64",
+    ),
+    ("wrong type", _set("/compute/cores", {"min": "lots"}), "/compute/cores/min", "valid integer"),
     ("unknown field", _set("/compute/core", {"min": 1}), "/compute/core", "unknown field"),
-    ("no image", _set("/executable/image", {}), "/executable/image/locations",
-     "at least one image location"),
-    ("privileged", _set("/executable/privileged", True), "/executable/privileged",
-     "not supported"),
-    ("bad digest", _set("/executable/image/digest", "md5:abc"), "/executable/image/digest",
-     "not an image digest"),
-    ("unresolved mount", _set("/compute/volumes/0/resource", "nowhere"),
-     "/compute/volumes/0/resource", "'nowhere' is neither a data nor a storage"),
-    ("relative mount", _set("/compute/volumes/0/path", "input/../../etc"),
-     "/compute/volumes/0/path", "absolute path"),
-    ("unknown storage", _set("/data/0/storage", "elsewhere"), "/data/0/storage",
-     "no storage resource named 'elsewhere'"),
-    ("huge number", _set("/storage/0/size", {"min": 10**30}), "/storage/0/size/min",
-     "less than or equal"),
+    (
+        "no image",
+        _set("/executable/image", {}),
+        "/executable/image/locations",
+        "at least one image location",
+    ),
+    ("privileged", _set("/executable/privileged", True), "/executable/privileged", "not supported"),
+    (
+        "bad digest",
+        _set("/executable/image/digest", "md5:abc"),
+        "/executable/image/digest",
+        "not an image digest",
+    ),
+    (
+        "unresolved mount",
+        _set("/compute/volumes/0/resource", "nowhere"),
+        "/compute/volumes/0/resource",
+        "'nowhere' is neither a data nor a storage",
+    ),
+    (
+        "relative mount",
+        _set("/compute/volumes/0/path", "input/../../etc"),
+        "/compute/volumes/0/path",
+        "absolute path",
+    ),
+    (
+        "unknown storage",
+        _set("/data/0/storage", "elsewhere"),
+        "/data/0/storage",
+        "no storage resource named 'elsewhere'",
+    ),
+    (
+        "huge number",
+        _set("/storage/0/size", {"min": 10**30}),
+        "/storage/0/size/min",
+        "less than or equal",
+    ),
 ]
 
 
@@ -98,7 +163,9 @@ async def test_unservable_requests_get_no_with_the_field_named(
     assert any(m["values"]["path"] == path for m in problems), problems
     assert any(words in m["message"] for m in problems), problems
     for message in problems:
-        assert message["template"] and message["message"] and message["values"]
+        assert message["template"]
+        assert message["message"]
+        assert message["values"]
         assert message["time"]
     # The NO answer is kept, like any offer set.
     again = await client.get(response.headers["location"])
@@ -109,11 +176,21 @@ BAD_BODIES = [
     ("invalid json", b'{"executable": {', "application/json", 400, "not valid JSON"),
     ("invalid yaml", b"executable: [unclosed", "application/yaml", 400, "YAML"),
     ("invalid xml", b"<offers-request><executable>", "application/xml", 400, "XML"),
-    ("xml entity bomb",
-     b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;&a;">]>'
-     b"<x>&b;</x>", "application/xml", 400, ""),
-    ("wrong content type", b"executable=x", "application/x-www-form-urlencoded", 415,
-     "application/x-www-form-urlencoded"),
+    (
+        "xml entity bomb",
+        b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;&a;">]>'
+        b"<x>&b;</x>",
+        "application/xml",
+        400,
+        "",
+    ),
+    (
+        "wrong content type",
+        b"executable=x",
+        "application/x-www-form-urlencoded",
+        415,
+        "application/x-www-form-urlencoded",
+    ),
     ("plain text", b"run my notebook", "text/plain", 415, "text/plain"),
     ("empty body", b"", "application/json", 400, "empty"),
     ("not an object", b"[1, 2, 3]", "application/json", 303, ""),
@@ -135,8 +212,10 @@ async def test_bad_bodies_are_refused_with_a_message(
         expected = 400 if (path == "/direct" and status == 303) else status
         assert response.status_code == expected, (path, response.text[:300])
         document = response.json()
-        messages = document["meta"]["messages"] if status == 303 and path == "/requests" else (
-            document["messages"]
+        messages = (
+            document["meta"]["messages"]
+            if status == 303 and path == "/requests"
+            else (document["messages"])
         )
         assert messages, document
         assert words in " ".join(m["message"] for m in messages)

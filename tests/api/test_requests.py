@@ -207,7 +207,13 @@ async def test_every_meta_url_resolves(client: httpx.AsyncClient) -> None:
     urls = _all_urls(offers) + _all_urls(direct)
     collections = {url.split("/")[-2] for url in urls}
     assert collections == {
-        "offersets", "sessions", "executables", "compute", "storage", "data", "volumes",
+        "offersets",
+        "sessions",
+        "executables",
+        "compute",
+        "storage",
+        "data",
+        "volumes",
     }
     for url in urls:
         response = await client.get(url)
@@ -227,3 +233,87 @@ async def test_urls_follow_trusted_proxy_headers_only(broker: Any) -> None:
     async with broker() as wary:
         body = (await wary.post("/requests", json=notebook_request(), headers=forwarded)).json()
         assert body["meta"]["url"].startswith("http://broker.test/offersets/")
+
+
+async def test_every_executable_and_data_kind_round_trips(client: httpx.AsyncClient) -> None:
+    data = [
+        {
+            "kind": f"{V1}data/S3-data-resource.yaml",
+            "meta": {"name": "s3"},
+            "endpoint": "https://s3.example.org",
+            "bucket": "survey",
+            "object": "tile-1.fits",
+        },
+        {
+            "kind": f"{V1}data/ivoa-data-resource.yaml",
+            "meta": {"name": "ivoa"},
+            "ivoa": {
+                "ivoid": "ivo://example.org/data?1",
+                "obscore": {"obs_id": "1", "calib_level": 2, "access_url": "https://x/1"},
+            },
+        },
+        {
+            "kind": f"{V1}data/rucio-data-resource.yaml",
+            "meta": {"name": "rucio"},
+            "rucio": {
+                "endpoint": "https://rucio.example.org",
+                "scope": "testing",
+                "object": "file-1",
+                "type": "FILE",
+            },
+        },
+        {
+            "kind": f"{V1}data/skao-data-resource.yaml",
+            "meta": {"name": "skao"},
+            "skao": {
+                "namespace": "testing",
+                "objectname": "pi24.ms",
+                "objecttype": "FILE",
+                "datasize": 1024,
+                "checksum": {"type": "adler32", "value": "0a1b"},
+                "replicas": [{"rsename": "SPSRC", "dataurl": "davs://x/pi24.ms"}],
+            },
+        },
+    ]
+    document = {
+        "executable": {
+            "kind": f"{V1}executable/singularity-container.yaml",
+            "location": "https://example.org/images/tool.sif",
+        },
+        "data": data,
+        "costs": [{"kind": f"{V1}costs/simple-minmax-float-cost.yaml", "max": 10.5}],
+        "metrics": [{"kind": f"{V1}metrics/simple-minmax-float-metric.yaml", "min": 1.0}],
+    }
+    body = (await post(client, "/requests", document)).json()
+    assert body["result"] == "YES", body["meta"]["messages"]
+    offer = body["offers"][0]
+    assert offer["executable"]["location"] == "https://example.org/images/tool.sif"
+    by_name = {d["meta"]["name"]: d for d in offer["data"]}
+    for sent in data:
+        got = by_name[sent["meta"]["name"]]
+        for key, value in sent.items():
+            if key != "meta":
+                assert got[key] == value, key
+    assert len(offer["storage"]) == 4
+    assert sorted(v["path"] for v in offer["compute"]["volumes"]) == [
+        "/volumes/ivoa",
+        "/volumes/rucio",
+        "/volumes/s3",
+        "/volumes/skao",
+    ]
+
+
+async def test_an_update_in_xml(client: httpx.AsyncClient) -> None:
+    offers = (await post(client, "/requests", notebook_request())).json()["offers"]
+    xml = (
+        b'<?xml version="1.0"?><update kind="uri:enum-value-update">'
+        b"<path>/phase</path><value>ACCEPTED</value></update>"
+    )
+    response = await client.post(
+        offers[0]["meta"]["url"],
+        content=xml,
+        headers={"Content-Type": "application/xml", "Accept": "application/xml"},
+    )
+    assert response.status_code == 200
+    assert b"<phase>ACCEPTED</phase>" in response.content
+    assert decode(response)["phase"] == "ACCEPTED"

@@ -19,8 +19,15 @@ async def test_openapi_lists_the_v1_paths_and_types(client: httpx.AsyncClient) -
     body = paths["/requests"]["post"]["requestBody"]["content"]
     assert set(body) == {"application/json", "application/yaml", "application/xml"}
     schemas = document["components"]["schemas"]
-    for name in ("ExecutionRequest", "OfferSetResponse", "ExecutionSession", "AbstractUpdate",
-                 "DockerContainer", "SimpleComputeResource", "SimpleVolumeMount"):
+    for name in (
+        "ExecutionRequest",
+        "OfferSetResponse",
+        "ExecutionSession",
+        "AbstractUpdate",
+        "DockerContainer",
+        "SimpleComputeResource",
+        "SimpleVolumeMount",
+    ):
         assert name in schemas, name
     # Every $ref points at a schema that is there.
     text = response.text

@@ -132,8 +132,11 @@ MALFORMED = [
     ("not a phase", phase_update("DANCING"), "DANCING"),
     ("engine phase", phase_update("RUNNING"), "RUNNING"),
     ("missing value", {"kind": "uri:enum-value-update", "path": "/phase"}, "value"),
-    ("wrong update kind", {"kind": "uri:integer-delta-update", "path": "/phase", "delta": 1},
-     "enum-value-update"),
+    (
+        "wrong update kind",
+        {"kind": "uri:integer-delta-update", "path": "/phase", "delta": 1},
+        "enum-value-update",
+    ),
     ("not an object", ["ACCEPTED"], "object"),
 ]
 

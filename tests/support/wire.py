@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +17,20 @@ DATA = Path(__file__).parent.parent / "data"
 FORMATS = list(MediaFormat)
 
 
-def example(name: str) -> Any:
-    """One of the shared example documents, parsed."""
+@cache
+def _example(name: str) -> Any:
     text = (DATA / name).read_text(encoding="utf-8")
     return json.loads(text) if name.endswith(".json") else yaml.safe_load(text)
 
 
-def encode(document: Any, fmt: MediaFormat, root: str = "offers-request") -> tuple[bytes, dict[str, str]]:
+def example(name: str) -> Any:
+    """One of the shared example documents, parsed (a fresh copy to change at will)."""
+    return copy.deepcopy(_example(name))
+
+
+def encode(
+    document: Any, fmt: MediaFormat, root: str = "offers-request"
+) -> tuple[bytes, dict[str, str]]:
     return render_body(document, fmt, root=root), {"Content-Type": MEDIA_TYPES[fmt]}
 
 

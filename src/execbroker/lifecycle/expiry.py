@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from execbroker.clock import Clock
 from execbroker.services.sessions import SessionService
@@ -34,6 +34,7 @@ class ExpiryTimer:
         self._interval = interval
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._next_pass: datetime | None = None
 
     def start(self) -> None:
         if self._task is None:
@@ -46,9 +47,11 @@ class ExpiryTimer:
                 await self._task
             self._task = None
 
-    def poke(self) -> None:
-        """New offers were made: look again at when the next one expires."""
-        self._wake.set()
+    def notice(self, expires: datetime) -> None:
+        """New offers expire at ``expires``: wake early if that is before the next pass."""
+        if self._next_pass is None or expires < self._next_pass:
+            self._next_pass = expires
+            self._wake.set()
 
     async def _run(self) -> None:
         while True:
@@ -61,6 +64,7 @@ class ExpiryTimer:
                     pause = min(self._interval, max(until, _MIN_PAUSE))
             except Exception:
                 logger.exception("expiry pass failed; trying again")
+            self._next_pass = self._clock.now() + timedelta(seconds=pause)
             self._wake.clear()
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow our cancellation.
             with contextlib.suppress(TimeoutError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -33,7 +34,7 @@ class OfferService:
         settings: Settings,
         profile: PlatformProfile,
         clock: Clock,
-        on_offers_made: Callable[[], None] | None = None,
+        on_offers_made: Callable[[datetime], None] | None = None,
     ) -> None:
         self._store = store
         self._settings = settings
@@ -122,7 +123,7 @@ class OfferService:
             },
         )
         if offer_set.offers and self._on_offers_made:
-            self._on_offers_made()
+            self._on_offers_made(min(o.expires for o in offer_set.offers if o.expires))
         return offer_set
 
     async def execute_directly(self, document: Any, *, owner: str) -> SessionRecord:

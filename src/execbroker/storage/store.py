@@ -69,17 +69,16 @@ class BrokerStore:
                     request=request,
                 )
             )
-            await _insert_messages(
+            target = MessageTarget(offer_set.uuid, offer_set_uuid=offer_set.uuid)
+            await _insert_sessions(
                 connection,
-                MessageTarget(offer_set.uuid, offer_set_uuid=offer_set.uuid),
-                offer_set.messages,
+                offer_set.offers,
+                extra_messages=[_message_row(target, item) for item in offer_set.messages],
             )
-            for session in offer_set.offers:
-                await _insert_session(connection, session)
 
     async def insert_session(self, session: SessionRecord) -> None:
         async with self._db.write() as connection:
-            await _insert_session(connection, session)
+            await _insert_sessions(connection, [session])
 
     # ------------------------------------------------------------------ reading
 
@@ -418,30 +417,42 @@ def _schedule_from_row(row: Any) -> Schedule:
     )
 
 
-async def _insert_session(connection: AsyncConnection, session: SessionRecord) -> None:
-    await connection.execute(
-        sessions.insert().values(
-            uuid=str(session.uuid),
-            owner=session.owner,
-            offer_set_uuid=str(session.offer_set_uuid) if session.offer_set_uuid else None,
-            position=session.position,
-            phase=session.phase.value,
-            expires=session.expires,
-            created=session.created,
-            modified=session.modified,
-            book_start=session.schedule.prepare_start,
-            book_end=session.schedule.release_end,
-            cores=session.cores,
-            memory_gib=session.memory_gib,
-            storage_gib=session.storage_gib,
-            connectors=session.connectors,
-            **_schedule_columns(session.schedule),
+async def _insert_sessions(
+    connection: AsyncConnection,
+    records: Sequence[SessionRecord],
+    *,
+    extra_messages: Sequence[dict[str, Any]] = (),
+) -> None:
+    """Sessions, their components and all their messages: three batched INSERTs."""
+    session_rows: list[dict[str, Any]] = []
+    component_rows: list[dict[str, Any]] = []
+    message_rows: list[dict[str, Any]] = list(extra_messages)
+    for session in records:
+        session_rows.append(
+            {
+                "uuid": str(session.uuid),
+                "owner": session.owner,
+                "offer_set_uuid": str(session.offer_set_uuid) if session.offer_set_uuid else None,
+                "position": session.position,
+                "phase": session.phase.value,
+                "expires": session.expires,
+                "created": session.created,
+                "modified": session.modified,
+                "book_start": session.schedule.prepare_start,
+                "book_end": session.schedule.release_end,
+                "cores": session.cores,
+                "memory_gib": session.memory_gib,
+                "storage_gib": session.storage_gib,
+                "connectors": session.connectors,
+                **_schedule_columns(session.schedule),
+            }
         )
-    )
-    if session.components:
-        await connection.execute(
-            components.insert(),
-            [
+        target = MessageTarget(
+            session.uuid, session_uuid=session.uuid, offer_set_uuid=session.offer_set_uuid
+        )
+        message_rows.extend(_message_row(target, item) for item in session.messages)
+        for c in session.components:
+            component_rows.append(
                 {
                     "uuid": str(c.uuid),
                     "session_uuid": str(session.uuid),
@@ -457,23 +468,17 @@ async def _insert_session(connection: AsyncConnection, session: SessionRecord) -
                     "modified": c.modified,
                     **_schedule_columns(c.schedule),
                 }
-                for c in session.components
-            ],
-        )
-    target = MessageTarget(
-        session.uuid, session_uuid=session.uuid, offer_set_uuid=session.offer_set_uuid
-    )
-    await _insert_messages(connection, target, session.messages)
-    for component in session.components:
-        await _insert_messages(
-            connection,
-            MessageTarget(
-                component.uuid,
-                session_uuid=session.uuid,
-                offer_set_uuid=session.offer_set_uuid,
-            ),
-            component.messages,
-        )
+            )
+            target = MessageTarget(
+                c.uuid, session_uuid=session.uuid, offer_set_uuid=session.offer_set_uuid
+            )
+            message_rows.extend(_message_row(target, item) for item in c.messages)
+    if session_rows:
+        await connection.execute(sessions.insert(), session_rows)
+    if component_rows:
+        await connection.execute(components.insert(), component_rows)
+    if message_rows:
+        await connection.execute(messages.insert(), message_rows)
 
 
 def _message_row(target: MessageTarget, item: MessageItem) -> dict[str, Any]:
