@@ -90,6 +90,57 @@ class Settings(BaseSettings):
     capacity_storage_gib: int = Field(
         default=2048, ge=1, description="Storage (GiB) in the platform's pool."
     )
+    prepare_estimates: dict[str, float] = Field(
+        default_factory=lambda: {
+            "executable": 30.0,
+            "compute": 30.0,
+            "storage": 10.0,
+            "data": 60.0,
+        },
+        description=(
+            "Seconds each kind of component is planned to take to prepare, by role "
+            "(executable, compute, storage, data)."
+        ),
+    )
+    release_estimates: dict[str, float] = Field(
+        default_factory=lambda: {"executable": 5.0, "compute": 30.0, "storage": 10.0, "data": 10.0},
+        description="Seconds each role is planned to take to release.",
+    )
+    staging_mib_per_second: float = Field(
+        default=100,
+        gt=0,
+        description=(
+            "Planned data staging speed; a data resource that declares its size is planned "
+            "to take its estimate plus size / this speed."
+        ),
+    )
+    planning_slack: float = Field(
+        default=10,
+        ge=0,
+        description="Seconds added to every planned preparing step, so that all is ready on time.",
+    )
+    cost_currency: str = Field(default="EUR", description="Currency of monetary costs.")
+    cost_per_core_hour: float = Field(default=0.05, ge=0, description="Money per core-hour.")
+    cost_per_memory_gib_hour: float = Field(
+        default=0.005, ge=0, description="Money per GiB-hour of memory."
+    )
+    cost_per_storage_gib_hour: float = Field(
+        default=0.0002, ge=0, description="Money per GiB-hour of storage."
+    )
+    energy_kwh_per_core_hour: float = Field(
+        default=0.01, ge=0, description="Energy (kWh) per core-hour."
+    )
+    energy_kwh_per_memory_gib_hour: float = Field(
+        default=0.0004, ge=0, description="Energy (kWh) per GiB-hour of memory."
+    )
+    carbon_g_per_kwh: float = Field(
+        default=200, ge=0, description="Carbon intensity (g CO2e per kWh) of the platform."
+    )
+    compute_performance: float = Field(
+        default=1.0,
+        gt=0,
+        description="Relative speed of one core, published as the compute-performance metric.",
+    )
     expiry_interval: float = Field(
         default=1.0,
         gt=0,

@@ -52,8 +52,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         database = Database(settings.effective_database_url)
         await database.migrate()
-        store = BrokerStore(database)
-        session_service = SessionService(store=store, clock=clock)
+        store = BrokerStore(database, pool=settings.platform)
+        profile = profile_from_settings(settings)
+        session_service = SessionService(
+            store=store, clock=clock, profile=profile, max_duration=settings.max_duration
+        )
         expiry = ExpiryTimer(
             sessions=session_service,
             store=store,
@@ -63,7 +66,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         offer_service = OfferService(
             store=store,
             settings=settings,
-            profile=profile_from_settings(settings),
+            profile=profile,
             clock=clock,
             on_offers_made=expiry.notice,
         )

@@ -24,10 +24,11 @@ def _set(path: str, value: Any) -> Any:
         target: Any = document
         for part in parents:
             target = target[int(part)] if isinstance(target, list) else target.setdefault(part, {})
+        key: Any = int(last) if isinstance(target, list) else last
         if value is _DELETE:
-            del target[last]
+            del target[key]
         else:
-            target[last] = value
+            target[key] = value
 
     return change
 
@@ -136,6 +137,66 @@ REFUSED = [
         _set("/data/0/storage", "elsewhere"),
         "/data/0/storage",
         "no storage resource named 'elsewhere'",
+    ),
+    (
+        "singularity on mock",
+        _set(
+            "/executable",
+            {
+                "kind": f"{V1}executable/singularity-container.yaml",
+                "location": "https://example.org/tool.sif",
+            },
+        ),
+        "/executable/kind",
+        "the mock platform cannot run singularity-container executables",
+    ),
+    (
+        "notebook without url",
+        _set(
+            "/executable",
+            {"kind": f"{V1}executable/jupyter-notebook.yaml", "location": "photometry.ipynb"},
+        ),
+        "/executable/location",
+        "http(s) URL",
+    ),
+    (
+        "bad port protocol",
+        _set("/executable/network", {"ports": [{"internal": {"port": 80}, "protocol": "SCTP"}]}),
+        "/executable/network/ports/0/protocol",
+        "'SCTP' is not one of TCP, UDP, HTTP, HTTPS",
+    ),
+    (
+        "data without location",
+        _set("/data/0/location", _DELETE),
+        "/data/0/location",
+        "needs a location URL",
+    ),
+    (
+        "s3 without template",
+        _set(
+            "/data/0",
+            {
+                "kind": f"{V1}data/S3-data-resource.yaml",
+                "meta": {"name": "catalogue"},
+                "endpoint": "https://s3.example.org",
+                "bucket": "b",
+            },
+        ),
+        "/data/0/template",
+        "needs its template",
+    ),
+    (
+        "ivoa without ivoid",
+        _set(
+            "/data/0",
+            {
+                "kind": f"{V1}data/ivoa-data-resource.yaml",
+                "meta": {"name": "catalogue"},
+                "ivoa": {"obscore": {"obs_id": "x"}},
+            },
+        ),
+        "/data/0/ivoa/ivoid",
+        "needs an ivoid",
     ),
     (
         "huge number",

@@ -241,6 +241,7 @@ async def test_every_executable_and_data_kind_round_trips(client: httpx.AsyncCli
             "kind": f"{V1}data/S3-data-resource.yaml",
             "meta": {"name": "s3"},
             "endpoint": "https://s3.example.org",
+            "template": "https://{bucket}.s3.example.org/{object}",
             "bucket": "survey",
             "object": "tile-1.fits",
         },
@@ -277,17 +278,29 @@ async def test_every_executable_and_data_kind_round_trips(client: httpx.AsyncCli
     ]
     document = {
         "executable": {
-            "kind": f"{V1}executable/singularity-container.yaml",
-            "location": "https://example.org/images/tool.sif",
+            "kind": f"{V1}executable/jupyter-notebook.yaml",
+            "location": "https://example.org/notebooks/tool.ipynb",
         },
         "data": data,
-        "costs": [{"kind": f"{V1}costs/simple-minmax-float-cost.yaml", "max": 10.5}],
-        "metrics": [{"kind": f"{V1}metrics/simple-minmax-float-metric.yaml", "min": 1.0}],
+        "costs": [
+            {
+                "kind": f"{V1}costs/simple-minmax-float-cost.yaml",
+                "max": 10.5,
+                "type": "urn:ivoa:calycopis:cost:monetary",
+            }
+        ],
+        "metrics": [
+            {
+                "kind": f"{V1}metrics/simple-minmax-float-metric.yaml",
+                "min": 1.0,
+                "type": "urn:ivoa:calycopis:metric:compute-performance",
+            }
+        ],
     }
     body = (await post(client, "/requests", document)).json()
     assert body["result"] == "YES", body["meta"]["messages"]
     offer = body["offers"][0]
-    assert offer["executable"]["location"] == "https://example.org/images/tool.sif"
+    assert offer["executable"]["location"] == "https://example.org/notebooks/tool.ipynb"
     by_name = {d["meta"]["name"]: d for d in offer["data"]}
     for sent in data:
         got = by_name[sent["meta"]["name"]]

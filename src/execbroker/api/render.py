@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from execbroker.model.isotime import format_duration, format_instant
-from execbroker.model.phases import SessionPhase
+from execbroker.model.phases import ACTIVE_SESSION_PHASES, SessionPhase
 from execbroker.model.records import (
     ComponentRecord,
     ComponentRole,
@@ -17,8 +17,8 @@ from execbroker.model.records import (
     Schedule,
     SessionRecord,
 )
-from execbroker.model.wire import EnumValueOption, MessageItem, dump
-from execbroker.services.sessions import phase_options
+from execbroker.model.wire import EnumValueOption, IntegerDeltaOption, MessageItem, dump
+from execbroker.services.sessions import EXTEND_PATH, phase_options
 
 __all__ = ["Renderer"]
 
@@ -52,10 +52,12 @@ class Renderer:
                 "created": format_instant(record.created),
                 "modified": format_instant(record.modified),
                 "messages": _messages(record.messages),
-                "options": _session_options(record.phase),
+                "options": _session_options(record),
             },
             "phase": record.phase.value,
         }
+        if record.costs:
+            document["costs"] = list(record.costs)
         if record.expires and record.phase in (SessionPhase.OFFERED, SessionPhase.EXPIRED):
             document["expires"] = format_instant(record.expires)
         document["schedule"] = _schedule(record.schedule)
@@ -102,11 +104,21 @@ def _messages(items: list[MessageItem]) -> list[dict[str, Any]]:
     return [dump(item) for item in items]
 
 
-def _session_options(phase: SessionPhase) -> list[dict[str, Any]]:
-    allowed = phase_options(phase)
+def _session_options(record: SessionRecord) -> list[dict[str, Any]]:
+    allowed = phase_options(record.phase)
     if not allowed:
         return []
-    return [dump(EnumValueOption(path="/phase", values=[p.value for p in allowed]))]
+    options = [dump(EnumValueOption(path="/phase", values=[p.value for p in allowed]))]
+    limit = record.extension_limit
+    if record.phase in ACTIVE_SESSION_PHASES and limit is not None and limit.total_seconds() >= 1:
+        options.append(
+            dump(
+                IntegerDeltaOption(
+                    path=EXTEND_PATH, min=1, max=int(limit.total_seconds()), units="seconds"
+                )
+            )
+        )
+    return options
 
 
 def _schedule(schedule: Schedule) -> dict[str, Any]:

@@ -103,6 +103,9 @@ class SessionRecord:
     messages: list[MessageItem] = field(default_factory=list)
     connectors: list[dict[str, Any]] = field(default_factory=list)
     components: list[ComponentRecord] = field(default_factory=list)
+    costs: list[dict[str, Any]] = field(default_factory=list)
+    # Worked out on reading, not stored: how far the calendar lets the run be extended.
+    extension_limit: timedelta | None = None
 
     def component(self, role: ComponentRole) -> ComponentRecord | None:
         return next((c for c in self.components if c.role is role), None)

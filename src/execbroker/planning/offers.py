@@ -1,25 +1,53 @@
-"""Offers: when a plan can run and with how much, and the session records that say so.
+"""Offers: when a plan can run and with how much, against what the calendar already holds.
 
-This is the simple generator (issue "capacity calendar" replaces it with one that books
-against the pool): it offers the earliest start that leaves time to prepare, at the
-minimum amounts; the same start at the maximum amounts when the request allows more; and
-later starts spread over the requested start interval.
+Alternatives, in the order they are returned (earliest start first; at the same start,
+smaller before larger):
+
+1. the earliest start in the requested interval at which the minimum amounts fit;
+2. the same start with the largest amounts the pool allows there, up to the maximums;
+3. later starts spread over the rest of the interval: for each target instant, the earliest
+   feasible start at or after it, at the minimum amounts.
+
+Each offer books ``[start - lead, start + duration + tail]``: the time to prepare before the
+start, and to release after the end. Siblings are alternatives and are planned
+independently; together they hold against every other request.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from execbroker.model.phases import ComponentPhase, SessionPhase
+from execbroker.model import kinds
+from execbroker.model.isotime import format_duration, format_instant
+from execbroker.model.messages import make_message
+from execbroker.model.phases import ComponentPhase, MessageLevel, SessionPhase
 from execbroker.model.records import ComponentRecord, ComponentRole, Schedule, SessionRecord
 from execbroker.model.wire import MessageItem
+from execbroker.planning.calendar import Amounts, Usage
 from execbroker.planning.profile import PlatformProfile
 from execbroker.planning.validation import Plan, PlannedComponent
 
-__all__ = ["Offer", "SessionTimes", "build_session", "generate_offers", "lead_time"]
+__all__ = [
+    "COST_CARBON",
+    "COST_ENERGY",
+    "COST_MONETARY",
+    "METRIC_PERFORMANCE",
+    "Offer",
+    "OfferSearch",
+    "SessionTimes",
+    "build_session",
+    "costs_of",
+    "generate_offers",
+]
+
+COST_MONETARY = "urn:ivoa:calycopis:cost:monetary"
+COST_ENERGY = "urn:ivoa:calycopis:cost:energy"
+COST_CARBON = "urn:ivoa:calycopis:cost:carbon"
+METRIC_PERFORMANCE = "urn:ivoa:calycopis:metric:compute-performance"
 
 
 @dataclass(frozen=True)
@@ -31,38 +59,69 @@ class Offer:
     memory_gib: int
     storage_gib: dict[str, int] = field(default_factory=dict)
 
+    @property
+    def amounts(self) -> Amounts:
+        return Amounts(self.cores, self.memory_gib, sum(self.storage_gib.values()))
+
 
 @dataclass(frozen=True)
 class SessionTimes:
-    """How long each role prepares and releases, as the planner schedules them."""
+    """How long each step of a plan takes, as the planner schedules it."""
 
-    profile: PlatformProfile
-    has_data: bool
-    has_storage: bool
+    compute_prepare: timedelta
+    executable_prepare: timedelta
+    storage_prepare: timedelta
+    data_prepare: dict[str, timedelta]
+    compute_release: timedelta
+    executable_release: timedelta
+    data_release: timedelta
+    storage_release: timedelta
 
-    def prepare(self, role: ComponentRole) -> timedelta:
-        return self.profile.prepare.get(role, timedelta(0))
-
-    def release(self, role: ComponentRole) -> timedelta:
-        return self.profile.release.get(role, timedelta(0))
+    @classmethod
+    def of(cls, plan: Plan, profile: PlatformProfile) -> SessionTimes:
+        base = profile.prepare_time(ComponentRole.DATA)
+        data = {
+            d.name: base + timedelta(seconds=(d.size_bytes or 0) / profile.staging_bytes_per_second)
+            for d in plan.data
+        }
+        return cls(
+            compute_prepare=profile.prepare_time(ComponentRole.COMPUTE),
+            executable_prepare=profile.prepare_time(ComponentRole.EXECUTABLE),
+            storage_prepare=profile.prepare_time(ComponentRole.STORAGE)
+            if plan.storage
+            else timedelta(0),
+            data_prepare=data,
+            compute_release=profile.release_time(ComponentRole.COMPUTE),
+            executable_release=profile.release_time(ComponentRole.EXECUTABLE),
+            data_release=profile.release_time(ComponentRole.DATA) if plan.data else timedelta(0),
+            storage_release=profile.release_time(ComponentRole.STORAGE)
+            if plan.storage
+            else timedelta(0),
+        )
 
     @property
-    def data_prepare(self) -> timedelta:
-        return self.prepare(ComponentRole.DATA) if self.has_data else timedelta(0)
+    def slowest_data(self) -> timedelta:
+        return max(self.data_prepare.values(), default=timedelta(0))
 
     @property
-    def data_release(self) -> timedelta:
-        return self.release(ComponentRole.DATA) if self.has_data else timedelta(0)
+    def lead(self) -> timedelta:
+        """How long before its start a session begins preparing."""
+        chain = self.compute_prepare + self.slowest_data + self.storage_prepare
+        return max(self.compute_prepare + self.executable_prepare, chain)
+
+    @property
+    def tail(self) -> timedelta:
+        """How long after its end a session is still being released."""
+        after_compute = max(self.executable_release, self.data_release + self.storage_release)
+        return self.compute_release + after_compute
 
 
-def lead_time(plan: Plan, profile: PlatformProfile) -> timedelta:
-    """How long before its start a session must begin preparing."""
-    times = SessionTimes(profile, has_data=bool(plan.data), has_storage=bool(plan.storage))
-    compute = times.prepare(ComponentRole.COMPUTE)
-    chain = compute + times.data_prepare
-    if plan.storage:
-        chain += times.prepare(ComponentRole.STORAGE)
-    return max(compute + times.prepare(ComponentRole.EXECUTABLE), chain)
+@dataclass
+class OfferSearch:
+    """The outcome of a search: offers, or the messages saying why there are none."""
+
+    offers: list[Offer]
+    problems: list[MessageItem] = field(default_factory=list)
 
 
 def _ceil_second(moment: datetime) -> datetime:
@@ -71,41 +130,214 @@ def _ceil_second(moment: datetime) -> datetime:
     return moment
 
 
+class _Search:
+    def __init__(
+        self, plan: Plan, *, profile: PlatformProfile, usage: Usage, now: datetime
+    ) -> None:
+        self.plan = plan
+        self.capacity = profile.capacity
+        self.usage = usage
+        times = SessionTimes.of(plan, profile)
+        self.lead = times.lead
+        self.tail = times.tail
+        self.earliest = _ceil_second(max(plan.window.start, now + self.lead))
+        self.latest = plan.window.end
+
+    def free_at(self, start: datetime) -> Amounts:
+        held = self.usage.peak(start - self.lead, start + self.plan.duration + self.tail)
+        return self.capacity - held
+
+    def candidates(self, from_start: datetime) -> Iterator[datetime]:
+        """Starts worth trying from ``from_start`` on: it, then each time something is freed."""
+        if from_start <= self.latest:
+            yield from_start
+        for moment in self.usage.breakpoints(from_start - self.lead, self.latest - self.lead):
+            start = _ceil_second(moment + self.lead)
+            if from_start < start <= self.latest:
+                yield start
+
+    def earliest_fit(self, from_start: datetime, need: Amounts) -> datetime | None:
+        for start in self.candidates(from_start):
+            if need.fits_within(self.free_at(start)):
+                return start
+        return None
+
+    def best_free(self) -> Amounts:
+        best = Amounts()
+        for start in self.candidates(self.earliest):
+            best = best.peak(self.free_at(start))
+        return best
+
+
 def generate_offers(
-    plan: Plan, *, profile: PlatformProfile, now: datetime, max_offers: int
-) -> list[Offer]:
-    """Up to ``max_offers`` alternatives, earliest first; empty when no start fits."""
-    earliest = _ceil_second(max(plan.window.start, now + lead_time(plan, profile)))
-    if earliest > plan.window.end:
-        return []
-    smallest = Offer(
-        earliest,
-        plan.cores.min,
-        plan.memory.min,
-        {s.name: s.size.min for s in plan.storage if s.size},
-    )
-    largest = Offer(
-        earliest,
-        plan.cores.max,
-        plan.memory.max,
-        {s.name: s.size.max for s in plan.storage if s.size},
-    )
-    offers = [smallest]
-    if largest != smallest and len(offers) < max_offers:
-        offers.append(largest)
+    plan: Plan, *, profile: PlatformProfile, usage: Usage, now: datetime, max_offers: int
+) -> OfferSearch:
+    """Up to ``max_offers`` feasible alternatives; or none, with messages naming the limits."""
+    search = _Search(plan, profile=profile, usage=usage, now=now)
+    minimum = _offer(plan, search.earliest, low=True)
+    first = search.earliest_fit(search.earliest, minimum.amounts)
+    if first is None:
+        return OfferSearch([], _nothing_fits(plan, search, minimum.amounts))
+    offers = [_offer(plan, first, low=True)]
+    larger = _largest(plan, first, search.free_at(first))
+    if larger != offers[0] and len(offers) < max_offers:
+        offers.append(larger)
     later = max_offers - len(offers)
-    span = plan.window.end - earliest
-    if later > 0 and span > timedelta(0):
-        step = span / later
-        for index in range(1, later + 1):
-            start = _ceil_second(earliest + step * index)
-            if start > plan.window.end:
-                start = plan.window.end.replace(microsecond=0)
-            if start > earliest and all(o.start != start for o in offers):
-                offers.append(
-                    Offer(start, smallest.cores, smallest.memory_gib, smallest.storage_gib)
+    span = search.latest - first
+    for index in range(1, later + 1):
+        if span <= timedelta(0):
+            break
+        target = _ceil_second(first + span * index / later)
+        start = search.earliest_fit(target, minimum.amounts)
+        if start is not None and all(o.start != start for o in offers):
+            offers.append(_offer(plan, start, low=True))
+    offers.sort(key=lambda o: (o.start, o.amounts))
+    return OfferSearch(offers)
+
+
+def _offer(plan: Plan, start: datetime, *, low: bool) -> Offer:
+    return Offer(
+        start,
+        plan.cores.min if low else plan.cores.max,
+        plan.memory.min if low else plan.memory.max,
+        {s.name: (s.size.min if low else s.size.max) for s in plan.storage if s.size},
+    )
+
+
+def _largest(plan: Plan, start: datetime, free: Amounts) -> Offer:
+    """The most the plan may use at ``start``, within its maximums and what is free."""
+    cores = max(plan.cores.min, min(plan.cores.max, free.cores))
+    memory = max(plan.memory.min, min(plan.memory.max, free.memory_gib))
+    spare = free.storage_gib - plan.storage_min
+    sizes: dict[str, int] = {}
+    for storage in plan.storage:
+        if storage.size is None:
+            continue
+        grow = max(0, min(storage.size.max - storage.size.min, spare))
+        sizes[storage.name] = storage.size.min + grow
+        spare -= grow
+    return Offer(start, cores, memory, sizes)
+
+
+def _nothing_fits(plan: Plan, search: _Search, need: Amounts) -> list[MessageItem]:
+    window = {
+        "duration": format_duration(plan.duration),
+        "start": format_instant(plan.window.start),
+        "end": format_instant(plan.window.end),
+    }
+    if search.earliest > search.latest:
+        return [
+            make_message(
+                MessageLevel.ERROR,
+                "{path}: the start interval ends at {end}, too soon to prepare "
+                "(preparing takes {lead})",
+                {
+                    "path": "/schedule/requested/start",
+                    **window,
+                    "lead": format_duration(search.lead),
+                },
+            )
+        ]
+    best = search.best_free()
+    problems = []
+    for path, unit, wanted, available in (
+        ("/compute/cores/min", "cores", need.cores, best.cores),
+        ("/compute/memory/min", "GiB of memory", need.memory_gib, best.memory_gib),
+        ("/storage", "GiB of storage", need.storage_gib, best.storage_gib),
+    ):
+        if wanted > available:
+            problems.append(
+                make_message(
+                    MessageLevel.ERROR,
+                    "{path}: no window of {duration} with {wanted} {unit} free, starting "
+                    "between {start} and {end} (at most {available} free)",
+                    {
+                        "path": path,
+                        **window,
+                        "wanted": wanted,
+                        "unit": unit,
+                        "available": max(available, 0),
+                    },
                 )
-    return offers
+            )
+    if not problems:
+        # Each resource fits at some start, but never all of them at the same start.
+        problems.append(
+            make_message(
+                MessageLevel.ERROR,
+                "{path}: no window of {duration} starting between {start} and {end} has "
+                "{cores} cores, {memory} GiB of memory and {storage} GiB of storage free "
+                "at once",
+                {
+                    "path": "/schedule/requested/start",
+                    **window,
+                    "cores": need.cores,
+                    "memory": need.memory_gib,
+                    "storage": need.storage_gib,
+                },
+            )
+        )
+    return problems
+
+
+# ---------------------------------------------------------------------- costs
+
+
+def _hours(span: timedelta) -> float:
+    return span.total_seconds() / 3600
+
+
+def costs_of(
+    profile: PlatformProfile, *, cores: int, memory_gib: int, storage_gib: int, duration: timedelta
+) -> dict[str, float]:
+    """Monetary, energy and carbon costs of holding these amounts for ``duration``."""
+    rates = profile.rates
+    hours = _hours(duration)
+    money = hours * (
+        cores * rates.money_per_core_hour
+        + memory_gib * rates.money_per_memory_gib_hour
+        + storage_gib * rates.money_per_storage_gib_hour
+    )
+    energy = hours * (cores * rates.kwh_per_core_hour + memory_gib * rates.kwh_per_memory_gib_hour)
+    return {
+        COST_MONETARY: round(money, 6),
+        COST_ENERGY: round(energy, 6),
+        COST_CARBON: round(energy * rates.carbon_g_per_kwh, 6),
+    }
+
+
+def cost_documents(profile: PlatformProfile, costs: dict[str, float]) -> list[dict[str, Any]]:
+    units = {
+        COST_MONETARY: profile.rates.currency,
+        COST_ENERGY: "kWh",
+        COST_CARBON: "g CO2e",
+    }
+    return [
+        {
+            "kind": kinds.COST_SIMPLE_MINMAX,
+            "type": cost_type,
+            "description": f"{cost_type.rsplit(':', 1)[-1]} cost, in {units[cost_type]}",
+            "min": value,
+            "max": value,
+        }
+        for cost_type, value in costs.items()
+    ]
+
+
+def metric_documents(profile: PlatformProfile) -> list[dict[str, Any]]:
+    value = profile.rates.compute_performance
+    return [
+        {
+            "kind": kinds.METRIC_SIMPLE_MINMAX,
+            "type": METRIC_PERFORMANCE,
+            "description": "relative speed of one core",
+            "min": value,
+            "max": value,
+        }
+    ]
+
+
+# ---------------------------------------------------------------------- sessions
 
 
 def build_session(
@@ -121,46 +353,44 @@ def build_session(
     position: int,
     notes: list[MessageItem],
 ) -> SessionRecord:
-    """The session (and its components, with schedules) that ``offer`` describes."""
-    times = SessionTimes(profile, has_data=bool(plan.data), has_storage=bool(plan.storage))
+    """The session (and its components, with schedules and costs) that ``offer`` describes.
+
+    Dependency order (DESIGN §3): storage, then data into it; executable alongside; compute
+    last, once everything it mounts is ready. Release runs the other way round.
+    """
+    times = SessionTimes.of(plan, profile)
     start, duration = offer.start, plan.duration
     end = start + duration
-    t_compute = times.prepare(ComponentRole.COMPUTE)
-    r_compute = times.release(ComponentRole.COMPUTE)
     compute_schedule = Schedule(
-        prepare_start=start - t_compute,
-        prepare_duration=t_compute,
+        prepare_start=start - times.compute_prepare,
+        prepare_duration=times.compute_prepare,
         available_start=start,
         available_duration=duration,
-        release_duration=r_compute,
+        release_duration=times.compute_release,
     )
-    # Executable and data are ready before compute prepares, and released after it.
-    ready_for_compute = start - t_compute
-    after_compute = end + r_compute
+    ready_for_compute = start - times.compute_prepare
+    after_compute = end + times.compute_release
 
-    def follower(role: ComponentRole, prepare: timedelta, release: timedelta) -> Schedule:
+    def before_compute(prepare: timedelta, release: timedelta, *, until: datetime) -> Schedule:
         return Schedule(
             prepare_start=ready_for_compute - prepare,
             prepare_duration=prepare,
             available_start=ready_for_compute,
-            available_duration=after_compute - ready_for_compute,
+            available_duration=until - ready_for_compute,
             release_duration=release,
         )
 
-    executable_schedule = follower(
-        ComponentRole.EXECUTABLE,
-        times.prepare(ComponentRole.EXECUTABLE),
-        times.release(ComponentRole.EXECUTABLE),
+    executable_schedule = before_compute(
+        times.executable_prepare, times.executable_release, until=after_compute
     )
-    data_schedule = follower(ComponentRole.DATA, times.data_prepare, times.data_release)
-    storage_ready = ready_for_compute - times.data_prepare
-    t_storage = times.prepare(ComponentRole.STORAGE)
+    storage_ready = ready_for_compute - times.slowest_data
+    after_data = after_compute + times.data_release
     storage_schedule = Schedule(
-        prepare_start=storage_ready - t_storage,
-        prepare_duration=t_storage,
+        prepare_start=storage_ready - times.storage_prepare,
+        prepare_duration=times.storage_prepare,
         available_start=storage_ready,
-        available_duration=after_compute + times.data_release - storage_ready,
-        release_duration=times.release(ComponentRole.STORAGE),
+        available_duration=after_data - storage_ready,
+        release_duration=times.storage_release,
     )
 
     session_uuid = uuid4()
@@ -190,8 +420,13 @@ def build_session(
             messages=list(component.notes),
         )
 
+    compute_costs = costs_of(
+        profile, cores=offer.cores, memory_gib=offer.memory_gib, storage_gib=0, duration=duration
+    )
     compute_spec = {
         **plan.compute.spec,
+        "costs": cost_documents(profile, compute_costs),
+        "metrics": metric_documents(profile),
         "cores": {"min": offer.cores, "max": offer.cores},
         "memory": {"min": offer.memory_gib, "max": offer.memory_gib},
     }
@@ -210,19 +445,30 @@ def build_session(
         spec = dict(data.spec)
         if data.storage:
             spec["storage"] = str(uuids[data.storage])
-        records.append(record(data, data_schedule, spec, index))
+        prepare = times.data_prepare[data.name]
+        schedule = before_compute(prepare, times.data_release, until=after_compute)
+        records.append(record(data, schedule, spec, index))
     for index, volume in enumerate(plan.volumes):
         spec = dict(volume.spec)
         if volume.resource:
             spec["resource"] = str(uuids[volume.resource])
         records.append(record(volume, compute_schedule, spec, index))
 
+    first_prepare = min(r.schedule.prepare_start for r in records)
     session_schedule = Schedule(
-        prepare_start=min(r.schedule.prepare_start for r in records),
-        prepare_duration=start - min(r.schedule.prepare_start for r in records),
+        prepare_start=first_prepare,
+        prepare_duration=start - first_prepare,
         available_start=start,
         available_duration=duration,
         release_duration=max(r.schedule.release_end for r in records) - end,
+    )
+    storage_gib = sum(offer.storage_gib.values())
+    session_costs = costs_of(
+        profile,
+        cores=offer.cores,
+        memory_gib=offer.memory_gib,
+        storage_gib=storage_gib,
+        duration=duration,
     )
     return SessionRecord(
         uuid=session_uuid,
@@ -234,10 +480,11 @@ def build_session(
         schedule=session_schedule,
         cores=offer.cores,
         memory_gib=offer.memory_gib,
-        storage_gib=sum(offer.storage_gib.values()),
+        storage_gib=storage_gib,
         created=now,
         modified=now,
         messages=list(notes),
         connectors=[],
         components=records,
+        costs=cost_documents(profile, session_costs),
     )

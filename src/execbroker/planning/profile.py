@@ -1,4 +1,4 @@
-"""What the planner knows of a platform: its pool of resources and how long steps take."""
+"""What the planner knows of a platform: its pool, what it runs, how long steps take, rates."""
 
 from __future__ import annotations
 
@@ -6,34 +6,95 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from execbroker.config import Settings
+from execbroker.model import kinds
 from execbroker.model.records import ComponentRole
+from execbroker.planning.calendar import Amounts
 
-__all__ = ["PlatformProfile", "profile_from_settings"]
+__all__ = ["PlatformProfile", "Rates", "profile_from_settings"]
+
+# What each platform can run; a request for anything else is answered NO, saying so.
+_EXECUTABLES = {
+    "mock": frozenset({kinds.EXECUTABLE_DOCKER, kinds.EXECUTABLE_JUPYTER}),
+}
 
 
-def _seconds(**kwargs: float) -> dict[ComponentRole, timedelta]:
-    return {ComponentRole(role): timedelta(seconds=value) for role, value in kwargs.items()}
+@dataclass(frozen=True)
+class Rates:
+    """Per-hour rates that turn offered amounts and durations into costs."""
+
+    currency: str = "EUR"
+    money_per_core_hour: float = 0.05
+    money_per_memory_gib_hour: float = 0.005
+    money_per_storage_gib_hour: float = 0.0002
+    kwh_per_core_hour: float = 0.01
+    kwh_per_memory_gib_hour: float = 0.0004
+    carbon_g_per_kwh: float = 200
+    compute_performance: float = 1.0
+
+
+def _seconds(values: dict[str, float]) -> dict[ComponentRole, timedelta]:
+    return {ComponentRole(role): timedelta(seconds=value) for role, value in values.items()}
 
 
 @dataclass(frozen=True)
 class PlatformProfile:
     name: str
-    cores: int
-    memory_gib: int
-    storage_gib: int
-    # Estimates the planner schedules with; the lifecycle budgets add slack on top.
+    capacity: Amounts
+    executable_kinds: frozenset[str] = field(default_factory=lambda: _EXECUTABLES["mock"])
     prepare: dict[ComponentRole, timedelta] = field(
-        default_factory=lambda: _seconds(executable=30, compute=30, storage=10, data=60, volume=0)
+        default_factory=lambda: _seconds(
+            {"executable": 30, "compute": 30, "storage": 10, "data": 60}
+        )
     )
     release: dict[ComponentRole, timedelta] = field(
-        default_factory=lambda: _seconds(executable=5, compute=30, storage=10, data=10, volume=0)
+        default_factory=lambda: _seconds(
+            {"executable": 5, "compute": 30, "storage": 10, "data": 10}
+        )
     )
+    slack: timedelta = timedelta(seconds=10)
+    staging_bytes_per_second: float = 100 * 2**20
+    rates: Rates = field(default_factory=Rates)
+
+    @property
+    def cores(self) -> int:
+        return self.capacity.cores
+
+    @property
+    def memory_gib(self) -> int:
+        return self.capacity.memory_gib
+
+    @property
+    def storage_gib(self) -> int:
+        return self.capacity.storage_gib
+
+    def prepare_time(self, role: ComponentRole) -> timedelta:
+        """The planned time to prepare: the estimate plus the slack (none for nothing)."""
+        estimate = self.prepare.get(role, timedelta(0))
+        return estimate + self.slack if estimate else timedelta(0)
+
+    def release_time(self, role: ComponentRole) -> timedelta:
+        return self.release.get(role, timedelta(0))
 
 
 def profile_from_settings(settings: Settings) -> PlatformProfile:
     return PlatformProfile(
         name=settings.platform,
-        cores=settings.capacity_cores,
-        memory_gib=settings.capacity_memory_gib,
-        storage_gib=settings.capacity_storage_gib,
+        capacity=Amounts(
+            settings.capacity_cores, settings.capacity_memory_gib, settings.capacity_storage_gib
+        ),
+        executable_kinds=_EXECUTABLES[settings.platform],
+        prepare=_seconds(settings.prepare_estimates),
+        release=_seconds(settings.release_estimates),
+        slack=timedelta(seconds=settings.planning_slack),
+        staging_bytes_per_second=settings.staging_mib_per_second * 2**20,
+        rates=Rates(
+            currency=settings.cost_currency,
+            money_per_core_hour=settings.cost_per_core_hour,
+            money_per_memory_gib_hour=settings.cost_per_memory_gib_hour,
+            money_per_storage_gib_hour=settings.cost_per_storage_gib_hour,
+            kwh_per_core_hour=settings.energy_kwh_per_core_hour,
+            kwh_per_memory_gib_hour=settings.energy_kwh_per_memory_gib_hour,
+            carbon_g_per_kwh=settings.carbon_g_per_kwh,
+            compute_performance=settings.compute_performance,
+        ),
     )

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
@@ -46,6 +47,7 @@ from execbroker.planning.profile import PlatformProfile
 
 __all__ = ["Plan", "PlannedComponent", "Range", "validate_request"]
 
+_PROTOCOLS = frozenset({"TCP", "UDP", "HTTP", "HTTPS"})
 _DIGEST = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-fA-F0-9]{32,}$")
 _MAX_NAME = 255
 
@@ -69,8 +71,18 @@ class PlannedComponent:
     client_uuid: str | None = None
     size: Range | None = None  # storage only
     storage: str | None = None  # data only: the name of its storage
+    size_bytes: int | None = None  # data only: the declared size, if any
     resource: str | None = None  # volume only: the name of what it mounts
     notes: list[MessageItem] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A bound the request puts on a cost (``max``) or a metric (``min``), by its type URI."""
+
+    path: str
+    type: str
+    value: float
 
 
 @dataclass
@@ -87,6 +99,8 @@ class Plan:
     duration: timedelta
     window: Interval
     notes: list[MessageItem]
+    cost_limits: list[Limit] = field(default_factory=list)
+    metric_minimums: list[Limit] = field(default_factory=list)
 
     @property
     def storage_min(self) -> int:
@@ -205,9 +219,12 @@ class _Checker:
         volumes = self.check_volumes(request, storage, data)
         duration, window = self.check_schedule(request)
         self.check_names(storage, data)
+        cost_limits, metric_minimums = self.check_limits(request)
         if executable is None or duration is None or window is None:
             return None
         return Plan(
+            cost_limits=cost_limits,
+            metric_minimums=metric_minimums,
             executable=executable,
             compute=compute,
             cores=cores,
@@ -235,12 +252,23 @@ class _Checker:
             case DockerContainer():
                 self.check_docker(executable)
             case JupyterNotebook() | SingularityContainer():
-                if not (executable.location or "").strip():
+                if not _is_url(executable.location, schemes=("http", "https")):
                     self.problem(
                         "/executable/location",
-                        "a {kind} needs the location (URL) to fetch it from",
+                        "a {kind} needs the http(s) URL to fetch it from, not {got}",
                         kind=kinds.short_kind(executable.kind),
+                        got=_brief(executable.location),
                     )
+        if executable.kind not in self.profile.executable_kinds:
+            self.problem(
+                "/executable/kind",
+                "the {platform} platform cannot run {kind} executables; it runs {supported}",
+                platform=self.profile.name,
+                kind=kinds.short_kind(executable.kind),
+                supported=", ".join(
+                    sorted(kinds.short_kind(k) for k in self.profile.executable_kinds)
+                ),
+            )
         return _planned(ComponentRole.EXECUTABLE, executable, default_name="executable")
 
     def check_docker(self, container: DockerContainer) -> None:
@@ -260,6 +288,14 @@ class _Checker:
             )
         if container.privileged:
             self.problem("/executable/privileged", "privileged containers are not supported")
+        ports = container.network.ports if container.network else None
+        for index, port in enumerate(ports or []):
+            if port.protocol is not None and port.protocol.upper() not in _PROTOCOLS:
+                self.problem(
+                    f"/executable/network/ports/{index}/protocol",
+                    "'{protocol}' is not one of TCP, UDP, HTTP, HTTPS",
+                    protocol=port.protocol,
+                )
         for name in container.environment or {}:
             if not name or "=" in name or "\0" in name:
                 self.problem(
@@ -382,6 +418,7 @@ class _Checker:
             self.check_data_source(path, resource)
             component = _planned(ComponentRole.DATA, resource, default_name=f"data-{index + 1}")
             component.spec.pop("storage", None)
+            component.size_bytes = _declared_size(resource)
             if resource.storage:
                 target = _resolve(resource.storage, storage)
                 if target is None:
@@ -419,14 +456,21 @@ class _Checker:
     def check_data_source(self, path: str, resource: Any) -> None:
         match resource:
             case SimpleDataResource():
-                if not (resource.location or "").strip():
-                    self.problem(f"{path}/location", "a simple data resource needs a location")
+                if not _is_url(resource.location):
+                    self.problem(
+                        f"{path}/location",
+                        "a simple data resource needs a location URL, not {got}",
+                        got=_brief(resource.location),
+                    )
             case S3DataResource():
-                if not (resource.bucket or "").strip():
-                    self.problem(f"{path}/bucket", "an S3 data resource needs a bucket")
+                for name in ("endpoint", "bucket", "template"):
+                    if not (getattr(resource, name) or "").strip():
+                        self.problem(
+                            f"{path}/{name}", "an S3 data resource needs its {name}", name=name
+                        )
             case IvoaDataResource():
-                if resource.ivoa is None:
-                    self.problem(f"{path}/ivoa", "an IVOA data resource needs its ivoa block")
+                if resource.ivoa is None or not (resource.ivoa.ivoid or "").strip():
+                    self.problem(f"{path}/ivoa/ivoid", "an IVOA data resource needs an ivoid")
             case RucioDataResource():
                 rucio = resource.rucio
                 if rucio is None or not rucio.scope or not rucio.object:
@@ -527,6 +571,31 @@ class _Checker:
             )
         return mounts
 
+    # -- limits -----------------------------------------------------------------------
+
+    def check_limits(self, request: ExecutionRequest) -> tuple[list[Limit], list[Limit]]:
+        costs: list[Limit] = []
+        for index, item in enumerate(request.costs or []):
+            maximum = getattr(item, "max", None)
+            if maximum is None:
+                continue
+            if not item.type:
+                self.problem(f"/costs/{index}/type", "a cost limit must name its type")
+            elif maximum < 0:
+                self.problem(f"/costs/{index}/max", "a cost limit cannot be negative")
+            else:
+                costs.append(Limit(f"/costs/{index}/max", item.type, float(maximum)))
+        metrics: list[Limit] = []
+        for index, metric in enumerate(request.metrics or []):
+            minimum = getattr(metric, "min", None)
+            if minimum is None:
+                continue
+            if not metric.type:
+                self.problem(f"/metrics/{index}/type", "a metric minimum must name its type")
+            else:
+                metrics.append(Limit(f"/metrics/{index}/min", metric.type, float(minimum)))
+        return costs, metrics
+
     # -- schedule ---------------------------------------------------------------------
 
     def check_schedule(self, request: ExecutionRequest) -> tuple[timedelta | None, Interval | None]:
@@ -572,6 +641,25 @@ class _Checker:
                 elif window.start < self.now:
                     window = Interval(self.now, window.end)
         return duration, window
+
+
+def _declared_size(resource: Any) -> int | None:
+    """Bytes a data resource says it holds, where its kind can say so."""
+    if isinstance(resource, SkaoDataResource) and resource.skao and resource.skao.datasize:
+        return resource.skao.datasize
+    block = getattr(resource, "ivoa", None)
+    if block is not None and block.datalink and block.datalink.content_length:
+        return int(block.datalink.content_length)
+    return None
+
+
+def _is_url(value: str | None, *, schemes: tuple[str, ...] | None = None) -> bool:
+    if not value or not value.strip():
+        return False
+    parsed = urlsplit(value.strip())
+    if not parsed.scheme or not (parsed.netloc or parsed.path):
+        return False
+    return schemes is None or parsed.scheme.lower() in schemes
 
 
 def _planned(role: ComponentRole, component: Any, *, default_name: str) -> PlannedComponent:

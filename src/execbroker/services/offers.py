@@ -12,14 +12,16 @@ from execbroker.clock import Clock
 from execbroker.config import Settings
 from execbroker.exceptions import NotFoundError, RequestRefusedError
 from execbroker.model.isotime import format_duration, format_instant
-from execbroker.model.messages import error, info
+from execbroker.model.messages import info
 from execbroker.model.phases import OfferResult, SessionPhase
 from execbroker.model.records import OfferSetRecord, SessionRecord
 from execbroker.model.wire import dump
-from execbroker.planning.offers import build_session, generate_offers
+from execbroker.planning.calendar import Usage
+from execbroker.planning.limits import apply_limits
+from execbroker.planning.offers import OfferSearch, SessionTimes, build_session, generate_offers
 from execbroker.planning.profile import PlatformProfile
-from execbroker.planning.validation import validate_request
-from execbroker.storage.store import BrokerStore
+from execbroker.planning.validation import Plan, validate_request
+from execbroker.storage.store import Booking, BrokerStore
 
 __all__ = ["OfferService"]
 
@@ -43,16 +45,19 @@ class OfferService:
         self._on_offers_made = on_offers_made
 
     async def request_offers(self, document: Any, *, owner: str) -> OfferSetRecord:
-        """Plan ``document`` and store the offer set: ``YES`` with offers, or ``NO`` with why."""
+        """Plan ``document`` and store the offer set: ``YES`` with offers, or ``NO`` with why.
+
+        Offers are planned and stored under the pool's booking lock, so that they hold
+        against every request planned after them.
+        """
         now = self._clock.now()
         offer_set_uuid = uuid4()
-        request_doc: dict[str, Any] | None = None
         try:
             plan, request = validate_request(
                 document, settings=self._settings, profile=self._profile, now=now
             )
         except RequestRefusedError as refusal:
-            offer_set = OfferSetRecord(
+            refused = OfferSetRecord(
                 uuid=offer_set_uuid,
                 owner=owner,
                 result=OfferResult.NO,
@@ -60,12 +65,13 @@ class OfferService:
                 modified=now,
                 messages=refusal.messages,
             )
-        else:
-            request_doc = dump(request)
-            expires = now + self._settings.offer_lifetime
-            offers = generate_offers(
-                plan, profile=self._profile, now=now, max_offers=self._settings.max_offers
-            )
+            await self._store.insert_offer_set(refused, request=None)
+            logger.info("offer set refused", extra={"offer_set": str(offer_set_uuid)})
+            return refused
+        expires = now + self._settings.offer_lifetime
+        async with self._store.booking() as booking:
+            now = self._clock.now()
+            search = await self._search(booking, plan, now=now, max_offers=self._max_offers)
             sessions = [
                 build_session(
                     plan,
@@ -90,30 +96,18 @@ class OfferService:
                         )
                     ],
                 )
-                for position, offer in enumerate(offers)
+                for position, offer in enumerate(search.offers)
             ]
-            result = OfferResult.YES if sessions else OfferResult.NO
-            notes = list(plan.notes)
-            if not sessions:
-                notes.append(
-                    error(
-                        "{path}: no start between {start} and {end} leaves the time needed "
-                        "to prepare",
-                        path="/schedule/requested/start",
-                        start=format_instant(plan.window.start),
-                        end=format_instant(plan.window.end),
-                    )
-                )
             offer_set = OfferSetRecord(
                 uuid=offer_set_uuid,
                 owner=owner,
-                result=result,
+                result=OfferResult.YES if sessions else OfferResult.NO,
                 created=now,
                 modified=now,
-                messages=notes,
+                messages=[*plan.notes, *search.problems],
                 offers=sessions,
             )
-        await self._store.insert_offer_set(offer_set, request=request_doc)
+            await booking.insert_offer_set(offer_set, request=dump(request))
         logger.info(
             "offer set created",
             extra={
@@ -123,8 +117,28 @@ class OfferService:
             },
         )
         if offer_set.offers and self._on_offers_made:
-            self._on_offers_made(min(o.expires for o in offer_set.offers if o.expires))
+            self._on_offers_made(expires)
         return offer_set
+
+    @property
+    def _max_offers(self) -> int:
+        return self._settings.max_offers
+
+    async def _search(
+        self, booking: Booking, plan: Plan, *, now: datetime, max_offers: int
+    ) -> OfferSearch:
+        """Offers against what is held over the window the plan could book, then filtered by
+        the request's cost and metric limits."""
+        times = SessionTimes.of(plan, self._profile)
+        holds = await booking.holds(
+            plan.window.start - times.lead,
+            plan.window.end + plan.duration + times.tail,
+            now=now,
+        )
+        search = generate_offers(
+            plan, profile=self._profile, usage=Usage(holds), now=now, max_offers=max_offers
+        )
+        return apply_limits(search, plan, self._profile)
 
     async def execute_directly(self, document: Any, *, owner: str) -> SessionRecord:
         """A session that starts as soon as it can, already ACCEPTED; refused with reasons."""
@@ -132,40 +146,33 @@ class OfferService:
         plan, _ = validate_request(
             document, settings=self._settings, profile=self._profile, now=now
         )
-        offers = generate_offers(plan, profile=self._profile, now=now, max_offers=1)
-        if not offers:
-            raise RequestRefusedError(
-                [
-                    error(
-                        "{path}: no start between {start} and {end} leaves the time needed "
-                        "to prepare",
-                        path="/schedule/requested/start",
-                        start=format_instant(plan.window.start),
-                        end=format_instant(plan.window.end),
-                    )
-                ]
+        async with self._store.booking() as booking:
+            now = self._clock.now()
+            search = await self._search(booking, plan, now=now, max_offers=1)
+            if not search.offers:
+                raise RequestRefusedError(search.problems)
+            offer = search.offers[0]
+            session = build_session(
+                plan,
+                offer,
+                profile=self._profile,
+                owner=owner,
+                now=now,
+                phase=SessionPhase.ACCEPTED,
+                expires=None,
+                offer_set_uuid=None,
+                position=0,
+                notes=[
+                    *plan.notes,
+                    info(
+                        "Accepted for direct execution: start {start}, {duration}",
+                        time=now,
+                        start=format_instant(offer.start),
+                        duration=format_duration(plan.duration),
+                    ),
+                ],
             )
-        session = build_session(
-            plan,
-            offers[0],
-            profile=self._profile,
-            owner=owner,
-            now=now,
-            phase=SessionPhase.ACCEPTED,
-            expires=None,
-            offer_set_uuid=None,
-            position=0,
-            notes=[
-                *plan.notes,
-                info(
-                    "Accepted for direct execution: start {start}, {duration}",
-                    time=now,
-                    start=format_instant(offers[0].start),
-                    duration=format_duration(plan.duration),
-                ),
-            ],
-        )
-        await self._store.insert_session(session)
+            await booking.insert_session(session)
         logger.info("direct session created", extra={"session": str(session.uuid)})
         return session
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -11,11 +11,14 @@ from pydantic import TypeAdapter, ValidationError
 
 from execbroker.clock import Clock
 from execbroker.exceptions import ConflictError, NotFoundError, UnprocessableError
-from execbroker.model.isotime import format_instant
+from execbroker.model.isotime import format_duration, format_instant
 from execbroker.model.messages import info
 from execbroker.model.phases import ACTIVE_SESSION_PHASES, ComponentPhase, SessionPhase
 from execbroker.model.records import ComponentRecord, ComponentRole, SessionRecord
-from execbroker.model.wire import EnumValueUpdate, MessageItem, Update
+from execbroker.model.wire import EnumValueUpdate, IntegerDeltaUpdate, MessageItem, Update
+from execbroker.planning.calendar import Amounts, Usage
+from execbroker.planning.offers import cost_documents, costs_of
+from execbroker.planning.profile import PlatformProfile
 from execbroker.planning.validation import schema_messages
 from execbroker.storage.store import BrokerStore
 
@@ -41,16 +44,144 @@ def phase_options(phase: SessionPhase) -> list[SessionPhase]:
     return []
 
 
+EXTEND_PATH = "/schedule/available/duration"
+_SECONDS_PER_UNIT = {
+    None: 1,
+    "s": 1,
+    "second": 1,
+    "seconds": 1,
+    "m": 60,
+    "min": 60,
+    "minute": 60,
+    "minutes": 60,
+    "h": 3600,
+    "hour": 3600,
+    "hours": 3600,
+}
+
+
 class SessionService:
-    def __init__(self, *, store: BrokerStore, clock: Clock) -> None:
+    def __init__(
+        self,
+        *,
+        store: BrokerStore,
+        clock: Clock,
+        profile: PlatformProfile,
+        max_duration: timedelta,
+    ) -> None:
         self._store = store
         self._clock = clock
+        self._profile = profile
+        self._max_duration = max_duration
 
     async def get_session(self, uuid: UUID, *, owner: str) -> SessionRecord:
+        """The session; while it is active, with how far the calendar lets it be extended."""
         found = await self._store.get_session(uuid, owner=owner)
         if found is None:
             raise NotFoundError("No session {uuid}", {"uuid": uuid})
+        if found.phase in ACTIVE_SESSION_PHASES:
+            holds = await self._store.holds(
+                found.schedule.release_end,
+                found.schedule.release_end + self._room(found),
+                now=self._clock.now(),
+                exclude=found.uuid,
+            )
+            found.extension_limit = self._extension_limit(found, Usage(holds))
         return found
+
+    def _room(self, session: SessionRecord) -> timedelta:
+        """How much longer the session may run before it reaches the longest run offered."""
+        return max(timedelta(0), self._max_duration - session.schedule.available_duration)
+
+    def _extension_limit(self, session: SessionRecord, usage: Usage) -> timedelta:
+        start = session.schedule.release_end
+        room = self._room(session)
+        blocked = usage.first_exceeding(
+            start,
+            start + room,
+            extra=Amounts(session.cores, session.memory_gib, session.storage_gib),
+            limit=self._profile.capacity,
+        )
+        limit = room if blocked is None else min(room, blocked - start)
+        return timedelta(seconds=int(limit.total_seconds()))
+
+    async def _extend(
+        self, session: SessionRecord, update: IntegerDeltaUpdate, *, owner: str
+    ) -> None:
+        unit = (update.units or "").strip().lower() or None
+        if unit not in _SECONDS_PER_UNIT:
+            raise UnprocessableError(
+                "'{units}' is not a unit of time this broker reads (seconds, minutes, hours)",
+                {"units": update.units},
+                path="/units",
+            )
+        delta = timedelta(seconds=update.delta * _SECONDS_PER_UNIT[unit])
+        if delta <= timedelta(0):
+            raise UnprocessableError(
+                "only extensions are supported: the delta must be positive, not {delta}",
+                {"delta": update.delta},
+                path="/delta",
+            )
+        if session.phase not in ACTIVE_SESSION_PHASES:
+            raise ConflictError(
+                "The session is {phase}; only an accepted session that has not ended can be "
+                "extended",
+                {"phase": session.phase.value},
+                path=EXTEND_PATH,
+            )
+        now = self._clock.now()
+        async with self._store.booking() as booking:
+            current = await booking.get_session(session.uuid, owner=owner)
+            if current is None or current.phase not in ACTIVE_SESSION_PHASES:
+                raise ConflictError(
+                    "The session ended while it was being extended", path=EXTEND_PATH
+                )
+            holds = await booking.holds(
+                current.schedule.release_end,
+                current.schedule.release_end + self._room(current),
+                now=now,
+                exclude=current.uuid,
+            )
+            limit = self._extension_limit(current, Usage(holds))
+            if delta > limit:
+                raise ConflictError(
+                    "The run can be extended by at most {limit} seconds ({duration}) now; "
+                    "{asked} seconds were asked for",
+                    {
+                        "limit": int(limit.total_seconds()),
+                        "duration": format_duration(limit),
+                        "asked": int(delta.total_seconds()),
+                    },
+                    path=EXTEND_PATH,
+                )
+            duration = current.schedule.available_duration + delta
+            costs = cost_documents(
+                self._profile,
+                costs_of(
+                    self._profile,
+                    cores=current.cores,
+                    memory_gib=current.memory_gib,
+                    storage_gib=current.storage_gib,
+                    duration=duration,
+                ),
+            )
+            extended = await booking.extend(
+                current,
+                delta=delta,
+                costs=costs,
+                now=now,
+                note=info(
+                    "Run extended by {delta} to {duration}",
+                    time=now,
+                    delta=format_duration(delta),
+                    duration=format_duration(duration),
+                ),
+            )
+            if not extended:
+                raise ConflictError(
+                    "The session changed while it was being extended; try again",
+                    path=EXTEND_PATH,
+                )
 
     async def get_component(
         self, role: ComponentRole, uuid: UUID, *, owner: str
@@ -68,10 +199,20 @@ class SessionService:
         """Apply one update to a session; 409 when its phase forbids it, 422 when malformed."""
         update = _parse_update(document)
         path = "/" + update.path.strip().lstrip("/")
+        if path == EXTEND_PATH:
+            if not isinstance(update, IntegerDeltaUpdate):
+                raise UnprocessableError(
+                    "{target} takes a uri:integer-delta-update, not {kind}",
+                    {"target": EXTEND_PATH, "kind": update.kind},
+                    path="/kind",
+                )
+            await self._extend(await self.get_session(uuid, owner=owner), update, owner=owner)
+            logger.info("session extended", extra={"session": str(uuid)})
+            return await self.get_session(uuid, owner=owner)
         if path != "/phase":
             raise UnprocessableError(
-                "'{target}' cannot be updated; the updatable path is /phase",
-                {"target": update.path},
+                "'{target}' cannot be updated; the updatable paths are /phase and {extend}",
+                {"target": update.path, "extend": EXTEND_PATH},
                 path="/path",
             )
         if not isinstance(update, EnumValueUpdate):

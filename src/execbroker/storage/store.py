@@ -7,8 +7,10 @@ racing callers can never both change the same thing. Every query is filtered by 
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -25,6 +27,7 @@ from execbroker.model.records import (
     SessionRecord,
 )
 from execbroker.model.wire import MessageItem
+from execbroker.planning.calendar import Amounts, Hold
 from execbroker.storage.database import Database
 from execbroker.storage.tables import UTCDateTime, components, messages, offer_sets, sessions
 
@@ -48,37 +51,123 @@ class MessageTarget:
         self.offer_set_uuid = offer_set_uuid
 
 
+HOLDING_PHASES = (
+    SessionPhase.ACCEPTED,
+    SessionPhase.WAITING,
+    SessionPhase.PREPARING,
+    SessionPhase.AVAILABLE,
+    SessionPhase.RUNNING,
+    SessionPhase.RELEASING,
+)
+
+
+class Booking:
+    """A write transaction holding the pool's booking lock: read holds, then book.
+
+    Every decision that can add to what the pool holds (offers, direct sessions, accepts,
+    extensions) is made inside one of these, so that two of them — in this process or in
+    another broker on the same database — never plan against the same free capacity.
+    """
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    async def holds(
+        self, start: datetime, end: datetime, *, now: datetime, exclude: UUID | None = None
+    ) -> list[Hold]:
+        return await _holds(self._connection, start, end, now=now, exclude=exclude)
+
+    async def insert_offer_set(
+        self, offer_set: OfferSetRecord, *, request: dict[str, Any] | None
+    ) -> None:
+        await _insert_offer_set(self._connection, offer_set, request=request)
+
+    async def insert_session(self, session: SessionRecord) -> None:
+        await _insert_sessions(self._connection, [session])
+
+    async def get_session(self, uuid: UUID, *, owner: str) -> SessionRecord | None:
+        return await _get_session(self._connection, uuid, owner=owner)
+
+    async def extend(
+        self,
+        session: SessionRecord,
+        *,
+        delta: timedelta,
+        costs: list[dict[str, Any]],
+        now: datetime,
+        note: MessageItem,
+    ) -> bool:
+        """Lengthen the run by ``delta``: the booking, the session's and every component's
+        available time; False when the session left the phases it was read in."""
+        moved = await self._connection.execute(
+            sessions.update()
+            .where(
+                sessions.c.uuid == str(session.uuid),
+                sessions.c.phase.in_([p.value for p in HOLDING_PHASES]),
+                sessions.c.book_end == session.schedule.release_end,
+            )
+            .values(
+                available_seconds=sessions.c.available_seconds + delta.total_seconds(),
+                book_end=session.schedule.release_end + delta,
+                costs=costs,
+                modified=now,
+            )
+        )
+        if moved.rowcount != 1:
+            return False
+        await self._connection.execute(
+            components.update()
+            .where(components.c.session_uuid == str(session.uuid))
+            .values(
+                available_seconds=components.c.available_seconds + delta.total_seconds(),
+                modified=now,
+            )
+        )
+        await _insert_messages(
+            self._connection,
+            MessageTarget(
+                session.uuid, session_uuid=session.uuid, offer_set_uuid=session.offer_set_uuid
+            ),
+            [note],
+        )
+        return True
+
+
 class BrokerStore:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, *, pool: str = "mock") -> None:
         self._db = database
+        self._pool_key = _lock_key(f"execbroker:pool:{pool}")
+
+    @asynccontextmanager
+    async def booking(self) -> AsyncIterator[Booking]:
+        """A :class:`Booking`; committed when the block ends, rolled back on error."""
+        async with self._db.write() as connection:
+            await self._lock_pool(connection)
+            yield Booking(connection)
+
+    async def _lock_pool(self, connection: AsyncConnection) -> None:
+        # SQLite's write transactions are already exclusive; PostgreSQL needs a lock that
+        # every broker process on the database sees.
+        if not self._db.is_sqlite:
+            await connection.execute(
+                sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": self._pool_key}
+            )
+
+    async def holds(
+        self, start: datetime, end: datetime, *, now: datetime, exclude: UUID | None = None
+    ) -> list[Hold]:
+        """What is held over ``[start, end)``, read without the lock (for advice only)."""
+        async with self._db.read() as connection:
+            return await _holds(connection, start, end, now=now, exclude=exclude)
 
     # ------------------------------------------------------------------ creating
 
     async def insert_offer_set(
         self, offer_set: OfferSetRecord, *, request: dict[str, Any] | None
     ) -> None:
-        """The offer set, its offers, their components and every message, in one transaction."""
+        """An offer set that books nothing (result NO), in one transaction."""
         async with self._db.write() as connection:
-            await connection.execute(
-                offer_sets.insert().values(
-                    uuid=str(offer_set.uuid),
-                    owner=offer_set.owner,
-                    result=offer_set.result.value,
-                    created=offer_set.created,
-                    modified=offer_set.modified,
-                    request=request,
-                )
-            )
-            target = MessageTarget(offer_set.uuid, offer_set_uuid=offer_set.uuid)
-            await _insert_sessions(
-                connection,
-                offer_set.offers,
-                extra_messages=[_message_row(target, item) for item in offer_set.messages],
-            )
-
-    async def insert_session(self, session: SessionRecord) -> None:
-        async with self._db.write() as connection:
-            await _insert_sessions(connection, [session])
+            await _insert_offer_set(connection, offer_set, request=request)
 
     # ------------------------------------------------------------------ reading
 
@@ -116,15 +205,7 @@ class BrokerStore:
 
     async def get_session(self, uuid: UUID, *, owner: str) -> SessionRecord | None:
         async with self._db.read() as connection:
-            rows = (
-                await connection.execute(
-                    sa.select(sessions).where(
-                        sessions.c.uuid == str(uuid), sessions.c.owner == owner
-                    )
-                )
-            ).all()
-            found = await _load_sessions(connection, rows)
-        return found[0] if found else None
+            return await _get_session(connection, uuid, owner=owner)
 
     async def find_component(self, uuid: UUID, *, owner: str) -> ComponentRecord | None:
         async with self._db.read() as connection:
@@ -170,6 +251,7 @@ class BrokerStore:
         """
         try:
             async with self._db.write() as connection:
+                await self._lock_pool(connection)
                 await self._accept(
                     connection,
                     uuid=uuid,
@@ -375,6 +457,89 @@ _UNENDED_COMPONENT_PHASES = (
 _AS_UTC = UTCDateTime()
 
 
+def _lock_key(name: str) -> int:
+    """A stable signed 64-bit key for an advisory lock."""
+    return int.from_bytes(
+        hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True
+    )
+
+
+async def _holds(
+    connection: AsyncConnection,
+    start: datetime,
+    end: datetime,
+    *,
+    now: datetime,
+    exclude: UUID | None,
+) -> list[Hold]:
+    """Bookings overlapping ``[start, end)``: live offers (grouped by offer set, as they are
+    alternatives) and accepted sessions that have not ended."""
+    query = sa.select(
+        sessions.c.uuid,
+        sessions.c.offer_set_uuid,
+        sessions.c.phase,
+        sessions.c.book_start,
+        sessions.c.book_end,
+        sessions.c.cores,
+        sessions.c.memory_gib,
+        sessions.c.storage_gib,
+    ).where(
+        sessions.c.book_end > start,
+        sessions.c.book_start < end,
+        sa.or_(
+            sessions.c.phase.in_([p.value for p in HOLDING_PHASES]),
+            sa.and_(sessions.c.phase == SessionPhase.OFFERED.value, sessions.c.expires > now),
+        ),
+    )
+    if exclude is not None:
+        query = query.where(sessions.c.uuid != str(exclude))
+    rows = (await connection.execute(query)).all()
+    return [
+        Hold(
+            group=row.offer_set_uuid
+            if row.phase == SessionPhase.OFFERED.value and row.offer_set_uuid
+            else row.uuid,
+            start=row.book_start,
+            end=row.book_end,
+            amounts=Amounts(row.cores, row.memory_gib, row.storage_gib),
+        )
+        for row in rows
+    ]
+
+
+async def _insert_offer_set(
+    connection: AsyncConnection, offer_set: OfferSetRecord, *, request: dict[str, Any] | None
+) -> None:
+    await connection.execute(
+        offer_sets.insert().values(
+            uuid=str(offer_set.uuid),
+            owner=offer_set.owner,
+            result=offer_set.result.value,
+            created=offer_set.created,
+            modified=offer_set.modified,
+            request=request,
+        )
+    )
+    target = MessageTarget(offer_set.uuid, offer_set_uuid=offer_set.uuid)
+    await _insert_sessions(
+        connection,
+        offer_set.offers,
+        extra_messages=[_message_row(target, item) for item in offer_set.messages],
+    )
+
+
+async def _get_session(
+    connection: AsyncConnection, uuid: UUID, *, owner: str
+) -> SessionRecord | None:
+    rows = (
+        await connection.execute(
+            sa.select(sessions).where(sessions.c.uuid == str(uuid), sessions.c.owner == owner)
+        )
+    ).all()
+    found = await _load_sessions(connection, rows)
+    return found[0] if found else None
+
+
 class _LostRaceError(Exception):
     """Raised inside a write transaction to roll it back when a guard finds nothing to do."""
 
@@ -444,6 +609,7 @@ async def _insert_sessions(
                 "memory_gib": session.memory_gib,
                 "storage_gib": session.storage_gib,
                 "connectors": session.connectors,
+                "costs": session.costs,
                 **_schedule_columns(session.schedule),
             }
         )
@@ -574,6 +740,7 @@ async def _load_sessions(connection: AsyncConnection, rows: Sequence[Any]) -> li
             messages=found.get(row.uuid, []),
             connectors=row.connectors,
             components=by_session.get(row.uuid, []),
+            costs=row.costs or [],
         )
         for row in rows
     ]

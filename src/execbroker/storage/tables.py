@@ -90,7 +90,10 @@ sessions = sa.Table(
     sa.Column("memory_gib", sa.Integer, nullable=False),
     sa.Column("storage_gib", sa.Integer, nullable=False),
     sa.Column("connectors", JSONDocument, nullable=False),
+    sa.Column("costs", JSONDocument, nullable=True),
     sa.Index("ix_sessions_phase_expires", "phase", "expires"),
+    # The planner reads only bookings that end after the window it plans opens.
+    sa.Index("ix_sessions_book_end", "book_end"),
 )
 
 components = sa.Table(

@@ -1,0 +1,158 @@
+"""The capacity calendar: how much of a platform's pool is held at each instant.
+
+A *hold* is a session's booking: ``[start, end)`` for some cores, memory and storage.
+Sessions of one offer set are alternatives (at most one can be accepted), so a group of
+siblings holds, at each instant, the largest of their amounts rather than the sum; holds of
+different groups add up. :class:`Usage` is the resulting step function, built in
+``O(k log k)`` from the ``k`` holds that overlap the window being planned — never from every
+booking the broker has.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+__all__ = ["Amounts", "Hold", "Usage"]
+
+
+@dataclass(frozen=True, order=True)
+class Amounts:
+    cores: int = 0
+    memory_gib: int = 0
+    storage_gib: int = 0
+
+    def __add__(self, other: Amounts) -> Amounts:
+        return Amounts(
+            self.cores + other.cores,
+            self.memory_gib + other.memory_gib,
+            self.storage_gib + other.storage_gib,
+        )
+
+    def __sub__(self, other: Amounts) -> Amounts:
+        return Amounts(
+            self.cores - other.cores,
+            self.memory_gib - other.memory_gib,
+            self.storage_gib - other.storage_gib,
+        )
+
+    def fits_within(self, limit: Amounts) -> bool:
+        return (
+            self.cores <= limit.cores
+            and self.memory_gib <= limit.memory_gib
+            and self.storage_gib <= limit.storage_gib
+        )
+
+    def peak(self, other: Amounts) -> Amounts:
+        """The larger of each amount."""
+        return Amounts(
+            max(self.cores, other.cores),
+            max(self.memory_gib, other.memory_gib),
+            max(self.storage_gib, other.storage_gib),
+        )
+
+    def floor(self, other: Amounts) -> Amounts:
+        """The smaller of each amount."""
+        return Amounts(
+            min(self.cores, other.cores),
+            min(self.memory_gib, other.memory_gib),
+            min(self.storage_gib, other.storage_gib),
+        )
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A booking of ``amounts`` over ``[start, end)``; ``group`` joins alternatives."""
+
+    group: str
+    start: datetime
+    end: datetime
+    amounts: Amounts
+
+
+class Usage:
+    """What is held at each instant: a step function over sorted breakpoints.
+
+    ``levels[i]`` is held over ``[times[i], times[i + 1])``; before ``times[0]`` and after
+    the last breakpoint nothing is held.
+    """
+
+    def __init__(self, holds: Iterable[Hold]) -> None:
+        deltas: dict[datetime, Amounts] = defaultdict(Amounts)
+        groups: dict[str, list[Hold]] = defaultdict(list)
+        for hold in holds:
+            if hold.end > hold.start:
+                groups[hold.group].append(hold)
+        for members in groups.values():
+            for moment, delta in _group_deltas(members):
+                deltas[moment] = deltas[moment] + delta
+        self.times: list[datetime] = sorted(deltas)
+        # One list per resource, so that a peak is max() over a slice: C speed, not Python.
+        self._cores: list[int] = []
+        self._memory: list[int] = []
+        self._storage: list[int] = []
+        level = Amounts()
+        for moment in self.times:
+            level = level + deltas[moment]
+            self._cores.append(level.cores)
+            self._memory.append(level.memory_gib)
+            self._storage.append(level.storage_gib)
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def level(self, index: int) -> Amounts:
+        return Amounts(self._cores[index], self._memory[index], self._storage[index])
+
+    def peak(self, start: datetime, end: datetime) -> Amounts:
+        """The most held at any instant of ``[start, end)``."""
+        first = max(bisect.bisect_right(self.times, start) - 1, 0)
+        last = bisect.bisect_left(self.times, end)
+        if last <= first:
+            return self.level(first) if self.times and self.times[first] <= start else Amounts()
+        return Amounts(
+            max(self._cores[first:last]),
+            max(self._memory[first:last]),
+            max(self._storage[first:last]),
+        )
+
+    def breakpoints(self, start: datetime, end: datetime) -> Iterator[datetime]:
+        """The instants in ``(start, end)`` where what is held changes."""
+        index = bisect.bisect_right(self.times, start)
+        while index < len(self.times) and self.times[index] < end:
+            yield self.times[index]
+            index += 1
+
+    def first_exceeding(
+        self, start: datetime, end: datetime, *, extra: Amounts, limit: Amounts
+    ) -> datetime | None:
+        """The first instant in ``[start, end)`` where what is held plus ``extra`` is over
+        ``limit``; None when there is none."""
+        index = max(bisect.bisect_right(self.times, start) - 1, 0)
+        while index < len(self.times) and self.times[index] < end:
+            if not (self.level(index) + extra).fits_within(limit):
+                return max(self.times[index], start)
+            index += 1
+        return None
+
+
+def _group_deltas(members: list[Hold]) -> list[tuple[datetime, Amounts]]:
+    """The step function of one group (pointwise max of its members) as changes in time."""
+    if len(members) == 1:
+        only = members[0]
+        return [(only.start, only.amounts), (only.end, Amounts() - only.amounts)]
+    moments = sorted({h.start for h in members} | {h.end for h in members})
+    changes: list[tuple[datetime, Amounts]] = []
+    previous = Amounts()
+    for moment in moments:
+        level = Amounts()
+        for hold in members:
+            if hold.start <= moment < hold.end:
+                level = level.peak(hold.amounts)
+        if level != previous:
+            changes.append((moment, level - previous))
+            previous = level
+    return changes
