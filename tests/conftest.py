@@ -55,6 +55,12 @@ def database_url(
         return f"sqlite+aiosqlite:///{tmp_path / 'broker.db'}"
     if postgres_database is None:
         pytest.skip(f"PostgreSQL not reachable at {ADMIN_URL}; its cases are skipped")
+    # Each test starts from an empty calendar, as it does on its own SQLite file.
+    plain = postgres_database.replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(plain, autocommit=True) as connection:
+        exists = connection.execute("SELECT to_regclass('public.sessions')").fetchone()
+        if exists and exists[0]:
+            connection.execute("TRUNCATE messages, components, sessions, offer_sets")
     return postgres_database
 
 
