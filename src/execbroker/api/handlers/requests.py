@@ -33,8 +33,9 @@ async def create_direct_session(
     request: Request, fmt: OutputFormat, broker: BrokerDep, owner: Owner, render: RendererDep
 ) -> Response:
     document = await read_document(request, broker.limits)
-    record = await broker.offers.execute_directly(document, owner=owner)
-    body = render.session(record)
+    created = await broker.offers.execute_directly(document, owner=owner)
+    # Answer with the session as any reader sees it (options worked out from the calendar).
+    body = render.session(await broker.sessions.get_session(created.uuid, owner=owner))
     return respond(
         body,
         fmt,
