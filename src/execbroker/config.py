@@ -141,6 +141,46 @@ class Settings(BaseSettings):
         gt=0,
         description="Relative speed of one core, published as the compute-performance metric.",
     )
+    mock_prepare_seconds: dict[str, float] = Field(
+        default_factory=lambda: {"executable": 2.0, "storage": 1.0, "data": 3.0, "compute": 3.0},
+        description="Mock platform: seconds each role takes to prepare (zero allowed).",
+    )
+    mock_run_seconds: float | None = Field(
+        default=10.0,
+        ge=0,
+        description=(
+            "Mock platform: seconds a container runs before exiting 0; null: until its time "
+            "is up. Notebooks always run until their time is up."
+        ),
+    )
+    mock_release_seconds: dict[str, float] = Field(
+        default_factory=lambda: {"executable": 0.0, "storage": 1.0, "data": 1.0, "compute": 1.0},
+        description="Mock platform: seconds each role takes to release (zero allowed).",
+    )
+    budget_slack: float = Field(
+        default=60,
+        ge=0,
+        description=(
+            "Seconds a component may go on preparing beyond its planned preparing duration "
+            "before it is cancelled."
+        ),
+    )
+    poll_interval: float = Field(
+        default=5,
+        gt=0,
+        description="Seconds between platform polls when the platform gives no better hint.",
+    )
+    end_warning: float = Field(
+        default=300,
+        ge=0,
+        description="Seconds before an interactive session ends that its user is warned.",
+    )
+    engine_batch_size: int = Field(
+        default=200, ge=1, description="Sessions the engine advances in one transaction."
+    )
+    max_wait: float = Field(
+        default=60, gt=0, description="Longest ?wait= a GET may block, in seconds."
+    )
     expiry_interval: float = Field(
         default=1.0,
         gt=0,

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
+from uuid import UUID
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
@@ -19,7 +21,10 @@ from execbroker.api.formats import ParseLimits
 from execbroker.api.handlers import components, health, offersets, requests, sessions
 from execbroker.clock import Clock, SystemClock
 from execbroker.config import Settings, load_settings
+from execbroker.lifecycle.changes import ChangeFeed
+from execbroker.lifecycle.engine import Engine
 from execbroker.lifecycle.expiry import ExpiryTimer
+from execbroker.lifecycle.rules import EngineTimings
 from execbroker.model.wire import (
     ErrorResponse,
     ExecutionRequest,
@@ -28,6 +33,7 @@ from execbroker.model.wire import (
     Update,
 )
 from execbroker.planning.profile import profile_from_settings
+from execbroker.platforms.factory import build_platform
 from execbroker.services.offers import OfferService
 from execbroker.services.sessions import SessionService
 from execbroker.storage.database import Database
@@ -54,8 +60,33 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         await database.migrate()
         store = BrokerStore(database, pool=settings.platform)
         profile = profile_from_settings(settings)
+        platform = build_platform(settings, clock)
+        await platform.start()
+        changes = ChangeFeed()
+        engine = Engine(
+            store=store,
+            platform=platform,
+            clock=clock,
+            changes=changes,
+            timings=EngineTimings(
+                budget_slack=timedelta(seconds=settings.budget_slack),
+                poll_interval=timedelta(seconds=settings.poll_interval),
+                end_warning=timedelta(seconds=settings.end_warning),
+            ),
+            batch_size=settings.engine_batch_size,
+            single_process=database.is_sqlite,
+        )
+
+        def changed(uuid: UUID) -> None:
+            changes.publish(uuid)
+            engine.poke()
+
         session_service = SessionService(
-            store=store, clock=clock, profile=profile, max_duration=settings.max_duration
+            store=store,
+            clock=clock,
+            profile=profile,
+            max_duration=settings.max_duration,
+            on_change=changed,
         )
         expiry = ExpiryTimer(
             sessions=session_service,
@@ -69,6 +100,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             profile=profile,
             clock=clock,
             on_offers_made=expiry.notice,
+            on_session_started=changed,
         )
         app.state.broker = Broker(
             settings=settings,
@@ -76,7 +108,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             offers=offer_service,
             sessions=session_service,
             limits=ParseLimits(),
+            changes=changes,
         )
+        # Reconcile before serving: resume what was under way, release what is orphaned.
+        await engine.reconcile()
+        engine.start()
         expiry.start()
         logger.info(
             "broker ready",
@@ -86,6 +122,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             yield
         finally:
             await expiry.stop()
+            await engine.stop()
+            await platform.stop()
             await database.dispose()
 
     app = FastAPI(

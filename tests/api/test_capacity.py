@@ -60,6 +60,9 @@ async def test_accepted_sessions_hold_until_cancelled(broker: Any) -> None:
         assert (await _offers(client, _request(6)))["result"] == "NO"
 
         await post(client, url, phase_update("CANCELLED"))
+        # Held until released: once the engine has ended it, the cores are free again.
+        ended = (await client.get(url, params={"wait": 10, "phase": "RELEASING"})).json()
+        assert ended["phase"] == "CANCELLED"
         assert (await _offers(client, _request(6)))["result"] == "YES"
 
 

@@ -50,4 +50,6 @@ async def test_accepted_offers_do_not_expire(broker: Any) -> None:
         accepted = await post(client, offers[0]["meta"]["url"], phase_update("ACCEPTED"))
         assert accepted.status_code == 200
         await asyncio.sleep(0.6)
-        assert (await client.get(offers[0]["meta"]["url"])).json()["phase"] == "ACCEPTED"
+        # The engine has taken it on: whatever it is doing, it has not expired.
+        phase = (await client.get(offers[0]["meta"]["url"])).json()["phase"]
+        assert phase in ("ACCEPTED", "WAITING", "PREPARING", "AVAILABLE", "RUNNING")

@@ -20,13 +20,13 @@ async def test_accepting_one_offer_rejects_its_siblings(client: httpx.AsyncClien
 
     assert response.status_code == 200
     accepted = response.json()
-    assert accepted["phase"] == "ACCEPTED"
+    assert accepted["phase"] in ("ACCEPTED", "WAITING")  # the engine may have seen it already
     assert accepted["meta"]["options"][0]["values"] == ["CANCELLED"]
-    assert accepted["executable"]["phase"] == "WAITING"
+    assert accepted["executable"]["phase"] == "WAITING"  # its start is in 2030
     assert "Offer accepted" in accepted["meta"]["messages"][-1]["message"]
     reread = (await client.get(offer_set["meta"]["url"])).json()
     phases = {o["meta"]["uuid"]: o["phase"] for o in reread["offers"]}
-    assert phases.pop(first["meta"]["uuid"]) == "ACCEPTED"
+    assert phases.pop(first["meta"]["uuid"]) in ("ACCEPTED", "WAITING")
     assert set(phases.values()) == {"REJECTED"}
     sibling = next(o for o in reread["offers"] if o["phase"] == "REJECTED")
     assert sibling["compute"]["phase"] == "CANCELLED"
@@ -55,8 +55,8 @@ async def test_concurrent_accepts_of_siblings_have_exactly_one_winner(
         statuses = sorted(r.status_code for r in responses)
         assert statuses == [200] + [409] * (len(offers) - 1)
         winner = next(r.json() for r in responses if r.status_code == 200)
-        reread = (await client.get(winner["meta"]["url"].replace("sessions", "sessions"))).json()
-        assert reread["phase"] == "ACCEPTED"
+        reread = (await client.get(winner["meta"]["url"])).json()
+        assert reread["phase"] in ("ACCEPTED", "WAITING", "PREPARING")
 
 
 async def test_reject_in_yaml_and_path_without_slash(client: httpx.AsyncClient) -> None:
@@ -81,10 +81,18 @@ async def test_cancel_is_recorded_for_an_accepted_session(client: httpx.AsyncCli
     response = await post(client, session["meta"]["url"], example("cancel-update.json"))
 
     assert response.status_code == 200
-    cancelled = response.json()
+    assert response.json()["phase"] in ("RELEASING", "CANCELLED")
+    assert response.json()["meta"]["options"] == []
+    # The engine releases whatever had started, then the session ends CANCELLED.
+    cancelled = (await client.get(session["meta"]["url"], params={"wait": 10})).json()
+    if cancelled["phase"] == "RELEASING":
+        cancelled = (await client.get(session["meta"]["url"], params={"wait": 10})).json()
     assert cancelled["phase"] == "CANCELLED"
     assert cancelled["compute"]["phase"] == "CANCELLED"
-    assert cancelled["meta"]["options"] == []
+    assert {c["phase"] for c in (cancelled["executable"], cancelled["compute"])} <= {
+        "CANCELLED",
+        "COMPLETED",
+    }
     again = await post(client, session["meta"]["url"], phase_update("ACCEPTED"))
     assert again.status_code == 409
     assert "has ended" in again.json()["messages"][0]["message"]
@@ -98,7 +106,7 @@ async def test_repeating_an_update_that_already_applied_is_harmless(
     assert (await post(client, url, phase_update("ACCEPTED"))).status_code == 200
     repeat = await post(client, url, phase_update("ACCEPTED"))
     assert repeat.status_code == 200
-    assert repeat.json()["phase"] == "ACCEPTED"
+    assert repeat.json()["phase"] in ("ACCEPTED", "WAITING")
 
 
 WRONG_PHASE = [
@@ -121,8 +129,12 @@ async def test_updates_in_the_wrong_phase_are_409(
     assert response.status_code == 409
     body = response.json()
     assert body["error"] == "conflict"
-    assert state in body["messages"][0]["message"]
-    assert (await client.get(url)).json()["phase"] == state
+    now = (await client.get(url)).json()["phase"]
+    assert (
+        f"The session is {now}" in body["messages"][0]["message"]
+        or state in (body["messages"][0]["message"])
+    )
+    assert now == state or (state == "ACCEPTED" and now in ("WAITING", "PREPARING"))
 
 
 MALFORMED = [

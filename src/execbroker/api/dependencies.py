@@ -11,6 +11,7 @@ from execbroker.api.formats import ParseLimits
 from execbroker.api.render import Renderer
 from execbroker.api.urls import base_url
 from execbroker.config import Settings
+from execbroker.lifecycle.changes import ChangeFeed
 from execbroker.services.offers import OfferService
 from execbroker.services.sessions import SessionService
 from execbroker.storage.database import Database
@@ -27,6 +28,7 @@ class Broker:
     offers: OfferService
     sessions: SessionService
     limits: ParseLimits
+    changes: ChangeFeed
 
 
 def _broker(request: Request) -> Broker:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from execbroker.model import kinds
 from execbroker.model.isotime import format_duration, format_instant
 from execbroker.model.phases import ACTIVE_SESSION_PHASES, SessionPhase
 from execbroker.model.records import (
@@ -21,6 +22,8 @@ from execbroker.model.wire import EnumValueOption, IntegerDeltaOption, MessageIt
 from execbroker.services.sessions import EXTEND_PATH, phase_options
 
 __all__ = ["Renderer"]
+
+SESSION_KIND = kinds.SESSION_SCHEDULED
 
 
 class Renderer:
@@ -43,9 +46,34 @@ class Renderer:
             "offers": [self.session(offer) for offer in record.offers],
         }
 
+    def session_summary(self, record: SessionRecord) -> dict[str, Any]:
+        """A listing entry: enough to choose, with the URL to read the rest."""
+        return {
+            "kind": SESSION_KIND,
+            "meta": {
+                "uuid": str(record.uuid),
+                "url": self.url("sessions", record.uuid),
+                "created": format_instant(record.created),
+                "modified": format_instant(record.modified),
+            },
+            "phase": record.phase.value,
+            "schedule": _schedule(record.schedule),
+        }
+
+    def offer_set_summary(self, record: OfferSetRecord) -> dict[str, Any]:
+        return {
+            "meta": {
+                "uuid": str(record.uuid),
+                "url": self.url("offersets", record.uuid),
+                "created": format_instant(record.created),
+                "modified": format_instant(record.modified),
+            },
+            "result": record.result.value,
+        }
+
     def session(self, record: SessionRecord) -> dict[str, Any]:
         document: dict[str, Any] = {
-            "kind": "https://www.purl.org/ivoa.net/Calycopis-openapi/schema/v1.0/kinds/session/scheduled-execution-session.yaml",
+            "kind": SESSION_KIND,
             "meta": {
                 "uuid": str(record.uuid),
                 "url": self.url("sessions", record.uuid),

@@ -84,6 +84,10 @@ class ComponentRecord:
     created: datetime
     modified: datetime
     messages: list[MessageItem] = field(default_factory=list)
+    due: datetime | None = None
+    outcome: ComponentPhase | None = None
+    started_at: datetime | None = None
+    exit_code: int | None = None
 
 
 @dataclass
@@ -104,6 +108,11 @@ class SessionRecord:
     connectors: list[dict[str, Any]] = field(default_factory=list)
     components: list[ComponentRecord] = field(default_factory=list)
     costs: list[dict[str, Any]] = field(default_factory=list)
+    next_due: datetime | None = None
+    ending: SessionPhase | None = None
+    seen: bool = False
+    warned: bool = False
+    revision: int = 0
     # Worked out on reading, not stored: how far the calendar lets the run be extended.
     extension_limit: timedelta | None = None
 

@@ -352,6 +352,7 @@ def build_session(
     offer_set_uuid: UUID | None,
     position: int,
     notes: list[MessageItem],
+    next_due: datetime | None = None,
 ) -> SessionRecord:
     """The session (and its components, with schedules and costs) that ``offer`` describes.
 
@@ -487,4 +488,5 @@ def build_session(
         connectors=[],
         components=records,
         costs=cost_documents(profile, session_costs),
+        next_due=next_due,
     )

@@ -37,7 +37,9 @@ class OfferService:
         profile: PlatformProfile,
         clock: Clock,
         on_offers_made: Callable[[datetime], None] | None = None,
+        on_session_started: Callable[[UUID], None] | None = None,
     ) -> None:
+        self._on_session_started = on_session_started or (lambda _uuid: None)
         self._store = store
         self._settings = settings
         self._profile = profile
@@ -158,6 +160,7 @@ class OfferService:
                 profile=self._profile,
                 owner=owner,
                 now=now,
+                next_due=now,
                 phase=SessionPhase.ACCEPTED,
                 expires=None,
                 offer_set_uuid=None,
@@ -173,8 +176,14 @@ class OfferService:
                 ],
             )
             await booking.insert_session(session)
+        self._on_session_started(session.uuid)
         logger.info("direct session created", extra={"session": str(session.uuid)})
         return session
+
+    async def list_offer_sets(
+        self, *, owner: str, after: datetime | None, last: int | None
+    ) -> list[OfferSetRecord]:
+        return await self._store.list_offer_sets(owner=owner, after=after, last=last)
 
     async def get_offer_set(self, uuid: UUID, *, owner: str) -> OfferSetRecord:
         found = await self._store.get_offer_set(uuid, owner=owner)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -11,9 +13,16 @@ from pydantic import TypeAdapter, ValidationError
 
 from execbroker.clock import Clock
 from execbroker.exceptions import ConflictError, NotFoundError, UnprocessableError
+from execbroker.lifecycle.changes import ChangeFeed
+from execbroker.lifecycle.derive import derive_session_phase
 from execbroker.model.isotime import format_duration, format_instant
 from execbroker.model.messages import info
-from execbroker.model.phases import ACTIVE_SESSION_PHASES, ComponentPhase, SessionPhase
+from execbroker.model.phases import (
+    ACTIVE_SESSION_PHASES,
+    TERMINAL_SESSION_PHASES,
+    ComponentPhase,
+    SessionPhase,
+)
 from execbroker.model.records import ComponentRecord, ComponentRole, SessionRecord
 from execbroker.model.wire import EnumValueUpdate, IntegerDeltaUpdate, MessageItem, Update
 from execbroker.planning.calendar import Amounts, Usage
@@ -68,11 +77,13 @@ class SessionService:
         clock: Clock,
         profile: PlatformProfile,
         max_duration: timedelta,
+        on_change: Callable[[UUID], None] | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
         self._profile = profile
         self._max_duration = max_duration
+        self._on_change = on_change or (lambda _uuid: None)
 
     async def get_session(self, uuid: UUID, *, owner: str) -> SessionRecord:
         """The session; while it is active, with how far the calendar lets it be extended."""
@@ -182,6 +193,39 @@ class SessionService:
                     "The session changed while it was being extended; try again",
                     path=EXTEND_PATH,
                 )
+        self._on_change(session.uuid)
+
+    async def wait_for_change(
+        self,
+        uuid: UUID,
+        *,
+        owner: str,
+        seconds: float,
+        phase: SessionPhase | None,
+        changes: ChangeFeed,
+    ) -> SessionRecord:
+        """UWS-style blocking read: return once the phase differs from ``phase`` (default:
+        the phase now), or ``seconds`` have passed; at once when the session has ended."""
+        session = await self.get_session(uuid, owner=owner)
+        waiting_on = phase or session.phase
+        deadline = asyncio.get_running_loop().time() + seconds
+        while session.phase is waiting_on and session.phase not in TERMINAL_SESSION_PHASES:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                break
+            await changes.wait(uuid, left)
+            session = await self.get_session(uuid, owner=owner)
+        return session
+
+    async def list_sessions(
+        self,
+        *,
+        owner: str,
+        phases: list[SessionPhase],
+        after: datetime | None,
+        last: int | None,
+    ) -> list[SessionRecord]:
+        return await self._store.list_sessions(owner=owner, phases=phases, after=after, last=last)
 
     async def get_component(
         self, role: ComponentRole, uuid: UUID, *, owner: str
@@ -230,8 +274,10 @@ class SessionService:
                 path="/value",
             ) from None
         session = await self.get_session(uuid, owner=owner)
-        if target is session.phase:
-            return session  # already there: a retried update is not an error
+        if target is session.phase or (
+            target is SessionPhase.ACCEPTED and session.phase in ACTIVE_SESSION_PHASES
+        ):
+            return session  # already done: a retried update is not an error
         if target not in (SessionPhase.ACCEPTED, SessionPhase.REJECTED, SessionPhase.CANCELLED):
             raise UnprocessableError(
                 "a client cannot set /phase to {value}; it can set ACCEPTED, REJECTED or "
@@ -254,13 +300,8 @@ class SessionService:
                     note=info("Offer rejected by {owner}", time=now, owner=owner),
                 )
             case SessionPhase.CANCELLED:
-                await self._move(
-                    session,
-                    target,
-                    ComponentPhase.CANCELLED,
-                    now=now,
-                    note=info("Session cancelled by {owner}", time=now, owner=owner),
-                )
+                await self._cancel(session, now=now)
+        self._on_change(uuid)
         logger.info("session updated", extra={"session": str(uuid), "phase": target.value})
         return await self.get_session(uuid, owner=owner)
 
@@ -288,6 +329,26 @@ class SessionService:
             if current.phase is SessionPhase.ACCEPTED:
                 return
             raise _wrong_phase(current, SessionPhase.ACCEPTED)
+
+    async def _cancel(self, session: SessionRecord, *, now: datetime) -> None:
+        """Record the user's decision; the engine releases everything and ends it CANCELLED."""
+        moved = await self._store.request_ending(
+            session.uuid,
+            owner=session.owner,
+            from_phases=ACTIVE_SESSION_PHASES,
+            ending=SessionPhase.CANCELLED,
+            phase=derive_session_phase(
+                seen=session.seen,
+                ending=SessionPhase.CANCELLED,
+                components=[(c.role, c.phase) for c in session.components],
+            ),
+            now=now,
+            note=info("Cancelled by {owner}; releasing", time=now, owner=session.owner),
+        )
+        if not moved:
+            current = await self.get_session(session.uuid, owner=session.owner)
+            if current.ending is None:
+                raise _wrong_phase(current, SessionPhase.CANCELLED)
 
     async def _move(
         self,

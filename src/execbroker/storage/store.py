@@ -110,6 +110,8 @@ class Booking:
                 available_seconds=sessions.c.available_seconds + delta.total_seconds(),
                 book_end=session.schedule.release_end + delta,
                 costs=costs,
+                revision=sessions.c.revision + 1,
+                next_due=now,
                 modified=now,
             )
         )
@@ -206,6 +208,45 @@ class BrokerStore:
     async def get_session(self, uuid: UUID, *, owner: str) -> SessionRecord | None:
         async with self._db.read() as connection:
             return await _get_session(connection, uuid, owner=owner)
+
+    async def list_sessions(
+        self,
+        *,
+        owner: str,
+        phases: Sequence[SessionPhase],
+        after: datetime | None,
+        last: int | None,
+    ) -> list[SessionRecord]:
+        """Newest first; without components or messages (a listing, not a reading)."""
+        query = sa.select(sessions).where(sessions.c.owner == owner)
+        if phases:
+            query = query.where(sessions.c.phase.in_([p.value for p in phases]))
+        if after is not None:
+            query = query.where(sessions.c.created > after)
+        query = query.order_by(sessions.c.created.desc(), sessions.c.uuid).limit(last or 1000)
+        async with self._db.read() as connection:
+            rows = (await connection.execute(query)).all()
+        return [_session_from_row(row, [], {}) for row in rows]
+
+    async def list_offer_sets(
+        self, *, owner: str, after: datetime | None, last: int | None
+    ) -> list[OfferSetRecord]:
+        query = sa.select(offer_sets).where(offer_sets.c.owner == owner)
+        if after is not None:
+            query = query.where(offer_sets.c.created > after)
+        query = query.order_by(offer_sets.c.created.desc(), offer_sets.c.uuid).limit(last or 1000)
+        async with self._db.read() as connection:
+            rows = (await connection.execute(query)).all()
+        return [
+            OfferSetRecord(
+                uuid=UUID(row.uuid),
+                owner=row.owner,
+                result=OfferResult(row.result),
+                created=row.created,
+                modified=row.modified,
+            )
+            for row in rows
+        ]
 
     async def find_component(self, uuid: UUID, *, owner: str) -> ComponentRecord | None:
         async with self._db.read() as connection:
@@ -304,7 +345,7 @@ class BrokerStore:
                 sessions.c.phase == SessionPhase.OFFERED.value,
                 sessions.c.expires > now,
             )
-            .values(phase=SessionPhase.ACCEPTED.value, modified=now)
+            .values(phase=SessionPhase.ACCEPTED.value, modified=now, next_due=now)
         )
         if moved.rowcount != 1:
             raise _LostRaceError
@@ -398,6 +439,200 @@ class BrokerStore:
                 [note],
             )
         return True
+
+    async def request_ending(
+        self,
+        uuid: UUID,
+        *,
+        owner: str,
+        from_phases: Iterable[SessionPhase],
+        ending: SessionPhase,
+        phase: SessionPhase,
+        now: datetime,
+        note: MessageItem,
+    ) -> bool:
+        """Record that the run must end (a user's cancel): the engine does the releasing.
+
+        Bumps the revision, so that an engine pass that read the session before this does
+        not write back its older view; the first ending decided stays.
+        """
+        async with self._db.write() as connection:
+            moved = await connection.execute(
+                sessions.update()
+                .where(
+                    sessions.c.uuid == str(uuid),
+                    sessions.c.owner == owner,
+                    sessions.c.phase.in_([p.value for p in from_phases]),
+                )
+                .values(
+                    ending=sa.func.coalesce(sessions.c.ending, ending.value),
+                    phase=phase.value,
+                    revision=sessions.c.revision + 1,
+                    next_due=now,
+                    modified=now,
+                )
+                .returning(sessions.c.offer_set_uuid)
+            )
+            row = moved.one_or_none()
+            if row is None:
+                return False
+            offer_set = UUID(row.offer_set_uuid) if row.offer_set_uuid else None
+            await _insert_messages(
+                connection,
+                MessageTarget(uuid, session_uuid=uuid, offer_set_uuid=offer_set),
+                [note],
+            )
+        return True
+
+    # ------------------------------------------------------------------ the engine's
+
+    async def claim_due(
+        self, *, worker: str, now: datetime, lease_until: datetime, limit: int
+    ) -> list[SessionRecord]:
+        """Up to ``limit`` sessions whose next step is due and that nobody holds; leased to
+        ``worker`` until ``lease_until``. Loaded without their messages."""
+        async with self._db.write() as connection:
+            due = (
+                sa.select(sessions.c.uuid)
+                .where(
+                    sessions.c.next_due <= now,
+                    sa.or_(sessions.c.claimed_until.is_(None), sessions.c.claimed_until < now),
+                )
+                .order_by(sessions.c.next_due)
+                .limit(limit)
+            )
+            if not self._db.is_sqlite:
+                due = due.with_for_update(skip_locked=True)
+            uuids = [row.uuid for row in (await connection.execute(due)).all()]
+            if not uuids:
+                return []
+            await connection.execute(
+                sessions.update()
+                .where(sessions.c.uuid.in_(uuids))
+                .values(claimed_by=worker, claimed_until=lease_until)
+            )
+            rows = (
+                await connection.execute(sa.select(sessions).where(sessions.c.uuid.in_(uuids)))
+            ).all()
+            return await _load_sessions(connection, rows, with_messages=False)
+
+    async def commit_advances(
+        self, advances: Sequence[Any], *, worker: str, now: datetime
+    ) -> list[UUID]:
+        """Write what the engine did, for the sessions ``worker`` still holds; release them.
+
+        Returns the sessions written. A session whose revision moved on meanwhile (a user
+        cancelled it) keeps the user's phase and is looked at again at once.
+        """
+        if not advances:
+            return []
+        async with self._db.write() as connection:
+            held = sa.select(sessions.c.uuid).where(
+                sessions.c.uuid.in_([str(a.session_uuid) for a in advances]),
+                sessions.c.claimed_by == worker,
+            )
+            if not self._db.is_sqlite:
+                held = held.with_for_update()  # no lease can be taken over mid-commit
+            mine = {row.uuid for row in (await connection.execute(held)).all()}
+            kept = [a for a in advances if str(a.session_uuid) in mine]
+            if not kept:
+                return []
+            same = sessions.c.revision == sa.bindparam("b_revision")
+            await connection.execute(
+                sessions.update()
+                .where(sessions.c.uuid == sa.bindparam("b_uuid"))
+                .values(
+                    phase=sa.case((same, sa.bindparam("b_phase")), else_=sessions.c.phase),
+                    next_due=sa.case((same, sa.bindparam("b_next_due")), else_=now),
+                    ending=sa.func.coalesce(sessions.c.ending, sa.bindparam("b_ending")),
+                    seen=True,
+                    warned=sa.bindparam("b_warned"),
+                    connectors=sa.bindparam("b_connectors", type_=sessions.c.connectors.type),
+                    claimed_by=None,
+                    claimed_until=None,
+                    modified=now,
+                ),
+                [
+                    {
+                        "b_uuid": str(a.session_uuid),
+                        "b_revision": a.revision,
+                        "b_phase": a.phase.value,
+                        "b_next_due": a.next_due,
+                        "b_ending": a.ending.value if a.ending else None,
+                        "b_warned": a.warned,
+                        "b_connectors": a.connectors,
+                    }
+                    for a in kept
+                ],
+            )
+            changes = [(a, c) for a in kept for c in a.components]
+            if changes:
+                await connection.execute(
+                    components.update()
+                    .where(components.c.uuid == sa.bindparam("b_uuid"))
+                    .values(
+                        phase=sa.bindparam("b_phase"),
+                        due=sa.bindparam("b_due", type_=components.c.due.type),
+                        outcome=sa.bindparam("b_outcome"),
+                        started_at=sa.bindparam("b_started", type_=components.c.started_at.type),
+                        exit_code=sa.bindparam("b_exit"),
+                        modified=now,
+                    ),
+                    [
+                        {
+                            "b_uuid": str(c.uuid),
+                            "b_phase": c.phase.value,
+                            "b_due": c.due,
+                            "b_outcome": c.outcome.value if c.outcome else None,
+                            "b_started": c.started_at,
+                            "b_exit": c.exit_code,
+                        }
+                        for _, c in changes
+                    ],
+                )
+            rows: list[dict[str, Any]] = []
+            for advance in kept:
+                session_uuid = advance.session_uuid
+                target = MessageTarget(session_uuid, session_uuid=session_uuid)
+                rows.extend(_message_row(target, m) for m in advance.messages)
+                for change in advance.components:
+                    target = MessageTarget(change.uuid, session_uuid=session_uuid)
+                    rows.extend(_message_row(target, m) for m in change.messages)
+            if rows:
+                await connection.execute(messages.insert(), rows)
+        return [a.session_uuid for a in kept]
+
+    async def next_step_due(self) -> datetime | None:
+        async with self._db.read() as connection:
+            value = (await connection.execute(sa.select(sa.func.min(sessions.c.next_due)))).scalar()
+        return _AS_UTC.process_result_value(value, self._db.engine.dialect)
+
+    async def release_all_claims(self) -> int:
+        """Forget every claim: for a single broker restarting on its own (SQLite) database,
+        every claim is one its previous life held."""
+        async with self._db.write() as connection:
+            result = await connection.execute(
+                sessions.update()
+                .where(sessions.c.claimed_by.is_not(None))
+                .values(claimed_by=None, claimed_until=None)
+            )
+            return result.rowcount
+
+    async def component_phases(self, uuids: Iterable[UUID]) -> dict[UUID, ComponentPhase]:
+        """The phases of these components, for those the database knows."""
+        wanted = [str(u) for u in uuids]
+        found: dict[UUID, ComponentPhase] = {}
+        async with self._db.read() as connection:
+            for start in range(0, len(wanted), 500):
+                rows = (
+                    await connection.execute(
+                        sa.select(components.c.uuid, components.c.phase).where(
+                            components.c.uuid.in_(wanted[start : start + 500])
+                        )
+                    )
+                ).all()
+                found.update({UUID(r.uuid): ComponentPhase(r.phase) for r in rows})
+        return found
 
     async def expire_offers(
         self, *, now: datetime, note: Callable[[datetime], MessageItem]
@@ -610,6 +845,7 @@ async def _insert_sessions(
                 "storage_gib": session.storage_gib,
                 "connectors": session.connectors,
                 "costs": session.costs,
+                "next_due": session.next_due,
                 **_schedule_columns(session.schedule),
             }
         )
@@ -705,10 +941,16 @@ def _component_from_row(row: Any, items: list[MessageItem]) -> ComponentRecord:
         created=row.created,
         modified=row.modified,
         messages=items,
+        due=row.due,
+        outcome=ComponentPhase(row.outcome) if row.outcome else None,
+        started_at=row.started_at,
+        exit_code=row.exit_code,
     )
 
 
-async def _load_sessions(connection: AsyncConnection, rows: Sequence[Any]) -> list[SessionRecord]:
+async def _load_sessions(
+    connection: AsyncConnection, rows: Sequence[Any], *, with_messages: bool = True
+) -> list[SessionRecord]:
     if not rows:
         return []
     uuids = [row.uuid for row in rows]
@@ -719,28 +961,40 @@ async def _load_sessions(connection: AsyncConnection, rows: Sequence[Any]) -> li
             .order_by(components.c.session_uuid, components.c.role, components.c.position)
         )
     ).all()
-    found = await _load_messages(connection, messages.c.session_uuid.in_(uuids))
+    found = (
+        await _load_messages(connection, messages.c.session_uuid.in_(uuids))
+        if with_messages
+        else {}
+    )
     by_session: dict[str, list[ComponentRecord]] = defaultdict(list)
     for row in component_rows:
         by_session[row.session_uuid].append(_component_from_row(row, found.get(row.uuid, [])))
-    return [
-        SessionRecord(
-            uuid=UUID(row.uuid),
-            owner=row.owner,
-            offer_set_uuid=UUID(row.offer_set_uuid) if row.offer_set_uuid else None,
-            position=row.position,
-            phase=SessionPhase(row.phase),
-            expires=row.expires,
-            schedule=_schedule_from_row(row),
-            cores=row.cores,
-            memory_gib=row.memory_gib,
-            storage_gib=row.storage_gib,
-            created=row.created,
-            modified=row.modified,
-            messages=found.get(row.uuid, []),
-            connectors=row.connectors,
-            components=by_session.get(row.uuid, []),
-            costs=row.costs or [],
-        )
-        for row in rows
-    ]
+    return [_session_from_row(row, by_session.get(row.uuid, []), found) for row in rows]
+
+
+def _session_from_row(
+    row: Any, parts: list[ComponentRecord], found: dict[str, list[MessageItem]]
+) -> SessionRecord:
+    return SessionRecord(
+        uuid=UUID(row.uuid),
+        owner=row.owner,
+        offer_set_uuid=UUID(row.offer_set_uuid) if row.offer_set_uuid else None,
+        position=row.position,
+        phase=SessionPhase(row.phase),
+        expires=row.expires,
+        schedule=_schedule_from_row(row),
+        cores=row.cores,
+        memory_gib=row.memory_gib,
+        storage_gib=row.storage_gib,
+        created=row.created,
+        modified=row.modified,
+        messages=found.get(row.uuid, []),
+        connectors=row.connectors,
+        components=parts,
+        costs=row.costs or [],
+        next_due=row.next_due,
+        ending=SessionPhase(row.ending) if row.ending else None,
+        seen=row.seen,
+        warned=row.warned,
+        revision=row.revision,
+    )

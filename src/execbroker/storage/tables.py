@@ -91,7 +91,18 @@ sessions = sa.Table(
     sa.Column("storage_gib", sa.Integer, nullable=False),
     sa.Column("connectors", JSONDocument, nullable=False),
     sa.Column("costs", JSONDocument, nullable=True),
+    # The lifecycle engine's bookkeeping: when to look at the session next, who is looking
+    # (a lease), the decision that the run is over (written once), and a revision that
+    # every user update bumps so that a worker holding an older view does not undo it.
+    sa.Column("next_due", UTCDateTime(), nullable=True),
+    sa.Column("claimed_by", sa.String(64), nullable=True),
+    sa.Column("claimed_until", UTCDateTime(), nullable=True),
+    sa.Column("ending", sa.String(16), nullable=True),
+    sa.Column("seen", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("warned", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("revision", sa.Integer, nullable=False, server_default="0"),
     sa.Index("ix_sessions_phase_expires", "phase", "expires"),
+    sa.Index("ix_sessions_next_due", "next_due"),
     # The planner reads only bookings that end after the window it plans opens.
     sa.Index("ix_sessions_book_end", "book_end"),
 )
@@ -122,6 +133,12 @@ components = sa.Table(
     sa.Column("available_start", UTCDateTime(), nullable=False),
     sa.Column("available_seconds", sa.Float, nullable=False),
     sa.Column("release_seconds", sa.Float, nullable=False),
+    # When the engine acts on this component next; what it ends as once released; when its
+    # preparing actually began; the executable's exit code.
+    sa.Column("due", UTCDateTime(), nullable=True),
+    sa.Column("outcome", sa.String(16), nullable=True),
+    sa.Column("started_at", UTCDateTime(), nullable=True),
+    sa.Column("exit_code", sa.Integer, nullable=True),
 )
 
 # Messages are rows, so that appending one is an INSERT on every database. ``subject_uuid``

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from execbroker.api.dependencies import BrokerDep, Owner, RendererDep
@@ -13,6 +16,31 @@ from execbroker.api.responses import OutputFormat, respond
 __all__ = ["router"]
 
 router = APIRouter(tags=["offers"])
+
+
+@router.get(
+    "/offersets",
+    operation_id="OfferSetList",
+    summary="The caller's offer sets, newest first",
+    response_class=Response,
+    responses=error_responses(406),
+)
+async def list_offer_sets(
+    fmt: OutputFormat,
+    broker: BrokerDep,
+    owner: Owner,
+    render: RendererDep,
+    after: Annotated[
+        datetime | None, Query(description="Only offer sets created after this instant.")
+    ] = None,
+    last: Annotated[int | None, Query(ge=1, le=1000, description="At most this many.")] = None,
+) -> Response:
+    if after is not None and after.tzinfo is None:
+        after = after.replace(tzinfo=UTC)
+    found = await broker.offers.list_offer_sets(owner=owner, after=after, last=last)
+    return respond(
+        {"offersets": [render.offer_set_summary(o) for o in found]}, fmt, root="offersets"
+    )
 
 
 @router.get(

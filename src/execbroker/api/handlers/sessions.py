@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response, StreamingResponse
 
 from execbroker.api.dependencies import BrokerDep, Owner, RendererDep
 from execbroker.api.handlers.openapi_bodies import body_of, content_of, error_responses
 from execbroker.api.handlers.paths import UuidPath, parse_uuid
 from execbroker.api.responses import OutputFormat, read_document, respond
+from execbroker.model.isotime import format_instant
+from execbroker.model.phases import TERMINAL_SESSION_PHASES, SessionPhase
+from execbroker.model.records import SessionRecord
 
 __all__ = ["router"]
 
@@ -26,10 +35,126 @@ router = APIRouter(tags=["sessions"])
     },
 )
 async def get_session(
-    uuid: UuidPath, fmt: OutputFormat, broker: BrokerDep, owner: Owner, render: RendererDep
+    uuid: UuidPath,
+    fmt: OutputFormat,
+    broker: BrokerDep,
+    owner: Owner,
+    render: RendererDep,
+    wait: Annotated[
+        float | None,
+        Query(
+            ge=0,
+            description="Block up to this many seconds until the phase changes "
+            "(UWS semantics; capped by the server). Returns at once once ended.",
+        ),
+    ] = None,
+    phase: Annotated[
+        SessionPhase | None,
+        Query(description="With wait: the phase to wait to leave (default: the current one)."),
+    ] = None,
 ) -> Response:
-    record = await broker.sessions.get_session(parse_uuid(uuid, "session"), owner=owner)
+    session_uuid = parse_uuid(uuid, "session")
+    if wait:
+        record = await broker.sessions.wait_for_change(
+            session_uuid,
+            owner=owner,
+            seconds=min(wait, broker.settings.max_wait),
+            phase=phase,
+            changes=broker.changes,
+        )
+    else:
+        record = await broker.sessions.get_session(session_uuid, owner=owner)
     return respond(render.session(record), fmt, root="execution")
+
+
+@router.get(
+    "/sessions",
+    operation_id="SessionList",
+    summary="The caller's sessions, newest first",
+    response_class=Response,
+    responses=error_responses(406),
+)
+async def list_sessions(
+    fmt: OutputFormat,
+    broker: BrokerDep,
+    owner: Owner,
+    render: RendererDep,
+    phase: Annotated[
+        list[SessionPhase] | None, Query(description="Only sessions in these phases.")
+    ] = None,
+    after: Annotated[
+        datetime | None, Query(description="Only sessions created after this instant.")
+    ] = None,
+    last: Annotated[int | None, Query(ge=1, le=1000, description="At most this many.")] = None,
+) -> Response:
+    found = await broker.sessions.list_sessions(
+        owner=owner, phases=phase or [], after=_aware(after), last=last
+    )
+    return respond({"sessions": [render.session_summary(s) for s in found]}, fmt, root="sessions")
+
+
+@router.get(
+    "/sessions/{uuid}/events",
+    operation_id="SessionEvents",
+    summary="Phase changes of the session and its components, as Server-Sent Events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}, **error_responses(404)},
+)
+async def session_events(
+    uuid: UuidPath, request: Request, broker: BrokerDep, owner: Owner
+) -> StreamingResponse:
+    session_uuid = parse_uuid(uuid, "session")
+    first = await broker.sessions.get_session(session_uuid, owner=owner)  # 404 before streaming
+
+    async def stream() -> AsyncIterator[str]:
+        record = first
+        last: dict[str, str] | None = None
+        quiet = 0.0
+        while True:
+            snapshot = {"session": record.phase.value} | {
+                str(c.uuid): c.phase.value for c in record.components
+            }
+            if snapshot != last:
+                last = snapshot
+                quiet = 0.0
+                yield _event(record)
+            if record.phase in TERMINAL_SESSION_PHASES or await request.is_disconnected():
+                return
+            started = asyncio.get_running_loop().time()
+            await broker.changes.wait(session_uuid, _KEEPALIVE)
+            quiet += asyncio.get_running_loop().time() - started
+            if quiet >= _KEEPALIVE:
+                quiet = 0.0
+                yield ": keep-alive\n\n"
+            record = await broker.sessions.get_session(session_uuid, owner=owner)
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+_KEEPALIVE = 15.0
+
+
+def _event(record: SessionRecord) -> str:
+    data = {
+        "session": str(record.uuid),
+        "phase": record.phase.value,
+        "modified": format_instant(record.modified),
+        "components": [
+            {"uuid": str(c.uuid), "name": c.name, "role": c.role.value, "phase": c.phase.value}
+            for c in record.components
+        ],
+    }
+    return f"event: phase\ndata: {json.dumps(data)}\n\n"
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment
 
 
 @router.post(

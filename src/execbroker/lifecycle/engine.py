@@ -1,0 +1,151 @@
+"""The lifecycle engine: workers that claim due sessions, advance them, and commit.
+
+Every pending action lives in the database as a due time (``sessions.next_due``, and
+``components.due`` for each component's own next action). The engine claims due sessions
+in batches with a lease, runs :func:`~execbroker.lifecycle.rules.advance` on each of them
+concurrently (platform calls included), and commits all the results in one transaction.
+A failure in one session is logged with its id and retried later; it never holds up the
+rest. Nothing sleeps inside a step: a step that has to wait says when to come back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from datetime import datetime, timedelta
+from uuid import uuid4
+
+from execbroker.clock import Clock
+from execbroker.lifecycle.changes import ChangeFeed
+from execbroker.lifecycle.derive import derive_session_phase
+from execbroker.lifecycle.rules import Advance, EngineTimings, advance
+from execbroker.model.phases import TERMINAL_COMPONENT_PHASES
+from execbroker.model.records import SessionRecord
+from execbroker.platforms.base import Platform
+from execbroker.storage.store import BrokerStore
+
+__all__ = ["Engine"]
+
+logger = logging.getLogger(__name__)
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        store: BrokerStore,
+        platform: Platform,
+        clock: Clock,
+        changes: ChangeFeed,
+        timings: EngineTimings,
+        batch_size: int = 200,
+        lease: timedelta = timedelta(seconds=60),
+        idle: float = 1.0,
+        retry: timedelta = timedelta(seconds=5),
+        single_process: bool = True,
+    ) -> None:
+        self._store = store
+        self._platform = platform
+        self._clock = clock
+        self._changes = changes
+        self._timings = timings
+        self._batch_size = batch_size
+        self._lease = lease
+        self._idle = idle
+        self._retry = retry
+        self._single_process = single_process
+        self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:8]}"
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def reconcile(self) -> None:
+        """Before serving: resume what the database says is under way, and release what
+        the platform has that no live component owns."""
+        if self._single_process:
+            released = await self._store.release_all_claims()
+            if released:
+                logger.info("claims of a previous run released", extra={"count": released})
+        live = await self._platform.objects()
+        phases = await self._store.component_phases(live)
+        for uuid in live:
+            phase = phases.get(uuid)
+            if phase is None or phase in TERMINAL_COMPONENT_PHASES:
+                logger.warning("releasing orphaned platform object", extra={"component": str(uuid)})
+                await self._platform.release_orphan(uuid)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="execbroker-engine")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def poke(self) -> None:
+        """Something is due now (an accept, a cancel, a direct run)."""
+        self._wake.set()
+
+    async def run_once(self) -> int:
+        """Claim one batch of due sessions, advance and commit them; how many there were."""
+        now = self._clock.now()
+        batch = await self._store.claim_due(
+            worker=self.worker, now=now, lease_until=now + self._lease, limit=self._batch_size
+        )
+        if not batch:
+            return 0
+        advances = await asyncio.gather(*(self._advance(session, now) for session in batch))
+        written = await self._store.commit_advances(advances, worker=self.worker, now=now)
+        for uuid in written:
+            self._changes.publish(uuid)
+        return len(batch)
+
+    async def _advance(self, session: SessionRecord, now: datetime) -> Advance:
+        try:
+            return await advance(session, self._platform, now=now, timings=self._timings)
+        except Exception:
+            logger.exception(
+                "engine step failed; retrying later", extra={"session": str(session.uuid)}
+            )
+            return Advance(
+                session_uuid=session.uuid,
+                revision=session.revision,
+                phase=derive_session_phase(
+                    seen=session.seen,
+                    ending=session.ending,
+                    components=[(c.role, c.phase) for c in session.components],
+                )
+                if session.seen
+                else session.phase,
+                next_due=now + self._retry,
+                ending=session.ending,
+                warned=session.warned,
+                connectors=session.connectors,
+                components=[],
+            )
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                if await self.run_once() >= self._batch_size:
+                    continue  # more may be due: no pause
+                pause = self._idle
+                upcoming = await self._store.next_step_due()
+                if upcoming is not None:
+                    until = (upcoming - self._clock.now()).total_seconds()
+                    # Due but not claimable (another worker's lease): look again shortly.
+                    pause = min(self._idle, max(until, 0.01))
+            except Exception:
+                logger.exception("engine pass failed; trying again")
+                pause = self._idle
+            if pause <= 0:
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(pause):
+                    await self._wake.wait()

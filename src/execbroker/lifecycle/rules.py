@@ -1,0 +1,557 @@
+"""What the engine does with one session at one instant: DESIGN §3 as code.
+
+:func:`advance` looks at every component, acts on those whose time has come (or whose
+circumstances changed), and returns what changed. Each component follows its own rule:
+
+- **storage, executable** prepare at their planned prepare start;
+- **data** prepares at its start, and fails at once if its storage is not AVAILABLE;
+- **compute** prepares at its start, and fails at once if the executable or anything it
+  mounts is not AVAILABLE; it becomes AVAILABLE when the platform has it up, RUNNING while
+  the executable runs;
+- a component still preparing when its budget (planned duration + slack) runs out is
+  CANCELLED;
+- the run ends when the executable exits (0: COMPLETED, else FAILED), when the offered time
+  is up, or when the user cancels; then everything is released — compute first, then the
+  executable and data, then storage — and each component ends COMPLETED, or FAILED /
+  CANCELLED when that is what happened to it;
+- any failure ends the session FAILED, after releasing the rest;
+- volume mounts follow their compute resource.
+
+Platform calls are idempotent by component, so running :func:`advance` again after a crash
+adopts what was already started instead of starting it twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from execbroker.lifecycle.derive import derive_session_phase
+from execbroker.model import kinds
+from execbroker.model.isotime import format_duration, format_instant
+from execbroker.model.messages import make_message
+from execbroker.model.phases import (
+    TERMINAL_COMPONENT_PHASES,
+    ComponentPhase,
+    ConnectorStatus,
+    MessageLevel,
+    SessionPhase,
+)
+from execbroker.model.records import ComponentRecord, ComponentRole, SessionRecord
+from execbroker.model.wire import MessageItem
+from execbroker.platforms.base import Platform, PlatformError, PlatformState, PlatformStatus, Work
+
+__all__ = ["Advance", "ComponentChange", "EngineTimings", "advance"]
+
+logger = logging.getLogger(__name__)
+
+_ORDER = (
+    ComponentRole.STORAGE,
+    ComponentRole.EXECUTABLE,
+    ComponentRole.DATA,
+    ComponentRole.COMPUTE,
+    ComponentRole.VOLUME,
+)
+_MAX_ROUNDS = 12
+
+
+@dataclass(frozen=True)
+class EngineTimings:
+    budget_slack: timedelta = timedelta(seconds=60)
+    poll_interval: timedelta = timedelta(seconds=5)
+    end_warning: timedelta = timedelta(minutes=5)
+
+
+@dataclass
+class ComponentChange:
+    uuid: UUID
+    phase: ComponentPhase
+    due: datetime | None
+    outcome: ComponentPhase | None
+    started_at: datetime | None
+    exit_code: int | None
+    messages: list[MessageItem] = field(default_factory=list)
+
+
+@dataclass
+class Advance:
+    """What one pass over a session changed, to be committed together."""
+
+    session_uuid: UUID
+    revision: int
+    phase: SessionPhase
+    next_due: datetime | None
+    ending: SessionPhase | None
+    warned: bool
+    connectors: list[dict[str, Any]]
+    components: list[ComponentChange]
+    messages: list[MessageItem] = field(default_factory=list)
+
+
+class _Component:
+    """A component's working state during one pass."""
+
+    def __init__(self, record: ComponentRecord) -> None:
+        self.record = record
+        self.phase = record.phase
+        self.due = record.due
+        self.outcome = record.outcome
+        self.started_at = record.started_at
+        self.exit_code = record.exit_code
+        self.messages: list[MessageItem] = []
+
+    @property
+    def role(self) -> ComponentRole:
+        return self.record.role
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    @property
+    def ended(self) -> bool:
+        return self.phase in TERMINAL_COMPONENT_PHASES
+
+    def changed(self) -> bool:
+        r = self.record
+        return bool(self.messages) or (
+            (self.phase, self.due, self.outcome, self.started_at, self.exit_code)
+            != (r.phase, r.due, r.outcome, r.started_at, r.exit_code)
+        )
+
+    def change(self) -> ComponentChange:
+        return ComponentChange(
+            uuid=self.record.uuid,
+            phase=self.phase,
+            due=None if self.ended else self.due,
+            outcome=self.outcome,
+            started_at=self.started_at,
+            exit_code=self.exit_code,
+            messages=self.messages,
+        )
+
+
+class _Pass:
+    def __init__(
+        self, session: SessionRecord, platform: Platform, now: datetime, timings: EngineTimings
+    ) -> None:
+        self.session = session
+        self.platform = platform
+        self.now = now
+        self.timings = timings
+        self.ending = session.ending
+        self.warned = session.warned
+        self.connectors = [dict(c) for c in session.connectors]
+        self.messages: list[MessageItem] = []
+        self.parts = [
+            _Component(c)
+            for role in _ORDER
+            for c in sorted(session.components_of(role), key=lambda c: c.position)
+        ]
+        self.by_uuid = {str(p.record.uuid): p for p in self.parts}
+        self.compute = next((p for p in self.parts if p.role is ComponentRole.COMPUTE), None)
+        self.progress = False
+
+    # -- messages and decisions -------------------------------------------------------
+
+    def note(
+        self, part: _Component | None, level: MessageLevel, template: str, **values: object
+    ) -> None:
+        item = make_message(level, template, values, time=self.now)
+        (part.messages if part else self.messages).append(item)
+
+    def decide(self, ending: SessionPhase, template: str, **values: object) -> None:
+        """The run is over; the first decision stands (a FAILED outranks a later one)."""
+        if self.ending is None:
+            self.ending = ending
+            level = MessageLevel.ERROR if ending is SessionPhase.FAILED else MessageLevel.INFO
+            self.note(None, level, template, **values)
+        self.progress = True
+
+    def move(self, part: _Component, phase: ComponentPhase, due: datetime | None = None) -> None:
+        if part.phase is not phase:
+            part.phase = phase
+            self.progress = True
+        part.due = due
+
+    # -- platform calls ---------------------------------------------------------------
+
+    async def call(self, part: _Component, action: str) -> PlatformStatus | None:
+        work = Work(self.session, part.record)
+        try:
+            match action:
+                case "prepare":
+                    return await self.platform.prepare(work)
+                case "release":
+                    return await self.platform.release(work)
+                case _:
+                    return await self.platform.poll(work)
+        except PlatformError as failure:
+            self.fail(
+                part,
+                "The platform refused to {action} {name}: {error}",
+                action=action,
+                name=part.name,
+                error=str(failure),
+            )
+            return None
+
+    # -- the rules ------------------------------------------------------------------
+
+    def fail(self, part: _Component, template: str, **values: object) -> None:
+        """The component failed: release what the platform has of it, end FAILED."""
+        self.note(part, MessageLevel.ERROR, template, **values)
+        part.outcome = ComponentPhase.FAILED
+        self.decide(
+            SessionPhase.FAILED,
+            "The session failed: {name} failed",
+            name=part.name,
+        )
+        if part.started_at is None or part.phase is ComponentPhase.RELEASING:
+            self.move(part, ComponentPhase.FAILED)
+        else:
+            self.move(part, ComponentPhase.RELEASING, self.now)
+
+    def wants_attention(self, part: _Component) -> bool:
+        if part.ended:
+            return False
+        if self.ending is not None and part.phase is not ComponentPhase.RELEASING:
+            return True
+        return part.due is None or part.due <= self.now
+
+    async def step(self, part: _Component) -> None:
+        if not self.wants_attention(part):
+            return
+        if part.role is ComponentRole.VOLUME:
+            self.follow_compute(part)
+            return
+        match part.phase:
+            case ComponentPhase.INITIALIZING | ComponentPhase.WAITING:
+                await self.start(part)
+            case ComponentPhase.PREPARING:
+                await self.preparing(part)
+            case ComponentPhase.AVAILABLE | ComponentPhase.RUNNING:
+                await self.up(part)
+            case ComponentPhase.RELEASING:
+                await self.releasing(part)
+            case _:
+                pass
+
+    async def start(self, part: _Component) -> None:
+        if self.ending is not None:
+            part.outcome = ComponentPhase.CANCELLED
+            self.move(part, ComponentPhase.CANCELLED)
+            self.note(part, MessageLevel.INFO, "Not started: the session ended first")
+            return
+        begin = part.record.schedule.prepare_start
+        if self.now < begin:
+            part.due = begin
+            return
+        missing = self.unready_dependencies(part)
+        if missing:
+            self.fail(
+                part,
+                "{name} cannot start: {missing} not AVAILABLE at its prepare start",
+                name=part.name,
+                missing=missing,
+            )
+            return
+        status = await self.call(part, "prepare")
+        if status is None:
+            return
+        part.started_at = self.now
+        self.note(part, MessageLevel.INFO, "Preparing {name}", name=part.name)
+        self.move(part, ComponentPhase.PREPARING, self.now)
+        await self.apply(part, status)
+
+    def unready_dependencies(self, part: _Component) -> str:
+        needed: list[_Component] = []
+        if part.role is ComponentRole.DATA:
+            storage = self.by_uuid.get(str(part.record.spec.get("storage")))
+            if storage is not None:
+                needed.append(storage)
+        elif part.role is ComponentRole.COMPUTE:
+            needed.extend(p for p in self.parts if p.role is ComponentRole.EXECUTABLE)
+            for volume in (p for p in self.parts if p.role is ComponentRole.VOLUME):
+                target = self.by_uuid.get(str(volume.record.spec.get("resource")))
+                if target is not None:
+                    needed.append(target)
+        return ", ".join(
+            f"{p.role.value} '{p.name}' is {p.phase.value}"
+            for p in needed
+            if p.phase is not ComponentPhase.AVAILABLE
+        )
+
+    async def preparing(self, part: _Component) -> None:
+        if self.ending is not None:
+            await self.release(part, ComponentPhase.CANCELLED)
+            return
+        status = await self.call(part, "poll")
+        if status is not None:
+            await self.apply(part, status)
+
+    async def apply(self, part: _Component, status: PlatformStatus) -> None:
+        """Take in what the platform says about a preparing or running component."""
+        if status.connectors and part.role is ComponentRole.COMPUTE:
+            self.publish_connectors(status.connectors)
+        match status.state:
+            case PlatformState.PREPARING:
+                budget = part.record.schedule.prepare_duration + self.timings.budget_slack
+                deadline = (part.started_at or self.now) + budget
+                if self.now >= deadline:
+                    self.note(
+                        part,
+                        MessageLevel.WARN,
+                        "{name} was still preparing after its budget of {budget}; cancelled",
+                        name=part.name,
+                        budget=format_duration(budget),
+                    )
+                    self.decide(
+                        SessionPhase.CANCELLED,
+                        "The session was cancelled: {name} did not become ready in time",
+                        name=part.name,
+                    )
+                    await self.release(part, ComponentPhase.CANCELLED)
+                else:
+                    part.due = min(self.next_check(status), deadline)
+            case PlatformState.READY:
+                self.note(part, MessageLevel.INFO, "{name} is available", name=part.name)
+                self.move(part, ComponentPhase.AVAILABLE, self.compute_due(part))
+            case PlatformState.RUNNING:
+                if part.phase is not ComponentPhase.RUNNING:
+                    self.note(part, MessageLevel.INFO, "{name} is running", name=part.name)
+                self.move(part, ComponentPhase.RUNNING, self.compute_due(part, status))
+            case PlatformState.EXITED:
+                await self.exited(part, status.exit_code or 0)
+            case PlatformState.FAILED:
+                self.fail(
+                    part,
+                    "{name} failed on the platform: {error}",
+                    name=part.name,
+                    error=status.message or "no reason given",
+                )
+            case PlatformState.MISSING:
+                self.fail(part, "{name} is no longer on the platform", name=part.name)
+            case PlatformState.RELEASING | PlatformState.RELEASED:
+                self.fail(part, "{name} was released by the platform", name=part.name)
+
+    def next_check(self, status: PlatformStatus) -> datetime:
+        return self.now + (status.next_check or self.timings.poll_interval)
+
+    def compute_due(
+        self, part: _Component, status: PlatformStatus | None = None
+    ) -> datetime | None:
+        """When a component that is up needs looking at again: compute until its time is up."""
+        if part.role is not ComponentRole.COMPUTE:
+            return None
+        end = self.run_end()
+        due = end
+        if status is not None and status.next_check is not None:
+            due = min(due, self.next_check(status))
+        elif status is not None:
+            due = min(due, self.now + self.timings.poll_interval)
+        if self.interactive() and not self.warned:
+            due = min(due, max(self.now, end - self.timings.end_warning))
+        return due
+
+    def run_end(self) -> datetime:
+        schedule = self.compute.record.schedule if self.compute else self.session.schedule
+        return schedule.available_start + schedule.available_duration
+
+    def interactive(self) -> bool:
+        executable = self.session.component(ComponentRole.EXECUTABLE)
+        return executable is not None and executable.kind == kinds.EXECUTABLE_JUPYTER
+
+    async def up(self, part: _Component) -> None:
+        if self.ending is not None:
+            if self.may_release(part):
+                outcome = (
+                    ComponentPhase.CANCELLED
+                    if self.ending is SessionPhase.CANCELLED and part.role is ComponentRole.COMPUTE
+                    else ComponentPhase.COMPLETED
+                )
+                await self.release(part, part.outcome or outcome)
+            else:
+                part.due = None  # its turn comes when what it waits for has ended
+            return
+        if part.role is not ComponentRole.COMPUTE:
+            part.due = None
+            return
+        end = self.run_end()
+        if self.now >= end:
+            self.decide(
+                SessionPhase.COMPLETED,
+                "The offered time ended at {end}; releasing",
+                end=format_instant(end),
+            )
+            await self.release(part, ComponentPhase.COMPLETED)
+            return
+        if self.interactive() and not self.warned and self.now >= end - self.timings.end_warning:
+            self.warned = True
+            self.note(
+                None,
+                MessageLevel.WARN,
+                "This session will be released at {end}: save your work before then",
+                end=format_instant(end),
+            )
+            for connector in self.connectors:
+                connector["releases"] = format_instant(end)
+            self.progress = True
+        status = await self.call(part, "poll")
+        if status is not None:
+            await self.apply(part, status)
+
+    async def exited(self, part: _Component, code: int) -> None:
+        part.exit_code = code
+        if code == 0:
+            self.note(part, MessageLevel.INFO, "The executable exited with code 0")
+            self.decide(SessionPhase.COMPLETED, "The run completed")
+            await self.release(part, ComponentPhase.COMPLETED)
+            return
+        reason = " (killed: out of memory?)" if code == 137 else ""
+        self.note(
+            part,
+            MessageLevel.ERROR,
+            "The executable exited with code {code}{reason}",
+            code=code,
+            reason=reason,
+        )
+        part.outcome = ComponentPhase.FAILED
+        self.decide(SessionPhase.FAILED, "The run failed: exit code {code}", code=code)
+        await self.release(part, ComponentPhase.FAILED)
+
+    def may_release(self, part: _Component) -> bool:
+        """Compute first; then the executable and data; storage after the data it holds."""
+        compute_done = self.compute is None or self.compute.ended
+        match part.role:
+            case ComponentRole.COMPUTE:
+                return True
+            case ComponentRole.EXECUTABLE | ComponentRole.DATA:
+                return compute_done
+            case ComponentRole.STORAGE:
+                held = [
+                    p
+                    for p in self.parts
+                    if p.role is ComponentRole.DATA
+                    and str(p.record.spec.get("storage")) == str(part.record.uuid)
+                ]
+                return compute_done and all(p.ended for p in held)
+            case _:
+                return True
+
+    async def release(self, part: _Component, outcome: ComponentPhase) -> None:
+        part.outcome = part.outcome or outcome
+        if part.started_at is None:
+            self.move(part, part.outcome)
+            return
+        status = await self.call(part, "release")
+        if status is None:
+            return
+        self.note(part, MessageLevel.INFO, "Releasing {name}", name=part.name)
+        self.move(part, ComponentPhase.RELEASING, self.now)
+        await self.released(part, status)
+
+    async def releasing(self, part: _Component) -> None:
+        status = await self.call(part, "release")
+        if status is not None:
+            await self.released(part, status)
+
+    async def released(self, part: _Component, status: PlatformStatus) -> None:
+        match status.state:
+            case PlatformState.RELEASED | PlatformState.MISSING:
+                final = part.outcome or ComponentPhase.COMPLETED
+                self.note(part, MessageLevel.INFO, "{name} released", name=part.name)
+                self.move(part, final)
+            case PlatformState.FAILED:
+                self.note(
+                    part,
+                    MessageLevel.ERROR,
+                    "Releasing {name} failed: {error}",
+                    name=part.name,
+                    error=status.message or "no reason given",
+                )
+                part.outcome = ComponentPhase.FAILED
+                self.decide(
+                    SessionPhase.FAILED, "The session failed while releasing {name}", name=part.name
+                )
+                self.move(part, ComponentPhase.FAILED)
+            case _:
+                part.due = self.next_check(status)
+
+    def follow_compute(self, part: _Component) -> None:
+        compute = self.compute
+        if compute is None:
+            self.move(part, ComponentPhase.CANCELLED)
+            return
+        mirror = {
+            ComponentPhase.PREPARING: ComponentPhase.PREPARING,
+            ComponentPhase.AVAILABLE: ComponentPhase.AVAILABLE,
+            ComponentPhase.RUNNING: ComponentPhase.AVAILABLE,
+            ComponentPhase.RELEASING: ComponentPhase.RELEASING,
+            ComponentPhase.COMPLETED: ComponentPhase.COMPLETED,
+            ComponentPhase.FAILED: ComponentPhase.COMPLETED,
+            ComponentPhase.CANCELLED: ComponentPhase.CANCELLED,
+        }
+        target = mirror.get(compute.phase)
+        if compute.phase is ComponentPhase.FAILED and compute.started_at is None:
+            target = ComponentPhase.CANCELLED
+        if target is not None and target is not part.phase:
+            part.started_at = part.started_at or compute.started_at
+            self.move(part, target)
+        part.due = None
+
+    def publish_connectors(self, found: list[dict[str, Any]]) -> None:
+        known = {c.get("location") for c in self.connectors}
+        for connector in found:
+            if connector.get("location") not in known:
+                self.connectors.append({**connector, "status": ConnectorStatus.PREPARING.value})
+                self.progress = True
+
+    def connector_status(self) -> None:
+        compute = self.compute
+        if compute is None or not self.connectors:
+            return
+        if compute.phase in (ComponentPhase.AVAILABLE, ComponentPhase.RUNNING):
+            status = ConnectorStatus.AVAILABLE
+        elif compute.phase in (ComponentPhase.WAITING, ComponentPhase.PREPARING):
+            status = ConnectorStatus.PREPARING
+        else:
+            status = ConnectorStatus.FINISHED
+        for connector in self.connectors:
+            connector["status"] = status.value
+
+    async def run(self) -> Advance:
+        for _ in range(_MAX_ROUNDS):
+            self.progress = False
+            for part in self.parts:
+                await self.step(part)
+            if not self.progress:
+                break
+        self.connector_status()
+        phase = derive_session_phase(
+            seen=True,
+            ending=self.ending,
+            components=[(p.role, p.phase) for p in self.parts],
+        )
+        dues = [p.due for p in self.parts if not p.ended and p.due is not None]
+        return Advance(
+            session_uuid=self.session.uuid,
+            revision=self.session.revision,
+            phase=phase,
+            next_due=min(dues) if dues else None,
+            ending=self.ending,
+            warned=self.warned,
+            connectors=self.connectors,
+            components=[p.change() for p in self.parts if p.changed()],
+            messages=self.messages,
+        )
+
+
+async def advance(
+    session: SessionRecord, platform: Platform, *, now: datetime, timings: EngineTimings
+) -> Advance:
+    """One pass of the engine over ``session`` at ``now``."""
+    return await _Pass(session, platform, now, timings).run()

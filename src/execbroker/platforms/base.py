@@ -1,0 +1,90 @@
+"""The one small interface every platform implements: prepare, poll, release.
+
+Every call is idempotent by component UUID: preparing something the platform already has
+adopts it; releasing something already gone reports it released. That is what lets the
+engine retry after a crash without starting or releasing anything twice.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from execbroker.model.records import ComponentRecord, ComponentRole, SessionRecord
+
+__all__ = ["Platform", "PlatformError", "PlatformState", "PlatformStatus", "Work"]
+
+
+class PlatformState(StrEnum):
+    PREPARING = "PREPARING"
+    READY = "READY"  # prepared; for compute: up but not (yet) running the executable
+    RUNNING = "RUNNING"  # compute only: the executable runs
+    EXITED = "EXITED"  # compute only: the executable ended (see exit_code)
+    FAILED = "FAILED"
+    RELEASING = "RELEASING"
+    RELEASED = "RELEASED"
+    MISSING = "MISSING"  # the platform has no such object
+
+
+@dataclass(frozen=True)
+class PlatformStatus:
+    state: PlatformState
+    message: str | None = None
+    exit_code: int | None = None
+    # When it is worth asking again; None: the platform cannot tell.
+    next_check: timedelta | None = None
+    connectors: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Work:
+    """A component to act on, with its session for context (executable, mounts, owner)."""
+
+    session: SessionRecord
+    component: ComponentRecord
+
+    @property
+    def uuid(self) -> UUID:
+        return self.component.uuid
+
+    @property
+    def role(self) -> ComponentRole:
+        return self.component.role
+
+
+class PlatformError(Exception):
+    """A platform call failed; the message is fit to show the user."""
+
+
+class Platform(abc.ABC):
+    name: str
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Connect, load state; called before the engine reconciles."""
+
+    async def stop(self) -> None:  # noqa: B027 - optional hook
+        """Close connections."""
+
+    @abc.abstractmethod
+    async def prepare(self, work: Work) -> PlatformStatus:
+        """Start preparing the component (or adopt what is already there)."""
+
+    @abc.abstractmethod
+    async def poll(self, work: Work) -> PlatformStatus:
+        """Where the component is now."""
+
+    @abc.abstractmethod
+    async def release(self, work: Work) -> PlatformStatus:
+        """Start releasing the component (or report it released)."""
+
+    @abc.abstractmethod
+    async def objects(self) -> set[UUID]:
+        """Components this broker has on the platform and has not released."""
+
+    @abc.abstractmethod
+    async def release_orphan(self, uuid: UUID) -> None:
+        """Release an object no live component owns (found when reconciling)."""

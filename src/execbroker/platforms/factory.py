@@ -1,0 +1,24 @@
+"""The platform named in settings."""
+
+from __future__ import annotations
+
+from execbroker.clock import Clock
+from execbroker.config import Settings
+from execbroker.platforms.base import Platform
+from execbroker.platforms.mock import MockPlatform, MockTimings
+
+__all__ = ["build_platform"]
+
+
+def build_platform(settings: Settings, clock: Clock) -> Platform:
+    match settings.platform:
+        case "mock":
+            return MockPlatform(
+                ledger=settings.data_dir / "mock-ledger.jsonl",
+                clock=clock,
+                timings=MockTimings(
+                    prepare=settings.mock_prepare_seconds,
+                    release=settings.mock_release_seconds,
+                    run=settings.mock_run_seconds,
+                ),
+            )

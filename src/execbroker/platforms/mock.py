@@ -1,0 +1,261 @@
+"""A simulated platform: configurable timings and faults, and a ledger of every action.
+
+It stands for an external system, so its state must outlive the broker: every action is
+appended to a ledger file (JSON lines) and replayed at start-up. A broker killed with
+SIGKILL finds, on restart, exactly the objects it had created — and the ledger lets tests
+prove that nothing was prepared or released twice.
+
+Timings (seconds) come from settings (``EXECBROKER_MOCK_PREPARE_SECONDS`` etc.) and can be
+overridden per request through the executable's ``environment``:
+
+- ``MOCK_PREPARE_SECONDS``, ``MOCK_RELEASE_SECONDS``: for every component of the session;
+- ``MOCK_RUN_SECONDS``: how long the executable runs before it exits (a notebook, or a
+  container without it and without a broker-wide default, runs until its time is up);
+- ``MOCK_EXIT_CODE``: the executable's exit code (default 0);
+- ``MOCK_FAIL_AT``: ``<role>:<phase>`` injects a failure, where role is one of
+  executable, compute, storage, data and phase one of PREPARING, RUNNING (compute only),
+  RELEASING — e.g. ``data:PREPARING``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+from uuid import UUID
+
+from execbroker.clock import Clock
+from execbroker.model import kinds
+from execbroker.model.records import ComponentRole
+from execbroker.platforms.base import Platform, PlatformState, PlatformStatus, Work
+
+__all__ = ["MockPlatform", "MockTimings", "read_ledger"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MockTimings:
+    prepare: dict[str, float]
+    release: dict[str, float]
+    run: float | None
+
+
+@dataclass
+class _Object:
+    component: str
+    session: str
+    role: str
+    created: datetime
+    prepare: float
+    run: float | None
+    release: float
+    exit_code: int
+    fail_at: str | None
+    release_requested: datetime | None = None
+
+
+def read_ledger(path: Path) -> list[dict[str, Any]]:
+    """Every action the mock platform took, oldest first."""
+    if not path.exists():
+        return []
+    with path.open(encoding="utf-8") as stream:
+        return [json.loads(line) for line in stream if line.strip()]
+
+
+class MockPlatform(Platform):
+    name = "mock"
+
+    def __init__(self, *, ledger: Path, clock: Clock, timings: MockTimings) -> None:
+        self._ledger_path = ledger
+        self._clock = clock
+        self._timings = timings
+        self._objects: dict[str, _Object] = {}
+        self._ledger: TextIO | None = None
+
+    async def start(self) -> None:
+        self._ledger_path.parent.mkdir(parents=True, exist_ok=True)
+        for entry in read_ledger(self._ledger_path):
+            self._replay(entry)
+        self._ledger = self._ledger_path.open("a", encoding="utf-8")
+
+    async def stop(self) -> None:
+        if self._ledger is not None:
+            self._ledger.close()
+            self._ledger = None
+
+    def _replay(self, entry: dict[str, Any]) -> None:
+        when = datetime.fromisoformat(entry["time"])
+        if entry["action"] == "prepare":
+            self._objects[entry["component"]] = _Object(
+                component=entry["component"],
+                session=entry["session"],
+                role=entry["role"],
+                created=when,
+                prepare=entry["prepare"],
+                run=entry["run"],
+                release=entry["release"],
+                exit_code=entry["exit_code"],
+                fail_at=entry["fail_at"],
+            )
+        elif entry["action"] == "release" and entry["component"] in self._objects:
+            self._objects[entry["component"]].release_requested = when
+
+    def _record(self, entry: dict[str, Any]) -> None:
+        if self._ledger is None:
+            raise RuntimeError("the mock platform is not started")
+        # One line per action, flushed: a SIGKILL of the broker loses none of them.
+        self._ledger.write(json.dumps(entry) + "\n")
+        self._ledger.flush()
+
+    # ------------------------------------------------------------------ settings
+
+    def _parameters(self, work: Work) -> dict[str, Any]:
+        environment: dict[str, str] = {}
+        executable = work.session.component(ComponentRole.EXECUTABLE)
+        if executable is not None:
+            environment = executable.spec.get("environment") or {}
+        role = work.role.value
+        run = self._timings.run
+        if executable is not None and executable.kind == kinds.EXECUTABLE_JUPYTER:
+            run = None  # a notebook server runs until its time is up
+        return {
+            "prepare": _number(
+                environment, "MOCK_PREPARE_SECONDS", self._timings.prepare.get(role, 0)
+            ),
+            "release": _number(
+                environment, "MOCK_RELEASE_SECONDS", self._timings.release.get(role, 0)
+            ),
+            "run": _number(environment, "MOCK_RUN_SECONDS", run)
+            if run is not None or "MOCK_RUN_SECONDS" in environment
+            else None,
+            "exit_code": int(_number(environment, "MOCK_EXIT_CODE", 0) or 0),
+            "fail_at": (environment.get("MOCK_FAIL_AT") or "").strip() or None,
+        }
+
+    # ------------------------------------------------------------------ the interface
+
+    async def prepare(self, work: Work) -> PlatformStatus:
+        key = str(work.uuid)
+        found = self._objects.get(key)
+        if found is None:
+            now = self._clock.now()
+            entry = {
+                "action": "prepare",
+                "time": now.isoformat(),
+                "component": key,
+                "session": str(work.session.uuid),
+                "role": work.role.value,
+                **self._parameters(work),
+            }
+            self._record(entry)
+            self._replay(entry)
+            found = self._objects[key]
+        return self._status(found, work)
+
+    async def poll(self, work: Work) -> PlatformStatus:
+        found = self._objects.get(str(work.uuid))
+        if found is None:
+            return PlatformStatus(PlatformState.MISSING, "the platform has no such object")
+        return self._status(found, work)
+
+    async def release(self, work: Work) -> PlatformStatus:
+        found = self._objects.get(str(work.uuid))
+        if found is None:
+            return PlatformStatus(PlatformState.RELEASED, "nothing to release")
+        if found.release_requested is None:
+            entry = {
+                "action": "release",
+                "time": self._clock.now().isoformat(),
+                "component": found.component,
+                "session": found.session,
+                "role": found.role,
+            }
+            self._record(entry)
+            self._replay(entry)
+        return self._status(found, work)
+
+    async def release_orphan(self, uuid: UUID) -> None:
+        found = self._objects.get(str(uuid))
+        if found is not None and found.release_requested is None:
+            entry = {
+                "action": "release",
+                "time": self._clock.now().isoformat(),
+                "component": found.component,
+                "session": found.session,
+                "role": found.role,
+                "orphan": True,
+            }
+            self._record(entry)
+            self._replay(entry)
+
+    async def objects(self) -> set[UUID]:
+        now = self._clock.now()
+        return {
+            UUID(key)
+            for key, found in self._objects.items()
+            if found.release_requested is None
+            or now < found.release_requested + timedelta(seconds=found.release)
+        }
+
+    def _status(self, found: _Object, work: Work) -> PlatformStatus:
+        now = self._clock.now()
+        fail = found.fail_at
+        if found.release_requested is not None:
+            if fail == f"{found.role}:RELEASING":
+                return PlatformStatus(PlatformState.FAILED, f"injected failure: {fail}")
+            done = found.release_requested + timedelta(seconds=found.release)
+            if now >= done:
+                return PlatformStatus(PlatformState.RELEASED)
+            return PlatformStatus(PlatformState.RELEASING, next_check=done - now)
+        if fail == f"{found.role}:PREPARING":
+            return PlatformStatus(PlatformState.FAILED, f"injected failure: {fail}")
+        ready = found.created + timedelta(seconds=found.prepare)
+        if now < ready:
+            return PlatformStatus(PlatformState.PREPARING, next_check=ready - now)
+        if found.role != ComponentRole.COMPUTE.value:
+            return PlatformStatus(PlatformState.READY)
+        connectors = _connectors(work)
+        if fail == "compute:RUNNING":
+            return PlatformStatus(
+                PlatformState.FAILED, f"injected failure: {fail}", connectors=connectors
+            )
+        if found.run is None:
+            return PlatformStatus(PlatformState.RUNNING, connectors=connectors)
+        exits = ready + timedelta(seconds=found.run)
+        if now < exits:
+            return PlatformStatus(
+                PlatformState.RUNNING, next_check=exits - now, connectors=connectors
+            )
+        return PlatformStatus(
+            PlatformState.EXITED,
+            f"the executable exited with code {found.exit_code}",
+            exit_code=found.exit_code,
+            connectors=connectors,
+        )
+
+
+def _number(environment: dict[str, str], name: str, default: float | None) -> float | None:
+    text = environment.get(name)
+    if text is None:
+        return default
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        return default
+
+
+def _connectors(work: Work) -> list[dict[str, Any]]:
+    executable = work.session.component(ComponentRole.EXECUTABLE)
+    if executable is None or executable.kind != kinds.EXECUTABLE_JUPYTER:
+        return []
+    return [
+        {
+            "kind": "urn:execbroker:connector:jupyter-notebook",
+            "protocol": "HTTPS",
+            "location": f"https://mock.platform.invalid/notebook/{work.session.uuid}/lab",
+        }
+    ]
