@@ -92,18 +92,18 @@ class Settings(BaseSettings):
     )
     prepare_estimates: dict[str, float] = Field(
         default_factory=lambda: {
-            "executable": 30.0,
-            "compute": 30.0,
-            "storage": 10.0,
-            "data": 60.0,
+            "executable": 5.0,
+            "compute": 5.0,
+            "storage": 2.0,
+            "data": 5.0,
         },
         description=(
             "Seconds each kind of component is planned to take to prepare, by role "
-            "(executable, compute, storage, data)."
+            "(executable, compute, storage, data). The defaults suit the mock platform."
         ),
     )
     release_estimates: dict[str, float] = Field(
-        default_factory=lambda: {"executable": 5.0, "compute": 30.0, "storage": 10.0, "data": 10.0},
+        default_factory=lambda: {"executable": 1.0, "compute": 2.0, "storage": 2.0, "data": 2.0},
         description="Seconds each role is planned to take to release.",
     )
     staging_mib_per_second: float = Field(
@@ -115,7 +115,7 @@ class Settings(BaseSettings):
         ),
     )
     planning_slack: float = Field(
-        default=10,
+        default=2,
         ge=0,
         description="Seconds added to every planned preparing step, so that all is ready on time.",
     )
