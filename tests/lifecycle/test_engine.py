@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from tests.support.wire import example, phase_update, post
 
 
 def _when(text: str) -> datetime:
-    return datetime.fromisoformat(text.split("/")[0].replace("Z", "+00:00"))
+    return datetime.fromisoformat(text.split("/", maxsplit=1)[0].replace("Z", "+00:00"))
 
 
 async def test_a_run_that_exits_0_completes_and_releases_everything(
@@ -281,8 +282,6 @@ async def test_events_stream_every_phase_change(broker: Any) -> None:
             assert stream.headers["content-type"].startswith("text/event-stream")
             async for line in stream.aiter_lines():
                 if line.startswith("data: "):
-                    import json
-
                     phases.append(json.loads(line[6:])["phase"])
     assert phases[-1] == "COMPLETED", "the stream ends with the final phase"
     assert "RUNNING" in phases or "RELEASING" in phases

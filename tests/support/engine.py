@@ -48,22 +48,22 @@ def container(
 
 
 async def run_to_end(
-    client: httpx.AsyncClient, document: dict[str, Any], *, timeout: float = 20
+    client: httpx.AsyncClient, document: dict[str, Any], *, seconds: float = 20
 ) -> dict[str, Any]:
     created = await post(client, "/direct", document)
     assert created.status_code == 303, created.text
-    return await until_ended(client, created.headers["location"], timeout=timeout)
+    return await until_ended(client, created.headers["location"], seconds=seconds)
 
 
 async def until_ended(
-    client: httpx.AsyncClient, url: str, *, timeout: float = 20
+    client: httpx.AsyncClient, url: str, *, seconds: float = 20
 ) -> dict[str, Any]:
     """The session once it has ended, waiting with the server's long-poll."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + seconds
     session: dict[str, Any] = (await client.get(url)).json()
     while session["phase"] not in TERMINAL and time.monotonic() < deadline:
         session = (await client.get(url, params={"wait": 5})).json()
-    assert session["phase"] in TERMINAL, f"still {session['phase']} after {timeout} s"
+    assert session["phase"] in TERMINAL, f"still {session['phase']} after {seconds} s"
     return session
 
 

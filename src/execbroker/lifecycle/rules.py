@@ -6,8 +6,10 @@ circumstances changed), and returns what changed. Each component follows its own
 - **storage, executable** prepare at their planned prepare start;
 - **data** prepares at its start, and fails at once if its storage is not AVAILABLE;
 - **compute** prepares at its start, and fails at once if the executable or anything it
-  mounts is not AVAILABLE; it becomes AVAILABLE when the platform has it up, RUNNING while
-  the executable runs;
+  mounts is not AVAILABLE — unless the broker itself started that dependency late (it was
+  down or overloaded), in which case it waits for it within the dependency's budget (the
+  same holds for data and its storage); it becomes AVAILABLE when the platform has it up,
+  RUNNING while the executable runs;
 - a component still preparing when its budget (planned duration + slack) runs out is
   CANCELLED;
 - the run ends when the executable exits (0: COMPLETED, else FAILED), when the offered time
@@ -56,6 +58,9 @@ _ORDER = (
     ComponentRole.VOLUME,
 )
 _MAX_ROUNDS = 12
+# A component that began preparing this much after its planned start was started late by
+# the broker, not slowed down by the platform.
+_LATE = timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -250,6 +255,12 @@ class _Pass:
         if self.now < begin:
             part.due = begin
             return
+        late = self.late_dependencies(part)
+        if late:
+            # The broker itself started these late (it was down, or overloaded): waiting
+            # for them within their budgets is fair; failing the user's session is not.
+            part.due = self.now + self.timings.poll_interval
+            return
         missing = self.unready_dependencies(part)
         if missing:
             self.fail(
@@ -267,7 +278,19 @@ class _Pass:
         self.move(part, ComponentPhase.PREPARING, self.now)
         await self.apply(part, status)
 
-    def unready_dependencies(self, part: _Component) -> str:
+    def late_dependencies(self, part: _Component) -> list[_Component]:
+        """Dependencies still preparing, within budget, that the engine started late."""
+        late = []
+        for needed in self.dependencies(part):
+            if needed.phase is not ComponentPhase.PREPARING or needed.started_at is None:
+                continue
+            planned = needed.record.schedule.prepare_start
+            budget = needed.record.schedule.prepare_duration + self.timings.budget_slack
+            if needed.started_at - planned > _LATE and self.now < needed.started_at + budget:
+                late.append(needed)
+        return late
+
+    def dependencies(self, part: _Component) -> list[_Component]:
         needed: list[_Component] = []
         if part.role is ComponentRole.DATA:
             storage = self.by_uuid.get(str(part.record.spec.get("storage")))
@@ -279,9 +302,12 @@ class _Pass:
                 target = self.by_uuid.get(str(volume.record.spec.get("resource")))
                 if target is not None:
                     needed.append(target)
+        return needed
+
+    def unready_dependencies(self, part: _Component) -> str:
         return ", ".join(
             f"{p.role.value} '{p.name}' is {p.phase.value}"
-            for p in needed
+            for p in self.dependencies(part)
             if p.phase is not ComponentPhase.AVAILABLE
         )
 
