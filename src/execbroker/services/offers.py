@@ -16,7 +16,7 @@ from execbroker.model.messages import info
 from execbroker.model.phases import OfferResult, SessionPhase
 from execbroker.model.records import OfferSetRecord, SessionRecord
 from execbroker.model.wire import dump
-from execbroker.planning.calendar import Usage
+from execbroker.planning.calendar import Amounts, Hold, Usage
 from execbroker.planning.limits import apply_limits
 from execbroker.planning.offers import OfferSearch, SessionTimes, build_session, generate_offers
 from execbroker.planning.profile import PlatformProfile
@@ -132,13 +132,18 @@ class OfferService:
         """Offers against what is held over the window the plan could book, then filtered by
         the request's cost and metric limits."""
         times = SessionTimes.of(plan, self._profile)
-        holds = await booking.holds(
-            plan.window.start - times.lead,
-            plan.window.end + plan.duration + times.tail,
-            now=now,
-        )
+        start = plan.window.start - times.lead
+        end = plan.window.end + plan.duration + times.tail
+        # Fast path: if even the sum of every overlapping hold leaves room for the largest
+        # this request may use, the exact calendar cannot say otherwise — skip building it.
+        total = await booking.hold_total(start, end, now=now)
+        largest = Amounts(plan.cores.max, plan.memory.max, plan.storage_max)
+        if (total + largest).fits_within(self._profile.capacity):
+            usage = Usage([Hold("everything", start, end, total)])
+        else:
+            usage = Usage(await booking.holds(start, end, now=now))
         search = generate_offers(
-            plan, profile=self._profile, usage=Usage(holds), now=now, max_offers=max_offers
+            plan, profile=self._profile, usage=usage, now=now, max_offers=max_offers
         )
         return apply_limits(search, plan, self._profile)
 

@@ -77,6 +77,20 @@ class Booking:
     ) -> list[Hold]:
         return await _holds(self._connection, start, end, now=now, exclude=exclude)
 
+    async def hold_total(self, start: datetime, end: datetime, *, now: datetime) -> Amounts:
+        """The sum of every hold overlapping ``[start, end)``: an upper bound of what is
+        held at any instant in it, counted by the database without loading the holds."""
+        row = (
+            await self._connection.execute(
+                sa.select(
+                    sa.func.coalesce(sa.func.sum(sessions.c.cores), 0),
+                    sa.func.coalesce(sa.func.sum(sessions.c.memory_gib), 0),
+                    sa.func.coalesce(sa.func.sum(sessions.c.storage_gib), 0),
+                ).where(_holding(start, end, now))
+            )
+        ).one()
+        return Amounts(int(row[0]), int(row[1]), int(row[2]))
+
     async def insert_offer_set(
         self, offer_set: OfferSetRecord, *, request: dict[str, Any] | None
     ) -> None:
@@ -699,6 +713,18 @@ def _lock_key(name: str) -> int:
     )
 
 
+def _holding(start: datetime, end: datetime, now: datetime) -> Any:
+    """Sessions that hold capacity now and whose booking overlaps ``[start, end)``."""
+    return sa.and_(
+        sessions.c.book_end > start,
+        sessions.c.book_start < end,
+        sa.or_(
+            sessions.c.phase.in_([p.value for p in HOLDING_PHASES]),
+            sa.and_(sessions.c.phase == SessionPhase.OFFERED.value, sessions.c.expires > now),
+        ),
+    )
+
+
 async def _holds(
     connection: AsyncConnection,
     start: datetime,
@@ -718,14 +744,7 @@ async def _holds(
         sessions.c.cores,
         sessions.c.memory_gib,
         sessions.c.storage_gib,
-    ).where(
-        sessions.c.book_end > start,
-        sessions.c.book_start < end,
-        sa.or_(
-            sessions.c.phase.in_([p.value for p in HOLDING_PHASES]),
-            sa.and_(sessions.c.phase == SessionPhase.OFFERED.value, sessions.c.expires > now),
-        ),
-    )
+    ).where(_holding(start, end, now))
     if exclude is not None:
         query = query.where(sessions.c.uuid != str(exclude))
     rows = (await connection.execute(query)).all()
