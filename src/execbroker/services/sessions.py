@@ -90,15 +90,23 @@ class SessionService:
         found = await self._store.get_session(uuid, owner=owner)
         if found is None:
             raise NotFoundError("No session {uuid}", {"uuid": uuid})
-        if found.phase in ACTIVE_SESSION_PHASES:
-            holds = await self._store.holds(
-                found.schedule.release_end,
-                found.schedule.release_end + self._room(found),
-                now=self._clock.now(),
-                exclude=found.uuid,
-            )
-            found.extension_limit = self._extension_limit(found, Usage(holds))
+        await self.work_out_extension(found)
         return found
+
+    async def work_out_extension(self, session: SessionRecord) -> None:
+        """Set how far the calendar lets an active session be extended now."""
+        if session.phase not in ACTIVE_SESSION_PHASES:
+            return
+        start = session.schedule.release_end
+        end = start + self._room(session)
+        now = self._clock.now()
+        own = Amounts(session.cores, session.memory_gib, session.storage_gib)
+        total = await self._store.hold_total(start, end, now=now, exclude=session.uuid)
+        if (total + own).fits_within(self._profile.capacity):
+            session.extension_limit = self._room(session)  # nothing can be in the way
+            return
+        holds = await self._store.holds(start, end, now=now, exclude=session.uuid)
+        session.extension_limit = self._extension_limit(session, Usage(holds))
 
     def _room(self, session: SessionRecord) -> timedelta:
         """How much longer the session may run before it reaches the longest run offered."""

@@ -77,19 +77,10 @@ class Booking:
     ) -> list[Hold]:
         return await _holds(self._connection, start, end, now=now, exclude=exclude)
 
-    async def hold_total(self, start: datetime, end: datetime, *, now: datetime) -> Amounts:
-        """The sum of every hold overlapping ``[start, end)``: an upper bound of what is
-        held at any instant in it, counted by the database without loading the holds."""
-        row = (
-            await self._connection.execute(
-                sa.select(
-                    sa.func.coalesce(sa.func.sum(sessions.c.cores), 0),
-                    sa.func.coalesce(sa.func.sum(sessions.c.memory_gib), 0),
-                    sa.func.coalesce(sa.func.sum(sessions.c.storage_gib), 0),
-                ).where(_holding(start, end, now))
-            )
-        ).one()
-        return Amounts(int(row[0]), int(row[1]), int(row[2]))
+    async def hold_total(
+        self, start: datetime, end: datetime, *, now: datetime, exclude: UUID | None = None
+    ) -> Amounts:
+        return await _hold_total(self._connection, start, end, now=now, exclude=exclude)
 
     async def insert_offer_set(
         self, offer_set: OfferSetRecord, *, request: dict[str, Any] | None
@@ -175,6 +166,12 @@ class BrokerStore:
         """What is held over ``[start, end)``, read without the lock (for advice only)."""
         async with self._db.read() as connection:
             return await _holds(connection, start, end, now=now, exclude=exclude)
+
+    async def hold_total(
+        self, start: datetime, end: datetime, *, now: datetime, exclude: UUID | None = None
+    ) -> Amounts:
+        async with self._db.read() as connection:
+            return await _hold_total(connection, start, end, now=now, exclude=exclude)
 
     # ------------------------------------------------------------------ creating
 
@@ -713,16 +710,58 @@ def _lock_key(name: str) -> int:
     )
 
 
-def _holding(start: datetime, end: datetime, now: datetime) -> Any:
-    """Sessions that hold capacity now and whose booking overlaps ``[start, end)``."""
-    return sa.and_(
-        sessions.c.book_end > start,
-        sessions.c.book_start < end,
-        sa.or_(
-            sessions.c.phase.in_([p.value for p in HOLDING_PHASES]),
-            sa.and_(sessions.c.phase == SessionPhase.OFFERED.value, sessions.c.expires > now),
+# Built once, with bound parameters: constructing these per call cost more than running them.
+_HOLDING = sa.and_(
+    sessions.c.book_end > sa.bindparam("w_start", type_=UTCDateTime()),
+    sessions.c.book_start < sa.bindparam("w_end", type_=UTCDateTime()),
+    sessions.c.uuid != sa.bindparam("w_exclude"),
+    sa.or_(
+        sessions.c.phase.in_([p.value for p in HOLDING_PHASES]),
+        sa.and_(
+            sessions.c.phase == SessionPhase.OFFERED.value,
+            sessions.c.expires > sa.bindparam("w_now", type_=UTCDateTime()),
         ),
-    )
+    ),
+)
+_HOLDS = sa.select(
+    sessions.c.uuid,
+    sessions.c.offer_set_uuid,
+    sessions.c.phase,
+    sessions.c.book_start,
+    sessions.c.book_end,
+    sessions.c.cores,
+    sessions.c.memory_gib,
+    sessions.c.storage_gib,
+).where(_HOLDING)
+_HOLD_TOTAL = sa.select(
+    sa.func.coalesce(sa.func.sum(sessions.c.cores), 0),
+    sa.func.coalesce(sa.func.sum(sessions.c.memory_gib), 0),
+    sa.func.coalesce(sa.func.sum(sessions.c.storage_gib), 0),
+).where(_HOLDING)
+_NOBODY = "00000000-0000-0000-0000-000000000000"
+
+
+def _window(start: datetime, end: datetime, now: datetime, exclude: UUID | None) -> dict[str, Any]:
+    return {
+        "w_start": start,
+        "w_end": end,
+        "w_now": now,
+        "w_exclude": str(exclude) if exclude else _NOBODY,
+    }
+
+
+async def _hold_total(
+    connection: AsyncConnection,
+    start: datetime,
+    end: datetime,
+    *,
+    now: datetime,
+    exclude: UUID | None,
+) -> Amounts:
+    """The sum of every hold overlapping ``[start, end)``: an upper bound of what is held
+    at any instant in it, counted by the database without loading the holds."""
+    row = (await connection.execute(_HOLD_TOTAL, _window(start, end, now, exclude))).one()
+    return Amounts(int(row[0]), int(row[1]), int(row[2]))
 
 
 async def _holds(
@@ -735,19 +774,7 @@ async def _holds(
 ) -> list[Hold]:
     """Bookings overlapping ``[start, end)``: live offers (grouped by offer set, as they are
     alternatives) and accepted sessions that have not ended."""
-    query = sa.select(
-        sessions.c.uuid,
-        sessions.c.offer_set_uuid,
-        sessions.c.phase,
-        sessions.c.book_start,
-        sessions.c.book_end,
-        sessions.c.cores,
-        sessions.c.memory_gib,
-        sessions.c.storage_gib,
-    ).where(_holding(start, end, now))
-    if exclude is not None:
-        query = query.where(sessions.c.uuid != str(exclude))
-    rows = (await connection.execute(query)).all()
+    rows = (await connection.execute(_HOLDS, _window(start, end, now, exclude))).all()
     return [
         Hold(
             group=row.offer_set_uuid

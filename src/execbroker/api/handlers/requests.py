@@ -35,7 +35,8 @@ async def create_direct_session(
     document = await read_document(request, broker.limits)
     created = await broker.offers.execute_directly(document, owner=owner)
     # Answer with the session as any reader sees it (options worked out from the calendar).
-    body = render.session(await broker.sessions.get_session(created.uuid, owner=owner))
+    await broker.sessions.work_out_extension(created)
+    body = render.session(created)
     return respond(
         body,
         fmt,
