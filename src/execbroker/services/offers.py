@@ -71,16 +71,17 @@ class OfferService:
             logger.info("offer set refused", extra={"offer_set": str(offer_set_uuid)})
             return refused
         expires = now + self._settings.offer_lifetime
-        async with self._store.booking() as booking:
-            now = self._clock.now()
-            search = await self._search(booking, plan, now=now, max_offers=self._max_offers)
+
+        def book(booking: Booking) -> OfferSetRecord:
+            moment = self._clock.now()
+            search = self._search(booking, plan, now=moment, max_offers=self._max_offers)
             sessions = [
                 build_session(
                     plan,
                     offer,
                     profile=self._profile,
                     owner=owner,
-                    now=now,
+                    now=moment,
                     phase=SessionPhase.OFFERED,
                     expires=expires,
                     offer_set_uuid=offer_set_uuid,
@@ -89,7 +90,7 @@ class OfferService:
                         info(
                             "Offered: start {start}, {duration}, {cores} core(s), "
                             "{memory} GiB memory; expires {expires}",
-                            time=now,
+                            time=moment,
                             start=format_instant(offer.start),
                             duration=format_duration(plan.duration),
                             cores=offer.cores,
@@ -100,16 +101,19 @@ class OfferService:
                 )
                 for position, offer in enumerate(search.offers)
             ]
-            offer_set = OfferSetRecord(
+            made = OfferSetRecord(
                 uuid=offer_set_uuid,
                 owner=owner,
                 result=OfferResult.YES if sessions else OfferResult.NO,
-                created=now,
-                modified=now,
+                created=moment,
+                modified=moment,
                 messages=[*plan.notes, *search.problems],
                 offers=sessions,
             )
-            await booking.insert_offer_set(offer_set, request=dump(request))
+            booking.insert_offer_set(made, request=dump(request))
+            return made
+
+        offer_set = await self._store.book(book)
         logger.info(
             "offer set created",
             extra={
@@ -126,7 +130,7 @@ class OfferService:
     def _max_offers(self) -> int:
         return self._settings.max_offers
 
-    async def _search(
+    def _search(
         self, booking: Booking, plan: Plan, *, now: datetime, max_offers: int
     ) -> OfferSearch:
         """Offers against what is held over the window the plan could book, then filtered by
@@ -136,12 +140,12 @@ class OfferService:
         end = plan.window.end + plan.duration + times.tail
         # Fast path: if even the sum of every overlapping hold leaves room for the largest
         # this request may use, the exact calendar cannot say otherwise — skip building it.
-        total = await booking.hold_total(start, end, now=now)
+        total = booking.hold_total(start, end, now=now)
         largest = Amounts(plan.cores.max, plan.memory.max, plan.storage_max)
         if (total + largest).fits_within(self._profile.capacity):
             usage = Usage([Hold("everything", start, end, total)])
         else:
-            usage = Usage(await booking.holds(start, end, now=now))
+            usage = Usage(booking.holds(start, end, now=now))
         search = generate_offers(
             plan, profile=self._profile, usage=usage, now=now, max_offers=max_offers
         )
@@ -153,19 +157,20 @@ class OfferService:
         plan, _ = validate_request(
             document, settings=self._settings, profile=self._profile, now=now
         )
-        async with self._store.booking() as booking:
-            now = self._clock.now()
-            search = await self._search(booking, plan, now=now, max_offers=1)
+
+        def book(booking: Booking) -> SessionRecord:
+            moment = self._clock.now()
+            search = self._search(booking, plan, now=moment, max_offers=1)
             if not search.offers:
                 raise RequestRefusedError(search.problems)
             offer = search.offers[0]
-            session = build_session(
+            created = build_session(
                 plan,
                 offer,
                 profile=self._profile,
                 owner=owner,
-                now=now,
-                next_due=now,
+                now=moment,
+                next_due=moment,
                 phase=SessionPhase.ACCEPTED,
                 expires=None,
                 offer_set_uuid=None,
@@ -174,13 +179,16 @@ class OfferService:
                     *plan.notes,
                     info(
                         "Accepted for direct execution: start {start}, {duration}",
-                        time=now,
+                        time=moment,
                         start=format_instant(offer.start),
                         duration=format_duration(plan.duration),
                     ),
                 ],
             )
-            await booking.insert_session(session)
+            booking.insert_session(created)
+            return created
+
+        session = await self._store.book(book)
         self._on_session_started(session.uuid)
         logger.info("direct session created", extra={"session": str(session.uuid)})
         return session

@@ -29,7 +29,7 @@ from execbroker.planning.calendar import Amounts, Usage
 from execbroker.planning.offers import cost_documents, costs_of
 from execbroker.planning.profile import PlatformProfile
 from execbroker.planning.validation import schema_messages
-from execbroker.storage.store import BrokerStore
+from execbroker.storage.store import Booking, BrokerStore
 
 __all__ = ["SessionService", "phase_options"]
 
@@ -149,13 +149,14 @@ class SessionService:
                 path=EXTEND_PATH,
             )
         now = self._clock.now()
-        async with self._store.booking() as booking:
-            current = await booking.get_session(session.uuid, owner=owner)
+
+        def book(booking: Booking) -> None:
+            current = booking.get_session(session.uuid, owner=owner)
             if current is None or current.phase not in ACTIVE_SESSION_PHASES:
                 raise ConflictError(
                     "The session ended while it was being extended", path=EXTEND_PATH
                 )
-            holds = await booking.holds(
+            holds = booking.holds(
                 current.schedule.release_end,
                 current.schedule.release_end + self._room(current),
                 now=now,
@@ -184,7 +185,7 @@ class SessionService:
                     duration=duration,
                 ),
             )
-            extended = await booking.extend(
+            extended = booking.extend(
                 current,
                 delta=delta,
                 costs=costs,
@@ -201,6 +202,8 @@ class SessionService:
                     "The session changed while it was being extended; try again",
                     path=EXTEND_PATH,
                 )
+
+        await self._store.book(book)
         self._on_change(session.uuid)
 
     async def wait_for_change(

@@ -7,27 +7,33 @@ they wait in SQLite's busy handler instead, it sleeps in steps of up to 100 ms, 
 measured as second-long latency tails under load (``bench/requests_bench.py``). Reads use
 plain deferred transactions and, with WAL, never wait for writers. PostgreSQL uses ordinary
 transactions; guarded updates and row locks serialise what must be serialised.
+
+:meth:`Database.run_write` runs a whole synchronous transaction function. On SQLite it runs
+in a worker thread on a plain ``sqlite3`` connection, in one hop: a booking then holds the
+write lock for its own work only, instead of for one event-loop turn per statement (which,
+with many requests in flight, was most of its time — ``bench/lifecycle.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 __all__ = ["Database"]
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+T = TypeVar("T")
 _IMMEDIATE = "execbroker_immediate"
 
 
@@ -47,8 +53,14 @@ class Database:
             options.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(self.url, **options)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
+        self._sync_engine: Engine | None = None
         if self.is_sqlite:
             _configure_sqlite(self.engine)
+            self._sync_engine = create_engine(
+                self.url.set(drivername="sqlite"),
+                connect_args={"timeout": 30, "check_same_thread": False},
+            )
+            _configure_sqlite_writer(self._sync_engine)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -67,6 +79,20 @@ class Database:
             async with connection.begin():
                 yield connection
 
+    async def run_write(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` in one write transaction; committed if it returns, else rolled back."""
+        if self._sync_engine is not None and self._write_lock is not None:
+            async with self._write_lock:
+                return await asyncio.to_thread(self._write_in_thread, work)
+        async with self.write() as connection:
+            return await connection.run_sync(work)
+
+    def _write_in_thread(self, work: Callable[[Connection], T]) -> T:
+        if self._sync_engine is None:
+            raise RuntimeError("only SQLite writes in a thread")
+        with self._sync_engine.connect() as connection, connection.begin():
+            return work(connection)
+
     async def migrate(self) -> None:
         """Bring the schema up to the newest Alembic revision. Never drops data."""
         async with self.engine.connect() as plain:
@@ -81,6 +107,8 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._sync_engine is not None:
+            self._sync_engine.dispose()
 
 
 def _upgrade(connection: Connection) -> None:
@@ -90,17 +118,33 @@ def _upgrade(connection: Connection) -> None:
     command.upgrade(config, "head")
 
 
+def _sqlite_pragmas(dbapi_connection: Any) -> None:
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _configure_sqlite_writer(engine: Engine) -> None:
+    """The thread-side engine only writes: every transaction begins IMMEDIATE."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        _sqlite_pragmas(dbapi_connection)
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def _configure_sqlite(engine: AsyncEngine) -> None:
     # The driver's own transaction handling is switched off, so that BEGIN is ours to emit.
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.close()
+        _sqlite_pragmas(dbapi_connection)
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from execbroker.model.phases import ComponentPhase, OfferResult, SessionPhase
@@ -51,6 +51,8 @@ class MessageTarget:
         self.offer_set_uuid = offer_set_uuid
 
 
+T = TypeVar("T")
+
 HOLDING_PHASES = (
     SessionPhase.ACCEPTED,
     SessionPhase.WAITING,
@@ -69,31 +71,31 @@ class Booking:
     another broker on the same database — never plan against the same free capacity.
     """
 
-    def __init__(self, connection: AsyncConnection) -> None:
+    def __init__(self, connection: Connection) -> None:
         self._connection = connection
 
-    async def holds(
+    def holds(
         self, start: datetime, end: datetime, *, now: datetime, exclude: UUID | None = None
     ) -> list[Hold]:
-        return await _holds(self._connection, start, end, now=now, exclude=exclude)
+        return _holds(self._connection, start, end, now=now, exclude=exclude)
 
-    async def hold_total(
+    def hold_total(
         self, start: datetime, end: datetime, *, now: datetime, exclude: UUID | None = None
     ) -> Amounts:
-        return await _hold_total(self._connection, start, end, now=now, exclude=exclude)
+        return _hold_total(self._connection, start, end, now=now, exclude=exclude)
 
-    async def insert_offer_set(
+    def insert_offer_set(
         self, offer_set: OfferSetRecord, *, request: dict[str, Any] | None
     ) -> None:
-        await _insert_offer_set(self._connection, offer_set, request=request)
+        _insert_offer_set(self._connection, offer_set, request=request)
 
-    async def insert_session(self, session: SessionRecord) -> None:
-        await _insert_sessions(self._connection, [session])
+    def insert_session(self, session: SessionRecord) -> None:
+        _insert_sessions(self._connection, [session])
 
-    async def get_session(self, uuid: UUID, *, owner: str) -> SessionRecord | None:
-        return await _get_session(self._connection, uuid, owner=owner)
+    def get_session(self, uuid: UUID, *, owner: str) -> SessionRecord | None:
+        return _get_session(self._connection, uuid, owner=owner)
 
-    async def extend(
+    def extend(
         self,
         session: SessionRecord,
         *,
@@ -104,7 +106,7 @@ class Booking:
     ) -> bool:
         """Lengthen the run by ``delta``: the booking, the session's and every component's
         available time; False when the session left the phases it was read in."""
-        moved = await self._connection.execute(
+        moved = self._connection.execute(
             sessions.update()
             .where(
                 sessions.c.uuid == str(session.uuid),
@@ -122,7 +124,7 @@ class Booking:
         )
         if moved.rowcount != 1:
             return False
-        await self._connection.execute(
+        self._connection.execute(
             components.update()
             .where(components.c.session_uuid == str(session.uuid))
             .values(
@@ -130,7 +132,7 @@ class Booking:
                 modified=now,
             )
         )
-        await _insert_messages(
+        _insert_messages(
             self._connection,
             MessageTarget(
                 session.uuid, session_uuid=session.uuid, offer_set_uuid=session.offer_set_uuid
@@ -145,12 +147,18 @@ class BrokerStore:
         self._db = database
         self._pool_key = _lock_key(f"execbroker:pool:{pool}")
 
-    @asynccontextmanager
-    async def booking(self) -> AsyncIterator[Booking]:
-        """A :class:`Booking`; committed when the block ends, rolled back on error."""
-        async with self._db.write() as connection:
-            await self._lock_pool(connection)
-            yield Booking(connection)
+    async def book(self, work: Callable[[Booking], T]) -> T:
+        """Run ``work`` with a :class:`Booking` under the pool's lock, in one transaction:
+        committed if it returns, rolled back if it raises."""
+
+        def run(connection: Connection) -> T:
+            if not self._db.is_sqlite:
+                connection.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": self._pool_key}
+                )
+            return work(Booking(connection))
+
+        return await self._db.run_write(run)
 
     async def _lock_pool(self, connection: AsyncConnection) -> None:
         # SQLite's write transactions are already exclusive; PostgreSQL needs a lock that
@@ -165,13 +173,13 @@ class BrokerStore:
     ) -> list[Hold]:
         """What is held over ``[start, end)``, read without the lock (for advice only)."""
         async with self._db.read() as connection:
-            return await _holds(connection, start, end, now=now, exclude=exclude)
+            return await connection.run_sync(_holds, start, end, now=now, exclude=exclude)
 
     async def hold_total(
         self, start: datetime, end: datetime, *, now: datetime, exclude: UUID | None = None
     ) -> Amounts:
         async with self._db.read() as connection:
-            return await _hold_total(connection, start, end, now=now, exclude=exclude)
+            return await connection.run_sync(_hold_total, start, end, now=now, exclude=exclude)
 
     # ------------------------------------------------------------------ creating
 
@@ -180,7 +188,7 @@ class BrokerStore:
     ) -> None:
         """An offer set that books nothing (result NO), in one transaction."""
         async with self._db.write() as connection:
-            await _insert_offer_set(connection, offer_set, request=request)
+            await connection.run_sync(_insert_offer_set, offer_set, request=request)
 
     # ------------------------------------------------------------------ reading
 
@@ -202,9 +210,9 @@ class BrokerStore:
                     .order_by(sessions.c.position)
                 )
             ).all()
-            found = await _load_sessions(connection, session_rows)
-            offer_set_messages = await _load_messages(
-                connection, messages.c.subject_uuid == str(uuid)
+            found = await connection.run_sync(_load_sessions, session_rows)
+            offer_set_messages = await connection.run_sync(
+                _load_messages, messages.c.subject_uuid == str(uuid)
             )
         return OfferSetRecord(
             uuid=UUID(row.uuid),
@@ -218,7 +226,7 @@ class BrokerStore:
 
     async def get_session(self, uuid: UUID, *, owner: str) -> SessionRecord | None:
         async with self._db.read() as connection:
-            return await _get_session(connection, uuid, owner=owner)
+            return await connection.run_sync(_get_session, uuid, owner=owner)
 
     async def list_sessions(
         self,
@@ -270,7 +278,7 @@ class BrokerStore:
             ).one_or_none()
             if row is None:
                 return None
-            found = await _load_messages(connection, messages.c.subject_uuid == str(uuid))
+            found = await connection.run_sync(_load_messages, messages.c.subject_uuid == str(uuid))
         return _component_from_row(row, found.get(str(uuid), []))
 
     async def next_expiry(self) -> datetime | None:
@@ -367,8 +375,8 @@ class BrokerStore:
             only_from=(ComponentPhase.INITIALIZING,),
             now=now,
         )
-        await _insert_messages(
-            connection,
+        await connection.run_sync(
+            _insert_messages,
             MessageTarget(uuid, session_uuid=uuid, offer_set_uuid=UUID(offer_set_uuid)),
             [note],
         )
@@ -399,8 +407,8 @@ class BrokerStore:
                 now=now,
             )
             for sibling in siblings:
-                await _insert_messages(
-                    connection,
+                await connection.run_sync(
+                    _insert_messages,
                     MessageTarget(
                         sibling, session_uuid=sibling, offer_set_uuid=UUID(offer_set_uuid)
                     ),
@@ -444,8 +452,8 @@ class BrokerStore:
                 now=now,
             )
             offer_set = UUID(row.offer_set_uuid) if row.offer_set_uuid else None
-            await _insert_messages(
-                connection,
+            await connection.run_sync(
+                _insert_messages,
                 MessageTarget(uuid, session_uuid=uuid, offer_set_uuid=offer_set),
                 [note],
             )
@@ -488,8 +496,8 @@ class BrokerStore:
             if row is None:
                 return False
             offer_set = UUID(row.offer_set_uuid) if row.offer_set_uuid else None
-            await _insert_messages(
-                connection,
+            await connection.run_sync(
+                _insert_messages,
                 MessageTarget(uuid, session_uuid=uuid, offer_set_uuid=offer_set),
                 [note],
             )
@@ -525,7 +533,7 @@ class BrokerStore:
             rows = (
                 await connection.execute(sa.select(sessions).where(sessions.c.uuid.in_(uuids)))
             ).all()
-            return await _load_sessions(connection, rows, with_messages=False)
+            return await connection.run_sync(_load_sessions, rows, with_messages=False)
 
     async def commit_advances(
         self, advances: Sequence[Any], *, worker: str, now: datetime
@@ -750,8 +758,8 @@ def _window(start: datetime, end: datetime, now: datetime, exclude: UUID | None)
     }
 
 
-async def _hold_total(
-    connection: AsyncConnection,
+def _hold_total(
+    connection: Connection,
     start: datetime,
     end: datetime,
     *,
@@ -760,12 +768,12 @@ async def _hold_total(
 ) -> Amounts:
     """The sum of every hold overlapping ``[start, end)``: an upper bound of what is held
     at any instant in it, counted by the database without loading the holds."""
-    row = (await connection.execute(_HOLD_TOTAL, _window(start, end, now, exclude))).one()
+    row = (connection.execute(_HOLD_TOTAL, _window(start, end, now, exclude))).one()
     return Amounts(int(row[0]), int(row[1]), int(row[2]))
 
 
-async def _holds(
-    connection: AsyncConnection,
+def _holds(
+    connection: Connection,
     start: datetime,
     end: datetime,
     *,
@@ -774,7 +782,7 @@ async def _holds(
 ) -> list[Hold]:
     """Bookings overlapping ``[start, end)``: live offers (grouped by offer set, as they are
     alternatives) and accepted sessions that have not ended."""
-    rows = (await connection.execute(_HOLDS, _window(start, end, now, exclude))).all()
+    rows = (connection.execute(_HOLDS, _window(start, end, now, exclude))).all()
     return [
         Hold(
             group=row.offer_set_uuid
@@ -788,10 +796,10 @@ async def _holds(
     ]
 
 
-async def _insert_offer_set(
-    connection: AsyncConnection, offer_set: OfferSetRecord, *, request: dict[str, Any] | None
+def _insert_offer_set(
+    connection: Connection, offer_set: OfferSetRecord, *, request: dict[str, Any] | None
 ) -> None:
-    await connection.execute(
+    connection.execute(
         offer_sets.insert().values(
             uuid=str(offer_set.uuid),
             owner=offer_set.owner,
@@ -802,22 +810,20 @@ async def _insert_offer_set(
         )
     )
     target = MessageTarget(offer_set.uuid, offer_set_uuid=offer_set.uuid)
-    await _insert_sessions(
+    _insert_sessions(
         connection,
         offer_set.offers,
         extra_messages=[_message_row(target, item) for item in offer_set.messages],
     )
 
 
-async def _get_session(
-    connection: AsyncConnection, uuid: UUID, *, owner: str
-) -> SessionRecord | None:
+def _get_session(connection: Connection, uuid: UUID, *, owner: str) -> SessionRecord | None:
     rows = (
-        await connection.execute(
+        connection.execute(
             sa.select(sessions).where(sessions.c.uuid == str(uuid), sessions.c.owner == owner)
         )
     ).all()
-    found = await _load_sessions(connection, rows)
+    found = _load_sessions(connection, rows)
     return found[0] if found else None
 
 
@@ -863,8 +869,8 @@ def _schedule_from_row(row: Any) -> Schedule:
     )
 
 
-async def _insert_sessions(
-    connection: AsyncConnection,
+def _insert_sessions(
+    connection: Connection,
     records: Sequence[SessionRecord],
     *,
     extra_messages: Sequence[dict[str, Any]] = (),
@@ -922,11 +928,11 @@ async def _insert_sessions(
             )
             message_rows.extend(_message_row(target, item) for item in c.messages)
     if session_rows:
-        await connection.execute(sessions.insert(), session_rows)
+        connection.execute(sessions.insert(), session_rows)
     if component_rows:
-        await connection.execute(components.insert(), component_rows)
+        connection.execute(components.insert(), component_rows)
     if message_rows:
-        await connection.execute(messages.insert(), message_rows)
+        connection.execute(messages.insert(), message_rows)
 
 
 def _message_row(target: MessageTarget, item: MessageItem) -> dict[str, Any]:
@@ -943,19 +949,15 @@ def _message_row(target: MessageTarget, item: MessageItem) -> dict[str, Any]:
     }
 
 
-async def _insert_messages(
-    connection: AsyncConnection, target: MessageTarget, items: Sequence[MessageItem]
+def _insert_messages(
+    connection: Connection, target: MessageTarget, items: Sequence[MessageItem]
 ) -> None:
     if items:
-        await connection.execute(messages.insert(), [_message_row(target, i) for i in items])
+        connection.execute(messages.insert(), [_message_row(target, i) for i in items])
 
 
-async def _load_messages(
-    connection: AsyncConnection, condition: Any
-) -> dict[str, list[MessageItem]]:
-    rows = (
-        await connection.execute(sa.select(messages).where(condition).order_by(messages.c.id))
-    ).all()
+def _load_messages(connection: Connection, condition: Any) -> dict[str, list[MessageItem]]:
+    rows = (connection.execute(sa.select(messages).where(condition).order_by(messages.c.id))).all()
     grouped: dict[str, list[MessageItem]] = defaultdict(list)
     for row in rows:
         grouped[row.subject_uuid].append(
@@ -994,24 +996,20 @@ def _component_from_row(row: Any, items: list[MessageItem]) -> ComponentRecord:
     )
 
 
-async def _load_sessions(
-    connection: AsyncConnection, rows: Sequence[Any], *, with_messages: bool = True
+def _load_sessions(
+    connection: Connection, rows: Sequence[Any], *, with_messages: bool = True
 ) -> list[SessionRecord]:
     if not rows:
         return []
     uuids = [row.uuid for row in rows]
     component_rows = (
-        await connection.execute(
+        connection.execute(
             sa.select(components)
             .where(components.c.session_uuid.in_(uuids))
             .order_by(components.c.session_uuid, components.c.role, components.c.position)
         )
     ).all()
-    found = (
-        await _load_messages(connection, messages.c.session_uuid.in_(uuids))
-        if with_messages
-        else {}
-    )
+    found = _load_messages(connection, messages.c.session_uuid.in_(uuids)) if with_messages else {}
     by_session: dict[str, list[ComponentRecord]] = defaultdict(list)
     for row in component_rows:
         by_session[row.session_uuid].append(_component_from_row(row, found.get(row.uuid, [])))
