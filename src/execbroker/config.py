@@ -114,6 +114,14 @@ class Settings(BaseSettings):
             "to take its estimate plus size / this speed."
         ),
     )
+    max_preparation: timedelta = Field(
+        default=timedelta(days=1),
+        description=(
+            "The longest time a session may be planned to take preparing and releasing "
+            "together; a request that would take longer (e.g. staging a huge data set) is "
+            "answered NO. Bounds the calendar's window queries."
+        ),
+    )
     planning_slack: float = Field(
         default=2,
         ge=0,

@@ -58,7 +58,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         database = Database(settings.effective_database_url)
         await database.migrate()
-        store = BrokerStore(database, pool=settings.platform)
+        store = BrokerStore(
+            database,
+            pool=settings.platform,
+            longest_booking=settings.max_duration + settings.max_preparation,
+        )
         profile = profile_from_settings(settings)
         platform = build_platform(settings, clock)
         await platform.start()

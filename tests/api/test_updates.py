@@ -83,6 +83,8 @@ async def test_cancel_is_recorded_for_an_accepted_session(client: httpx.AsyncCli
     assert response.status_code == 200
     assert response.json()["phase"] in ("RELEASING", "CANCELLED")
     assert response.json()["meta"]["options"] == []
+    retried = await post(client, session["meta"]["url"], example("cancel-update.json"))
+    assert retried.status_code == 200, "a retried cancel is not an error"
     # The engine releases whatever had started, then the session ends CANCELLED.
     cancelled = (await client.get(session["meta"]["url"], params={"wait": 10})).json()
     if cancelled["phase"] == "RELEASING":

@@ -131,6 +131,8 @@ class Engine:
 
     async def _run(self) -> None:
         while True:
+            # Clear before the pass, so that a poke during it is not lost.
+            self._wake.clear()
             try:
                 if await self.run_once() >= self._batch_size:
                     continue  # more may be due: no pause
@@ -145,7 +147,6 @@ class Engine:
                 pause = self._idle
             if pause <= 0:
                 continue
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(pause):
                     await self._wake.wait()

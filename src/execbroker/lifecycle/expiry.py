@@ -55,6 +55,10 @@ class ExpiryTimer:
 
     async def _run(self) -> None:
         while True:
+            # Clear first: a notice that arrives during this pass (which may read the
+            # database before that offer is committed) must wake the wait below at once.
+            self._next_pass = None
+            self._wake.clear()
             pause = self._interval
             try:
                 await self._sessions.expire_due_offers()
@@ -65,7 +69,6 @@ class ExpiryTimer:
             except Exception:
                 logger.exception("expiry pass failed; trying again")
             self._next_pass = self._clock.now() + timedelta(seconds=pause)
-            self._wake.clear()
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow our cancellation.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(pause):

@@ -12,7 +12,7 @@ from execbroker.clock import Clock
 from execbroker.config import Settings
 from execbroker.exceptions import NotFoundError, RequestRefusedError
 from execbroker.model.isotime import format_duration, format_instant
-from execbroker.model.messages import info
+from execbroker.model.messages import error, info
 from execbroker.model.phases import OfferResult, SessionPhase
 from execbroker.model.records import OfferSetRecord, SessionRecord
 from execbroker.model.wire import dump
@@ -136,6 +136,19 @@ class OfferService:
         """Offers against what is held over the window the plan could book, then filtered by
         the request's cost and metric limits."""
         times = SessionTimes.of(plan, self._profile)
+        if times.lead + times.tail > self._settings.max_preparation:
+            return OfferSearch(
+                [],
+                [
+                    error(
+                        "{path}: preparing and releasing would take {needed}, longer than "
+                        "the {limit} this broker plans for",
+                        path="/data",
+                        needed=format_duration(times.lead + times.tail),
+                        limit=format_duration(self._settings.max_preparation),
+                    )
+                ],
+            )
         start = plan.window.start - times.lead
         end = plan.window.end + plan.duration + times.tail
         # Fast path: if even the sum of every overlapping hold leaves room for the largest

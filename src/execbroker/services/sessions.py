@@ -285,8 +285,10 @@ class SessionService:
                 path="/value",
             ) from None
         session = await self.get_session(uuid, owner=owner)
-        if target is session.phase or (
-            target is SessionPhase.ACCEPTED and session.phase in ACTIVE_SESSION_PHASES
+        if (
+            target is session.phase
+            or (target is SessionPhase.ACCEPTED and session.phase in ACTIVE_SESSION_PHASES)
+            or (target is SessionPhase.CANCELLED and session.ending is SessionPhase.CANCELLED)
         ):
             return session  # already done: a retried update is not an error
         if target not in (SessionPhase.ACCEPTED, SessionPhase.REJECTED, SessionPhase.CANCELLED):

@@ -71,18 +71,21 @@ class Booking:
     another broker on the same database — never plan against the same free capacity.
     """
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, *, longest: timedelta) -> None:
         self._connection = connection
+        self._longest = longest
 
     def holds(
         self, start: datetime, end: datetime, *, now: datetime, exclude: UUID | None = None
     ) -> list[Hold]:
-        return _holds(self._connection, start, end, now=now, exclude=exclude)
+        return _holds(self._connection, start, end, now=now, exclude=exclude, longest=self._longest)
 
     def hold_total(
         self, start: datetime, end: datetime, *, now: datetime, exclude: UUID | None = None
     ) -> Amounts:
-        return _hold_total(self._connection, start, end, now=now, exclude=exclude)
+        return _hold_total(
+            self._connection, start, end, now=now, exclude=exclude, longest=self._longest
+        )
 
     def insert_offer_set(
         self, offer_set: OfferSetRecord, *, request: dict[str, Any] | None
@@ -143,9 +146,18 @@ class Booking:
 
 
 class BrokerStore:
-    def __init__(self, database: Database, *, pool: str = "mock") -> None:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        pool: str = "mock",
+        longest_booking: timedelta = timedelta(days=8),
+    ) -> None:
+        """``longest_booking``: no booking is longer (the planner refuses longer ones); it
+        bounds the calendar's window queries."""
         self._db = database
         self._pool_key = _lock_key(f"execbroker:pool:{pool}")
+        self._longest = longest_booking
 
     async def book(self, work: Callable[[Booking], T]) -> T:
         """Run ``work`` with a :class:`Booking` under the pool's lock, in one transaction:
@@ -156,7 +168,7 @@ class BrokerStore:
                 connection.execute(
                     sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": self._pool_key}
                 )
-            return work(Booking(connection))
+            return work(Booking(connection, longest=self._longest))
 
         return await self._db.run_write(run)
 
@@ -173,13 +185,17 @@ class BrokerStore:
     ) -> list[Hold]:
         """What is held over ``[start, end)``, read without the lock (for advice only)."""
         async with self._db.read() as connection:
-            return await connection.run_sync(_holds, start, end, now=now, exclude=exclude)
+            return await connection.run_sync(
+                _holds, start, end, now=now, exclude=exclude, longest=self._longest
+            )
 
     async def hold_total(
         self, start: datetime, end: datetime, *, now: datetime, exclude: UUID | None = None
     ) -> Amounts:
         async with self._db.read() as connection:
-            return await connection.run_sync(_hold_total, start, end, now=now, exclude=exclude)
+            return await connection.run_sync(
+                _hold_total, start, end, now=now, exclude=exclude, longest=self._longest
+            )
 
     # ------------------------------------------------------------------ creating
 
@@ -718,15 +734,22 @@ def _lock_key(name: str) -> int:
     )
 
 
+# ``phase || ''`` on purpose: no index serves it, so SQLite ranges over the booking index
+# (bounded on both sides by the window) instead of walking the phase index, which visits
+# every live booking whatever the window.
+_PHASE = sessions.c.phase.concat("")
 # Built once, with bound parameters: constructing these per call cost more than running them.
 _HOLDING = sa.and_(
     sessions.c.book_end > sa.bindparam("w_start", type_=UTCDateTime()),
+    # A booking starting before the window's end and no longer than the longest booking
+    # ends before this: it bounds the index range from above, too.
+    sessions.c.book_end < sa.bindparam("w_end_bound", type_=UTCDateTime()),
     sessions.c.book_start < sa.bindparam("w_end", type_=UTCDateTime()),
     sessions.c.uuid != sa.bindparam("w_exclude"),
     sa.or_(
-        sessions.c.phase.in_([p.value for p in HOLDING_PHASES]),
+        _PHASE.in_([p.value for p in HOLDING_PHASES]),
         sa.and_(
-            sessions.c.phase == SessionPhase.OFFERED.value,
+            SessionPhase.OFFERED.value == _PHASE,
             sessions.c.expires > sa.bindparam("w_now", type_=UTCDateTime()),
         ),
     ),
@@ -749,10 +772,13 @@ _HOLD_TOTAL = sa.select(
 _NOBODY = "00000000-0000-0000-0000-000000000000"
 
 
-def _window(start: datetime, end: datetime, now: datetime, exclude: UUID | None) -> dict[str, Any]:
+def _window(
+    start: datetime, end: datetime, now: datetime, exclude: UUID | None, longest: timedelta
+) -> dict[str, Any]:
     return {
         "w_start": start,
         "w_end": end,
+        "w_end_bound": end + longest,
         "w_now": now,
         "w_exclude": str(exclude) if exclude else _NOBODY,
     }
@@ -765,10 +791,11 @@ def _hold_total(
     *,
     now: datetime,
     exclude: UUID | None,
+    longest: timedelta,
 ) -> Amounts:
     """The sum of every hold overlapping ``[start, end)``: an upper bound of what is held
     at any instant in it, counted by the database without loading the holds."""
-    row = (connection.execute(_HOLD_TOTAL, _window(start, end, now, exclude))).one()
+    row = (connection.execute(_HOLD_TOTAL, _window(start, end, now, exclude, longest))).one()
     return Amounts(int(row[0]), int(row[1]), int(row[2]))
 
 
@@ -779,10 +806,11 @@ def _holds(
     *,
     now: datetime,
     exclude: UUID | None,
+    longest: timedelta,
 ) -> list[Hold]:
     """Bookings overlapping ``[start, end)``: live offers (grouped by offer set, as they are
     alternatives) and accepted sessions that have not ended."""
-    rows = (connection.execute(_HOLDS, _window(start, end, now, exclude))).all()
+    rows = (connection.execute(_HOLDS, _window(start, end, now, exclude, longest))).all()
     return [
         Hold(
             group=row.offer_set_uuid
