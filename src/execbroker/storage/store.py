@@ -737,7 +737,7 @@ def _lock_key(name: str) -> int:
 # ``phase || ''`` on purpose: no index serves it, so SQLite ranges over the booking index
 # (bounded on both sides by the window) instead of walking the phase index, which visits
 # every live booking whatever the window.
-_PHASE = sessions.c.phase.concat("")
+_PHASE: sa.ColumnElement[str] = sessions.c.phase.concat("")
 # Built once, with bound parameters: constructing these per call cost more than running them.
 _HOLDING = sa.and_(
     sessions.c.book_end > sa.bindparam("w_start", type_=UTCDateTime()),
