@@ -749,7 +749,7 @@ _HOLDING = sa.and_(
     sa.or_(
         _PHASE.in_([p.value for p in HOLDING_PHASES]),
         sa.and_(
-            SessionPhase.OFFERED.value == _PHASE,
+            _PHASE.in_([SessionPhase.OFFERED.value]),
             sessions.c.expires > sa.bindparam("w_now", type_=UTCDateTime()),
         ),
     ),
