@@ -40,7 +40,9 @@ ROLES = ("executable", "compute", "storage", "data")
 def _request(run_seconds: float) -> dict[str, Any]:
     document: dict[str, Any] = example("container-with-data-request.yaml")
     document["executable"]["environment"] = {"MOCK_RUN_SECONDS": str(run_seconds)}
-    document["schedule"] = {"requested": {"duration": "PT2M"}}
+    # Long enough that the run ends by exiting, not by its time running out.
+    minutes = max(2, int(run_seconds // 60) + 2)
+    document["schedule"] = {"requested": {"duration": f"PT{minutes}M"}}
     return document
 
 
