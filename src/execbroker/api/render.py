@@ -33,13 +33,19 @@ class Renderer:
     def url(self, collection: str, uuid: object) -> str:
         return f"{self.base}/{collection}/{uuid}"
 
+    def meta(self, collection: str, record: OfferSetRecord | SessionRecord) -> dict[str, Any]:
+        """The metadata every offer set and session carries: identity, URL, times."""
+        return {
+            "uuid": str(record.uuid),
+            "url": self.url(collection, record.uuid),
+            "created": format_instant(record.created),
+            "modified": format_instant(record.modified),
+        }
+
     def offer_set(self, record: OfferSetRecord) -> dict[str, Any]:
         return {
             "meta": {
-                "uuid": str(record.uuid),
-                "url": self.url("offersets", record.uuid),
-                "created": format_instant(record.created),
-                "modified": format_instant(record.modified),
+                **self.meta("offersets", record),
                 "messages": _messages(record.messages),
             },
             "result": record.result.value,
@@ -50,35 +56,19 @@ class Renderer:
         """A listing entry: enough to choose, with the URL to read the rest."""
         return {
             "kind": SESSION_KIND,
-            "meta": {
-                "uuid": str(record.uuid),
-                "url": self.url("sessions", record.uuid),
-                "created": format_instant(record.created),
-                "modified": format_instant(record.modified),
-            },
+            "meta": self.meta("sessions", record),
             "phase": record.phase.value,
             "schedule": _schedule(record.schedule),
         }
 
     def offer_set_summary(self, record: OfferSetRecord) -> dict[str, Any]:
-        return {
-            "meta": {
-                "uuid": str(record.uuid),
-                "url": self.url("offersets", record.uuid),
-                "created": format_instant(record.created),
-                "modified": format_instant(record.modified),
-            },
-            "result": record.result.value,
-        }
+        return {"meta": self.meta("offersets", record), "result": record.result.value}
 
     def session(self, record: SessionRecord) -> dict[str, Any]:
         document: dict[str, Any] = {
             "kind": SESSION_KIND,
             "meta": {
-                "uuid": str(record.uuid),
-                "url": self.url("sessions", record.uuid),
-                "created": format_instant(record.created),
-                "modified": format_instant(record.modified),
+                **self.meta("sessions", record),
                 "messages": _messages(record.messages),
                 "options": _session_options(record),
             },

@@ -11,7 +11,6 @@ rest. Nothing sleeps inside a step: a step that has to wait says when to come ba
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -19,6 +18,7 @@ from datetime import datetime, timedelta
 from uuid import uuid4
 
 from execbroker.clock import Clock
+from execbroker.lifecycle.background import BackgroundLoop
 from execbroker.lifecycle.changes import ChangeFeed
 from execbroker.lifecycle.derive import derive_session_phase
 from execbroker.lifecycle.rules import Advance, EngineTimings, advance
@@ -32,7 +32,9 @@ __all__ = ["Engine"]
 logger = logging.getLogger(__name__)
 
 
-class Engine:
+class Engine(BackgroundLoop):
+    name = "execbroker-engine"
+
     def __init__(
         self,
         *,
@@ -47,6 +49,7 @@ class Engine:
         retry: timedelta = timedelta(seconds=5),
         single_process: bool = True,
     ) -> None:
+        super().__init__()
         self._store = store
         self._platform = platform
         self._clock = clock
@@ -58,8 +61,6 @@ class Engine:
         self._retry = retry
         self._single_process = single_process
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:8]}"
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
     async def reconcile(self) -> None:
         """Before serving: resume what the database says is under way, and release what
@@ -75,17 +76,6 @@ class Engine:
             if phase is None or phase in TERMINAL_COMPONENT_PHASES:
                 logger.warning("releasing orphaned platform object", extra={"component": str(uuid)})
                 await self._platform.release_orphan(uuid)
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="execbroker-engine")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
 
     def poke(self) -> None:
         """Something is due now (an accept, a cancel, a direct run)."""
@@ -145,8 +135,5 @@ class Engine:
             except Exception:
                 logger.exception("engine pass failed; trying again")
                 pause = self._idle
-            if pause <= 0:
-                continue
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(pause):
-                    await self._wake.wait()
+            if pause > 0:
+                await self._sleep(pause)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from datetime import datetime, timedelta
 
 from execbroker.clock import Clock
+from execbroker.lifecycle.background import BackgroundLoop
 from execbroker.services.sessions import SessionService
 from execbroker.storage.store import BrokerStore
 
@@ -18,34 +17,24 @@ logger = logging.getLogger(__name__)
 _MIN_PAUSE = 0.01
 
 
-class ExpiryTimer:
+class ExpiryTimer(BackgroundLoop):
     """Sleeps until the next offer's ``expires`` (at most ``interval`` seconds), then expires.
 
     The state lives in the database (each offer's ``expires``), so a restart loses nothing:
     the first pass after start-up expires everything that fell due while the broker was down.
     """
 
+    name = "execbroker-expiry"
+
     def __init__(
         self, *, sessions: SessionService, store: BrokerStore, clock: Clock, interval: float
     ) -> None:
+        super().__init__()
         self._sessions = sessions
         self._store = store
         self._clock = clock
         self._interval = interval
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._next_pass: datetime | None = None
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="execbroker-expiry")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
 
     def notice(self, expires: datetime) -> None:
         """New offers expire at ``expires``: wake early if that is before the next pass."""
@@ -69,7 +58,4 @@ class ExpiryTimer:
             except Exception:
                 logger.exception("expiry pass failed; trying again")
             self._next_pass = self._clock.now() + timedelta(seconds=pause)
-            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow our cancellation.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(pause):
-                    await self._wake.wait()
+            await self._sleep(pause)
