@@ -159,6 +159,8 @@ class _Pass:
         self.by_uuid = {str(p.record.uuid): p for p in self.parts}
         self.compute = next((p for p in self.parts if p.role is ComponentRole.COMPUTE), None)
         self.progress = False
+        # Releases decided in this pass whose platform call waits for the next one.
+        self.deferred: set[UUID] = set()
 
     # -- messages and decisions -------------------------------------------------------
 
@@ -221,7 +223,7 @@ class _Pass:
             self.move(part, ComponentPhase.RELEASING, self.now)
 
     def wants_attention(self, part: _Component) -> bool:
-        if part.ended:
+        if part.ended or part.record.uuid in self.deferred:
             return False
         if self.ending is not None and part.phase is not ComponentPhase.RELEASING:
             return True
@@ -362,7 +364,23 @@ class _Pass:
             case PlatformState.MISSING:
                 self.fail(part, "{name} is no longer on the platform", name=part.name)
             case PlatformState.RELEASING | PlatformState.RELEASED:
-                self.fail(part, "{name} was released by the platform", name=part.name)
+                await self.adopt_release(part, status)
+
+    async def adopt_release(self, part: _Component, status: PlatformStatus) -> None:
+        """The platform is releasing what we thought was up: only the broker releases, so
+        this is a release it asked for before a crash lost the record. Releases whose
+        reason matters are committed before they are asked for (see :meth:`release`), so
+        this one was a normal ending."""
+        if status.exit_code not in (None, 0):
+            await self.exited(part, status.exit_code)
+            return
+        self.note(part, MessageLevel.INFO, "{name} was already being released", name=part.name)
+        if part.role is ComponentRole.COMPUTE and status.exit_code == 0:
+            part.exit_code = 0
+        self.decide(SessionPhase.COMPLETED, "The run completed")
+        part.outcome = part.outcome or ComponentPhase.COMPLETED
+        self.move(part, ComponentPhase.RELEASING, self.now)
+        await self.released(part, status)
 
     def next_check(self, status: PlatformStatus) -> datetime:
         return self.now + (status.next_check or self.timings.poll_interval)
@@ -472,6 +490,15 @@ class _Pass:
         part.outcome = part.outcome or outcome
         if part.started_at is None:
             self.move(part, part.outcome)
+            return
+        if part.outcome is not ComponentPhase.COMPLETED or self.ending is not (
+            SessionPhase.COMPLETED
+        ):
+            # Why it is released (a failure, a cancel) cannot be read back from the platform
+            # after a crash: commit the decision first, call the platform on the next pass.
+            self.note(part, MessageLevel.INFO, "Releasing {name}", name=part.name)
+            self.move(part, ComponentPhase.RELEASING, self.now)
+            self.deferred.add(part.record.uuid)
             return
         status = await self.call(part, "release")
         if status is None:

@@ -201,6 +201,14 @@ class MockPlatform(Platform):
             or now < found.release_requested + timedelta(seconds=found.release)
         }
 
+    @staticmethod
+    def _exit_before(found: _Object, moment: datetime) -> int | None:
+        """The exit code, if the run had ended by ``moment``."""
+        ended = _ended_at(found)
+        if ended is None or ended > moment or found.fail_at == "compute:RUNNING":
+            return None
+        return found.exit_code
+
     def _status(self, found: _Object, work: Work) -> PlatformStatus:
         now = self._clock.now()
         fail = found.fail_at
@@ -208,9 +216,13 @@ class MockPlatform(Platform):
             if fail == f"{found.role}:RELEASING":
                 return PlatformStatus(PlatformState.FAILED, f"injected failure: {fail}")
             done = found.release_requested + timedelta(seconds=found.release)
+            # Like a container runtime, the mock remembers how a finished run exited.
+            exit_code = self._exit_before(found, found.release_requested)
             if now >= done:
-                return PlatformStatus(PlatformState.RELEASED)
-            return PlatformStatus(PlatformState.RELEASING, next_check=done - now)
+                return PlatformStatus(PlatformState.RELEASED, exit_code=exit_code)
+            return PlatformStatus(
+                PlatformState.RELEASING, next_check=done - now, exit_code=exit_code
+            )
         if fail == f"{found.role}:PREPARING":
             return PlatformStatus(PlatformState.FAILED, f"injected failure: {fail}")
         ready = found.created + timedelta(seconds=found.prepare)
@@ -236,6 +248,12 @@ class MockPlatform(Platform):
             exit_code=found.exit_code,
             connectors=connectors,
         )
+
+
+def _ended_at(found: _Object) -> datetime | None:
+    if found.role != ComponentRole.COMPUTE.value or found.run is None:
+        return None
+    return found.created + timedelta(seconds=found.prepare + found.run)
 
 
 def _number(environment: dict[str, str], name: str, default: float | None) -> float | None:
