@@ -103,7 +103,8 @@ async def test_cancel_is_recorded_for_an_accepted_session(client: httpx.AsyncCli
 async def test_repeating_an_update_that_already_applied_is_harmless(
     client: httpx.AsyncClient,
 ) -> None:
-    offers = (await request_offers(client, notebook_request()))["offers"]
+    # Starts in 2030, so the engine leaves it WAITING between the two accepts.
+    offers = (await request_offers(client, example("notebook-request.yaml")))["offers"]
     url = offers[0]["meta"]["url"]
     assert (await post(client, url, phase_update("ACCEPTED"))).status_code == 200
     repeat = await post(client, url, phase_update("ACCEPTED"))

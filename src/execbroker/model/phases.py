@@ -6,6 +6,7 @@ from enum import StrEnum
 
 __all__ = [
     "ACTIVE_SESSION_PHASES",
+    "HOLDING_SESSION_PHASES",
     "TERMINAL_COMPONENT_PHASES",
     "TERMINAL_SESSION_PHASES",
     "ComponentPhase",
@@ -97,6 +98,9 @@ ACTIVE_SESSION_PHASES = frozenset(
         SessionPhase.RUNNING,
     }
 )
+
+# Accepted and not yet ended, or still being released: what holds the pool's capacity.
+HOLDING_SESSION_PHASES = ACTIVE_SESSION_PHASES | {SessionPhase.RELEASING}
 
 TERMINAL_COMPONENT_PHASES = frozenset(
     {ComponentPhase.COMPLETED, ComponentPhase.FAILED, ComponentPhase.CANCELLED}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 
 from execbroker.config import Settings
@@ -20,16 +20,17 @@ _EXECUTABLES = {
 
 @dataclass(frozen=True)
 class Rates:
-    """Per-hour rates that turn offered amounts and durations into costs."""
+    """Per-hour rates that turn offered amounts and durations into costs (from settings,
+    which hold the defaults)."""
 
-    currency: str = "EUR"
-    money_per_core_hour: float = 0.05
-    money_per_memory_gib_hour: float = 0.005
-    money_per_storage_gib_hour: float = 0.0002
-    kwh_per_core_hour: float = 0.01
-    kwh_per_memory_gib_hour: float = 0.0004
-    carbon_g_per_kwh: float = 200
-    compute_performance: float = 1.0
+    currency: str
+    money_per_core_hour: float
+    money_per_memory_gib_hour: float
+    money_per_storage_gib_hour: float
+    kwh_per_core_hour: float
+    kwh_per_memory_gib_hour: float
+    carbon_g_per_kwh: float
+    compute_performance: float
 
 
 def _seconds(values: dict[str, float]) -> dict[ComponentRole, timedelta]:
@@ -38,22 +39,16 @@ def _seconds(values: dict[str, float]) -> dict[ComponentRole, timedelta]:
 
 @dataclass(frozen=True)
 class PlatformProfile:
+    """Built from settings by :func:`profile_from_settings`; the settings hold the defaults."""
+
     name: str
     capacity: Amounts
-    executable_kinds: frozenset[str] = field(default_factory=lambda: _EXECUTABLES["mock"])
-    prepare: dict[ComponentRole, timedelta] = field(
-        default_factory=lambda: _seconds(
-            {"executable": 30, "compute": 30, "storage": 10, "data": 60}
-        )
-    )
-    release: dict[ComponentRole, timedelta] = field(
-        default_factory=lambda: _seconds(
-            {"executable": 5, "compute": 30, "storage": 10, "data": 10}
-        )
-    )
-    slack: timedelta = timedelta(seconds=10)
-    staging_bytes_per_second: float = 100 * 2**20
-    rates: Rates = field(default_factory=Rates)
+    executable_kinds: frozenset[str]
+    prepare: dict[ComponentRole, timedelta]
+    release: dict[ComponentRole, timedelta]
+    slack: timedelta
+    staging_bytes_per_second: float
+    rates: Rates
 
     @property
     def cores(self) -> int:

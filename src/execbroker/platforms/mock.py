@@ -166,31 +166,29 @@ class MockPlatform(Platform):
         found = self._objects.get(str(work.uuid))
         if found is None:
             return PlatformStatus(PlatformState.RELEASED, "nothing to release")
-        if found.release_requested is None:
-            entry = {
-                "action": "release",
-                "time": self._clock.now().isoformat(),
-                "component": found.component,
-                "session": found.session,
-                "role": found.role,
-            }
-            self._record(entry)
-            self._replay(entry)
+        self._request_release(found, orphan=False)
         return self._status(found, work)
 
     async def release_orphan(self, uuid: UUID) -> None:
         found = self._objects.get(str(uuid))
-        if found is not None and found.release_requested is None:
-            entry = {
-                "action": "release",
-                "time": self._clock.now().isoformat(),
-                "component": found.component,
-                "session": found.session,
-                "role": found.role,
-                "orphan": True,
-            }
-            self._record(entry)
-            self._replay(entry)
+        if found is not None:
+            self._request_release(found, orphan=True)
+
+    def _request_release(self, found: _Object, *, orphan: bool) -> None:
+        """Ledger the release once; asking again is a no-op."""
+        if found.release_requested is not None:
+            return
+        entry: dict[str, Any] = {
+            "action": "release",
+            "time": self._clock.now().isoformat(),
+            "component": found.component,
+            "session": found.session,
+            "role": found.role,
+        }
+        if orphan:
+            entry["orphan"] = True
+        self._record(entry)
+        self._replay(entry)
 
     async def objects(self) -> set[UUID]:
         now = self._clock.now()

@@ -18,7 +18,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from execbroker.model.phases import ComponentPhase, OfferResult, SessionPhase
+from execbroker.model.phases import (
+    HOLDING_SESSION_PHASES,
+    ComponentPhase,
+    OfferResult,
+    SessionPhase,
+)
 from execbroker.model.records import (
     ComponentRecord,
     ComponentRole,
@@ -53,14 +58,8 @@ class MessageTarget:
 
 T = TypeVar("T")
 
-HOLDING_PHASES = (
-    SessionPhase.ACCEPTED,
-    SessionPhase.WAITING,
-    SessionPhase.PREPARING,
-    SessionPhase.AVAILABLE,
-    SessionPhase.RUNNING,
-    SessionPhase.RELEASING,
-)
+# Sorted, so that the statements built from it are the same in every process.
+HOLDING_PHASES = sorted(HOLDING_SESSION_PHASES)
 
 
 class Booking:
