@@ -6,9 +6,10 @@ circumstances changed), and returns what changed. Each component follows its own
 - **storage, executable** prepare at their planned prepare start;
 - **data** prepares at its start, and fails at once if its storage is not AVAILABLE;
 - **compute** prepares at its start, and fails at once if the executable or anything it
-  mounts is not AVAILABLE — unless the broker itself started that dependency late (it was
-  down or overloaded), in which case it waits for it within the dependency's budget (the
-  same holds for data and its storage); it becomes AVAILABLE when the platform has it up,
+  mounts is not AVAILABLE — unless that dependency has not yet had its planned preparing
+  time since it actually started (it started late: the broker was down, or the offer was
+  accepted close to its start), in which case it waits for it (the same holds for data and
+  its storage); it becomes AVAILABLE when the platform has it up,
   RUNNING while the executable runs;
 - a component still preparing when its budget (planned duration + slack) runs out is
   CANCELLED;
@@ -58,9 +59,6 @@ _ORDER = (
     ComponentRole.VOLUME,
 )
 _MAX_ROUNDS = 12
-# A component that began preparing this much after its planned start was started late by
-# the broker, not slowed down by the platform.
-_LATE = timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -259,8 +257,7 @@ class _Pass:
             return
         late = self.late_dependencies(part)
         if late:
-            # The broker itself started these late (it was down, or overloaded): waiting
-            # for them within their budgets is fair; failing the user's session is not.
+            # They started late, not slowly: wait for them to have had their planned time.
             part.due = self.now + self.timings.poll_interval
             return
         missing = self.unready_dependencies(part)
@@ -281,16 +278,16 @@ class _Pass:
         await self.apply(part, status)
 
     def late_dependencies(self, part: _Component) -> list[_Component]:
-        """Dependencies still preparing, within budget, that the engine started late."""
-        late = []
-        for needed in self.dependencies(part):
-            if needed.phase is not ComponentPhase.PREPARING or needed.started_at is None:
-                continue
-            planned = needed.record.schedule.prepare_start
-            budget = needed.record.schedule.prepare_duration + self.timings.budget_slack
-            if needed.started_at - planned > _LATE and self.now < needed.started_at + budget:
-                late.append(needed)
-        return late
+        """Dependencies still preparing that have not yet had their planned preparing time
+        since they actually started: they started late (the broker was down, or the offer
+        was accepted close to its start), so the platform is not to blame for them."""
+        return [
+            needed
+            for needed in self.dependencies(part)
+            if needed.phase is ComponentPhase.PREPARING
+            and needed.started_at is not None
+            and self.now < needed.started_at + needed.record.schedule.prepare_duration
+        ]
 
     def dependencies(self, part: _Component) -> list[_Component]:
         needed: list[_Component] = []
