@@ -46,14 +46,16 @@ def _request(run_seconds: float) -> dict[str, Any]:
     return document
 
 
-async def _submit(url: str, count: int, clients: int, run_seconds: float) -> float:
+async def _submit(
+    url: str, headers: dict[str, str], count: int, clients: int, run_seconds: float
+) -> float:
     queue: asyncio.Queue[int] = asyncio.Queue()
     for index in range(count):
         queue.put_nowait(index)
     body = json.dumps(_request(run_seconds)).encode()
 
     async def client() -> None:
-        async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as http:
             while not queue.empty():
                 queue.get_nowait()
                 answer = await http.post(
@@ -116,12 +118,13 @@ def run(count: int, clients: int, run_seconds: float, timeout: float) -> bool:
             "EXECBROKER_CAPACITY_CORES": str(10 * count),
             "EXECBROKER_CAPACITY_MEMORY_GIB": str(10 * count),
             "EXECBROKER_CAPACITY_STORAGE_GIB": str(100 * count),
+            "EXECBROKER_QUOTA_ACTIVE_SESSIONS": str(count),
         }
         database = data_dir / "execbroker.db"
         with LiveBroker(data_dir=data_dir, env=env) as broker:
             started = time.perf_counter()
             peak = 0
-            submit = asyncio.run(_submit(broker.url, count, clients, run_seconds))
+            submit = asyncio.run(_submit(broker.url, broker.headers, count, clients, run_seconds))
             deadline = time.perf_counter() + timeout
             while time.perf_counter() < deadline:
                 open_now = _count(

@@ -58,6 +58,8 @@ POOL = {
     "EXECBROKER_CAPACITY_CORES": "100000",
     "EXECBROKER_CAPACITY_MEMORY_GIB": "400000",
     "EXECBROKER_CAPACITY_STORAGE_GIB": "10000000",
+    # Thousands of live offers from one user: no quota in the way of what is measured.
+    "EXECBROKER_QUOTA_LIVE_OFFERS": "1000000",
 }
 REQUEST = "notebook-request.yaml"
 EXPECTED_OFFERS = 4
@@ -233,11 +235,20 @@ async def _measure(
 
 
 async def measure(
-    url: str, *, total: int, concurrency: int, time_limit: float, same_window: bool, seed: int
+    url: str,
+    headers: dict[str, str],
+    *,
+    total: int,
+    concurrency: int,
+    time_limit: float,
+    same_window: bool,
+    seed: int,
 ) -> tuple[Run, Run]:
     documents = request_documents(WARMUP + total, same_window=same_window, seed=seed)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+    async with httpx.AsyncClient(
+        base_url=url, headers=headers, timeout=60, limits=limits
+    ) as client:
         # Warm-up, and a check that the request gets the offers the bench is about.
         for document in documents[:WARMUP]:
             response = await client.post("/requests", json=document)
@@ -277,6 +288,7 @@ def _level(count: int, args: argparse.Namespace) -> tuple[Run, Run]:
             result = asyncio.run(
                 measure(
                     broker.url,
+                    broker.headers,
                     total=args.requests,
                     concurrency=args.concurrency,
                     time_limit=args.time_limit,

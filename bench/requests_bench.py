@@ -49,10 +49,10 @@ def _percentiles(values: list[float]) -> str:
     return f"p50 {p50:6.1f} ms  p95 {p95:6.1f} ms  max {top:6.1f} ms"
 
 
-async def run(url: str, offers: int, clients: int) -> None:
+async def run(url: str, headers: dict[str, str], offers: int, clients: int) -> None:
     timings: dict[str, list[float]] = {"request": [], "get": [], "accept": []}
     per_client = max(1, offers // clients)
-    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as client:
         started = time.perf_counter()
         await asyncio.gather(*(_client(client, per_client, timings) for _ in range(clients)))
         elapsed = time.perf_counter() - started
@@ -71,12 +71,17 @@ def main() -> None:
     parser.add_argument("--database-url", default=None, help="e.g. postgresql+psycopg://…")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as data_dir:
-        env = {"EXECBROKER_LOG_LEVEL": "WARNING"}
+        env = {
+            "EXECBROKER_LOG_LEVEL": "WARNING",
+            # One user accepts every cycle's offer: no quota in the way of what is measured.
+            "EXECBROKER_QUOTA_LIVE_OFFERS": "1000000",
+            "EXECBROKER_QUOTA_ACTIVE_SESSIONS": "1000000",
+        }
         if args.database_url:
             env["EXECBROKER_DATABASE_URL"] = args.database_url
         with LiveBroker(data_dir=Path(data_dir), env=env) as broker:
             print(f"broker on {broker.url}, database {args.database_url or 'SQLite'}")
-            asyncio.run(run(broker.url, args.offers, args.clients))
+            asyncio.run(run(broker.url, broker.headers, args.offers, args.clients))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from asgi_lifespan import LifespanManager
 
 from execbroker.config import Settings
 from execbroker.main import create_app
+from tests.support.users import ADMINS, auth, write_tokens_file
 
 ADMIN_URL = os.environ.get(
     "EXECBROKER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -66,8 +67,15 @@ def database_url(
 
 @pytest.fixture
 def make_settings(tmp_path: Path, database_url: str) -> Callable[..., Settings]:
+    tokens = write_tokens_file(tmp_path / "test-tokens.yaml")
+
     def build(**overrides: Any) -> Settings:
-        values: dict[str, Any] = {"data_dir": tmp_path, "database_url": database_url}
+        values: dict[str, Any] = {
+            "data_dir": tmp_path,
+            "database_url": database_url,
+            "tokens_file": tokens,
+            "admins": ADMINS,
+        }
         values.update(overrides)
         return Settings(**values)
 
@@ -79,16 +87,20 @@ BrokerClient = Callable[..., Any]
 
 @pytest.fixture
 def broker(make_settings: Callable[..., Settings]) -> BrokerClient:
-    """``async with broker(**settings) as client``: the app through its real lifespan."""
+    """``async with broker(**settings) as client``: the app through its real lifespan, and a
+    client that calls it as alice (``user=None``: with no credentials)."""
 
     @asynccontextmanager
-    async def start(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
+    async def start(
+        user: str | None = "alice", **overrides: Any
+    ) -> AsyncIterator[httpx.AsyncClient]:
         app = create_app(make_settings(**overrides))
         async with (
             LifespanManager(app) as manager,
             httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=manager.app),
                 base_url="http://broker.test",
+                headers=auth(user) if user else None,
             ) as client,
         ):
             yield client

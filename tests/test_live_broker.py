@@ -18,7 +18,7 @@ def test_everything_reads_back_identically_after_a_kill(tmp_path: Path, database
     env = {"EXECBROKER_DATABASE_URL": database_url}
     first = LiveBroker(data_dir=tmp_path, env=env).start()
     try:
-        with httpx.Client(base_url=first.url) as client:
+        with first.client() as client:
             created = client.post("/requests", json=example("container-with-data-request.yaml"))
             assert created.status_code == 303
             # Starts in 2030: once accepted it waits, so nothing moves between snapshots.
@@ -48,7 +48,7 @@ def test_everything_reads_back_identically_after_a_kill(tmp_path: Path, database
     # Same port, so that the URLs in the documents are the same.
     second = LiveBroker(data_dir=tmp_path, env=env)
     second.port, second.url = first.port, first.url
-    with second, httpx.Client(base_url=second.url) as client:
+    with second, second.client() as client:
         after = _snapshot(client, urls)
 
     assert after == before

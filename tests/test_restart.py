@@ -10,8 +10,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from execbroker.platforms.mock import read_ledger
 from tests.support.engine import ROLES, container
 from tests.support.live import LiveBroker
@@ -33,6 +31,7 @@ ENV = {
     "EXECBROKER_CAPACITY_MEMORY_GIB": "100000",
     "EXECBROKER_CAPACITY_STORAGE_GIB": "1000000",
     "EXECBROKER_LOG_LEVEL": "WARNING",
+    "EXECBROKER_QUOTA_ACTIVE_SESSIONS": "1000",
 }
 
 
@@ -70,7 +69,7 @@ def test_two_kills_lose_nothing_and_repeat_nothing(tmp_path: Path) -> None:
     live = LiveBroker(data_dir=tmp_path, env=ENV).start()
     expected: dict[str, str] = {}
     try:
-        with httpx.Client(base_url=live.url, timeout=30) as client:
+        with live.client(timeout=30) as client:
             for _ in range(SESSIONS):
                 document, outcome = _script(rng)
                 created = client.post("/direct", json=document)
@@ -85,7 +84,7 @@ def test_two_kills_lose_nothing_and_repeat_nothing(tmp_path: Path) -> None:
             live.start()
 
         deadline = time.monotonic() + 120
-        with httpx.Client(base_url=live.url, timeout=30) as client:
+        with live.client(timeout=30) as client:
             while time.monotonic() < deadline:
                 listed = client.get("/sessions", params={"last": 1000}).json()["sessions"]
                 phases = {s["meta"]["uuid"]: s["phase"] for s in listed}
@@ -95,7 +94,7 @@ def test_two_kills_lose_nothing_and_repeat_nothing(tmp_path: Path) -> None:
         assert set(phases) == set(expected), "no session lost"
         wrong = {u: (phases[u], want) for u, want in expected.items() if phases[u] != want}
         if wrong:
-            with httpx.Client(base_url=live.url, timeout=30) as client:
+            with live.client(timeout=30) as client:
                 first = client.get(f"/sessions/{next(iter(wrong))}").json()
             errors = [
                 m["message"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import logging
+import socket
+from dataclasses import replace
+from datetime import timedelta
 from typing import Annotated
 
 import typer
@@ -10,6 +12,8 @@ import uvicorn
 from rich.console import Console
 
 from execbroker.config import load_settings
+from execbroker.fakes.skaha import FakeSkaha, SkahaTimings, StaticTokens, create_skaha_app
+from execbroker.logs import configure_logging
 from execbroker.main import create_app
 
 __all__ = ["app"]
@@ -30,9 +34,7 @@ def serve(
 ) -> None:
     """Run the broker until interrupted."""
     settings = load_settings()
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(settings.log_level)
     console.print(
         f"execbroker listening on [bold]http://{host}:{port}[/bold] "
         f"(platform {settings.platform}, database {_safe_url(settings.effective_database_url)})"
@@ -42,8 +44,68 @@ def serve(
         host=host,
         port=port,
         log_level=settings.log_level.lower(),
+        # uvicorn's records go through our handlers, which keep credentials out of them.
+        log_config=None,
         proxy_headers=False,
     )
+
+
+@app.command("fake-skaha")
+def fake_skaha(
+    *,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on; 0 picks a free one.")] = 0,
+    user: Annotated[str, typer.Option(help="User the static token belongs to.")] = "alice",
+    token: Annotated[
+        str | None, typer.Option(help="Bearer token accepted for --user; default: a random one.")
+    ] = None,
+    realistic: Annotated[
+        bool, typer.Option("--realistic", help="Production-like timings instead of fast ones.")
+    ] = False,
+    queue_seconds: Annotated[float | None, typer.Option(help="Pending without startTime.")] = None,
+    pull_seconds: Annotated[float | None, typer.Option(help="Pending with startTime.")] = None,
+    run_seconds: Annotated[float | None, typer.Option(help="Default headless run length.")] = None,
+    terminating_seconds: Annotated[
+        float | None, typer.Option(help="Terminating window after DELETE.")
+    ] = None,
+    ttl_seconds: Annotated[
+        float | None, typer.Option(help="Finished sessions vanish after this long.")
+    ] = None,
+    session_expiry_seconds: Annotated[
+        float | None, typer.Option(help="Interactive session lifetime and renew window.")
+    ] = None,
+) -> None:
+    """Serve a fake Skaha API on loopback and print its base URL (SKAHA.md §5)."""
+    timings = SkahaTimings.realistic() if realistic else SkahaTimings()
+    changes = {
+        "queue": queue_seconds,
+        "pull": pull_seconds,
+        "run": run_seconds,
+        "terminating": terminating_seconds,
+        "ttl_headless": ttl_seconds,
+        "ttl_interactive": ttl_seconds,
+        "session_expiry": session_expiry_seconds,
+    }
+    timings = replace(
+        timings,
+        **{name: timedelta(seconds=value) for name, value in changes.items() if value is not None},
+    )
+    tokens = StaticTokens()
+    if token is None:
+        token = tokens.issue(user)
+    else:
+        tokens.add(token, user)
+    fake = FakeSkaha(tokens, timings=timings)
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((host, port))
+    bound_port = listener.getsockname()[1]
+    typer.echo(f"http://{host}:{bound_port}/skaha/v1")
+    console.print(f"fake Skaha: token for [bold]{user}[/bold]: {token}")
+    server = uvicorn.Server(
+        uvicorn.Config(create_skaha_app(fake), log_level="warning", access_log=False)
+    )
+    server.run(sockets=[listener])
 
 
 def _safe_url(url: str) -> str:

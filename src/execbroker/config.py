@@ -11,12 +11,13 @@ import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
@@ -207,7 +208,70 @@ class Settings(BaseSettings):
     )
     default_owner: str = Field(
         default="local",
-        description="Owner of everything created while authentication is not configured.",
+        description=(
+            "The local user: the one user of the tokens file the broker creates on first start."
+        ),
+    )
+    auth: Literal["tokens", "oidc"] = Field(
+        default="tokens",
+        description=(
+            "How callers are identified: 'tokens' (bearer tokens listed in tokens_file) or "
+            "'oidc' (JWT bearer tokens from oidc_issuer)."
+        ),
+    )
+    tokens_file: Path | None = Field(
+        default=None,
+        description=(
+            "YAML file mapping bearer tokens to usernames (auth = tokens). Default: "
+            "data_dir/tokens.yaml, created with one random token for default_owner if missing."
+        ),
+    )
+    oidc_issuer: str | None = Field(
+        default=None,
+        description="OIDC issuer URL (auth = oidc); its discovery document names the JWKS.",
+    )
+    oidc_audience: str | None = Field(
+        default=None,
+        description="Required 'aud' of OIDC tokens (auth = oidc).",
+    )
+    oidc_username_claim: str = Field(
+        default="preferred_username",
+        description="The token claim that names the user (auth = oidc).",
+    )
+    oidc_algorithms: list[str] = Field(
+        default_factory=lambda: ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"],
+        description="Signature algorithms accepted on OIDC tokens (asymmetric only).",
+    )
+    oidc_leeway: float = Field(
+        default=30, ge=0, le=300, description="Clock skew allowed on exp/nbf/iat, in seconds."
+    )
+    oidc_jwks_refresh: float = Field(
+        default=30,
+        ge=0,
+        description=(
+            "Least time between two fetches of the JWKS when a token names an unknown key "
+            "(key rotation), in seconds."
+        ),
+    )
+    admins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Usernames that may see and act on every user's offer sets and sessions "
+            "(comma-separated or a JSON list)."
+        ),
+    )
+    quota_live_offers: int | None = Field(
+        default=200,
+        ge=1,
+        description="Most unexpired offers one user may hold at once (null: no limit).",
+    )
+    quota_active_sessions: int | None = Field(
+        default=100,
+        ge=1,
+        description="Most accepted, not yet ended sessions one user may have (null: no limit).",
+    )
+    max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, description="Largest request body accepted, in bytes."
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Logging threshold."
@@ -223,6 +287,34 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _ConfigFileSource(settings_cls))
+
+    @field_validator("admins", mode="before")
+    @classmethod
+    def _admins_parse(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return yaml.safe_load(text)
+            return [name.strip() for name in text.split(",") if name.strip()]
+        return value
+
+    @field_validator("oidc_algorithms")
+    @classmethod
+    def _asymmetric_only(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not name.startswith(("RS", "ES", "PS", "EdDSA")):
+                raise ValueError(f"{name} is not an asymmetric JWT algorithm")
+        return value
+
+    @model_validator(mode="after")
+    def _oidc_complete(self) -> Settings:
+        if self.auth == "oidc" and not (self.oidc_issuer and self.oidc_audience):
+            raise ValueError("auth = oidc needs oidc_issuer and oidc_audience")
+        return self
+
+    @property
+    def effective_tokens_file(self) -> Path:
+        return self.tokens_file or self.data_dir / "tokens.yaml"
 
     @field_validator("trusted_proxies")
     @classmethod

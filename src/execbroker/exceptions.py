@@ -20,7 +20,10 @@ __all__ = [
     "MalformedBodyError",
     "NotAcceptableError",
     "NotFoundError",
+    "QuotaExceededError",
     "RequestRefusedError",
+    "ServiceUnavailableError",
+    "UnauthorizedError",
     "UnprocessableError",
     "UnsupportedMediaTypeError",
 ]
@@ -60,6 +63,11 @@ class ClientError(ExecBrokerError):
     def message(self) -> str:
         return str(self)
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """Headers the answer carries besides the body (e.g. ``WWW-Authenticate``)."""
+        return {}
+
 
 def _render(template: str, values: Mapping[str, str]) -> str:
     text = template
@@ -88,6 +96,53 @@ class UnsupportedMediaTypeError(ClientError):
 class NotAcceptableError(ClientError):
     status = 406
     error = "not_acceptable"
+
+
+class UnauthorizedError(ClientError):
+    """No credentials, or credentials that do not identify anyone (RFC 6750)."""
+
+    status = 401
+    error = "unauthorized"
+
+    def __init__(
+        self,
+        template: str,
+        values: Mapping[str, object] | None = None,
+        *,
+        invalid_token: bool = False,
+    ) -> None:
+        super().__init__(template, values)
+        self.invalid_token = invalid_token
+
+    @property
+    def headers(self) -> dict[str, str]:
+        challenge = 'Bearer realm="execbroker"'
+        if self.invalid_token:
+            # RFC 6750 §3: error_description is a quoted-string of printable ASCII, no quotes.
+            description = self.message.replace('"', "'").replace("\\", "/")
+            description = "".join(c for c in description if " " <= c <= "~")
+            challenge += f', error="invalid_token", error_description="{description}"'
+        return {"WWW-Authenticate": challenge}
+
+
+class QuotaExceededError(ClientError):
+    """The caller already holds as much as one user may (live offers, active sessions)."""
+
+    status = 429
+    error = "quota_exceeded"
+
+
+class ServiceUnavailableError(ClientError):
+    """Something the broker needs to answer (e.g. the identity provider) cannot be reached
+    now; the client should try again after ``retry_after`` seconds."""
+
+    status = 503
+    error = "service_unavailable"
+    retry_after = 5
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class NotFoundError(ClientError):

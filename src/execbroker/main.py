@@ -19,6 +19,8 @@ from execbroker.api.dependencies import Broker
 from execbroker.api.errors import install_error_handlers, install_refusal_handler
 from execbroker.api.formats import ParseLimits
 from execbroker.api.handlers import components, health, offersets, requests, sessions
+from execbroker.api.security import SecurityHeaders
+from execbroker.auth.setup import build_authenticator
 from execbroker.clock import Clock, SystemClock
 from execbroker.config import Settings, load_settings
 from execbroker.lifecycle.changes import ChangeFeed
@@ -56,6 +58,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        authenticator = build_authenticator(settings)
         database = Database(settings.effective_database_url)
         await database.migrate()
         store = BrokerStore(
@@ -90,6 +93,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             clock=clock,
             profile=profile,
             max_duration=settings.max_duration,
+            active_limit=settings.quota_active_sessions,
             on_change=changed,
         )
         expiry = ExpiryTimer(
@@ -111,8 +115,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             database=database,
             offers=offer_service,
             sessions=session_service,
-            limits=ParseLimits(),
+            limits=ParseLimits(max_bytes=settings.max_body_bytes),
             changes=changes,
+            authenticator=authenticator,
         )
         # Reconcile before serving: resume what was under way, release what is orphaned.
         await engine.reconcile()
@@ -129,6 +134,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             await engine.stop()
             await platform.stop()
             await database.dispose()
+            await authenticator.aclose()
 
     app = FastAPI(
         title="execbroker",
@@ -138,6 +144,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     )
     install_error_handlers(app)
     install_refusal_handler(app)
+    app.add_middleware(SecurityHeaders)
     for module in (requests, offersets, sessions, components, health):
         app.include_router(module.router)
 

@@ -34,6 +34,7 @@ from hypothesis import HealthCheck, event
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multiple, rule
 
+from execbroker.auth.identity import Caller
 from execbroker.config import Settings
 from execbroker.exceptions import ConflictError, RequestRefusedError
 from execbroker.lifecycle.changes import ChangeFeed
@@ -61,7 +62,7 @@ from tests.support.wire import example
 T = TypeVar("T")
 E = TypeVar("E", bound=Exception)
 
-OWNER = "alice"
+OWNER = Caller("alice")
 START = datetime(2030, 1, 1, tzinfo=UTC)
 POOL = (8, 16, 50)  # cores, memory GiB, storage GiB
 OFFER_TTL = timedelta(seconds=120)
@@ -597,7 +598,7 @@ class CalendarMachine(RuleBasedStateMachine):
         assert expected.cores[0] <= session.cores <= expected.cores[1]
         assert expected.memory[0] <= session.memory_gib <= expected.memory[1]
         assert expected.storage[0] <= session.storage_gib <= expected.storage[1]
-        assert session.owner == OWNER
+        assert session.owner == OWNER.name
 
     # ------------------------------------------------------------------ rules
 
@@ -606,7 +607,7 @@ class CalendarMachine(RuleBasedStateMachine):
         now = self.clock.now()
         empty = self.nothing_booked_ahead(now)
         expected = shape.expect(now)
-        offer_set = self.run(self.offer_service.request_offers(shape.document(now), owner=OWNER))
+        offer_set = self.run(self.offer_service.request_offers(shape.document(now), caller=OWNER))
         if offer_set.result is OfferResult.NO:
             assert not offer_set.offers
             assert errors_with_paths(offer_set.messages), (
@@ -642,7 +643,7 @@ class CalendarMachine(RuleBasedStateMachine):
         empty = self.nothing_booked_ahead(now)
         expected = shape.expect(now)
         session, refusal = self.attempt(
-            self.offer_service.execute_directly(shape.document(now), owner=OWNER),
+            self.offer_service.execute_directly(shape.document(now), caller=OWNER),
             RequestRefusedError,
         )
         if refusal is not None:
@@ -673,7 +674,7 @@ class CalendarMachine(RuleBasedStateMachine):
         live = before is SessionPhase.OFFERED and expires is not None and expires > now
         allowed = live or before in ACTIVE_SESSION_PHASES  # accepted already: nothing to do
         session, conflict = self.attempt(
-            self.session_service.apply_update(offer, ACCEPT, owner=OWNER), ConflictError
+            self.session_service.apply_update(offer, ACCEPT, caller=OWNER), ConflictError
         )
         if conflict is not None:
             event(f"accept: conflict ({before})")
@@ -697,7 +698,7 @@ class CalendarMachine(RuleBasedStateMachine):
         before = self.phase_of(offer)
         allowed = before in (SessionPhase.OFFERED, SessionPhase.REJECTED)
         session, conflict = self.attempt(
-            self.session_service.apply_update(offer, REJECT, owner=OWNER), ConflictError
+            self.session_service.apply_update(offer, REJECT, caller=OWNER), ConflictError
         )
         if conflict is not None:
             event(f"reject: conflict ({before})")
@@ -720,7 +721,7 @@ class CalendarMachine(RuleBasedStateMachine):
             or (before is SessionPhase.RELEASING and uuid in self.model.cancelled)
         )
         cancelled, conflict = self.attempt(
-            self.session_service.apply_update(session, CANCEL, owner=OWNER), ConflictError
+            self.session_service.apply_update(session, CANCEL, caller=OWNER), ConflictError
         )
         if conflict is not None:
             # Ending for another reason, COMPLETED or FAILED: too late to cancel.
@@ -741,7 +742,7 @@ class CalendarMachine(RuleBasedStateMachine):
         if before not in ACTIVE_SESSION_PHASES:
             _, conflict = self.attempt(
                 self.session_service.apply_update(
-                    session, {**update, "delta": seconds}, owner=OWNER
+                    session, {**update, "delta": seconds}, caller=OWNER
                 ),
                 ConflictError,
             )
@@ -751,7 +752,7 @@ class CalendarMachine(RuleBasedStateMachine):
             return
         now = self.clock.now()
         room = self.extension_room(uuid, now)
-        advice = self.run(self.session_service.get_session(session, owner=OWNER))
+        advice = self.run(self.session_service.get_session(session, caller=OWNER))
         assert advice.extension_limit == timedelta(seconds=room), (
             f"the session says it can be extended by {advice.extension_limit}, "
             f"the calendar has room for {room} s"
@@ -759,7 +760,7 @@ class CalendarMachine(RuleBasedStateMachine):
         if exactly_the_limit and room > 0:
             seconds = room
         extended, conflict = self.attempt(
-            self.session_service.apply_update(session, {**update, "delta": seconds}, owner=OWNER),
+            self.session_service.apply_update(session, {**update, "delta": seconds}, caller=OWNER),
             ConflictError,
         )
         if conflict is not None:

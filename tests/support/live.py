@@ -10,8 +10,11 @@ import sys
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx
+
+from execbroker.auth.tokens import local_token
 
 
 def free_port() -> int:
@@ -31,6 +34,7 @@ class LiveBroker:
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
         self.log = data_dir / f"broker-{self.port}.log"
+        self.headers: dict[str, str] = {}
 
     def start(self, timeout: float = 30) -> LiveBroker:
         environment = {**os.environ, "EXECBROKER_DATA_DIR": str(self.data_dir), **self.env}
@@ -47,11 +51,24 @@ class LiveBroker:
                 raise RuntimeError(f"broker exited early:\n{self.log.read_text()}")
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    self.headers = {"Authorization": f"Bearer {self.token()}"}
                     return self
             except httpx.TransportError:
                 pass
             time.sleep(0.05)
         raise RuntimeError(f"broker did not become ready:\n{self.log.read_text()}")
+
+    def token(self) -> str:
+        """The local user's token, from the tokens file the broker created (or was given)."""
+        path = Path(self.env.get("EXECBROKER_TOKENS_FILE", self.data_dir / "tokens.yaml"))
+        user = self.env.get("EXECBROKER_DEFAULT_OWNER", "local")
+        token = local_token(path, user=user)
+        if token is None:
+            raise RuntimeError(f"no token for {user} in {path}")
+        return token
+
+    def client(self, **options: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers=self.headers, **options)
 
     def kill(self) -> None:
         """SIGKILL: no shutdown hooks, as when a machine or the OOM killer takes it."""

@@ -47,8 +47,10 @@ async def post(
     fmt: MediaFormat = MediaFormat.JSON,
     *,
     accept: MediaFormat | None = None,
+    headers: dict[str, str] | None = None,
 ) -> httpx.Response:
-    body, headers = encode(document, fmt)
+    body, content_type = encode(document, fmt)
+    headers = {**content_type, **(headers or {})}
     if accept is not None:
         headers["Accept"] = MEDIA_TYPES[accept]
     return await client.post(url, content=body, headers=headers)

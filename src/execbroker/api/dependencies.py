@@ -6,17 +6,20 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from execbroker.api.formats import ParseLimits
 from execbroker.api.render import Renderer
 from execbroker.api.urls import base_url
+from execbroker.auth.identity import Authenticator, Caller
 from execbroker.config import Settings
+from execbroker.exceptions import UnauthorizedError
 from execbroker.lifecycle.changes import ChangeFeed
 from execbroker.services.offers import OfferService
 from execbroker.services.sessions import SessionService
 from execbroker.storage.database import Database
 
-__all__ = ["Broker", "BrokerDep", "Owner", "RendererDep"]
+__all__ = ["Broker", "BrokerDep", "CallerDep", "RendererDep"]
 
 
 @dataclass
@@ -29,6 +32,7 @@ class Broker:
     sessions: SessionService
     limits: ParseLimits
     changes: ChangeFeed
+    authenticator: Authenticator
 
 
 def _broker(request: Request) -> Broker:
@@ -39,12 +43,24 @@ def _broker(request: Request) -> Broker:
 BrokerDep = Annotated[Broker, Depends(_broker)]
 
 
-def _owner(broker: BrokerDep) -> str:
-    # Authentication arrives with its own issue; until then everything is the default owner's.
-    return broker.settings.default_owner
+# auto_error=False: we answer missing credentials ourselves, in the broker's error format.
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="A bearer token: one from the broker's tokens file, or a JWT from its OIDC issuer.",
+)
 
 
-Owner = Annotated[str, Depends(_owner)]
+async def _caller(
+    broker: BrokerDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Caller:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise UnauthorizedError("This needs a bearer token (Authorization: Bearer <token>)")
+    name = await broker.authenticator.username(credentials.credentials)
+    return Caller(name=name, admin=name in broker.settings.admins)
+
+
+CallerDep = Annotated[Caller, Depends(_caller)]
 
 
 def _renderer(request: Request, broker: BrokerDep) -> Renderer:

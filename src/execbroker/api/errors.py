@@ -73,6 +73,7 @@ def install_error_handlers(app: FastAPI) -> None:
             status=failure.status,
             code=failure.error,
             messages=[first, *failure.details],
+            headers=failure.headers or None,
         )
 
     @app.exception_handler(RequestValidationError)

@@ -8,9 +8,10 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
+from execbroker.auth.identity import Caller
 from execbroker.clock import Clock
 from execbroker.config import Settings
-from execbroker.exceptions import NotFoundError, RequestRefusedError
+from execbroker.exceptions import NotFoundError, QuotaExceededError, RequestRefusedError
 from execbroker.model.isotime import format_duration, format_instant
 from execbroker.model.messages import error, info
 from execbroker.model.phases import OfferResult, SessionPhase
@@ -46,13 +47,14 @@ class OfferService:
         self._clock = clock
         self._on_offers_made = on_offers_made
 
-    async def request_offers(self, document: Any, *, owner: str) -> OfferSetRecord:
+    async def request_offers(self, document: Any, *, caller: Caller) -> OfferSetRecord:
         """Plan ``document`` and store the offer set: ``YES`` with offers, or ``NO`` with why.
 
         Offers are planned and stored under the pool's booking lock, so that they hold
         against every request planned after them.
         """
         now = self._clock.now()
+        owner = caller.name
         offer_set_uuid = uuid4()
         try:
             plan, request = validate_request(
@@ -74,7 +76,8 @@ class OfferService:
 
         def book(booking: Booking) -> OfferSetRecord:
             moment = self._clock.now()
-            search = self._search(booking, plan, now=moment, max_offers=self._max_offers)
+            room = self._offer_room(booking, owner, now=moment)
+            search = self._search(booking, plan, now=moment, max_offers=room)
             sessions = [
                 build_session(
                     plan,
@@ -126,9 +129,31 @@ class OfferService:
             self._on_offers_made(expires)
         return offer_set
 
-    @property
-    def _max_offers(self) -> int:
-        return self._settings.max_offers
+    def _offer_room(self, booking: Booking, owner: str, *, now: datetime) -> int:
+        """How many offers ``owner`` may be made now: 429 when their quota is used up."""
+        limit = self._settings.quota_live_offers
+        if limit is None:
+            return self._settings.max_offers
+        live = booking.live_offers(owner, now=now)
+        if live >= limit:
+            raise QuotaExceededError(
+                "{user} already holds {count} unexpired offers, the most one user may hold; "
+                "accept or reject some, or wait for them to expire",
+                {"user": owner, "count": live},
+            )
+        return min(self._settings.max_offers, limit - live)
+
+    def _check_active(self, booking: Booking, owner: str) -> None:
+        limit = self._settings.quota_active_sessions
+        if limit is None:
+            return
+        active = booking.active_sessions(owner)
+        if active >= limit:
+            raise QuotaExceededError(
+                "{user} already has {count} active sessions, the most one user may have; "
+                "wait for one to end or cancel one",
+                {"user": owner, "count": active},
+            )
 
     def _search(
         self, booking: Booking, plan: Plan, *, now: datetime, max_offers: int
@@ -164,15 +189,17 @@ class OfferService:
         )
         return apply_limits(search, plan, self._profile)
 
-    async def execute_directly(self, document: Any, *, owner: str) -> SessionRecord:
+    async def execute_directly(self, document: Any, *, caller: Caller) -> SessionRecord:
         """A session that starts as soon as it can, already ACCEPTED; refused with reasons."""
         now = self._clock.now()
+        owner = caller.name
         plan, _ = validate_request(
             document, settings=self._settings, profile=self._profile, now=now
         )
 
         def book(booking: Booking) -> SessionRecord:
             moment = self._clock.now()
+            self._check_active(booking, owner)
             search = self._search(booking, plan, now=moment, max_offers=1)
             if not search.offers:
                 raise RequestRefusedError(search.problems)
@@ -207,12 +234,12 @@ class OfferService:
         return session
 
     async def list_offer_sets(
-        self, *, owner: str, after: datetime | None, last: int | None
+        self, *, caller: Caller, after: datetime | None, last: int | None
     ) -> list[OfferSetRecord]:
-        return await self._store.list_offer_sets(owner=owner, after=after, last=last)
+        return await self._store.list_offer_sets(owner=caller.scope, after=after, last=last)
 
-    async def get_offer_set(self, uuid: UUID, *, owner: str) -> OfferSetRecord:
-        found = await self._store.get_offer_set(uuid, owner=owner)
+    async def get_offer_set(self, uuid: UUID, *, caller: Caller) -> OfferSetRecord:
+        found = await self._store.get_offer_set(uuid, owner=caller.scope)
         if found is None:
             raise NotFoundError("No offer set {uuid}", {"uuid": uuid})
         return found

@@ -11,6 +11,7 @@ from uuid import UUID
 
 from pydantic import TypeAdapter, ValidationError
 
+from execbroker.auth.identity import Caller
 from execbroker.clock import Clock
 from execbroker.exceptions import ConflictError, NotFoundError, UnprocessableError
 from execbroker.lifecycle.changes import ChangeFeed
@@ -77,16 +78,22 @@ class SessionService:
         clock: Clock,
         profile: PlatformProfile,
         max_duration: timedelta,
+        active_limit: int | None = None,
         on_change: Callable[[UUID], None] | None = None,
     ) -> None:
+        self._active_limit = active_limit
         self._store = store
         self._clock = clock
         self._profile = profile
         self._max_duration = max_duration
         self._on_change = on_change or (lambda _uuid: None)
 
-    async def get_session(self, uuid: UUID, *, owner: str) -> SessionRecord:
-        """The session; while it is active, with how far the calendar lets it be extended."""
+    async def get_session(self, uuid: UUID, *, caller: Caller) -> SessionRecord:
+        """The session, if ``caller`` may see it; while it is active, with how far the
+        calendar lets it be extended."""
+        return await self._get(uuid, owner=caller.scope)
+
+    async def _get(self, uuid: UUID, *, owner: str | None) -> SessionRecord:
         found = await self._store.get_session(uuid, owner=owner)
         if found is None:
             raise NotFoundError("No session {uuid}", {"uuid": uuid})
@@ -125,7 +132,7 @@ class SessionService:
         return timedelta(seconds=int(limit.total_seconds()))
 
     async def _extend(
-        self, session: SessionRecord, update: IntegerDeltaUpdate, *, owner: str
+        self, session: SessionRecord, update: IntegerDeltaUpdate, *, caller: Caller
     ) -> None:
         unit = (update.units or "").strip().lower() or None
         if unit not in _SECONDS_PER_UNIT:
@@ -151,7 +158,7 @@ class SessionService:
         now = self._clock.now()
 
         def book(booking: Booking) -> None:
-            current = booking.get_session(session.uuid, owner=owner)
+            current = booking.get_session(session.uuid, owner=session.owner)
             if current is None or current.phase not in ACTIVE_SESSION_PHASES:
                 raise ConflictError(
                     "The session ended while it was being extended", path=EXTEND_PATH
@@ -210,14 +217,14 @@ class SessionService:
         self,
         uuid: UUID,
         *,
-        owner: str,
+        caller: Caller,
         seconds: float,
         phase: SessionPhase | None,
         changes: ChangeFeed,
     ) -> SessionRecord:
         """UWS-style blocking read: return once the phase differs from ``phase`` (default:
         the phase now), or ``seconds`` have passed; at once when the session has ended."""
-        session = await self.get_session(uuid, owner=owner)
+        session = await self.get_session(uuid, caller=caller)
         waiting_on = phase or session.phase
         deadline = asyncio.get_running_loop().time() + seconds
         while session.phase is waiting_on and session.phase not in TERMINAL_SESSION_PHASES:
@@ -225,32 +232,34 @@ class SessionService:
             if left <= 0:
                 break
             await changes.wait(uuid, left)
-            session = await self.get_session(uuid, owner=owner)
+            session = await self.get_session(uuid, caller=caller)
         return session
 
     async def list_sessions(
         self,
         *,
-        owner: str,
+        caller: Caller,
         phases: list[SessionPhase],
         after: datetime | None,
         last: int | None,
     ) -> list[SessionRecord]:
-        return await self._store.list_sessions(owner=owner, phases=phases, after=after, last=last)
+        return await self._store.list_sessions(
+            owner=caller.scope, phases=phases, after=after, last=last
+        )
 
     async def get_component(
-        self, role: ComponentRole, uuid: UUID, *, owner: str
+        self, role: ComponentRole, uuid: UUID, *, caller: Caller
     ) -> tuple[ComponentRecord, list[ComponentRecord]]:
         """The component, and (for compute) its volume mounts."""
-        found = await self._store.find_component(uuid, owner=owner)
+        found = await self._store.find_component(uuid, owner=caller.scope)
         if found is None or found.role is not role:
             raise NotFoundError("No {role} component {uuid}", {"role": role.value, "uuid": uuid})
         if role is not ComponentRole.COMPUTE:
             return found, []
-        session = await self.get_session(found.session_uuid, owner=owner)
+        session = await self._get(found.session_uuid, owner=found.owner)
         return found, session.components_of(ComponentRole.VOLUME)
 
-    async def apply_update(self, uuid: UUID, document: Any, *, owner: str) -> SessionRecord:
+    async def apply_update(self, uuid: UUID, document: Any, *, caller: Caller) -> SessionRecord:
         """Apply one update to a session; 409 when its phase forbids it, 422 when malformed."""
         update = _parse_update(document)
         path = "/" + update.path.strip().lstrip("/")
@@ -261,9 +270,9 @@ class SessionService:
                     {"target": EXTEND_PATH, "kind": update.kind},
                     path="/kind",
                 )
-            await self._extend(await self.get_session(uuid, owner=owner), update, owner=owner)
+            await self._extend(await self.get_session(uuid, caller=caller), update, caller=caller)
             logger.info("session extended", extra={"session": str(uuid)})
-            return await self.get_session(uuid, owner=owner)
+            return await self.get_session(uuid, caller=caller)
         if path != "/phase":
             raise UnprocessableError(
                 "'{target}' cannot be updated; the updatable paths are /phase and {extend}",
@@ -284,7 +293,7 @@ class SessionService:
                 {"value": update.value},
                 path="/value",
             ) from None
-        session = await self.get_session(uuid, owner=owner)
+        session = await self.get_session(uuid, caller=caller)
         if (
             target is session.phase
             or (target is SessionPhase.ACCEPTED and session.phase in ACTIVE_SESSION_PHASES)
@@ -303,22 +312,22 @@ class SessionService:
         now = self._clock.now()
         match target:
             case SessionPhase.ACCEPTED:
-                await self._accept(session, now=now)
+                await self._accept(session, now=now, by=caller.name)
             case SessionPhase.REJECTED:
                 await self._move(
                     session,
                     target,
                     ComponentPhase.CANCELLED,
                     now=now,
-                    note=info("Offer rejected by {owner}", time=now, owner=owner),
+                    note=info("Offer rejected by {user}", time=now, user=caller.name),
                 )
             case SessionPhase.CANCELLED:
-                await self._cancel(session, now=now)
+                await self._cancel(session, now=now, by=caller.name)
         self._on_change(uuid)
         logger.info("session updated", extra={"session": str(uuid), "phase": target.value})
-        return await self.get_session(uuid, owner=owner)
+        return await self.get_session(uuid, caller=caller)
 
-    async def _accept(self, session: SessionRecord, *, now: datetime) -> None:
+    async def _accept(self, session: SessionRecord, *, now: datetime, by: str) -> None:
         if session.expires is not None and session.expires <= now:
             await self.expire_due_offers()
             raise ConflictError(
@@ -330,7 +339,8 @@ class SessionService:
             session.uuid,
             owner=session.owner,
             now=now,
-            note=info("Offer accepted by {owner}", time=now, owner=session.owner),
+            note=info("Offer accepted by {user}", time=now, user=by),
+            active_limit=self._active_limit,
             sibling_note=info(
                 "Rejected because offer {accepted} of the same set was accepted",
                 time=now,
@@ -338,12 +348,12 @@ class SessionService:
             ),
         )
         if not won:
-            current = await self.get_session(session.uuid, owner=session.owner)
+            current = await self._get(session.uuid, owner=session.owner)
             if current.phase is SessionPhase.ACCEPTED:
                 return
             raise _wrong_phase(current, SessionPhase.ACCEPTED)
 
-    async def _cancel(self, session: SessionRecord, *, now: datetime) -> None:
+    async def _cancel(self, session: SessionRecord, *, now: datetime, by: str) -> None:
         """Record the user's decision; the engine releases everything and ends it CANCELLED."""
         moved = await self._store.request_ending(
             session.uuid,
@@ -356,10 +366,10 @@ class SessionService:
                 components=[(c.role, c.phase) for c in session.components],
             ),
             now=now,
-            note=info("Cancelled by {owner}; releasing", time=now, owner=session.owner),
+            note=info("Cancelled by {user}; releasing", time=now, user=by),
         )
         if not moved:
-            current = await self.get_session(session.uuid, owner=session.owner)
+            current = await self._get(session.uuid, owner=session.owner)
             if current.ending is None:
                 raise _wrong_phase(current, SessionPhase.CANCELLED)
 
@@ -382,7 +392,7 @@ class SessionService:
             note=note,
         )
         if not moved:
-            current = await self.get_session(session.uuid, owner=session.owner)
+            current = await self._get(session.uuid, owner=session.owner)
             if current.phase is not target:
                 raise _wrong_phase(current, target)
 

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from execbroker.exceptions import QuotaExceededError
 from execbroker.model.phases import (
     HOLDING_SESSION_PHASES,
     ComponentPhase,
@@ -91,10 +92,18 @@ class Booking:
     ) -> None:
         _insert_offer_set(self._connection, offer_set, request=request)
 
+    def live_offers(self, owner: str, *, now: datetime) -> int:
+        """How many unexpired offers ``owner`` holds (for the live-offers quota)."""
+        return _live_offers(self._connection, owner, now=now)
+
+    def active_sessions(self, owner: str) -> int:
+        """How many of ``owner``'s sessions are accepted and not yet ended."""
+        return _active_sessions(self._connection, owner)
+
     def insert_session(self, session: SessionRecord) -> None:
         _insert_sessions(self._connection, [session])
 
-    def get_session(self, uuid: UUID, *, owner: str) -> SessionRecord | None:
+    def get_session(self, uuid: UUID, *, owner: str | None) -> SessionRecord | None:
         return _get_session(self._connection, uuid, owner=owner)
 
     def extend(
@@ -207,12 +216,12 @@ class BrokerStore:
 
     # ------------------------------------------------------------------ reading
 
-    async def get_offer_set(self, uuid: UUID, *, owner: str) -> OfferSetRecord | None:
+    async def get_offer_set(self, uuid: UUID, *, owner: str | None) -> OfferSetRecord | None:
         async with self._db.read() as connection:
             row = (
                 await connection.execute(
                     sa.select(offer_sets).where(
-                        offer_sets.c.uuid == str(uuid), offer_sets.c.owner == owner
+                        offer_sets.c.uuid == str(uuid), *_owned_by(offer_sets, owner)
                     )
                 )
             ).one_or_none()
@@ -239,20 +248,20 @@ class BrokerStore:
             offers=found,
         )
 
-    async def get_session(self, uuid: UUID, *, owner: str) -> SessionRecord | None:
+    async def get_session(self, uuid: UUID, *, owner: str | None) -> SessionRecord | None:
         async with self._db.read() as connection:
             return await connection.run_sync(_get_session, uuid, owner=owner)
 
     async def list_sessions(
         self,
         *,
-        owner: str,
+        owner: str | None,
         phases: Sequence[SessionPhase],
         after: datetime | None,
         last: int | None,
     ) -> list[SessionRecord]:
         """Newest first; without components or messages (a listing, not a reading)."""
-        query = sa.select(sessions).where(sessions.c.owner == owner)
+        query = sa.select(sessions).where(*_owned_by(sessions, owner))
         if phases:
             query = query.where(sessions.c.phase.in_([p.value for p in phases]))
         if after is not None:
@@ -263,9 +272,9 @@ class BrokerStore:
         return [_session_from_row(row, [], {}) for row in rows]
 
     async def list_offer_sets(
-        self, *, owner: str, after: datetime | None, last: int | None
+        self, *, owner: str | None, after: datetime | None, last: int | None
     ) -> list[OfferSetRecord]:
-        query = sa.select(offer_sets).where(offer_sets.c.owner == owner)
+        query = sa.select(offer_sets).where(*_owned_by(offer_sets, owner))
         if after is not None:
             query = query.where(offer_sets.c.created > after)
         query = query.order_by(offer_sets.c.created.desc(), offer_sets.c.uuid).limit(last or 1000)
@@ -282,12 +291,12 @@ class BrokerStore:
             for row in rows
         ]
 
-    async def find_component(self, uuid: UUID, *, owner: str) -> ComponentRecord | None:
+    async def find_component(self, uuid: UUID, *, owner: str | None) -> ComponentRecord | None:
         async with self._db.read() as connection:
             row = (
                 await connection.execute(
                     sa.select(components).where(
-                        components.c.uuid == str(uuid), components.c.owner == owner
+                        components.c.uuid == str(uuid), *_owned_by(components, owner)
                     )
                 )
             ).one_or_none()
@@ -318,15 +327,26 @@ class BrokerStore:
         now: datetime,
         note: MessageItem,
         sibling_note: MessageItem,
+        active_limit: int | None = None,
     ) -> bool:
         """Accept an OFFERED, unexpired offer and reject its OFFERED siblings, atomically.
 
         False when this caller did not win: the offer is not OFFERED, has expired, or a
         sibling was accepted first (the offer set's ``accepted_session`` guard).
+        :class:`QuotaExceededError` when ``owner`` already has ``active_limit`` active
+        sessions.
         """
         try:
             async with self._db.write() as connection:
                 await self._lock_pool(connection)
+                if active_limit is not None:
+                    active = await connection.run_sync(_active_sessions, owner)
+                    if active >= active_limit:
+                        raise QuotaExceededError(
+                            "{user} already has {count} active sessions, the most one user "
+                            "may have; wait for one to end or cancel one",
+                            {"user": owner, "count": active},
+                        )
                 await self._accept(
                     connection,
                     uuid=uuid,
@@ -844,10 +864,38 @@ def _insert_offer_set(
     )
 
 
-def _get_session(connection: Connection, uuid: UUID, *, owner: str) -> SessionRecord | None:
+def _live_offers(connection: Connection, owner: str, *, now: datetime) -> int:
+    return int(
+        connection.execute(
+            sa.select(sa.func.count()).where(
+                sessions.c.owner == owner,
+                sessions.c.phase == SessionPhase.OFFERED.value,
+                sessions.c.expires > now,
+            )
+        ).scalar_one()
+    )
+
+
+def _active_sessions(connection: Connection, owner: str) -> int:
+    return int(
+        connection.execute(
+            sa.select(sa.func.count()).where(
+                sessions.c.owner == owner,
+                sessions.c.phase.in_([p.value for p in HOLDING_PHASES]),
+            )
+        ).scalar_one()
+    )
+
+
+def _owned_by(table: sa.Table, owner: str | None) -> list[sa.ColumnElement[bool]]:
+    """The condition that keeps a query to ``owner``'s rows; none for None (an admin)."""
+    return [] if owner is None else [table.c.owner == owner]
+
+
+def _get_session(connection: Connection, uuid: UUID, *, owner: str | None) -> SessionRecord | None:
     rows = (
         connection.execute(
-            sa.select(sessions).where(sessions.c.uuid == str(uuid), sessions.c.owner == owner)
+            sa.select(sessions).where(sessions.c.uuid == str(uuid), *_owned_by(sessions, owner))
         )
     ).all()
     found = _load_sessions(connection, rows)

@@ -65,7 +65,7 @@ sessions = sa.Table(
     "sessions",
     metadata,
     sa.Column("uuid", sa.String(UUID_LENGTH), primary_key=True),
-    sa.Column("owner", sa.String(NAME_LENGTH), nullable=False, index=True),
+    sa.Column("owner", sa.String(NAME_LENGTH), nullable=False),
     sa.Column(
         "offer_set_uuid",
         sa.String(UUID_LENGTH),
@@ -103,6 +103,8 @@ sessions = sa.Table(
     sa.Column("revision", sa.Integer, nullable=False, server_default="0"),
     sa.Index("ix_sessions_phase_expires", "phase", "expires"),
     sa.Index("ix_sessions_next_due", "next_due"),
+    # Listing a user's sessions, and counting their live offers and active sessions (quotas).
+    sa.Index("ix_sessions_owner_phase", "owner", "phase", "expires"),
     # The planner reads only bookings ending inside [window start, window end + longest
     # booking); the index covers what it sums, so SQLite answers from the index alone.
     sa.Index(

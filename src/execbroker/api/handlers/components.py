@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from execbroker.api.dependencies import BrokerDep, Owner, RendererDep
+from execbroker.api.dependencies import BrokerDep, CallerDep, RendererDep
 from execbroker.api.handlers.openapi_bodies import error_responses
 from execbroker.api.handlers.paths import UuidPath, parse_uuid
 from execbroker.api.responses import OutputFormat, respond
@@ -20,12 +20,12 @@ router = APIRouter(tags=["components"])
 
 def _handler(
     role: ComponentRole,
-) -> Callable[[str, OutputFormat, BrokerDep, Owner, RendererDep], Awaitable[Response]]:
+) -> Callable[[str, OutputFormat, BrokerDep, CallerDep, RendererDep], Awaitable[Response]]:
     async def get_component(
-        uuid: UuidPath, fmt: OutputFormat, broker: BrokerDep, owner: Owner, render: RendererDep
+        uuid: UuidPath, fmt: OutputFormat, broker: BrokerDep, caller: CallerDep, render: RendererDep
     ) -> Response:
         record, volumes = await broker.sessions.get_component(
-            role, parse_uuid(uuid, role.value), owner=owner
+            role, parse_uuid(uuid, role.value), caller=caller
         )
         body = render.component(record, volumes=volumes if role is ComponentRole.COMPUTE else None)
         return respond(body, fmt, root=role.value)

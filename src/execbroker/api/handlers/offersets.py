@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from execbroker.api.dependencies import BrokerDep, Owner, RendererDep
+from execbroker.api.dependencies import BrokerDep, CallerDep, RendererDep
 from execbroker.api.handlers.openapi_bodies import content_of, error_responses
 from execbroker.api.handlers.paths import UuidPath, parse_uuid
 from execbroker.api.responses import OutputFormat, respond
@@ -28,7 +28,7 @@ router = APIRouter(tags=["offers"])
 async def list_offer_sets(
     fmt: OutputFormat,
     broker: BrokerDep,
-    owner: Owner,
+    caller: CallerDep,
     render: RendererDep,
     after: Annotated[
         datetime | None, Query(description="Only offer sets created after this instant.")
@@ -37,7 +37,7 @@ async def list_offer_sets(
 ) -> Response:
     if after is not None and after.tzinfo is None:
         after = after.replace(tzinfo=UTC)
-    found = await broker.offers.list_offer_sets(owner=owner, after=after, last=last)
+    found = await broker.offers.list_offer_sets(caller=caller, after=after, last=last)
     return respond(
         {"offersets": [render.offer_set_summary(o) for o in found]}, fmt, root="offersets"
     )
@@ -54,7 +54,7 @@ async def list_offer_sets(
     },
 )
 async def get_offer_set(
-    uuid: UuidPath, fmt: OutputFormat, broker: BrokerDep, owner: Owner, render: RendererDep
+    uuid: UuidPath, fmt: OutputFormat, broker: BrokerDep, caller: CallerDep, render: RendererDep
 ) -> Response:
-    record = await broker.offers.get_offer_set(parse_uuid(uuid, "offer set"), owner=owner)
+    record = await broker.offers.get_offer_set(parse_uuid(uuid, "offer set"), caller=caller)
     return respond(render.offer_set(record), fmt, root="offers-response")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from execbroker.api.dependencies import BrokerDep, Owner, RendererDep
+from execbroker.api.dependencies import BrokerDep, CallerDep, RendererDep
 from execbroker.api.handlers.openapi_bodies import body_of, content_of, error_responses
 from execbroker.api.responses import OutputFormat, read_document, respond
 
@@ -15,10 +15,10 @@ router = APIRouter(tags=["requests"])
 
 
 async def create_offer_set(
-    request: Request, fmt: OutputFormat, broker: BrokerDep, owner: Owner, render: RendererDep
+    request: Request, fmt: OutputFormat, broker: BrokerDep, caller: CallerDep, render: RendererDep
 ) -> Response:
     document = await read_document(request, broker.limits)
-    offer_set = await broker.offers.request_offers(document, owner=owner)
+    offer_set = await broker.offers.request_offers(document, caller=caller)
     body = render.offer_set(offer_set)
     return respond(
         body,
@@ -30,10 +30,10 @@ async def create_offer_set(
 
 
 async def create_direct_session(
-    request: Request, fmt: OutputFormat, broker: BrokerDep, owner: Owner, render: RendererDep
+    request: Request, fmt: OutputFormat, broker: BrokerDep, caller: CallerDep, render: RendererDep
 ) -> Response:
     document = await read_document(request, broker.limits)
-    created = await broker.offers.execute_directly(document, owner=owner)
+    created = await broker.offers.execute_directly(document, caller=caller)
     # Answer with the session as any reader sees it (options worked out from the calendar).
     await broker.sessions.work_out_extension(created)
     body = render.session(created)

@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
-from execbroker.api.dependencies import BrokerDep, Owner, RendererDep
+from execbroker.api.dependencies import BrokerDep, CallerDep, RendererDep
 from execbroker.api.handlers.openapi_bodies import body_of, content_of, error_responses
 from execbroker.api.handlers.paths import UuidPath, parse_uuid
 from execbroker.api.responses import OutputFormat, read_document, respond
@@ -38,7 +38,7 @@ async def get_session(
     uuid: UuidPath,
     fmt: OutputFormat,
     broker: BrokerDep,
-    owner: Owner,
+    caller: CallerDep,
     render: RendererDep,
     wait: Annotated[
         float | None,
@@ -57,13 +57,13 @@ async def get_session(
     if wait:
         record = await broker.sessions.wait_for_change(
             session_uuid,
-            owner=owner,
+            caller=caller,
             seconds=min(wait, broker.settings.max_wait),
             phase=phase,
             changes=broker.changes,
         )
     else:
-        record = await broker.sessions.get_session(session_uuid, owner=owner)
+        record = await broker.sessions.get_session(session_uuid, caller=caller)
     return respond(render.session(record), fmt, root="execution")
 
 
@@ -77,7 +77,7 @@ async def get_session(
 async def list_sessions(
     fmt: OutputFormat,
     broker: BrokerDep,
-    owner: Owner,
+    caller: CallerDep,
     render: RendererDep,
     phase: Annotated[
         list[SessionPhase] | None, Query(description="Only sessions in these phases.")
@@ -88,7 +88,7 @@ async def list_sessions(
     last: Annotated[int | None, Query(ge=1, le=1000, description="At most this many.")] = None,
 ) -> Response:
     found = await broker.sessions.list_sessions(
-        owner=owner, phases=phase or [], after=_aware(after), last=last
+        caller=caller, phases=phase or [], after=_aware(after), last=last
     )
     return respond({"sessions": [render.session_summary(s) for s in found]}, fmt, root="sessions")
 
@@ -101,10 +101,10 @@ async def list_sessions(
     responses={200: {"content": {"text/event-stream": {}}}, **error_responses(404)},
 )
 async def session_events(
-    uuid: UuidPath, request: Request, broker: BrokerDep, owner: Owner
+    uuid: UuidPath, request: Request, broker: BrokerDep, caller: CallerDep
 ) -> StreamingResponse:
     session_uuid = parse_uuid(uuid, "session")
-    first = await broker.sessions.get_session(session_uuid, owner=owner)  # 404 before streaming
+    first = await broker.sessions.get_session(session_uuid, caller=caller)  # 404 before streaming
 
     async def stream() -> AsyncIterator[str]:
         record = first
@@ -126,7 +126,7 @@ async def session_events(
             if quiet >= _KEEPALIVE:
                 quiet = 0.0
                 yield ": keep-alive\n\n"
-            record = await broker.sessions.get_session(session_uuid, owner=owner)
+            record = await broker.sessions.get_session(session_uuid, caller=caller)
 
     return StreamingResponse(
         stream(),
@@ -173,10 +173,10 @@ async def update_session(
     request: Request,
     fmt: OutputFormat,
     broker: BrokerDep,
-    owner: Owner,
+    caller: CallerDep,
     render: RendererDep,
 ) -> Response:
     session_uuid = parse_uuid(uuid, "session")
     document = await read_document(request, broker.limits)
-    record = await broker.sessions.apply_update(session_uuid, document, owner=owner)
+    record = await broker.sessions.apply_update(session_uuid, document, caller=caller)
     return respond(render.session(record), fmt, root="execution")

@@ -1,0 +1,122 @@
+"""Bearer tokens listed in a local YAML file: the embedded default.
+
+The file maps each token to a username::
+
+    tokens:
+      3q2-Lr…: alice
+      Zk8_0p…: bob
+
+On first start the broker creates it, readable by its owner only, with one random token for
+the local user (``default_owner``), so that ``make run`` works at once and the project's tools
+find the token without copy-paste. The file is read again when it changes, so operators add
+and revoke tokens without a restart. Tokens are kept only as SHA-256 digests in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import secrets
+from pathlib import Path
+
+import yaml
+
+from execbroker.exceptions import UnauthorizedError
+
+__all__ = ["TokenFile", "ensure_tokens_file", "local_token"]
+
+logger = logging.getLogger(__name__)
+
+_HEADER = (
+    "# execbroker bearer tokens: each token maps to the username it authenticates.\n"
+    "# Keep this file private. Add or remove tokens at any time; the broker rereads it.\n"
+)
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
+def ensure_tokens_file(path: Path, *, user: str) -> bool:
+    """Create ``path`` with one fresh token for ``user`` unless it exists; True if created."""
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    text = _HEADER + yaml.safe_dump({"tokens": {token: user}}, default_flow_style=False)
+    # O_EXCL: two brokers starting at once must not overwrite each other's token.
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+        stream.write(text)
+    return True
+
+
+def _read(path: Path) -> dict[str, str]:
+    """token → username, as the file says; ValueError naming what is wrong."""
+    loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    tokens = loaded.get("tokens") if isinstance(loaded, dict) else None
+    if not isinstance(tokens, dict):
+        raise ValueError(f"{path} must hold a mapping 'tokens' of token: username")  # noqa: TRY004
+    result: dict[str, str] = {}
+    for token, user in tokens.items():
+        if not isinstance(token, str) or not isinstance(user, str) or not token or not user:
+            raise ValueError(f"{path}: every entry of 'tokens' must be token: username")
+        if len(token) < 16:
+            raise ValueError(f"{path}: a token of {user!r} is shorter than 16 characters")
+        result[token] = user
+    return result
+
+
+def local_token(path: Path, *, user: str) -> str | None:
+    """The first token of ``user`` in the file (what the CLI and dashboard use locally)."""
+    try:
+        tokens = _read(path)
+    except (OSError, ValueError):
+        return None
+    return next((token for token, name in tokens.items() if name == user), None)
+
+
+class TokenFile:
+    """Authenticates bearer tokens against the file, rereading it whenever it changes."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._stamp: tuple[int, int] | None = None
+        self._users: dict[bytes, str] = {}
+        self._reload()
+
+    def _reload(self) -> None:
+        try:
+            status = self._path.stat()
+        except FileNotFoundError:
+            self._users, self._stamp = {}, None
+            return
+        stamp = (status.st_mtime_ns, status.st_size)
+        if stamp == self._stamp:
+            return
+        try:
+            tokens = _read(self._path)
+        except (OSError, ValueError, yaml.YAMLError) as problem:
+            # Keep serving the tokens read last; say once what is wrong with the new file.
+            logger.error("tokens file not reloaded: %s", problem)  # noqa: TRY400
+            self._stamp = stamp
+            return
+        if status.st_mode & 0o077:
+            logger.warning("tokens file %s is readable by others; chmod 600 it", self._path)
+        self._users = {_digest(token): user for token, user in tokens.items()}
+        self._stamp = stamp
+        logger.info("tokens file read: %d token(s)", len(self._users))
+
+    async def username(self, token: str) -> str:
+        self._reload()
+        user = self._users.get(_digest(token))
+        if user is None:
+            raise UnauthorizedError("The bearer token is not valid", invalid_token=True)
+        return user
+
+    async def aclose(self) -> None:
+        return None
