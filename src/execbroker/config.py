@@ -24,7 +24,7 @@ from pydantic_settings import (
 
 __all__ = ["PlatformName", "Settings", "load_settings"]
 
-PlatformName = Literal["mock"]
+PlatformName = Literal["mock", "skaha", "docker"]
 
 
 class _ConfigFileSource(PydanticBaseSettingsSource):
@@ -166,6 +166,10 @@ class Settings(BaseSettings):
         default_factory=lambda: {"executable": 0.0, "storage": 1.0, "data": 1.0, "compute": 1.0},
         description="Mock platform: seconds each role takes to release (zero allowed).",
     )
+    # --- Skaha platform (platform = skaha) -------------------------------------------------
+    # --- end of Skaha platform ---
+    # --- Docker platform (platform = docker) -----------------------------------------------
+    # --- end of Docker platform ---
     budget_slack: float = Field(
         default=60,
         ge=0,

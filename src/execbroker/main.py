@@ -109,6 +109,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             clock=clock,
             on_offers_made=expiry.notice,
             on_session_started=changed,
+            shape=platform.shape,
         )
         app.state.broker = Broker(
             settings=settings,

@@ -15,6 +15,8 @@ __all__ = ["PlatformProfile", "Rates", "profile_from_settings"]
 # What each platform can run; a request for anything else is answered NO, saying so.
 _EXECUTABLES = {
     "mock": frozenset({kinds.EXECUTABLE_DOCKER, kinds.EXECUTABLE_JUPYTER}),
+    "skaha": frozenset({kinds.EXECUTABLE_DOCKER, kinds.EXECUTABLE_JUPYTER}),
+    "docker": frozenset({kinds.EXECUTABLE_DOCKER}),
 }
 
 

@@ -11,10 +11,13 @@ import abc
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from execbroker.model.records import ComponentRecord, ComponentRole, SessionRecord
+
+if TYPE_CHECKING:
+    from execbroker.planning.validation import Plan
 
 __all__ = ["Platform", "PlatformError", "PlatformState", "PlatformStatus", "Work"]
 
@@ -68,6 +71,18 @@ class Platform(abc.ABC):
 
     async def stop(self) -> None:  # noqa: B027 - optional hook
         """Close connections."""
+
+    def shape(self, plan: Plan) -> Plan:
+        """Fit a validated request to what this platform can run, at planning time.
+
+        Returns the plan, narrowed where the platform only offers some amounts (e.g. the
+        cores and memory of Skaha's ``/context`` options), or raises
+        :class:`~execbroker.exceptions.RequestRefusedError` with a message per problem
+        (an image from a registry it may not pull, an argument it cannot pass on), so that
+        the user gets ``NO`` with reasons instead of an offer that would fail later.
+        Must not block: it works from what :meth:`start` (or a background refresh) read.
+        """
+        return plan
 
     @abc.abstractmethod
     async def prepare(self, work: Work) -> PlatformStatus:

@@ -22,3 +22,5 @@ def build_platform(settings: Settings, clock: Clock) -> Platform:
                     run=settings.mock_run_seconds,
                 ),
             )
+        case _:
+            raise ValueError(f"platform {settings.platform!r} is not available yet")

@@ -39,7 +39,9 @@ class OfferService:
         clock: Clock,
         on_offers_made: Callable[[datetime], None] | None = None,
         on_session_started: Callable[[UUID], None] | None = None,
+        shape: Callable[[Plan], Plan] | None = None,
     ) -> None:
+        self._shape = shape or (lambda plan: plan)
         self._on_session_started = on_session_started or (lambda _uuid: None)
         self._store = store
         self._settings = settings
@@ -60,6 +62,7 @@ class OfferService:
             plan, request = validate_request(
                 document, settings=self._settings, profile=self._profile, now=now
             )
+            plan = self._shape(plan)
         except RequestRefusedError as refusal:
             refused = OfferSetRecord(
                 uuid=offer_set_uuid,
@@ -196,6 +199,7 @@ class OfferService:
         plan, _ = validate_request(
             document, settings=self._settings, profile=self._profile, now=now
         )
+        plan = self._shape(plan)
 
         def book(booking: Booking) -> SessionRecord:
             moment = self._clock.now()
