@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.conftest import BrokerClient
+from tests.support.engine import FAST
 from tests.support.users import auth
 from tests.support.wire import example, notebook_request, phase_update, post, request_offers
 
@@ -151,3 +152,23 @@ async def test_a_user_with_the_same_uuid_guess_learns_nothing(
         theirs.json()["messages"][0]["message"].replace(offered["meta"]["uuid"], NOBODY)
         == (missing.json()["messages"][0]["message"])
     )
+
+
+async def test_connector_locations_are_shown_to_the_owner_only(broker: BrokerClient) -> None:
+    async with broker(user="alice", **FAST) as client:
+        document = notebook_request()
+        document["schedule"] = {"requested": {"duration": "PT1M"}}
+        created = await post(client, "/direct", document)
+        assert created.status_code == 303, created.text
+        url = created.headers["location"]
+        session = created.json()
+        for _ in range(20):
+            session = (await client.get(f"{url}?wait=5&phase={session['phase']}")).json()
+            if session["connectors"]:
+                break
+        assert session["connectors"], session["phase"]
+        assert session["connectors"][0]["location"].startswith("https://")
+        admin = (await client.get(url, headers=auth("root"))).json()
+        assert admin["connectors"]
+        assert "location" not in admin["connectors"][0]
+        await post(client, url, phase_update("CANCELLED"))

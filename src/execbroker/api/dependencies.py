@@ -63,8 +63,8 @@ async def _caller(
 CallerDep = Annotated[Caller, Depends(_caller)]
 
 
-def _renderer(request: Request, broker: BrokerDep) -> Renderer:
-    return Renderer(base_url(request, broker.settings))
+def _renderer(request: Request, broker: BrokerDep, caller: CallerDep) -> Renderer:
+    return Renderer(base_url(request, broker.settings), viewer=caller.name)
 
 
 RendererDep = Annotated[Renderer, Depends(_renderer)]

@@ -27,8 +27,12 @@ SESSION_KIND = kinds.SESSION_SCHEDULED
 
 
 class Renderer:
-    def __init__(self, base_url: str) -> None:
+    """``viewer``: who reads. Connector locations (which may embed a session's secret) are
+    shown to the session's owner only; an administrator sees that a connector exists."""
+
+    def __init__(self, base_url: str, *, viewer: str | None = None) -> None:
         self.base = base_url
+        self.viewer = viewer
 
     def url(self, collection: str, uuid: object) -> str:
         return f"{self.base}/{collection}/{uuid}"
@@ -91,7 +95,13 @@ class Renderer:
             self.component(c) for c in record.components_of(ComponentRole.STORAGE)
         ]
         document["data"] = [self.component(c) for c in record.components_of(ComponentRole.DATA)]
-        document["connectors"] = list(record.connectors)
+        if self.viewer is None or self.viewer == record.owner:
+            document["connectors"] = list(record.connectors)
+        else:
+            document["connectors"] = [
+                {k: v for k, v in c.items() if k not in ("location", "url")}
+                for c in record.connectors
+            ]
         return document
 
     def component(
