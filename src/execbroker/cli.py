@@ -11,6 +11,7 @@ import typer
 import uvicorn
 from rich.console import Console
 
+from execbroker.auth.tokens import local_token
 from execbroker.config import load_settings
 from execbroker.fakes.skaha import FakeSkaha, SkahaTimings, StaticTokens, create_skaha_app
 from execbroker.logs import configure_logging
@@ -48,6 +49,26 @@ def serve(
         log_config=None,
         proxy_headers=False,
     )
+
+
+@app.command()
+def token(
+    user: Annotated[
+        str | None, typer.Option(help="Whose token; default: the local user (default_owner).")
+    ] = None,
+) -> None:
+    """Print a bearer token from the local tokens file (created on the broker's first start)."""
+    settings = load_settings()
+    path = settings.effective_tokens_file
+    found = local_token(path, user=user or settings.default_owner)
+    if found is None:
+        typer.echo(
+            f"No token for {user or settings.default_owner} in {path}; "
+            "start the broker once (make run) to create one.",
+            err=True,
+        )
+        raise typer.Exit(1)
+    typer.echo(found)
 
 
 @app.command("fake-skaha")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -13,6 +16,7 @@ from execbroker.auth.tokens import local_token
 from execbroker.config import Settings
 from execbroker.main import create_app
 from tests.conftest import BrokerClient
+from tests.support.live import LiveBroker
 from tests.support.users import auth
 from tests.support.wire import example, notebook_request, phase_update, post, request_offers
 
@@ -135,3 +139,18 @@ async def test_bodies_over_the_configured_limit_are_413(broker: BrokerClient) ->
         # Without a token, the body is never read: 401 first.
         anonymous = await post(client, "/requests", document, headers={"Authorization": ""})
         assert anonymous.status_code == 401
+
+
+def test_the_cli_prints_the_local_token_that_make_run_created(tmp_path: Path) -> None:
+    env = {**os.environ, "EXECBROKER_DATA_DIR": str(tmp_path)}
+    command = [sys.executable, "-m", "execbroker", "token"]
+    missing = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    assert missing.returncode == 1
+    assert "start the broker once" in missing.stderr
+    with LiveBroker(data_dir=tmp_path) as live:
+        printed = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+        token = printed.stdout.strip()
+        answer = httpx.get(
+            f"{live.url}/sessions", headers={"Authorization": f"Bearer {token}"}, timeout=10
+        )
+        assert answer.status_code == 200
