@@ -18,7 +18,14 @@ import execbroker
 from execbroker.api.dependencies import Broker
 from execbroker.api.errors import install_error_handlers, install_refusal_handler
 from execbroker.api.formats import ParseLimits
-from execbroker.api.handlers import components, health, offersets, requests, sessions
+from execbroker.api.handlers import (
+    components,
+    health,
+    metrics,
+    offersets,
+    requests,
+    sessions,
+)
 from execbroker.api.security import SecurityHeaders
 from execbroker.auth.setup import build_authenticator
 from execbroker.clock import Clock, SystemClock
@@ -36,6 +43,7 @@ from execbroker.model.wire import (
 )
 from execbroker.planning.profile import profile_from_settings
 from execbroker.platforms.factory import build_platform
+from execbroker.platforms.instrumented import InstrumentedPlatform
 from execbroker.services.offers import OfferService
 from execbroker.services.sessions import SessionService
 from execbroker.storage.database import Database
@@ -67,7 +75,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             longest_booking=settings.max_duration + settings.max_preparation,
         )
         profile = profile_from_settings(settings)
-        platform = build_platform(settings, clock)
+        platform = InstrumentedPlatform(build_platform(settings, clock))
         await platform.start()
         changes = ChangeFeed()
         engine = Engine(
@@ -146,7 +154,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     install_error_handlers(app)
     install_refusal_handler(app)
     app.add_middleware(SecurityHeaders)
-    for module in (requests, offersets, sessions, components, health):
+    for module in (requests, offersets, sessions, components, health, metrics):
         app.include_router(module.router)
 
     def openapi() -> dict[str, Any]:

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 from datetime import datetime, timedelta
 from uuid import uuid4
 
@@ -22,6 +23,7 @@ from execbroker.lifecycle.background import BackgroundLoop
 from execbroker.lifecycle.changes import ChangeFeed
 from execbroker.lifecycle.derive import derive_session_phase
 from execbroker.lifecycle.rules import Advance, EngineTimings, advance
+from execbroker.metrics import STEP_DURATION, STEP_LATENESS
 from execbroker.model.phases import TERMINAL_COMPONENT_PHASES
 from execbroker.model.records import SessionRecord
 from execbroker.platforms.base import Platform
@@ -96,6 +98,9 @@ class Engine(BackgroundLoop):
         return len(batch)
 
     async def _advance(self, session: SessionRecord, now: datetime) -> Advance:
+        if session.next_due is not None:
+            STEP_LATENESS.observe(max(0.0, (now - session.next_due).total_seconds()))
+        started = time.perf_counter()
         try:
             return await advance(session, self._platform, now=now, timings=self._timings)
         except Exception:
@@ -118,6 +123,8 @@ class Engine(BackgroundLoop):
                 connectors=session.connectors,
                 components=[],
             )
+        finally:
+            STEP_DURATION.observe(time.perf_counter() - started)
 
     async def _run(self) -> None:
         while True:

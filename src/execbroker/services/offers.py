@@ -12,6 +12,7 @@ from execbroker.auth.identity import Caller
 from execbroker.clock import Clock
 from execbroker.config import Settings
 from execbroker.exceptions import NotFoundError, QuotaExceededError, RequestRefusedError
+from execbroker.metrics import OFFER_SETS, OFFERS
 from execbroker.model.isotime import format_duration, format_instant
 from execbroker.model.messages import error, info
 from execbroker.model.phases import OfferResult, SessionPhase
@@ -73,6 +74,8 @@ class OfferService:
                 messages=refusal.messages,
             )
             await self._store.insert_offer_set(refused, request=None)
+            OFFER_SETS.labels(OfferResult.NO.value).inc()
+            OFFERS.labels("refused").inc()
             logger.info("offer set refused", extra={"offer_set": str(offer_set_uuid)})
             return refused
         expires = now + self._settings.offer_lifetime
@@ -120,6 +123,11 @@ class OfferService:
             return made
 
         offer_set = await self._store.book(book)
+        OFFER_SETS.labels(offer_set.result.value).inc()
+        if offer_set.offers:
+            OFFERS.labels("made").inc(len(offer_set.offers))
+        else:
+            OFFERS.labels("refused").inc()
         logger.info(
             "offer set created",
             extra={
@@ -196,16 +204,21 @@ class OfferService:
         """A session that starts as soon as it can, already ACCEPTED; refused with reasons."""
         now = self._clock.now()
         owner = caller.name
-        plan, _ = validate_request(
-            document, settings=self._settings, profile=self._profile, now=now
-        )
-        plan = self._shape(plan)
+        try:
+            plan, _ = validate_request(
+                document, settings=self._settings, profile=self._profile, now=now
+            )
+            plan = self._shape(plan)
+        except RequestRefusedError:
+            OFFERS.labels("refused").inc()
+            raise
 
         def book(booking: Booking) -> SessionRecord:
             moment = self._clock.now()
             self._check_active(booking, owner)
             search = self._search(booking, plan, now=moment, max_offers=1)
             if not search.offers:
+                OFFERS.labels("refused").inc()
                 raise RequestRefusedError(search.problems)
             offer = search.offers[0]
             created = build_session(
@@ -233,6 +246,7 @@ class OfferService:
             return created
 
         session = await self._store.book(book)
+        OFFERS.labels("direct").inc()
         self._on_session_started(session.uuid)
         logger.info("direct session created", extra={"session": str(session.uuid)})
         return session

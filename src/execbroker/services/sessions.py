@@ -16,6 +16,7 @@ from execbroker.clock import Clock
 from execbroker.exceptions import ConflictError, NotFoundError, UnprocessableError
 from execbroker.lifecycle.changes import ChangeFeed
 from execbroker.lifecycle.derive import derive_session_phase
+from execbroker.metrics import OFFERS
 from execbroker.model.isotime import format_duration, format_instant
 from execbroker.model.messages import info
 from execbroker.model.phases import (
@@ -313,6 +314,7 @@ class SessionService:
         match target:
             case SessionPhase.ACCEPTED:
                 await self._accept(session, now=now, by=caller.name)
+                OFFERS.labels("accepted").inc()
             case SessionPhase.REJECTED:
                 await self._move(
                     session,
@@ -321,6 +323,7 @@ class SessionService:
                     now=now,
                     note=info("Offer rejected by {user}", time=now, user=caller.name),
                 )
+                OFFERS.labels("rejected").inc()
             case SessionPhase.CANCELLED:
                 await self._cancel(session, now=now, by=caller.name)
         self._on_change(uuid)
@@ -396,6 +399,10 @@ class SessionService:
             if current.phase is not target:
                 raise _wrong_phase(current, target)
 
+    async def phase_counts(self) -> dict[str, int]:
+        """Every user's sessions and offers, counted by phase (for metrics)."""
+        return await self._store.count_by_phase()
+
     async def expire_due_offers(self) -> list[UUID]:
         """Mark every offer whose time is up EXPIRED. Run by the expiry timer."""
         now = self._clock.now()
@@ -408,6 +415,7 @@ class SessionService:
             ),
         )
         if expired:
+            OFFERS.labels("expired").inc(len(expired))
             logger.info("offers expired", extra={"count": len(expired)})
         return expired
 

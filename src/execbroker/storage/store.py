@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from execbroker.exceptions import QuotaExceededError
+from execbroker.metrics import CLAIMS_TAKEN_OVER
 from execbroker.model.phases import (
     HOLDING_SESSION_PHASES,
     ComponentPhase,
@@ -547,7 +548,7 @@ class BrokerStore:
         ``worker`` until ``lease_until``. Loaded without their messages."""
         async with self._db.write() as connection:
             due = (
-                sa.select(sessions.c.uuid)
+                sa.select(sessions.c.uuid, sessions.c.claimed_by)
                 .where(
                     sessions.c.next_due <= now,
                     sa.or_(sessions.c.claimed_until.is_(None), sessions.c.claimed_until < now),
@@ -557,9 +558,13 @@ class BrokerStore:
             )
             if not self._db.is_sqlite:
                 due = due.with_for_update(skip_locked=True)
-            uuids = [row.uuid for row in (await connection.execute(due)).all()]
-            if not uuids:
+            found = (await connection.execute(due)).all()
+            if not found:
                 return []
+            uuids = [row.uuid for row in found]
+            taken_over = sum(1 for row in found if row.claimed_by not in (None, worker))
+            if taken_over:
+                CLAIMS_TAKEN_OVER.inc(taken_over)
             await connection.execute(
                 sessions.update()
                 .where(sessions.c.uuid.in_(uuids))
@@ -660,6 +665,16 @@ class BrokerStore:
         async with self._db.read() as connection:
             value = (await connection.execute(sa.select(sa.func.min(sessions.c.next_due)))).scalar()
         return _AS_UTC.process_result_value(value, self._db.engine.dialect)
+
+    async def count_by_phase(self) -> dict[str, int]:
+        """How many sessions (offers included) are in each phase."""
+        async with self._db.read() as connection:
+            rows = (
+                await connection.execute(
+                    sa.select(sessions.c.phase, sa.func.count()).group_by(sessions.c.phase)
+                )
+            ).all()
+        return {str(phase): int(count) for phase, count in rows}
 
     async def release_all_claims(self) -> int:
         """Forget every claim: for a single broker restarting on its own (SQLite) database,

@@ -1,0 +1,69 @@
+"""What the broker counts for Prometheus (``GET /metrics``).
+
+Counters and histograms are per process: with several replicas, scrape each and sum. The
+sessions-by-phase gauge is read from the database at scrape time, so every replica reports
+the same, whole picture (use ``max`` across replicas, not ``sum``).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+__all__ = [
+    "CLAIMS_TAKEN_OVER",
+    "OFFERS",
+    "OFFER_SETS",
+    "PLATFORM_CALLS",
+    "PLATFORM_CALL_SECONDS",
+    "PLATFORM_ERRORS",
+    "SESSIONS",
+    "STEP_DURATION",
+    "STEP_LATENESS",
+    "TOKEN_REFRESHES",
+]
+
+SESSIONS = Gauge(
+    "execbroker_sessions", "Sessions (offers included) by phase, from the database", ["phase"]
+)
+OFFER_SETS = Counter(
+    "execbroker_offer_sets_total", "Offer sets answered, by result (YES, NO)", ["result"]
+)
+OFFERS = Counter(
+    "execbroker_offers_total",
+    "Offers by what became of them: made, accepted, rejected, expired; direct (sessions run "
+    "without an offer); refused (requests answered NO or 4xx because nothing could be offered)",
+    ["outcome"],
+)
+STEP_LATENESS = Histogram(
+    "execbroker_step_lateness_seconds",
+    "How long after its due time the engine took up a session's step",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+)
+STEP_DURATION = Histogram(
+    "execbroker_step_duration_seconds",
+    "How long one session's step took (platform calls included)",
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+)
+PLATFORM_CALLS = Counter(
+    "execbroker_platform_calls_total", "Calls to the platform", ["platform", "endpoint"]
+)
+PLATFORM_ERRORS = Counter(
+    "execbroker_platform_errors_total",
+    "Platform calls that raised (the step is retried or the component fails)",
+    ["platform", "endpoint"],
+)
+PLATFORM_CALL_SECONDS = Histogram(
+    "execbroker_platform_call_seconds",
+    "How long platform calls took",
+    ["platform", "endpoint"],
+    buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+)
+TOKEN_REFRESHES = Counter(
+    "execbroker_token_refreshes_total",
+    "Platform credential refreshes, by outcome (ok, failed, invalid_grant)",
+    ["platform", "outcome"],
+)
+CLAIMS_TAKEN_OVER = Counter(
+    "execbroker_claims_taken_over_total",
+    "Sessions claimed after another worker's lease ran out (that worker died or stalled)",
+)

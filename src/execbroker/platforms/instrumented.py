@@ -1,0 +1,63 @@
+"""A platform wrapper that counts and times every call (``execbroker_platform_*`` metrics)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+from uuid import UUID
+
+from execbroker.metrics import PLATFORM_CALL_SECONDS, PLATFORM_CALLS, PLATFORM_ERRORS
+from execbroker.planning.validation import Plan
+from execbroker.platforms.base import Platform, PlatformStatus, Work
+
+__all__ = ["InstrumentedPlatform"]
+
+T = TypeVar("T")
+
+
+class InstrumentedPlatform(Platform):
+    def __init__(self, inner: Platform) -> None:
+        self.inner = inner
+        self.name = inner.name
+
+    async def _timed(self, endpoint: str, call: Callable[[], Awaitable[T]]) -> T:
+        labels = (self.name, endpoint)
+        PLATFORM_CALLS.labels(*labels).inc()
+        started = time.perf_counter()
+        try:
+            return await call()
+        except Exception:
+            PLATFORM_ERRORS.labels(*labels).inc()
+            raise
+        finally:
+            PLATFORM_CALL_SECONDS.labels(*labels).observe(time.perf_counter() - started)
+
+    def __getattr__(self, name: str) -> object:
+        # Anything else (a platform's own status, e.g. whether its credentials work) is the
+        # wrapped platform's.
+        return getattr(self.inner, name)
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def stop(self) -> None:
+        await self.inner.stop()
+
+    def shape(self, plan: Plan) -> Plan:
+        return self.inner.shape(plan)
+
+    async def prepare(self, work: Work) -> PlatformStatus:
+        return await self._timed(f"prepare {work.role.value}", lambda: self.inner.prepare(work))
+
+    async def poll(self, work: Work) -> PlatformStatus:
+        return await self._timed(f"poll {work.role.value}", lambda: self.inner.poll(work))
+
+    async def release(self, work: Work) -> PlatformStatus:
+        return await self._timed(f"release {work.role.value}", lambda: self.inner.release(work))
+
+    async def objects(self) -> set[UUID]:
+        return await self._timed("objects", self.inner.objects)
+
+    async def release_orphan(self, uuid: UUID) -> None:
+        await self._timed("release orphan", lambda: self.inner.release_orphan(uuid))
