@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -167,8 +167,193 @@ class Settings(BaseSettings):
         description="Mock platform: seconds each role takes to release (zero allowed).",
     )
     # --- Skaha platform (platform = skaha) -------------------------------------------------
+    skaha_url: str | None = Field(
+        default=None,
+        description=(
+            "Skaha service URL, e.g. https://ws-uv.canfar.net/skaha (platform = skaha); "
+            "'/v1' is appended unless the URL already ends with it."
+        ),
+    )
+    skaha_token_file: Path | None = Field(
+        default=None,
+        description=(
+            "JSON file with the broker's Skaha credentials: access_token, refresh_token, "
+            "expires_at (ISO-8601 or Unix seconds). Rewritten atomically, owner-only (0600), "
+            "when the identity provider rotates the refresh token; re-read when an operator "
+            "replaces it."
+        ),
+    )
+    skaha_oidc_issuer: str | None = Field(
+        default=None,
+        description=(
+            "OIDC issuer of the Skaha tokens (e.g. https://ska-iam.stfc.ac.uk/); its discovery "
+            "document names the token endpoint used to refresh. Unset: never refreshed."
+        ),
+    )
+    skaha_client_id: str | None = Field(
+        default=None, description="OIDC client id for the refresh_token grant."
+    )
+    skaha_client_secret: SecretStr | None = Field(
+        default=None,
+        description="OIDC client secret (client_secret_basic); never logged. Unset: public client.",
+    )
+    skaha_refresh_fraction: float = Field(
+        default=0.8,
+        gt=0,
+        lt=1,
+        description="Refresh the access token when this fraction of its lifetime has passed.",
+    )
+    skaha_notebook_image: str = Field(
+        default="images.canfar.net/skaha/astroml:latest",
+        description="Image of the Skaha notebook sessions that jupyter-notebook executables get.",
+    )
+    skaha_registry_auth: SecretStr | None = Field(
+        default=None,
+        description=(
+            "'username:secret' for images outside Skaha's public image cache "
+            "(sent as x-skaha-registry-auth); never logged. Unset: such images are refused."
+        ),
+    )
+    skaha_session_prefix: str = Field(
+        default="execbroker",
+        pattern=r"^[a-z0-9][a-z0-9-]{0,19}$",
+        description=(
+            "Skaha session names are '<prefix>-<component uuid>'. Sessions with this prefix "
+            "that no live component owns are deleted at start-up: give every broker that "
+            "shares a Skaha account its own prefix."
+        ),
+    )
+    skaha_list_interval: float = Field(
+        default=5,
+        gt=0,
+        description=(
+            "Seconds between two session list calls; polls in between answer from the last "
+            "list (one list call per interval, however many sessions run)."
+        ),
+    )
+    skaha_catalogue_interval: float = Field(
+        default=300,
+        gt=0,
+        description="Seconds between two readings of /context, /repository and /image.",
+    )
+    skaha_timeout: float = Field(
+        default=30, gt=0, description="Seconds one HTTP call to Skaha or the IdP may take."
+    )
+    skaha_retries: int = Field(
+        default=4,
+        ge=0,
+        description="Retries of a Skaha call after a 5xx, a 503 or a connection error.",
+    )
+    skaha_retry_budget: float = Field(
+        default=20,
+        ge=0,
+        description=(
+            "Most seconds one Skaha call spends waiting between retries (Retry-After is "
+            "honoured up to this); after that the step is tried again later."
+        ),
+    )
+    skaha_renew_before: float = Field(
+        default=3600,
+        ge=0,
+        description=(
+            "Renew an interactive Skaha session when less than this many seconds remain "
+            "before its Skaha expiry and the offered time goes on beyond it."
+        ),
+    )
+    skaha_log_tail_lines: int = Field(
+        default=20, ge=0, description="Lines of a failed session's log copied into its messages."
+    )
     # --- end of Skaha platform ---
     # --- Docker platform (platform = docker) -----------------------------------------------
+    docker_host: str | None = Field(
+        default=None,
+        description=(
+            "Docker Engine API of the container runtime (Docker or Podman), e.g. "
+            "unix:///run/podman/podman.sock. Default: found as Docker clients do (DOCKER_HOST, "
+            "then the Docker context, then /var/run/docker.sock). It must run on this machine: "
+            "storage directories are bind-mounted by their path."
+        ),
+    )
+    docker_instance: str | None = Field(
+        default=None,
+        description=(
+            "Value of the label that marks this broker's containers, so that brokers sharing "
+            "one runtime leave each other's alone. Default: a random id kept in docker_root."
+        ),
+    )
+    docker_root: Path | None = Field(
+        default=None,
+        description=(
+            "Directory for storage resources (one directory each, bind-mounted into "
+            "containers) and the platform's own records. Default: data_dir/docker."
+        ),
+    )
+    docker_pull: Literal["never", "missing"] = Field(
+        default="missing",
+        description=(
+            "Whether an image that is not on this machine is pulled ('missing') or the "
+            "executable fails at once ('never')."
+        ),
+    )
+    docker_pull_registries: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Registries (host[:port], e.g. docker.io or images.canfar.net) images may be "
+            "pulled from; empty: any registry."
+        ),
+    )
+    docker_network: str = Field(
+        default="bridge",
+        description=(
+            "Network mode of a container that publishes ports (e.g. bridge, or slirp4netns "
+            "on Podman); a container without ports has no network at all."
+        ),
+    )
+    docker_publish_address: str = Field(
+        default="127.0.0.1",
+        description="Host address that requested ports are published on.",
+    )
+    docker_connector_host: str | None = Field(
+        default=None,
+        description=(
+            "Host name written in port connectors (http://host:port/path). Default: "
+            "docker_publish_address, or this machine's name when that is 0.0.0.0."
+        ),
+    )
+    docker_stop_seconds: float = Field(
+        default=5,
+        ge=0,
+        description="Seconds a stopped container gets between SIGTERM and SIGKILL.",
+    )
+    docker_pids_limit: int | None = Field(
+        default=1024, ge=16, description="Most processes one container may run (null: no limit)."
+    )
+    docker_log_lines: int = Field(
+        default=20,
+        ge=0,
+        le=1000,
+        description="Lines of a finished container's output kept in the compute's messages.",
+    )
+    docker_max_data_bytes: int = Field(
+        default=10 * 2**30,
+        ge=1,
+        description=(
+            "Largest data resource staged, in bytes; a download is also capped by the size "
+            "offered for its storage."
+        ),
+    )
+    docker_data_timeout: float = Field(
+        default=30,
+        gt=0,
+        description="Seconds a data download may wait to connect or for the next bytes.",
+    )
+    docker_file_roots: list[Path] = Field(
+        default_factory=list,
+        description=(
+            "Directories that file:// data resources may be copied from; empty: file:// "
+            "locations are refused (they would expose the broker's own files)."
+        ),
+    )
     # --- end of Docker platform ---
     budget_slack: float = Field(
         default=60,
@@ -190,6 +375,22 @@ class Settings(BaseSettings):
     )
     engine_batch_size: int = Field(
         default=200, ge=1, description="Sessions the engine advances in one transaction."
+    )
+    engine_lease: float = Field(
+        default=60,
+        gt=0,
+        description=(
+            "Seconds a broker process holds the sessions it claimed; if it dies, another "
+            "process takes them over after this long (PostgreSQL)."
+        ),
+    )
+    change_recheck_shared: float = Field(
+        default=10,
+        gt=0,
+        description=(
+            "On PostgreSQL, how often a long-poll or event stream re-reads its session "
+            "besides the LISTEN/NOTIFY wake-ups (a safety net), in seconds."
+        ),
     )
     max_wait: float = Field(
         default=60, gt=0, description="Longest ?wait= a GET may block, in seconds."

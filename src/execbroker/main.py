@@ -26,6 +26,7 @@ from execbroker.api.handlers import (
     requests,
     sessions,
 )
+from execbroker.api.handlers.openapi_bodies import document_parameter_errors
 from execbroker.api.security import SecurityHeaders
 from execbroker.auth.setup import build_authenticator
 from execbroker.clock import Clock, SystemClock
@@ -33,6 +34,7 @@ from execbroker.config import Settings, load_settings
 from execbroker.lifecycle.changes import ChangeFeed
 from execbroker.lifecycle.engine import Engine
 from execbroker.lifecycle.expiry import ExpiryTimer
+from execbroker.lifecycle.notify import PostgresNotifier
 from execbroker.lifecycle.rules import EngineTimings
 from execbroker.model.wire import (
     ErrorResponse,
@@ -78,6 +80,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         platform = InstrumentedPlatform(build_platform(settings, clock))
         await platform.start()
         changes = ChangeFeed()
+        notifier: PostgresNotifier | None = None
         engine = Engine(
             store=store,
             platform=platform,
@@ -89,6 +92,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                 end_warning=timedelta(seconds=settings.end_warning),
             ),
             batch_size=settings.engine_batch_size,
+            lease=timedelta(seconds=settings.engine_lease),
             single_process=database.is_sqlite,
         )
 
@@ -127,7 +131,18 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             limits=ParseLimits(max_bytes=settings.max_body_bytes),
             changes=changes,
             authenticator=authenticator,
+            platform=platform,
         )
+        if not database.is_sqlite:
+            # Several brokers may share this database: hear each other's changes.
+            def heard(uuid: UUID) -> None:
+                changes.deliver(uuid)
+                engine.poke()
+
+            notifier = PostgresNotifier(database.url, deliver=heard)
+            await notifier.start()
+            changes.outbox = notifier.send
+            changes.recheck = settings.change_recheck_shared
         # Reconcile before serving: resume what was under way, release what is orphaned.
         await engine.reconcile()
         engine.start()
@@ -141,6 +156,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         finally:
             await expiry.stop()
             await engine.stop()
+            if notifier is not None:
+                await notifier.stop()
             await platform.stop()
             await database.dispose()
             await authenticator.aclose()
@@ -179,6 +196,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         schema.setdefault("components", {}).setdefault("schemas", {}).update(
             definitions.get("$defs", {})
         )
+        document_parameter_errors(schema)
         app.openapi_schema = schema
         return schema
 

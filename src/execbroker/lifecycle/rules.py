@@ -45,7 +45,14 @@ from execbroker.model.phases import (
 )
 from execbroker.model.records import ComponentRecord, ComponentRole, SessionRecord
 from execbroker.model.wire import MessageItem
-from execbroker.platforms.base import Platform, PlatformError, PlatformState, PlatformStatus, Work
+from execbroker.platforms.base import (
+    Platform,
+    PlatformError,
+    PlatformState,
+    PlatformStatus,
+    PlatformUnavailableError,
+    Work,
+)
 
 __all__ = ["Advance", "ComponentChange", "EngineTimings", "advance"]
 
@@ -203,6 +210,10 @@ class _Pass:
                 error=str(failure),
             )
             return None
+        except PlatformUnavailableError as unavailable:
+            # Not the component's fault: it stays where it is and the step is tried again.
+            part.due = self.now + (unavailable.retry_after or self.timings.poll_interval)
+            return None
 
     # -- the rules ------------------------------------------------------------------
 
@@ -343,14 +354,16 @@ class _Pass:
                 else:
                     part.due = min(self.next_check(status), deadline)
             case PlatformState.READY:
-                self.note(part, MessageLevel.INFO, "{name} is available", name=part.name)
-                self.move(part, ComponentPhase.AVAILABLE, self.compute_due(part))
+                if part.phase is not ComponentPhase.AVAILABLE:
+                    self.note(part, MessageLevel.INFO, "{name} is available", name=part.name)
+                    self.record_notes(part, status)
+                self.move(part, ComponentPhase.AVAILABLE, self.compute_due(part, status))
             case PlatformState.RUNNING:
                 if part.phase is not ComponentPhase.RUNNING:
                     self.note(part, MessageLevel.INFO, "{name} is running", name=part.name)
                 self.move(part, ComponentPhase.RUNNING, self.compute_due(part, status))
             case PlatformState.EXITED:
-                await self.exited(part, status.exit_code or 0)
+                await self.exited(part, status.exit_code or 0, status)
             case PlatformState.FAILED:
                 self.fail(
                     part,
@@ -369,7 +382,7 @@ class _Pass:
         reason matters are committed before they are asked for (see :meth:`release`), so
         this one was a normal ending."""
         if status.exit_code not in (None, 0):
-            await self.exited(part, status.exit_code)
+            await self.exited(part, status.exit_code, status)
             return
         self.note(part, MessageLevel.INFO, "{name} was already being released", name=part.name)
         if part.role is ComponentRole.COMPUTE and status.exit_code == 0:
@@ -445,10 +458,20 @@ class _Pass:
         if status is not None:
             await self.apply(part, status)
 
-    async def exited(self, part: _Component, code: int) -> None:
+    def record_notes(self, part: _Component, status: PlatformStatus | None) -> None:
+        """What the platform found worth keeping (a checksum, the run's last output)."""
+        for item in status.notes if status else ():
+            part.messages.append(
+                make_message(item.level, item.template, item.values, time=self.now)
+            )
+
+    async def exited(
+        self, part: _Component, code: int, status: PlatformStatus | None = None
+    ) -> None:
         part.exit_code = code
         if code == 0:
             self.note(part, MessageLevel.INFO, "The executable exited with code 0")
+            self.record_notes(part, status)
             self.decide(SessionPhase.COMPLETED, "The run completed")
             await self.release(part, ComponentPhase.COMPLETED)
             return
@@ -460,6 +483,7 @@ class _Pass:
             code=code,
             reason=reason,
         )
+        self.record_notes(part, status)
         part.outcome = ComponentPhase.FAILED
         self.decide(SessionPhase.FAILED, "The run failed: exit code {code}", code=code)
         await self.release(part, ComponentPhase.FAILED)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -75,12 +76,31 @@ class MockPlatform(Platform):
         self._timings = timings
         self._objects: dict[str, _Object] = {}
         self._ledger: TextIO | None = None
+        self._offset = 0  # how much of the ledger file has been replayed
 
     async def start(self) -> None:
         self._ledger_path.parent.mkdir(parents=True, exist_ok=True)
-        for entry in read_ledger(self._ledger_path):
-            self._replay(entry)
         self._ledger = self._ledger_path.open("a", encoding="utf-8")
+        self._catch_up()
+
+    def _catch_up(self) -> None:
+        """Replay what was appended to the ledger since last time — by this broker or by
+        another broker process sharing it (several brokers on one database share one
+        platform), so that a session taken over from a dead broker finds its objects."""
+        try:
+            size = os.stat(self._ledger_path).st_size
+        except FileNotFoundError:
+            return
+        if size <= self._offset:
+            return
+        with self._ledger_path.open("rb") as stream:
+            stream.seek(self._offset)
+            chunk = stream.read(size - self._offset)
+        complete = chunk.rfind(b"\n") + 1  # a line being written is read next time
+        for line in chunk[:complete].splitlines():
+            if line.strip():
+                self._replay(json.loads(line))
+        self._offset += complete
 
     async def stop(self) -> None:
         if self._ledger is not None:
@@ -90,6 +110,8 @@ class MockPlatform(Platform):
     def _replay(self, entry: dict[str, Any]) -> None:
         when = datetime.fromisoformat(entry["time"])
         if entry["action"] == "prepare":
+            if entry["component"] in self._objects:
+                return  # already replayed (a line this broker wrote and applied)
             self._objects[entry["component"]] = _Object(
                 component=entry["component"],
                 session=entry["session"],
@@ -102,7 +124,8 @@ class MockPlatform(Platform):
                 fail_at=entry["fail_at"],
             )
         elif entry["action"] == "release" and entry["component"] in self._objects:
-            self._objects[entry["component"]].release_requested = when
+            found = self._objects[entry["component"]]
+            found.release_requested = found.release_requested or when
 
     def _record(self, entry: dict[str, Any]) -> None:
         if self._ledger is None:
@@ -139,6 +162,7 @@ class MockPlatform(Platform):
     # ------------------------------------------------------------------ the interface
 
     async def prepare(self, work: Work) -> PlatformStatus:
+        self._catch_up()
         key = str(work.uuid)
         found = self._objects.get(key)
         if found is None:
@@ -157,12 +181,14 @@ class MockPlatform(Platform):
         return self._status(found, work)
 
     async def poll(self, work: Work) -> PlatformStatus:
+        self._catch_up()
         found = self._objects.get(str(work.uuid))
         if found is None:
             return PlatformStatus(PlatformState.MISSING, "the platform has no such object")
         return self._status(found, work)
 
     async def release(self, work: Work) -> PlatformStatus:
+        self._catch_up()
         found = self._objects.get(str(work.uuid))
         if found is None:
             return PlatformStatus(PlatformState.RELEASED, "nothing to release")
@@ -170,6 +196,7 @@ class MockPlatform(Platform):
         return self._status(found, work)
 
     async def release_orphan(self, uuid: UUID) -> None:
+        self._catch_up()
         found = self._objects.get(str(uuid))
         if found is not None:
             self._request_release(found, orphan=True)
@@ -191,6 +218,7 @@ class MockPlatform(Platform):
         self._replay(entry)
 
     async def objects(self) -> set[UUID]:
+        self._catch_up()
         now = self._clock.now()
         return {
             UUID(key)

@@ -1,0 +1,99 @@
+"""Changes across broker processes on PostgreSQL: LISTEN/NOTIFY on one channel.
+
+Every process listens on ``execbroker_changes`` through its own connection and sends the
+UUIDs it changed there, batched (a payload holds up to ~150 UUIDs, well under PostgreSQL's
+8000-byte limit). A process hears its own notifications too; waking a waiter twice costs a
+re-read. If the listening connection drops, it reconnects with backoff; meanwhile the
+change feed's periodic recheck keeps waiters correct, only slower.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from uuid import UUID
+
+import psycopg
+from sqlalchemy.engine import URL
+
+__all__ = ["CHANNEL", "PostgresNotifier"]
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "execbroker_changes"
+_BATCH = 150
+
+
+def _dsn(url: URL) -> str:
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+class PostgresNotifier:
+    def __init__(self, url: URL, *, deliver: Callable[[UUID], None]) -> None:
+        self._dsn = _dsn(url)
+        self._deliver = deliver
+        self._outbox: asyncio.Queue[UUID] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._listening = asyncio.Event()
+
+    def send(self, uuid: UUID) -> None:
+        """Queue ``uuid`` for the other processes (never blocks the caller)."""
+        self._outbox.put_nowait(uuid)
+
+    async def start(self, timeout: float = 10) -> None:
+        self._tasks = [
+            asyncio.create_task(self._listen(), name="execbroker-listen"),
+            asyncio.create_task(self._send(), name="execbroker-notify"),
+        ]
+        # Serve only once changes from the others can be heard.
+        async with asyncio.timeout(timeout):
+            await self._listening.wait()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _listen(self) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self._dsn, autocommit=True
+                ) as connection:
+                    await connection.execute(f"LISTEN {CHANNEL}")
+                    self._listening.set()
+                    backoff = 0.5
+                    async for note in connection.notifies():
+                        for text in note.payload.split(","):
+                            with contextlib.suppress(ValueError):
+                                self._deliver(UUID(text))
+            except psycopg.Error as problem:
+                logger.warning(
+                    "change notifications interrupted (%s); reconnecting", type(problem).__name__
+                )
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 10)
+
+    async def _send(self) -> None:
+        connection: psycopg.AsyncConnection[object] | None = None
+        while True:
+            batch = [await self._outbox.get()]
+            while len(batch) < _BATCH and not self._outbox.empty():
+                batch.append(self._outbox.get_nowait())
+            payload = ",".join(dict.fromkeys(str(uuid) for uuid in batch))
+            try:
+                if connection is None or connection.closed:
+                    connection = await psycopg.AsyncConnection.connect(
+                        self._dsn, autocommit=True
+                    )
+                await connection.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
+            except psycopg.Error as problem:
+                # The others will see the change at their next recheck.
+                logger.warning("change notification not sent (%s)", type(problem).__name__)
+                connection = None
+                await asyncio.sleep(0.5)
