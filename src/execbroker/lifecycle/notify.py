@@ -42,13 +42,13 @@ class PostgresNotifier:
         """Queue ``uuid`` for the other processes (never blocks the caller)."""
         self._outbox.put_nowait(uuid)
 
-    async def start(self, timeout: float = 10) -> None:
+    async def start(self, *, within: float = 10) -> None:
         self._tasks = [
             asyncio.create_task(self._listen(), name="execbroker-listen"),
             asyncio.create_task(self._send(), name="execbroker-notify"),
         ]
         # Serve only once changes from the others can be heard.
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             await self._listening.wait()
 
     async def stop(self) -> None:
