@@ -23,6 +23,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, event
@@ -98,6 +99,12 @@ class Database:
         async with self.engine.connect() as plain:
             connection = await self._for_writing(plain)
             async with connection.begin():
+                if not self.is_sqlite:
+                    # Replicas starting together: one migrates, the others wait, then find
+                    # nothing left to do. (SQLite's write transaction is already exclusive.)
+                    await connection.execute(
+                        sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK}
+                    )
                 await connection.run_sync(_upgrade)
 
     async def _for_writing(self, connection: AsyncConnection) -> AsyncConnection:
@@ -109,6 +116,10 @@ class Database:
         await self.engine.dispose()
         if self._sync_engine is not None:
             self._sync_engine.dispose()
+
+
+# A fixed key of the advisory lock taken while migrating ("execbroker-migrate").
+_MIGRATION_LOCK = 0x65786D6967726174
 
 
 def _upgrade(connection: Connection) -> None:
