@@ -12,7 +12,8 @@ from tests.support.wire import example, notebook_request, phase_update, post, re
 
 
 async def test_accepting_one_offer_rejects_its_siblings(client: httpx.AsyncClient) -> None:
-    offer_set = await request_offers(client, notebook_request())
+    # Starting in 2030: once accepted it waits, so its phase is still ACCEPTED or WAITING.
+    offer_set = await request_offers(client, example("notebook-request.yaml"))
     first, *others = offer_set["offers"]
     assert others, "the notebook request gets alternatives"
 

@@ -15,6 +15,7 @@ from execbroker.auth.identity import Authenticator, Caller
 from execbroker.config import Settings
 from execbroker.exceptions import UnauthorizedError
 from execbroker.lifecycle.changes import ChangeFeed
+from execbroker.platforms.base import Platform
 from execbroker.services.offers import OfferService
 from execbroker.services.sessions import SessionService
 from execbroker.storage.database import Database
@@ -33,6 +34,7 @@ class Broker:
     limits: ParseLimits
     changes: ChangeFeed
     authenticator: Authenticator
+    platform: Platform | None = None
 
 
 def _broker(request: Request) -> Broker:

@@ -29,6 +29,7 @@ __all__ = [
     "SESSION_SIMPLE",
     "STORAGE_SIMPLE",
     "VOLUME_SIMPLE",
+    "accepted_forms",
     "kind_of",
     "kind_or",
     "kind_uri",
@@ -83,6 +84,12 @@ _KNOWN: Final = frozenset(
 )
 # Lower-cased lookup, because older clients were not consistent about "S3" vs "s3".
 _BY_LOWER: Final = {kind.lower(): kind for kind in _KNOWN}
+
+
+def accepted_forms(kind: str) -> list[str]:
+    """The spellings of the v1.0 URI ``kind`` a document may carry: v1.0 and the older one."""
+    group_name = kind.removeprefix(KIND_PREFIX).removesuffix(".yaml")
+    return [kind, f"{LEGACY_PREFIX}{group_name}{LEGACY_SUFFIX}"]
 
 
 def normalize_kind(value: str) -> str:

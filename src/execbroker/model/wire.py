@@ -84,8 +84,19 @@ class WireModel(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+def _document_kind(schema: dict[str, Any], cls: type) -> None:
+    """Name the one ``kind`` a model takes in its JSON schema. The unions of these models are
+    ``oneOf`` (their discriminator is a function, so the schema has no mapping), and without
+    this a notebook would match JupyterNotebook and SingularityContainer alike."""
+    kind = getattr(cls, "KIND", None)
+    if kind is not None and "kind" in schema.get("properties", {}):
+        schema["properties"]["kind"]["enum"] = kinds.accepted_forms(kind)
+
+
 class _Kinded(WireModel):
     """A model whose ``kind`` is one URI (``KIND``), read in the v1.0 or the older form."""
+
+    model_config = ConfigDict(json_schema_extra=_document_kind)
 
     KIND: ClassVar[str | None] = None
     kind: str

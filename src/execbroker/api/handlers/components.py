@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import Response
 
 from execbroker.api.dependencies import BrokerDep, CallerDep, RendererDep
-from execbroker.api.handlers.openapi_bodies import error_responses
+from execbroker.api.handlers.openapi_bodies import (
+    CALLER_ERRORS,
+    content_of,
+    error_responses,
+    schema_ref,
+)
 from execbroker.api.handlers.paths import UuidPath, parse_uuid
 from execbroker.api.responses import OutputFormat, respond
 from execbroker.model.records import ComponentRole
@@ -33,6 +39,27 @@ def _handler(
     return get_component
 
 
+# The schemas a component of each role is written in (``kind`` tells which one).
+_SCHEMAS = {
+    ComponentRole.EXECUTABLE: ["DockerContainer", "JupyterNotebook", "SingularityContainer"],
+    ComponentRole.COMPUTE: ["SimpleComputeResource"],
+    ComponentRole.STORAGE: ["SimpleStorageResource"],
+    ComponentRole.DATA: [
+        "SimpleDataResource",
+        "S3DataResource",
+        "IvoaDataResource",
+        "RucioDataResource",
+        "SkaoDataResource",
+    ],
+    ComponentRole.VOLUME: ["SimpleVolumeMount"],
+}
+
+
+def _component_schema(role: ComponentRole) -> dict[str, Any]:
+    names = _SCHEMAS[role]
+    return schema_ref(names[0]) if len(names) == 1 else {"oneOf": [schema_ref(n) for n in names]}
+
+
 for _role in ComponentRole:
     router.add_api_route(
         f"/{_role.collection}/{{uuid}}",
@@ -42,7 +69,10 @@ for _role in ComponentRole:
         summary=f"One {_role.value} component of a session",
         response_class=Response,
         responses={
-            200: {"description": f"The {_role.value} component."},
-            **error_responses(404, 406),
+            200: {
+                "description": f"The {_role.value} component.",
+                "content": content_of(_component_schema(_role)),
+            },
+            **error_responses(*CALLER_ERRORS, 404, 406),
         },
     )

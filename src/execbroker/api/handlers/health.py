@@ -1,19 +1,42 @@
-"""``GET /healthz``: 200 once the broker has migrated its database and can reach it."""
+"""``GET /healthz``: 200 once the broker has migrated its database and can reach it.
+
+The body also says whether the platform can be used now. A platform that cannot (e.g.
+Skaha's refresh token was refused and an operator must provide a new one) makes the status
+``degraded``, still with 200: the broker serves, and sessions within their budgets wait
+for the platform rather than fail; ``platform_message`` says what the operator must do.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from execbroker.api.dependencies import BrokerDep
+from execbroker.platforms.base import Platform, PlatformHealth
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz", summary="Ready to serve", response_class=JSONResponse)
+def _platform_health(platform: Platform | None) -> PlatformHealth:
+    """What the platform says of itself, if it can tell (``health()``, e.g. Skaha)."""
+    report = getattr(platform, "health", None)
+    if platform is None or not callable(report):
+        return PlatformHealth(available=True)
+    health = report()
+    return health if isinstance(health, PlatformHealth) else PlatformHealth(available=True)
+
+
+@router.get(
+    "/healthz",
+    summary="Ready to serve",
+    response_class=JSONResponse,
+    responses={503: {"description": "Not ready: the database cannot be reached."}},
+)
 async def healthz(broker: BrokerDep) -> JSONResponse:
     try:
         async with broker.database.read() as connection:
@@ -22,4 +45,12 @@ async def healthz(broker: BrokerDep) -> JSONResponse:
         return JSONResponse(
             {"status": "unavailable", "database": type(failure).__name__}, status_code=503
         )
-    return JSONResponse({"status": "ok", "platform": broker.settings.platform})
+    platform = _platform_health(broker.platform)
+    body: dict[str, Any] = {
+        "status": "ok" if platform.available else "degraded",
+        "platform": broker.settings.platform,
+        "platform_status": "available" if platform.available else "unavailable",
+    }
+    if platform.message:
+        body["platform_message"] = platform.message
+    return JSONResponse(body)

@@ -9,7 +9,12 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from execbroker.api.dependencies import BrokerDep, CallerDep, RendererDep
-from execbroker.api.handlers.openapi_bodies import content_of, error_responses
+from execbroker.api.handlers.openapi_bodies import (
+    CALLER_ERRORS,
+    content_of,
+    error_responses,
+    schema_ref,
+)
 from execbroker.api.handlers.paths import UuidPath, parse_uuid
 from execbroker.api.responses import OutputFormat, respond
 
@@ -17,13 +22,36 @@ __all__ = ["router"]
 
 router = APIRouter(tags=["offers"])
 
+# A listing entry is an offer set's metadata and result; its URL reads the offers.
+_OFFER_SET_LIST = {
+    "type": "object",
+    "required": ["offersets"],
+    "properties": {
+        "offersets": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["meta", "result"],
+                "additionalProperties": False,
+                "properties": {
+                    "meta": schema_ref("ComponentMetadata"),
+                    "result": schema_ref("OfferResult"),
+                },
+            },
+        }
+    },
+}
+
 
 @router.get(
     "/offersets",
     operation_id="OfferSetList",
     summary="The caller's offer sets, newest first",
     response_class=Response,
-    responses=error_responses(406),
+    responses={
+        200: {"description": "The offer sets.", "content": content_of(_OFFER_SET_LIST)},
+        **error_responses(*CALLER_ERRORS, 406),
+    },
 )
 async def list_offer_sets(
     fmt: OutputFormat,
@@ -50,7 +78,7 @@ async def list_offer_sets(
     response_class=Response,
     responses={
         200: {"description": "The offer set.", "content": content_of("OfferSetResponse")},
-        **error_responses(404, 406),
+        **error_responses(*CALLER_ERRORS, 404, 406),
     },
 )
 async def get_offer_set(

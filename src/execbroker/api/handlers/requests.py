@@ -6,7 +6,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from execbroker.api.dependencies import BrokerDep, CallerDep, RendererDep
-from execbroker.api.handlers.openapi_bodies import body_of, content_of, error_responses
+from execbroker.api.handlers.openapi_bodies import (
+    CALLER_ERRORS,
+    body_of,
+    content_of,
+    error_responses,
+)
 from execbroker.api.responses import OutputFormat, read_document, respond
 
 __all__ = ["router"]
@@ -53,7 +58,7 @@ _OFFERS_RESPONSES = {
         "headers": {"Location": {"required": True, "schema": {"type": "string", "format": "uri"}}},
         "content": content_of("OfferSetResponse"),
     },
-    **error_responses(400, 406, 413, 415),
+    **error_responses(*CALLER_ERRORS, 400, 406, 413, 415, 429),
 }
 _DIRECT_RESPONSES = {
     303: {
@@ -61,7 +66,7 @@ _DIRECT_RESPONSES = {
         "headers": {"Location": {"required": True, "schema": {"type": "string", "format": "uri"}}},
         "content": content_of("ExecutionSession"),
     },
-    **error_responses(400, 406, 413, 415),
+    **error_responses(*CALLER_ERRORS, 400, 406, 413, 415, 429),
 }
 
 router.add_api_route(

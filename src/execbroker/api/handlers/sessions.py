@@ -12,7 +12,13 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from execbroker.api.dependencies import BrokerDep, CallerDep, RendererDep
-from execbroker.api.handlers.openapi_bodies import body_of, content_of, error_responses
+from execbroker.api.handlers.openapi_bodies import (
+    CALLER_ERRORS,
+    body_of,
+    content_of,
+    error_responses,
+    schema_ref,
+)
 from execbroker.api.handlers.paths import UuidPath, parse_uuid
 from execbroker.api.responses import OutputFormat, read_document, respond
 from execbroker.model.isotime import format_instant
@@ -23,6 +29,13 @@ __all__ = ["router"]
 
 router = APIRouter(tags=["sessions"])
 
+# A listing entry is a session's kind, metadata, phase and schedule; its URL reads the rest.
+_SESSION_LIST = {
+    "type": "object",
+    "required": ["sessions"],
+    "properties": {"sessions": {"type": "array", "items": schema_ref("ExecutionSession")}},
+}
+
 
 @router.get(
     "/sessions/{uuid}",
@@ -31,7 +44,7 @@ router = APIRouter(tags=["sessions"])
     response_class=Response,
     responses={
         200: {"description": "The session.", "content": content_of("ExecutionSession")},
-        **error_responses(404, 406),
+        **error_responses(*CALLER_ERRORS, 404, 406),
     },
 )
 async def get_session(
@@ -72,7 +85,10 @@ async def get_session(
     operation_id="SessionList",
     summary="The caller's sessions, newest first",
     response_class=Response,
-    responses=error_responses(406),
+    responses={
+        200: {"description": "The sessions.", "content": content_of(_SESSION_LIST)},
+        **error_responses(*CALLER_ERRORS, 406),
+    },
 )
 async def list_sessions(
     fmt: OutputFormat,
@@ -98,7 +114,10 @@ async def list_sessions(
     operation_id="SessionEvents",
     summary="Phase changes of the session and its components, as Server-Sent Events",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}, **error_responses(404)},
+    responses={
+        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
+        **error_responses(*CALLER_ERRORS, 404),
+    },
 )
 async def session_events(
     uuid: UuidPath, request: Request, broker: BrokerDep, caller: CallerDep
@@ -165,7 +184,7 @@ def _aware(moment: datetime | None) -> datetime | None:
     openapi_extra=body_of("AbstractUpdate"),
     responses={
         200: {"description": "The updated session.", "content": content_of("ExecutionSession")},
-        **error_responses(400, 404, 406, 409, 413, 415, 422),
+        **error_responses(*CALLER_ERRORS, 400, 404, 406, 409, 413, 415, 422, 429),
     },
 )
 async def update_session(
