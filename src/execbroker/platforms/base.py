@@ -14,12 +14,22 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from execbroker.model.phases import MessageLevel
 from execbroker.model.records import ComponentRecord, ComponentRole, SessionRecord
 
 if TYPE_CHECKING:
     from execbroker.planning.validation import Plan
 
-__all__ = ["Platform", "PlatformError", "PlatformState", "PlatformStatus", "Work"]
+__all__ = [
+    "Platform",
+    "PlatformError",
+    "PlatformHealth",
+    "PlatformNote",
+    "PlatformState",
+    "PlatformStatus",
+    "PlatformUnavailableError",
+    "Work",
+]
 
 
 class PlatformState(StrEnum):
@@ -34,6 +44,16 @@ class PlatformState(StrEnum):
 
 
 @dataclass(frozen=True)
+class PlatformNote:
+    """A fact worth keeping in the component's messages: a staged file's checksum, the
+    image that will run, the last lines a finished executable printed."""
+
+    template: str
+    values: dict[str, str] = field(default_factory=dict)
+    level: MessageLevel = MessageLevel.INFO
+
+
+@dataclass(frozen=True)
 class PlatformStatus:
     state: PlatformState
     message: str | None = None
@@ -41,6 +61,8 @@ class PlatformStatus:
     # When it is worth asking again; None: the platform cannot tell.
     next_check: timedelta | None = None
     connectors: list[dict[str, Any]] = field(default_factory=list)
+    # Recorded by the engine when the component becomes AVAILABLE and when it exits.
+    notes: tuple[PlatformNote, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -61,6 +83,27 @@ class Work:
 
 class PlatformError(Exception):
     """A platform call failed; the message is fit to show the user."""
+
+
+class PlatformUnavailableError(Exception):
+    """The platform cannot act now (unreachable, or its credentials need renewing).
+
+    Not the component's fault, so not a :class:`PlatformError`: the engine leaves the
+    component where it is and tries the step again after ``retry_after``.
+    """
+
+    def __init__(self, message: str, *, retry_after: timedelta | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class PlatformHealth:
+    """What ``/healthz`` says about the platform: a platform that can tell offers
+    ``health() -> PlatformHealth``; ``message`` is for the operator."""
+
+    available: bool
+    message: str | None = None
 
 
 class Platform(abc.ABC):

@@ -195,10 +195,13 @@ class _SkahaRoutes:
             except NotAuthenticatedError as error:
                 failure = error
         self.fake.record(endpoint, user, request.method, request.url.path)
+        faults = self.fake.take_faults(endpoint, user)
         try:
-            for fault in self.fake.take_faults(endpoint, user):
+            for fault in faults:
                 if fault.kind is FaultKind.DELAY:
                     await asyncio.sleep(fault.delay)
+                elif fault.after:
+                    continue
                 elif fault.kind is FaultKind.RESET:
                     return _DropConnection()
                 else:
@@ -208,6 +211,11 @@ class _SkahaRoutes:
             if user is not None:
                 self.fake.authorize(user)
             response = action(user or "", params, request)
+            for fault in faults:
+                if fault.after and fault.kind is FaultKind.RESET:
+                    return _DropConnection()
+                if fault.after and fault.kind is not FaultKind.DELAY:
+                    raise _fault_error(fault, request)
         except SkahaError as error:
             return _error_response(error)
         if user is not None and response.status_code < 300:
@@ -436,6 +444,7 @@ def _admin_routes(fake: FakeSkaha) -> list[BaseRoute]:
                 delay=float(spec.get("delay", 0.0)),
                 retry_after=int(spec.get("retry_after", 5)),
                 message=spec.get("message"),
+                after=bool(spec.get("after", False)),
             )
         )
         return Response(status_code=204)

@@ -182,6 +182,9 @@ class Fault:
     delay: float = 0.0
     retry_after: int = 5
     message: str | None = None
+    after: bool = False
+    """Carry the request out first, then answer with the fault instead: e.g. a create
+    whose session exists but whose answer is lost (a reset or a 503 after the fact)."""
 
 
 class ManualClock:

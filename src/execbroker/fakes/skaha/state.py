@@ -111,6 +111,7 @@ class FakeSkaha:
         self._held_types: frozenset[str] | None = None
         self._queue_held = False
         self._broken_images: set[str] = set()
+        self._launched: list[tuple[str, str]] = []
 
     # ---- knobs -------------------------------------------------------------------------
 
@@ -266,6 +267,12 @@ class FakeSkaha:
                 return None
             stage = session.at(self.clock(), self.timings).stage
             return None if stage is Stage.GONE else stage.status
+
+    def launched(self) -> list[tuple[str, str]]:
+        """Every session ever launched, as (id, name), oldest first: gone ones too, so
+        that tests can count duplicates after clean-up."""
+        with self._lock:
+            return list(self._launched)
 
     def session_ids(self, user: str | None = None) -> list[str]:
         with self._lock:
@@ -568,6 +575,7 @@ class FakeSkaha:
     ) -> str:
         now = self.clock()
         session_id = self._new_id()
+        self._launched.append((session_id, name.lower()[:_MAX_NAME]))
         run, exit_code = _run_control(kind, cmd, args, env, self.timings.run)
         interactive = kind in INTERACTIVE_TYPES
         deadline = self.timings.session_expiry if interactive else self.timings.headless_deadline

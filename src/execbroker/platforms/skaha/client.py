@@ -1,0 +1,553 @@
+"""A thin async client for Skaha's session API (``/skaha/v1``, SKAHA.md §1).
+
+Every call takes its bearer token from a :class:`TokenSource` at the moment it is sent, so
+a token refreshed in the background is used at once. Failures become the typed errors of
+:mod:`~execbroker.platforms.skaha.errors`, keeping Skaha's ``text/plain`` message.
+
+Retries: 5xx answers (honouring ``Retry-After``), 429 and connection errors are retried
+with exponential backoff, within a count and a total waiting budget; a 401 leads to one
+token refresh and one more try. A **create** is never simply sent again when its outcome
+is unknown (the answer was lost, or a 5xx came back, after the request left): the client
+first lists the sessions by name, and adopts the session if the lost create made it. That
+is why session names must identify what they run (the platform puts the component UUID in
+them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import httpx
+from pydantic import SecretStr
+
+import execbroker
+from execbroker.platforms.skaha.errors import (
+    SkahaBadRequestError,
+    SkahaError,
+    SkahaForbiddenError,
+    SkahaNotFoundError,
+    SkahaRequestError,
+    SkahaServerError,
+    SkahaUnavailableError,
+)
+
+__all__ = [
+    "CreateRequest",
+    "ResourceOptions",
+    "RetryPolicy",
+    "SkahaClient",
+    "SkahaContext",
+    "SkahaImage",
+    "SkahaSession",
+    "SkahaStatus",
+    "TokenSource",
+    "normalise_name",
+    "parse_skaha_time",
+]
+
+logger = logging.getLogger(__name__)
+
+_MAX_NAME = 63
+_IAE = "java.lang.IllegalArgumentException:"
+# Not sent at all: safe to send again, even a create.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+class TokenSource(Protocol):
+    """Where the client gets its bearer token (the platform's token manager)."""
+
+    async def access_token(self) -> str:
+        """The current access token, refreshed first if it has expired."""
+        ...
+
+    async def refresh(self, *, stale: str) -> None:
+        """Skaha refused ``stale``: get a new token unless someone already has."""
+        ...
+
+
+class SkahaStatus:
+    """Skaha's ``status`` strings (SKAHA.md §1.6), current and historical."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    TERMINATING = "Terminating"
+    COMPLETED = "Completed"
+    SUCCEEDED = "Succeeded"  # before CANFAR 2025.1
+    FAILED = "Failed"
+    ERROR = "Error"  # in the OpenAPI document; never seen emitted
+    UNKNOWN = "Unknown"  # pod phase, v0 era
+
+
+def parse_skaha_time(text: object) -> datetime | None:
+    """A Skaha time (``2025-03-05T21:48:12Z``, seconds optional), or None if unreadable."""
+    if not isinstance(text, str) or not text.strip():
+        return None
+    value = text.strip()
+    if value.endswith(("Z", "z")):
+        value = value[:-1] + "+00:00"
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def normalise_name(name: str) -> str:
+    """The form Skaha stores a name in: lower-cased, at most 63 characters."""
+    return name.lower()[:_MAX_NAME]
+
+
+def _text(document: Mapping[str, Any], key: str) -> str | None:
+    value = document.get(key)
+    return value if isinstance(value, str) and value else None
+
+
+@dataclass(frozen=True)
+class SkahaSession:
+    """One entry of ``GET /session``, parsed defensively: absent fields are normal."""
+
+    id: str
+    name: str
+    status: str
+    type: str
+    image: str | None = None
+    user: str | None = None
+    start_time: datetime | None = None
+    expiry_time: datetime | None = None
+    # A capability (it embeds the notebook token): shown to the owner only, never logged.
+    connect_url: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_json(cls, document: Mapping[str, Any]) -> SkahaSession:
+        return cls(
+            id=str(document.get("id", "")),
+            name=str(document.get("name", "")),
+            status=str(document.get("status", SkahaStatus.UNKNOWN)),
+            type=str(document.get("type", "headless")),
+            image=_text(document, "image"),
+            user=_text(document, "userid"),
+            start_time=parse_skaha_time(document.get("startTime")),
+            expiry_time=parse_skaha_time(document.get("expiryTime")),
+            connect_url=_text(document, "connectURL"),
+        )
+
+    @property
+    def interactive(self) -> bool:
+        return self.type != "headless"
+
+
+@dataclass(frozen=True)
+class ResourceOptions:
+    """One resource of ``/context``: the amounts a session may ask for, and the defaults."""
+
+    options: tuple[int, ...]
+    default: int | None = None
+    default_request: int | None = None
+    default_limit: int | None = None
+
+    @classmethod
+    def from_json(cls, document: object) -> ResourceOptions:
+        if not isinstance(document, Mapping):
+            return cls(())
+        return cls(
+            options=tuple(sorted({v for v in map(_integer, document.get("options") or []) if v})),
+            default=_integer(document.get("default")),
+            default_request=_integer(document.get("defaultRequest")),
+            default_limit=_integer(document.get("defaultLimit")),
+        )
+
+    def smallest_between(self, low: int, high: int) -> int | None:
+        """The smallest option in ``[low, high]``, if there is one."""
+        return next((option for option in self.options if low <= option <= high), None)
+
+
+def _integer(value: object) -> int | None:
+    """An int from Skaha's JSON, where numbers sometimes come as strings (``"5"``)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(float(value))
+        except ValueError:
+            return None
+    return None
+
+
+@dataclass(frozen=True)
+class SkahaContext:
+    """``GET /context``: what cores, memory (GB, provisioned as GiB) and GPUs one may ask."""
+
+    cores: ResourceOptions
+    memory_gb: ResourceOptions
+    gpus: tuple[int, ...]
+    max_interactive_sessions: int | None
+
+    @classmethod
+    def from_json(cls, document: object) -> SkahaContext:
+        if not isinstance(document, Mapping):
+            raise SkahaServerError("Skaha's /context is not a JSON object")
+        gpus = document.get("gpus")
+        gpu_options = gpus.get("options") if isinstance(gpus, Mapping) else None
+        return cls(
+            cores=ResourceOptions.from_json(document.get("cores")),
+            memory_gb=ResourceOptions.from_json(document.get("memoryGB")),
+            gpus=tuple(v for v in map(_integer, gpu_options or []) if v),
+            max_interactive_sessions=_integer(document.get("maxInteractiveSessions")),
+        )
+
+
+@dataclass(frozen=True)
+class SkahaImage:
+    """An image of Skaha's public image cache (``GET /image``)."""
+
+    id: str
+    types: tuple[str, ...]
+    digest: str | None = None
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    """The parameters of ``POST /session`` (SKAHA.md §1.4); sent as a form body."""
+
+    name: str
+    image: str
+    type: str = "headless"
+    cores: int | None = None
+    ram: int | None = None
+    cmd: str | None = None
+    args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+
+    def form(self) -> dict[str, str | list[str]]:
+        form: dict[str, str | list[str]] = {"name": self.name, "image": self.image}
+        form["type"] = self.type
+        if self.cores is not None:
+            form["cores"] = str(self.cores)
+        if self.ram is not None:
+            form["ram"] = str(self.ram)
+        if self.type == "headless":
+            if self.cmd:
+                form["cmd"] = self.cmd
+            if self.args:
+                form["args"] = " ".join(self.args)
+            if self.env:
+                form["env"] = [f"{key}={value}" for key, value in self.env]
+        return form
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long to retry: ``retries`` more tries, waiting ``base * 2**n`` (with
+    jitter, at most ``cap``, or the server's ``Retry-After``), never more than ``budget``
+    seconds in all for one call."""
+
+    retries: int = 4
+    base: float = 0.5
+    cap: float = 30.0
+    budget: float = 20.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return max(0.0, min(retry_after, self.cap))
+        backoff = min(self.cap, self.base * 2.0**attempt)
+        return float(backoff * random.uniform(0.5, 1.0))  # noqa: S311 - jitter, not security
+
+
+class _OutcomeUnknownError(Exception):
+    """A non-idempotent request left, and no answer says what it did."""
+
+    def __init__(self, reason: str, *, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class SkahaClient:
+    """Skaha's ``/skaha/v1`` over one shared ``httpx.AsyncClient`` (timeouts are that
+    client's). ``base_url`` is the service URL, with or without ``/v1``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        http: httpx.AsyncClient,
+        tokens: TokenSource,
+        retry: RetryPolicy | None = None,
+        registry_auth: SecretStr | None = None,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        root = base_url.rstrip("/")
+        self.base_url = root if root.endswith("/v1") else f"{root}/v1"
+        self._http = http
+        self._tokens = tokens
+        self._retry = retry or RetryPolicy()
+        self._registry_auth = registry_auth
+        self._sleep = sleep
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    async def create(self, request: CreateRequest) -> str:
+        """Start a session; its id. A create whose outcome is unknown is retried only
+        after listing by name shows that it made nothing (else that session is adopted)."""
+        headers: dict[str, str] = {}
+        if self._registry_auth is not None:
+            secret = self._registry_auth.get_secret_value().encode()
+            headers["x-skaha-registry-auth"] = base64.b64encode(secret).decode("ascii")
+        waited = 0.0
+        attempt = 0
+        while True:
+            try:
+                response = await self._call(
+                    "POST", "/session", form=request.form(), headers=headers, idempotent=False
+                )
+            except _OutcomeUnknownError as unknown:
+                logger.warning(
+                    "Skaha create outcome unknown; looking for the session by name",
+                    extra={"skaha_name": request.name, "reason": unknown.reason},
+                )
+                delay = self._retry.delay(attempt, unknown.retry_after)
+                attempt += 1
+                if attempt > self._retry.retries or waited + delay > self._retry.budget:
+                    found = await self.find(request.name)
+                    if found is not None:
+                        return found.id
+                    raise SkahaUnavailableError(
+                        f"Skaha did not confirm creating session {request.name}: {unknown.reason}",
+                        retry_after=timedelta(seconds=delay),
+                    ) from None
+                await self._sleep(delay)
+                waited += delay
+                found = await self.find(request.name)
+                if found is not None:
+                    logger.info(
+                        "Skaha session found after an unknown create outcome; adopted",
+                        extra={"skaha_name": request.name},
+                    )
+                    return found.id
+                continue
+            session_id = response.text.strip()
+            if not session_id:
+                raise SkahaServerError("Skaha answered a create without a session id")
+            return session_id
+
+    async def sessions(
+        self, *, session_type: str | None = None, status: str | None = None
+    ) -> list[SkahaSession]:
+        """``GET /session``: this account's sessions (``type``/``status`` filter them)."""
+        query = {"type": session_type, "status": status}
+        response = await self._call(
+            "GET", "/session", query={k: v for k, v in query.items() if v is not None}
+        )
+        documents = _json(response)
+        if not isinstance(documents, list):
+            raise SkahaServerError("Skaha's session list is not a JSON array")
+        return [SkahaSession.from_json(d) for d in documents if isinstance(d, Mapping)]
+
+    async def find(self, name: str) -> SkahaSession | None:
+        """The session named ``name`` (as Skaha stores names), a live one first."""
+        wanted = normalise_name(name)
+        found = [s for s in await self.sessions() if s.name == wanted]
+        found.sort(key=lambda s: s.status == SkahaStatus.TERMINATING)
+        return found[0] if found else None
+
+    async def session(self, session_id: str) -> SkahaSession:
+        """``GET /session/{id}``; :class:`SkahaNotFoundError` once it has gone."""
+        response = await self._call("GET", f"/session/{session_id}")
+        document = _json(response)
+        if not isinstance(document, Mapping):
+            raise SkahaServerError("Skaha's session is not a JSON object")
+        return SkahaSession.from_json(document)
+
+    async def delete(self, session_id: str) -> None:
+        """``DELETE /session/{id}``; an unknown id is no error (it is gone either way)."""
+        # Skaha before 2025-08 answered 404 for what was already deleted.
+        with contextlib.suppress(SkahaNotFoundError):
+            await self._call("DELETE", f"/session/{session_id}")
+
+    async def renew(self, session_id: str) -> None:
+        """``POST /session/{id}?action=renew``: push an interactive session's expiry."""
+        await self._call("POST", f"/session/{session_id}", form={"action": "renew"})
+
+    async def events(self, session_id: str) -> str | None:
+        """The Kubernetes events table (``view=events``); None while there is no pod."""
+        try:
+            response = await self._call("GET", f"/session/{session_id}", query={"view": "events"})
+        except SkahaNotFoundError:
+            return None
+        return response.text
+
+    async def logs(self, session_id: str) -> str:
+        """The container's log (``view=logs``); empty until the container has started."""
+        response = await self._call("GET", f"/session/{session_id}", query={"view": "logs"})
+        return response.text
+
+    # -- the platform -------------------------------------------------------------------
+
+    async def context(self) -> SkahaContext:
+        return SkahaContext.from_json(_json(await self._call("GET", "/context")))
+
+    async def repositories(self) -> list[str]:
+        """Registry hosts images may come from (``GET /repository``)."""
+        document = _json(await self._call("GET", "/repository"))
+        if not isinstance(document, list):
+            raise SkahaServerError("Skaha's /repository is not a JSON array")
+        return [str(host) for host in document]
+
+    async def images(self, session_type: str | None = None) -> list[SkahaImage]:
+        """The public image cache (``GET /image``)."""
+        query = {"type": session_type} if session_type else None
+        document = _json(await self._call("GET", "/image", query=query))
+        if not isinstance(document, list):
+            raise SkahaServerError("Skaha's /image is not a JSON array")
+        return [
+            SkahaImage(
+                id=str(item.get("id", "")),
+                types=tuple(str(t) for t in item.get("types") or []),
+                digest=_text(item, "digest"),
+            )
+            for item in document
+            if isinstance(item, Mapping) and item.get("id")
+        ]
+
+    # -- the pipeline -------------------------------------------------------------------
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        form: Mapping[str, str | Sequence[str]] | None = None,
+        headers: Mapping[str, str] | None = None,
+        idempotent: bool = True,
+    ) -> httpx.Response:
+        """One Skaha call, with its retries; a 2xx response, or a typed error."""
+        waited = 0.0
+        attempt = 0
+        refreshed = False
+        while True:
+            token = await self._tokens.access_token()
+            request_headers = {
+                "Authorization": f"Bearer {token}",
+                "Accept": "application/json, text/plain",
+                "User-Agent": f"execbroker/{execbroker.__version__}",
+                **(headers or {}),
+            }
+            try:
+                response = await self._http.request(
+                    method,
+                    self.base_url + path,
+                    params=query,
+                    data=form,
+                    headers=request_headers,
+                )
+            except httpx.TransportError as failure:
+                reason = f"{type(failure).__name__}: {failure}".rstrip(": ")
+                if not idempotent and not isinstance(failure, _NOT_SENT):
+                    raise _OutcomeUnknownError(f"no answer ({reason})") from None
+                error: SkahaError = SkahaUnavailableError(f"Skaha cannot be reached ({reason})")
+                retry_after = None
+            else:
+                if response.status_code == 401:
+                    if refreshed:
+                        raise SkahaUnavailableError(
+                            "Skaha did not accept the broker's token, even a fresh one: "
+                            + _message(response),
+                            status=401,
+                        )
+                    refreshed = True
+                    await self._tokens.refresh(stale=token)
+                    continue
+                if response.is_success:
+                    return response
+                retryable = response.status_code >= 500 or response.status_code == 429
+                if not retryable:
+                    raise _error(response)
+                retry_after = _retry_after(response)
+                if not idempotent:
+                    raise _OutcomeUnknownError(
+                        f"HTTP {response.status_code}: {_message(response)}",
+                        retry_after=retry_after,
+                    )
+                error = _error(response)
+            delay = self._retry.delay(attempt, retry_after)
+            attempt += 1
+            if attempt > self._retry.retries or waited + delay > self._retry.budget:
+                if isinstance(error, SkahaUnavailableError) and error.retry_after is None:
+                    error.retry_after = timedelta(seconds=max(delay, 1.0))
+                raise error
+            logger.debug(
+                "Skaha call failed; retrying",
+                extra={"method": method, "status": error.status, "delay": round(delay, 2)},
+            )
+            await self._sleep(delay)
+            waited += delay
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        raise SkahaServerError("Skaha answered with something that is not JSON") from None
+
+
+def _message(response: httpx.Response) -> str:
+    """Skaha's own message from a ``text/plain`` error body.
+
+    cadc-rest appends ``java.lang.IllegalArgumentException: <message>`` (and ``cause:``
+    lines) right after a 400's message, without a separator: keep the first copy only.
+    """
+    text = response.text.strip()
+    if _IAE in text:
+        head, _, tail = text.partition(_IAE)
+        text = head.strip() or tail.strip()
+    first = text.splitlines()[0].strip() if text else ""
+    return first or f"HTTP {response.status_code}"
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date: rare from Skaha; fall back to our own backoff
+
+
+def _error(response: httpx.Response) -> SkahaError:
+    status = response.status_code
+    message = _message(response)
+    match status:
+        case 400:
+            return SkahaBadRequestError(message, status=status)
+        case 403:
+            return SkahaForbiddenError(message, status=status)
+        case 404:
+            return SkahaNotFoundError(message, status=status)
+        case 503 | 429:
+            after = _retry_after(response)
+            return SkahaUnavailableError(
+                f"Skaha is temporarily unavailable ({message})",
+                status=status,
+                retry_after=None if after is None else timedelta(seconds=after),
+            )
+        case _ if status >= 500:
+            return SkahaServerError(message, status=status)
+        case _:
+            return SkahaRequestError(f"HTTP {status}: {message}", status=status)
