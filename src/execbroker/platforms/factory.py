@@ -22,5 +22,17 @@ def build_platform(settings: Settings, clock: Clock) -> Platform:
                     run=settings.mock_run_seconds,
                 ),
             )
+        case "skaha":
+            from execbroker.platforms.skaha import (  # noqa: PLC0415 - only when chosen
+                SkahaOptions,
+                SkahaPlatform,
+            )
+
+            return SkahaPlatform(SkahaOptions.from_settings(settings), clock=clock)
+        case "docker":
+            # Imported here: the Docker client library is only loaded when it is used.
+            from execbroker.platforms.docker import DockerOptions, DockerPlatform  # noqa: PLC0415
+
+            return DockerPlatform(DockerOptions.from_settings(settings))
         case _:
             raise ValueError(f"platform {settings.platform!r} is not available yet")
