@@ -1,0 +1,96 @@
+"""Where the client finds its broker and its token.
+
+In order: the arguments given; ``EXECBROKER_URL`` and ``EXECBROKER_TOKEN``; and, for a broker
+on this machine (a loopback URL), the local tokens file the broker wrote on its first start
+(``<data dir>/tokens.yaml``, found through the broker's own settings, so that
+``EXECBROKER_DATA_DIR`` and ``EXECBROKER_TOKENS_FILE`` are honoured). The local file is never
+read for a remote URL: its token means nothing there and must not travel.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import yaml
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from execbroker.auth.tokens import local_token
+
+__all__ = ["DEFAULT_URL", "ClientSettings", "Connection", "resolve_connection"]
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+class ClientSettings(BaseSettings):
+    """What the Python client and the command line read from the environment."""
+
+    # extra="ignore": the broker's own EXECBROKER_* variables share the prefix.
+    model_config = SettingsConfigDict(env_prefix="EXECBROKER_", extra="ignore")
+
+    url: str = Field(
+        default=DEFAULT_URL,
+        description="Client and CLI: the broker's base URL.",
+    )
+    token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Client and CLI: the bearer token. Default: for a broker on this machine, the "
+            "local user's token from the broker's tokens file."
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class Connection:
+    """A broker's base URL and the token to call it with; ``token_source`` says where the
+    token came from (``argument``, ``environment``, the tokens file's path, or ``none``)."""
+
+    url: str
+    token: str | None
+    token_source: str
+
+    def __repr__(self) -> str:  # never show the token
+        return f"Connection(url={self.url!r}, token_source={self.token_source!r})"
+
+
+def resolve_connection(url: str | None = None, token: str | None = None) -> Connection:
+    """The broker URL and token: from the arguments, the environment, or the local file."""
+    settings = ClientSettings()
+    base = (url or settings.url).rstrip("/")
+    if token:
+        return Connection(base, token, "argument")
+    if settings.token is not None and settings.token.get_secret_value():
+        return Connection(base, settings.token.get_secret_value(), "environment")
+    if is_local(base):
+        found = _local_token()
+        if found is not None:
+            return Connection(base, found[0], str(found[1]))
+    return Connection(base, None, "none")
+
+
+def is_local(url: str) -> bool:
+    """True for a URL on this machine (``localhost`` or a loopback address)."""
+    host = httpx.URL(url).host
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _local_token() -> tuple[str, Path] | None:
+    """The local user's token from the broker's tokens file, and the file's path."""
+    from execbroker.config import load_settings  # noqa: PLC0415 - only for a local broker
+
+    try:
+        settings = load_settings()
+    except (ValidationError, OSError, TypeError, ValueError, yaml.YAMLError):
+        return None  # the broker's settings do not read here: no local token to offer
+    path = settings.effective_tokens_file
+    found = local_token(path, user=settings.default_owner)
+    return None if found is None else (found, path)
