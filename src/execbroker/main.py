@@ -50,6 +50,7 @@ from execbroker.services.offers import OfferService
 from execbroker.services.sessions import SessionService
 from execbroker.storage.database import Database
 from execbroker.storage.store import BrokerStore
+from execbroker.web import router as dashboard_router
 
 __all__ = ["create_app"]
 
@@ -58,6 +59,22 @@ logger = logging.getLogger(__name__)
 
 class AbstractUpdate(RootModel[Update]):
     """An update to a session, discriminated on ``kind`` (for the OpenAPI document)."""
+
+
+async def _hear_other_brokers(
+    database: Database, changes: ChangeFeed, engine: Engine, settings: Settings
+) -> PostgresNotifier:
+    """Several brokers may share this database: hear each other's changes (NOTIFY)."""
+
+    def heard(uuid: UUID) -> None:
+        changes.deliver(uuid)
+        engine.poke()
+
+    notifier = PostgresNotifier(database.url, deliver=heard)
+    await notifier.start()
+    changes.outbox = notifier.send
+    changes.recheck = settings.change_recheck_shared
+    return notifier
 
 
 def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:
@@ -80,7 +97,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         platform = InstrumentedPlatform(build_platform(settings, clock))
         await platform.start()
         changes = ChangeFeed()
-        notifier: PostgresNotifier | None = None
+        notifier = None
         engine = Engine(
             store=store,
             platform=platform,
@@ -134,15 +151,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             platform=platform,
         )
         if not database.is_sqlite:
-            # Several brokers may share this database: hear each other's changes.
-            def heard(uuid: UUID) -> None:
-                changes.deliver(uuid)
-                engine.poke()
-
-            notifier = PostgresNotifier(database.url, deliver=heard)
-            await notifier.start()
-            changes.outbox = notifier.send
-            changes.recheck = settings.change_recheck_shared
+            notifier = await _hear_other_brokers(database, changes, engine, settings)
         # Reconcile before serving: resume what was under way, release what is orphaned.
         await engine.reconcile()
         engine.start()
@@ -173,6 +182,14 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.add_middleware(SecurityHeaders)
     for module in (requests, offersets, sessions, components, health, metrics):
         app.include_router(module.router)
+    app.include_router(dashboard_router)
+
+    _install_openapi(app)
+    return app
+
+
+def _install_openapi(app: FastAPI) -> None:
+    """The OpenAPI document, with the wire models' schemas under components."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
@@ -201,4 +218,3 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    return app

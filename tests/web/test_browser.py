@@ -1,0 +1,210 @@
+"""The dashboard in a real browser: headless Debian Chromium driven by Playwright.
+
+From sign-in to a cancelled session against a real broker process on the mock platform,
+with short timings. A screenshot of each page goes to ``test-artifacts/dashboard/``
+(git-ignored; CI keeps it). Without Chromium or Playwright the test is skipped, saying
+which is missing — except under ``CI=true``, where that is a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.support.live import LiveBroker
+
+try:
+    from playwright.async_api import Page, Request, Route, async_playwright, expect
+except ImportError:  # the browser_ready fixture says so, and skips or fails
+    PLAYWRIGHT = False
+else:
+    PLAYWRIGHT = True
+
+CHROMIUM = Path(os.environ.get("EXECBROKER_TEST_CHROMIUM", "/usr/bin/chromium"))
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
+EXAMPLE = Path(__file__).resolve().parents[1] / "data" / "notebook-request.yaml"
+# Quick mock platform and planner, so that an offer starting now is RUNNING in seconds.
+FAST = {
+    "EXECBROKER_MOCK_PREPARE_SECONDS": json.dumps(
+        {"executable": 0.3, "storage": 0.3, "data": 0.3, "compute": 0.5}
+    ),
+    "EXECBROKER_MOCK_RELEASE_SECONDS": json.dumps(
+        {"executable": 0.1, "storage": 0.2, "data": 0.2, "compute": 0.3}
+    ),
+    "EXECBROKER_PREPARE_ESTIMATES": json.dumps(
+        {"executable": 1, "storage": 1, "data": 1, "compute": 1}
+    ),
+    "EXECBROKER_RELEASE_ESTIMATES": json.dumps(
+        {"executable": 1, "storage": 1, "data": 1, "compute": 1}
+    ),
+    "EXECBROKER_PLANNING_SLACK": "0.5",
+}
+# Chromium as this machine's probe ran it: nothing of its own goes to the network.
+CHROMIUM_ARGS = [
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _missing() -> str | None:
+    if not PLAYWRIGHT:
+        return "Playwright is not installed (pip install -e '.[test]')"
+    if not CHROMIUM.exists():
+        return f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+    return None
+
+
+@pytest.fixture
+def browser_ready() -> None:
+    missing = _missing()
+    if missing is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"the browser test must run under CI=true: {missing}")
+    pytest.skip(missing)
+
+
+def _request_starting_now(folder: Path) -> Path:
+    """The notebook example, asking to start within the next ten minutes."""
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    text, count = re.subn(r"start: \S+", f"start: {now}/PT10M", EXAMPLE.read_text())
+    assert count == 1
+    path = folder / "notebook-request.yaml"
+    path.write_text(text)
+    return path
+
+
+async def _sign_in(page: Page, broker: LiveBroker) -> None:
+    """The local token is filled in for us; we type it anyway, as a user would."""
+    await page.goto(f"{broker.url}/ui")
+    token = page.get_by_label("Bearer token")
+    await expect(token).to_be_focused()
+    await expect(page.locator("#token-status")).to_contain_text("tokens file")
+    assert await token.input_value() == broker.token()
+    await page.screenshot(path=ARTIFACTS / "1-sign-in.png", full_page=True)
+    await token.fill(broker.token())
+    await token.press("Enter")
+    await expect(page.get_by_role("heading", name="Your sessions")).to_be_visible()
+    await expect(page.get_by_text("No sessions yet")).to_be_visible()
+    await page.screenshot(path=ARTIFACTS / "2-sessions-empty.png", full_page=True)
+
+
+async def _ask_for_offers(page: Page, request_file: Path) -> None:
+    """Upload the example file; the offers are shown side by side."""
+    await page.get_by_role("link", name="New request").first.click()
+    await page.get_by_label("Load a request file (YAML or JSON)").set_input_files(request_file)
+    await expect(page.get_by_label("Request (YAML or JSON)")).to_have_value(re.compile("PT10M"))
+    await page.get_by_role("button", name="Ask for offers").click()
+    offers = page.locator("article.offer")
+    await expect(offers.first).to_be_visible()
+    assert await offers.count() >= 2
+    first, second = await offers.nth(0).bounding_box(), await offers.nth(1).bounding_box()
+    assert first is not None
+    assert second is not None
+    assert first["y"] == second["y"]
+    assert second["x"] > first["x"] + first["width"]
+    await page.screenshot(path=ARTIFACTS / "3-offers.png", full_page=True)
+
+
+async def _accept_and_see_it_run(page: Page) -> str:
+    """Accept the first offer: its session page follows it to RUNNING, live."""
+    await page.get_by_role("button", name="Accept offer 1").click()
+    await page.wait_for_url(re.compile(r"/ui/sessions/[0-9a-f-]{36}$"))
+    await expect(page.locator("#phase")).to_have_text("RUNNING", timeout=20_000)
+    await expect(page.locator("#live")).to_contain_text("Live")
+    await expect(page.get_by_role("heading", name="photometry-notebook")).to_be_visible()
+    connector = page.get_by_role("link", name=re.compile("Open jupyter-notebook"))
+    assert (await connector.get_attribute("href") or "").startswith("https://")
+    gantt = page.locator("svg.gantt")
+    await expect(gantt.locator("rect.bar.available")).to_have_count(3)
+    await expect(gantt.locator(".now line")).to_have_count(1)
+    await expect(page.get_by_role("button", name="Extend")).to_be_enabled()
+    await page.get_by_role("button", name="Around now").click()
+    await expect(page.get_by_role("button", name="Around now")).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    await expect(gantt.locator("rect.bar.preparing")).to_have_count(3)
+    await page.screenshot(path=ARTIFACTS / "4-session-running.png", full_page=True)
+    return page.url.rsplit("/", 1)[1]
+
+
+async def _fits_a_phone(page: Page) -> None:
+    """On a phone-sized screen nothing needs scrolling sideways."""
+    await page.set_viewport_size({"width": 390, "height": 844})
+    await expect(page.locator("svg.gantt")).to_have_attribute("width", re.compile(r"^[1-3]\d\d$"))
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+    await page.screenshot(path=ARTIFACTS / "5-session-narrow.png", full_page=True)
+    await page.set_viewport_size({"width": 1280, "height": 900})
+
+
+async def _cancel_with_the_keyboard(page: Page) -> None:
+    """The confirmation takes the focus; Enter confirms."""
+    await page.get_by_role("button", name="Cancel session").click()
+    await expect(page.get_by_role("button", name="Yes, cancel it")).to_be_focused()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#phase")).to_have_text("CANCELLED", timeout=15_000)
+    await expect(page.locator("#live")).to_have_text("The session has ended.")
+    await expect(page.get_by_text("Cancelled by local")).to_be_visible()
+    await page.screenshot(path=ARTIFACTS / "6-session-cancelled.png", full_page=True)
+
+
+async def _listed_as_cancelled(page: Page, session_uuid: str) -> None:
+    await page.get_by_role("link", name="Sessions", exact=True).click()
+    row = page.locator(f'tr[data-uuid="{session_uuid}"]')
+    await expect(row.locator(".badge")).to_have_text("CANCELLED")
+    await expect(row.get_by_role("link")).to_contain_text("photometry-notebook")
+    await page.screenshot(path=ARTIFACTS / "7-sessions.png", full_page=True)
+
+
+@pytest.mark.usefixtures("browser_ready")
+async def test_from_sign_in_to_a_cancelled_notebook(tmp_path: Path) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    request_file = _request_starting_now(tmp_path)
+    problems: list[str] = []
+    elsewhere: list[str] = []
+
+    (tmp_path / "broker").mkdir()
+    with LiveBroker(data_dir=tmp_path / "broker", env=FAST) as broker:
+        origin = urlsplit(broker.url).netloc
+
+        async def only_the_broker(route: Route, request: Request) -> None:
+            if urlsplit(request.url).netloc == origin:
+                await route.continue_()
+            else:
+                elsewhere.append(request.url)
+                await route.abort()
+
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(
+                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
+            )
+            page = await browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(10_000)
+            await page.route("**/*", only_the_broker)
+            # CSP violations and script errors show up here.
+            page.on(
+                "console",
+                lambda message: problems.append(message.text) if message.type == "error" else None,
+            )
+            page.on("pageerror", lambda error: problems.append(str(error)))
+
+            await _sign_in(page, broker)
+            await _ask_for_offers(page, request_file)
+            session_uuid = await _accept_and_see_it_run(page)
+            await _fits_a_phone(page)
+            await _cancel_with_the_keyboard(page)
+            await _listed_as_cancelled(page, session_uuid)
+            await browser.close()
+
+    assert problems == []
+    assert elsewhere == []
