@@ -36,18 +36,26 @@ class LiveBroker:
         self.log = data_dir / f"broker-{self.port}.log"
         self.headers: dict[str, str] = {}
 
-    def start(self, timeout: float = 30) -> LiveBroker:
+    def _spawn(self) -> subprocess.Popen[bytes]:
         environment = {**os.environ, "EXECBROKER_DATA_DIR": str(self.data_dir), **self.env}
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen(  # noqa: S603 - our own command line
+            return subprocess.Popen(
                 [sys.executable, "-m", "execbroker", "serve", "--port", str(self.port)],
                 env=environment,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+
+    def start(self, timeout: float = 30) -> LiveBroker:
+        self.process = self._spawn()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                # A restart on the port of a process just killed can find it not yet free.
+                if "address already in use" in self.log.read_text().lower():
+                    time.sleep(0.5)
+                    self.process = self._spawn()
+                    continue
                 raise RuntimeError(f"broker exited early:\n{self.log.read_text()}")
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:

@@ -88,9 +88,7 @@ class PostgresNotifier:
             payload = ",".join(dict.fromkeys(str(uuid) for uuid in batch))
             try:
                 if connection is None or connection.closed:
-                    connection = await psycopg.AsyncConnection.connect(
-                        self._dsn, autocommit=True
-                    )
+                    connection = await psycopg.AsyncConnection.connect(self._dsn, autocommit=True)
                 await connection.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
             except psycopg.Error as problem:
                 # The others will see the change at their next recheck.
