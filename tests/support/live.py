@@ -76,6 +76,8 @@ class LiveBroker:
         return token
 
     def client(self, **options: Any) -> httpx.Client:
+        """An HTTP client as the local user; 30 s timeout, longer than any ``?wait=``."""
+        options.setdefault("timeout", 30)
         return httpx.Client(base_url=self.url, headers=self.headers, **options)
 
     def kill(self) -> None:
