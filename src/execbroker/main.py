@@ -139,6 +139,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             on_offers_made=expiry.notice,
             on_session_started=changed,
             shape=platform.shape,
+            extension=lambda booking, session, now: session_service.work_out_extension_in(
+                booking, session, now=now
+            ),
         )
         app.state.broker = Broker(
             settings=settings,

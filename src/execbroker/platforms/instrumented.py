@@ -7,6 +7,8 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 from uuid import UUID
 
+from prometheus_client import Counter, Histogram
+
 from execbroker.metrics import PLATFORM_CALL_SECONDS, PLATFORM_CALLS, PLATFORM_ERRORS
 from execbroker.planning.validation import Plan
 from execbroker.platforms.base import Platform, PlatformStatus, Work
@@ -20,18 +22,31 @@ class InstrumentedPlatform(Platform):
     def __init__(self, inner: Platform) -> None:
         self.inner = inner
         self.name = inner.name
+        self._children: dict[str, tuple[Counter, Counter, Histogram]] = {}
+
+    def _metrics(self, endpoint: str) -> tuple[Counter, Counter, Histogram]:
+        found = self._children.get(endpoint)
+        if found is None:  # label lookups cost: once per endpoint, not once per call
+            labels = (self.name, endpoint)
+            found = (
+                PLATFORM_CALLS.labels(*labels),
+                PLATFORM_ERRORS.labels(*labels),
+                PLATFORM_CALL_SECONDS.labels(*labels),
+            )
+            self._children[endpoint] = found
+        return found
 
     async def _timed(self, endpoint: str, call: Callable[[], Awaitable[T]]) -> T:
-        labels = (self.name, endpoint)
-        PLATFORM_CALLS.labels(*labels).inc()
+        calls, errors, seconds = self._metrics(endpoint)
+        calls.inc()
         started = time.perf_counter()
         try:
             return await call()
         except Exception:
-            PLATFORM_ERRORS.labels(*labels).inc()
+            errors.inc()
             raise
         finally:
-            PLATFORM_CALL_SECONDS.labels(*labels).observe(time.perf_counter() - started)
+            seconds.observe(time.perf_counter() - started)
 
     def __getattr__(self, name: str) -> object:
         # Anything else (a platform's own status, e.g. whether its credentials work) is the

@@ -41,7 +41,9 @@ class OfferService:
         on_offers_made: Callable[[datetime], None] | None = None,
         on_session_started: Callable[[UUID], None] | None = None,
         shape: Callable[[Plan], Plan] | None = None,
+        extension: Callable[[Booking, SessionRecord, datetime], None] | None = None,
     ) -> None:
+        self._extension = extension
         self._shape = shape or (lambda plan: plan)
         self._on_session_started = on_session_started or (lambda _uuid: None)
         self._store = store
@@ -243,6 +245,9 @@ class OfferService:
                 ],
             )
             booking.insert_session(created)
+            if self._extension is not None:
+                # The answer shows how far it may be extended: work it out while booking.
+                self._extension(booking, created, moment)
             return created
 
         session = await self._store.book(book)

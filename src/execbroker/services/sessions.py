@@ -102,8 +102,9 @@ class SessionService:
         return found
 
     async def work_out_extension(self, session: SessionRecord) -> None:
-        """Set how far the calendar lets an active session be extended now."""
-        if session.phase not in ACTIVE_SESSION_PHASES:
+        """Set how far the calendar lets an active session be extended now (unless it was
+        worked out already, in the transaction that booked it)."""
+        if session.phase not in ACTIVE_SESSION_PHASES or session.extension_limit is not None:
             return
         start = session.schedule.release_end
         end = start + self._room(session)
@@ -114,6 +115,20 @@ class SessionService:
             session.extension_limit = self._room(session)  # nothing can be in the way
             return
         holds = await self._store.holds(start, end, now=now, exclude=session.uuid)
+        session.extension_limit = self._extension_limit(session, Usage(holds))
+
+    def work_out_extension_in(
+        self, booking: Booking, session: SessionRecord, *, now: datetime
+    ) -> None:
+        """:meth:`work_out_extension` inside a booking transaction (a session just booked)."""
+        start = session.schedule.release_end
+        end = start + self._room(session)
+        own = Amounts(session.cores, session.memory_gib, session.storage_gib)
+        total = booking.hold_total(start, end, now=now, exclude=session.uuid)
+        if (total + own).fits_within(self._profile.capacity):
+            session.extension_limit = self._room(session)
+            return
+        holds = booking.holds(start, end, now=now, exclude=session.uuid)
         session.extension_limit = self._extension_limit(session, Usage(holds))
 
     def _room(self, session: SessionRecord) -> timedelta:
