@@ -62,15 +62,13 @@ class AbstractUpdate(RootModel[Update]):
 
 
 async def _hear_other_brokers(
-    database: Database, changes: ChangeFeed, engine: Engine, settings: Settings
+    database: Database, changes: ChangeFeed, settings: Settings
 ) -> PostgresNotifier:
     """Several brokers may share this database: hear each other's changes (NOTIFY)."""
 
-    def heard(uuid: UUID) -> None:
-        changes.deliver(uuid)
-        engine.poke()
-
-    notifier = PostgresNotifier(database.url, deliver=heard)
+    # Only waiters need waking: the process that made a change pokes its own engine, and
+    # poking every engine at every change elsewhere would break up their batches.
+    notifier = PostgresNotifier(database.url, deliver=changes.deliver)
     await notifier.start()
     changes.outbox = notifier.send
     changes.recheck = settings.change_recheck_shared
@@ -154,7 +152,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             platform=platform,
         )
         if not database.is_sqlite:
-            notifier = await _hear_other_brokers(database, changes, engine, settings)
+            notifier = await _hear_other_brokers(database, changes, settings)
         # Reconcile before serving: resume what was under way, release what is orphaned.
         await engine.reconcile()
         engine.start()

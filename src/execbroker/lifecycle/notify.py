@@ -2,9 +2,10 @@
 
 Every process listens on ``execbroker_changes`` through its own connection and sends the
 UUIDs it changed there, batched (a payload holds up to ~150 UUIDs, well under PostgreSQL's
-8000-byte limit). A process hears its own notifications too; waking a waiter twice costs a
-re-read. If the listening connection drops, it reconnects with backoff; meanwhile the
-change feed's periodic recheck keeps waiters correct, only slower.
+8000-byte limit), after its own id so that it can ignore its own notifications (its waiters
+were woken when the change was made). If the listening connection drops, it reconnects
+with backoff; meanwhile the change feed's periodic recheck keeps waiters correct, only
+slower.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import psycopg
 from sqlalchemy.engine import URL
@@ -34,6 +35,7 @@ class PostgresNotifier:
     def __init__(self, url: URL, *, deliver: Callable[[UUID], None]) -> None:
         self._dsn = _dsn(url)
         self._deliver = deliver
+        self._sender = uuid4().hex[:12]
         self._outbox: asyncio.Queue[UUID] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._listening = asyncio.Event()
@@ -69,7 +71,10 @@ class PostgresNotifier:
                     self._listening.set()
                     backoff = 0.5
                     async for note in connection.notifies():
-                        for text in note.payload.split(","):
+                        sender, _, uuids = note.payload.partition(":")
+                        if sender == self._sender:
+                            continue
+                        for text in uuids.split(","):
                             with contextlib.suppress(ValueError):
                                 self._deliver(UUID(text))
             except psycopg.Error as problem:
@@ -85,7 +90,7 @@ class PostgresNotifier:
             batch = [await self._outbox.get()]
             while len(batch) < _BATCH and not self._outbox.empty():
                 batch.append(self._outbox.get_nowait())
-            payload = ",".join(dict.fromkeys(str(uuid) for uuid in batch))
+            payload = self._sender + ":" + ",".join(dict.fromkeys(str(u) for u in batch))
             try:
                 if connection is None or connection.closed:
                     connection = await psycopg.AsyncConnection.connect(self._dsn, autocommit=True)
