@@ -9,6 +9,7 @@ Their exit codes tell scripts what happened (:data:`EXIT_CODES`).
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sys
 from collections.abc import Iterator
@@ -230,10 +231,22 @@ def fake_skaha(
     session_expiry_seconds: Annotated[
         float | None, typer.Option(help="Interactive session lifetime and renew window.")
     ] = None,
+    oidc_token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also serve a fake OIDC provider at /oidc that issues Skaha's tokens, and "
+            "write a token file (access and refresh token for --user) here, for "
+            "EXECBROKER_SKAHA_TOKEN_FILE."
+        ),
+    ] = None,
+    access_token_seconds: Annotated[
+        float, typer.Option(help="Lifetime of access tokens from the fake OIDC provider.")
+    ] = 300,
 ) -> None:
     """Serve a fake Skaha API on loopback and print its base URL (SKAHA.md §5)."""
     import uvicorn  # noqa: PLC0415 - the client commands start faster without the server
 
+    from execbroker.fakes.oidc import FakeOIDCProvider  # noqa: PLC0415
     from execbroker.fakes.skaha import (  # noqa: PLC0415
         FakeSkaha,
         SkahaTimings,
@@ -255,21 +268,46 @@ def fake_skaha(
         timings,
         **{name: timedelta(seconds=value) for name, value in changes.items() if value is not None},
     )
-    tokens = StaticTokens()
-    if token is None:
-        token = tokens.issue(user)
-    else:
-        tokens.add(token, user)
-    fake = FakeSkaha(tokens, timings=timings)
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((host, port))
     listener.listen(128)  # before the URL is printed: a client may connect at once
-    bound_port = listener.getsockname()[1]
-    typer.echo(f"http://{host}:{bound_port}/skaha/v1")
+    base = f"http://{host}:{listener.getsockname()[1]}"
+    mounts = {}
+    if oidc_token_file is None:
+        tokens = StaticTokens()
+        if token is None:
+            token = tokens.issue(user)
+        else:
+            tokens.add(token, user)
+        fake = FakeSkaha(tokens, timings=timings)
+    else:
+        provider = FakeOIDCProvider(
+            issuer=f"{base}/oidc", access_token_ttl=timedelta(seconds=access_token_seconds)
+        )
+        fake = FakeSkaha(provider, timings=timings)
+        mounts["/oidc"] = provider.app()
+        client_id, secret = next(iter(provider.clients.items()))
+        token = provider.mint(user)
+        expires = datetime.now(UTC) + provider.access_token_ttl
+        document = {
+            "access_token": token,
+            "refresh_token": provider.issue_refresh_token(user, client_id),
+            "expires_at": expires.isoformat(),
+        }
+        descriptor = os.open(oidc_token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+            json.dump(document, stream)
+        console.print(
+            f"fake OIDC provider: issuer {base}/oidc, client {client_id} / {secret}; "
+            f"tokens for [bold]{user}[/bold] in {oidc_token_file}"
+        )
+    typer.echo(f"{base}/skaha/v1")
     console.print(f"fake Skaha: token for [bold]{user}[/bold]: {token}")
     server = uvicorn.Server(
-        uvicorn.Config(create_skaha_app(fake), log_level="warning", access_log=False)
+        uvicorn.Config(
+            create_skaha_app(fake, mounts=mounts), log_level="warning", access_log=False
+        )
     )
     server.run(sockets=[listener])
 
