@@ -305,9 +305,7 @@ def fake_skaha(
     typer.echo(f"{base}/skaha/v1")
     console.print(f"fake Skaha: token for [bold]{user}[/bold]: {token}")
     server = uvicorn.Server(
-        uvicorn.Config(
-            create_skaha_app(fake, mounts=mounts), log_level="warning", access_log=False
-        )
+        uvicorn.Config(create_skaha_app(fake, mounts=mounts), log_level="warning", access_log=False)
     )
     server.run(sockets=[listener])
 
