@@ -103,23 +103,29 @@ def _percentile(values: list[float], fraction: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(fraction * 100) - 1]
 
 
+def zero_delay_env(count: int) -> dict[str, str]:
+    """A broker whose mock platform and planner take no time, with room for ``count``
+    sessions at once (also used by ``bench/scale.py``)."""
+    return {
+        "EXECBROKER_LOG_LEVEL": "WARNING",
+        "EXECBROKER_PREPARE_ESTIMATES": json.dumps(dict.fromkeys(ROLES, 0)),
+        "EXECBROKER_RELEASE_ESTIMATES": json.dumps(dict.fromkeys(ROLES, 0)),
+        "EXECBROKER_PLANNING_SLACK": "0",
+        "EXECBROKER_MOCK_PREPARE_SECONDS": json.dumps(dict.fromkeys(ROLES, 0)),
+        "EXECBROKER_MOCK_RELEASE_SECONDS": json.dumps(dict.fromkeys(ROLES, 0)),
+        "EXECBROKER_MOCK_RUN_SECONDS": "0",
+        "EXECBROKER_POLL_INTERVAL": "0.5",
+        "EXECBROKER_CAPACITY_CORES": str(10 * count),
+        "EXECBROKER_CAPACITY_MEMORY_GIB": str(10 * count),
+        "EXECBROKER_CAPACITY_STORAGE_GIB": str(100 * count),
+        "EXECBROKER_QUOTA_ACTIVE_SESSIONS": str(count),
+    }
+
+
 def run(count: int, clients: int, run_seconds: float, timeout: float) -> bool:
     with tempfile.TemporaryDirectory() as scratch:
         data_dir = Path(scratch)
-        env = {
-            "EXECBROKER_LOG_LEVEL": "WARNING",
-            "EXECBROKER_PREPARE_ESTIMATES": json.dumps(dict.fromkeys(ROLES, 0)),
-            "EXECBROKER_RELEASE_ESTIMATES": json.dumps(dict.fromkeys(ROLES, 0)),
-            "EXECBROKER_PLANNING_SLACK": "0",
-            "EXECBROKER_MOCK_PREPARE_SECONDS": json.dumps(dict.fromkeys(ROLES, 0)),
-            "EXECBROKER_MOCK_RELEASE_SECONDS": json.dumps(dict.fromkeys(ROLES, 0)),
-            "EXECBROKER_MOCK_RUN_SECONDS": "0",
-            "EXECBROKER_POLL_INTERVAL": "0.5",
-            "EXECBROKER_CAPACITY_CORES": str(10 * count),
-            "EXECBROKER_CAPACITY_MEMORY_GIB": str(10 * count),
-            "EXECBROKER_CAPACITY_STORAGE_GIB": str(100 * count),
-            "EXECBROKER_QUOTA_ACTIVE_SESSIONS": str(count),
-        }
+        env = zero_delay_env(count)
         database = data_dir / "execbroker.db"
         with LiveBroker(data_dir=data_dir, env=env) as broker:
             started = time.perf_counter()

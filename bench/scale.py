@@ -33,6 +33,7 @@ import httpx
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.lifecycle import zero_delay_env
 from tests.support.live import LiveBroker
 from tests.support.wire import example
 
@@ -52,19 +53,8 @@ class Result:
 
 def _env(count: int, database_url: str) -> dict[str, str]:
     return {
+        **zero_delay_env(count),
         "EXECBROKER_DATABASE_URL": database_url,
-        "EXECBROKER_LOG_LEVEL": "WARNING",
-        "EXECBROKER_PREPARE_ESTIMATES": json.dumps(dict.fromkeys(ROLES, 0)),
-        "EXECBROKER_RELEASE_ESTIMATES": json.dumps(dict.fromkeys(ROLES, 0)),
-        "EXECBROKER_PLANNING_SLACK": "0",
-        "EXECBROKER_MOCK_PREPARE_SECONDS": json.dumps(dict.fromkeys(ROLES, 0)),
-        "EXECBROKER_MOCK_RELEASE_SECONDS": json.dumps(dict.fromkeys(ROLES, 0)),
-        "EXECBROKER_MOCK_RUN_SECONDS": "0",
-        "EXECBROKER_POLL_INTERVAL": "0.5",
-        "EXECBROKER_CAPACITY_CORES": str(10 * count),
-        "EXECBROKER_CAPACITY_MEMORY_GIB": str(10 * count),
-        "EXECBROKER_CAPACITY_STORAGE_GIB": str(100 * count),
-        "EXECBROKER_QUOTA_ACTIVE_SESSIONS": str(count),
         "EXECBROKER_ENGINE_LEASE": "10",
     }
 
