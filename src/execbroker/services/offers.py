@@ -156,18 +156,6 @@ class OfferService:
             )
         return min(self._settings.max_offers, limit - live)
 
-    def _check_active(self, booking: Booking, owner: str) -> None:
-        limit = self._settings.quota_active_sessions
-        if limit is None:
-            return
-        active = booking.active_sessions(owner)
-        if active >= limit:
-            raise QuotaExceededError(
-                "{user} already has {count} active sessions, the most one user may have; "
-                "wait for one to end or cancel one",
-                {"user": owner, "count": active},
-            )
-
     def _search(
         self, booking: Booking, plan: Plan, *, now: datetime, max_offers: int
     ) -> OfferSearch:
@@ -217,7 +205,7 @@ class OfferService:
 
         def book(booking: Booking) -> SessionRecord:
             moment = self._clock.now()
-            self._check_active(booking, owner)
+            booking.check_active_quota(owner, self._settings.quota_active_sessions)
             search = self._search(booking, plan, now=moment, max_offers=1)
             if not search.offers:
                 OFFERS.labels("refused").inc()

@@ -106,13 +106,10 @@ class SessionService:
         worked out already, in the transaction that booked it)."""
         if session.phase not in ACTIVE_SESSION_PHASES or session.extension_limit is not None:
             return
-        start = session.schedule.release_end
-        end = start + self._room(session)
+        start, end = self._extension_window(session)
         now = self._clock.now()
-        own = Amounts(session.cores, session.memory_gib, session.storage_gib)
         total = await self._store.hold_total(start, end, now=now, exclude=session.uuid)
-        if (total + own).fits_within(self._profile.capacity):
-            session.extension_limit = self._room(session)  # nothing can be in the way
+        if self._nothing_in_the_way(session, total):
             return
         holds = await self._store.holds(start, end, now=now, exclude=session.uuid)
         session.extension_limit = self._extension_limit(session, Usage(holds))
@@ -121,15 +118,24 @@ class SessionService:
         self, booking: Booking, session: SessionRecord, *, now: datetime
     ) -> None:
         """:meth:`work_out_extension` inside a booking transaction (a session just booked)."""
-        start = session.schedule.release_end
-        end = start + self._room(session)
-        own = Amounts(session.cores, session.memory_gib, session.storage_gib)
+        start, end = self._extension_window(session)
         total = booking.hold_total(start, end, now=now, exclude=session.uuid)
-        if (total + own).fits_within(self._profile.capacity):
-            session.extension_limit = self._room(session)
+        if self._nothing_in_the_way(session, total):
             return
         holds = booking.holds(start, end, now=now, exclude=session.uuid)
         session.extension_limit = self._extension_limit(session, Usage(holds))
+
+    def _extension_window(self, session: SessionRecord) -> tuple[datetime, datetime]:
+        start = session.schedule.release_end
+        return start, start + self._room(session)
+
+    def _nothing_in_the_way(self, session: SessionRecord, total: Amounts) -> bool:
+        """If even every overlapping hold leaves room, the whole room is the limit (set)."""
+        own = Amounts(session.cores, session.memory_gib, session.storage_gib)
+        if not (total + own).fits_within(self._profile.capacity):
+            return False
+        session.extension_limit = self._room(session)
+        return True
 
     def _room(self, session: SessionRecord) -> timedelta:
         """How much longer the session may run before it reaches the longest run offered."""

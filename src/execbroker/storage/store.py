@@ -97,9 +97,9 @@ class Booking:
         """How many unexpired offers ``owner`` holds (for the live-offers quota)."""
         return _live_offers(self._connection, owner, now=now)
 
-    def active_sessions(self, owner: str) -> int:
-        """How many of ``owner``'s sessions are accepted and not yet ended."""
-        return _active_sessions(self._connection, owner)
+    def check_active_quota(self, owner: str, limit: int | None) -> None:
+        """:class:`QuotaExceededError` if ``owner`` already has ``limit`` active sessions."""
+        _check_active_quota(self._connection, owner, limit)
 
     def insert_session(self, session: SessionRecord) -> None:
         _insert_sessions(self._connection, [session])
@@ -340,14 +340,7 @@ class BrokerStore:
         try:
             async with self._db.write() as connection:
                 await self._lock_pool(connection)
-                if active_limit is not None:
-                    active = await connection.run_sync(_active_sessions, owner)
-                    if active >= active_limit:
-                        raise QuotaExceededError(
-                            "{user} already has {count} active sessions, the most one user "
-                            "may have; wait for one to end or cancel one",
-                            {"user": owner, "count": active},
-                        )
+                await connection.run_sync(_check_active_quota, owner, active_limit)
                 await self._accept(
                     connection,
                     uuid=uuid,
@@ -891,8 +884,11 @@ def _live_offers(connection: Connection, owner: str, *, now: datetime) -> int:
     )
 
 
-def _active_sessions(connection: Connection, owner: str) -> int:
-    return int(
+def _check_active_quota(connection: Connection, owner: str, limit: int | None) -> None:
+    """Sessions accepted and not yet ended count against ``limit`` (None: no limit)."""
+    if limit is None:
+        return
+    active = int(
         connection.execute(
             sa.select(sa.func.count()).where(
                 sessions.c.owner == owner,
@@ -900,6 +896,12 @@ def _active_sessions(connection: Connection, owner: str) -> int:
             )
         ).scalar_one()
     )
+    if active >= limit:
+        raise QuotaExceededError(
+            "{user} already has {count} active sessions, the most one user may have; "
+            "wait for one to end or cancel one",
+            {"user": owner, "count": active},
+        )
 
 
 def _owned_by(table: sa.Table, owner: str | None) -> list[sa.ColumnElement[bool]]:
