@@ -376,6 +376,17 @@ class Settings(BaseSettings):
     engine_batch_size: int = Field(
         default=200, ge=1, description="Sessions the engine advances in one transaction."
     )
+    engine_batch_window: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description=(
+            "Seconds the engine waits after a pass that found less than a full batch, so "
+            "that steps falling due meanwhile are advanced together: fewer, larger "
+            "transactions under load, at the cost of up to this much lateness. 0: step "
+            "again at once."
+        ),
+    )
     engine_lease: float = Field(
         default=60,
         gt=0,

@@ -107,6 +107,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                 end_warning=timedelta(seconds=settings.end_warning),
             ),
             batch_size=settings.engine_batch_size,
+            batch_window=settings.engine_batch_window,
             lease=timedelta(seconds=settings.engine_lease),
             single_process=database.is_sqlite,
         )

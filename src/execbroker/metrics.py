@@ -10,7 +10,9 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
+    "BOOKINGS",
     "CLAIMS_TAKEN_OVER",
+    "ENGINE_PASSES",
     "OFFERS",
     "OFFER_SETS",
     "PLATFORM_CALLS",
@@ -39,6 +41,11 @@ STEP_LATENESS = Histogram(
     "How long after its due time the engine took up a session's step",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
 )
+ENGINE_PASSES = Histogram(
+    "execbroker_engine_pass_sessions",
+    "Sessions the engine took up per pass that found any (its _count is the passes made)",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
+)
 STEP_DURATION = Histogram(
     "execbroker_step_duration_seconds",
     "How long one session's step took (platform calls included)",
@@ -62,6 +69,13 @@ TOKEN_REFRESHES = Counter(
     "execbroker_token_refreshes_total",
     "Platform credential refreshes, by outcome (ok, failed, invalid_grant)",
     ["platform", "outcome"],
+)
+BOOKINGS = Counter(
+    "execbroker_bookings_total",
+    "Booking transactions (offers, direct runs, extensions), by how they were settled: "
+    "locked (under the pool's lock throughout: SQLite), optimistic (PostgreSQL: only the "
+    "final check held the lock), relocked (an optimistic attempt run again under the lock)",
+    ["path"],
 )
 CLAIMS_TAKEN_OVER = Counter(
     "execbroker_claims_taken_over_total",

@@ -23,7 +23,7 @@ from execbroker.lifecycle.background import BackgroundLoop
 from execbroker.lifecycle.changes import ChangeFeed
 from execbroker.lifecycle.derive import derive_session_phase
 from execbroker.lifecycle.rules import Advance, EngineTimings, advance
-from execbroker.metrics import STEP_DURATION, STEP_LATENESS
+from execbroker.metrics import ENGINE_PASSES, STEP_DURATION, STEP_LATENESS
 from execbroker.model.phases import TERMINAL_COMPONENT_PHASES
 from execbroker.model.records import SessionRecord
 from execbroker.platforms.base import Platform
@@ -46,6 +46,7 @@ class Engine(BackgroundLoop):
         changes: ChangeFeed,
         timings: EngineTimings,
         batch_size: int = 200,
+        batch_window: float = 0.0,
         lease: timedelta = timedelta(seconds=60),
         idle: float = 1.0,
         retry: timedelta = timedelta(seconds=5),
@@ -58,6 +59,7 @@ class Engine(BackgroundLoop):
         self._changes = changes
         self._timings = timings
         self._batch_size = batch_size
+        self._batch_window = batch_window
         self._lease = lease
         self._idle = idle
         self._retry = retry
@@ -85,17 +87,23 @@ class Engine(BackgroundLoop):
 
     async def run_once(self) -> int:
         """Claim one batch of due sessions, advance and commit them; how many there were."""
+        return (await self._pass())[0]
+
+    async def _pass(self) -> tuple[int, datetime | None]:
+        """One pass: how many sessions it took up, and when the next step nobody holds is
+        due (None: nothing is)."""
         now = self._clock.now()
         batch = await self._store.claim_due(
             worker=self.worker, now=now, lease_until=now + self._lease, limit=self._batch_size
         )
         if not batch:
-            return 0
+            return 0, await self._store.next_step_due(now=now)
+        ENGINE_PASSES.observe(len(batch))
         advances = await asyncio.gather(*(self._advance(session, now) for session in batch))
-        written = await self._store.commit_advances(advances, worker=self.worker, now=now)
+        written, upcoming = await self._store.commit_advances(advances, worker=self.worker, now=now)
         for uuid in written:
             self._changes.publish(uuid)
-        return len(batch)
+        return len(batch), upcoming
 
     async def _advance(self, session: SessionRecord, now: datetime) -> Advance:
         if session.next_due is not None:
@@ -131,16 +139,19 @@ class Engine(BackgroundLoop):
             # Clear before the pass, so that a poke during it is not lost.
             self._wake.clear()
             try:
-                if await self.run_once() >= self._batch_size:
+                taken, upcoming = await self._pass()
+                if taken >= self._batch_size:
                     continue  # more may be due: no pause
                 pause = self._idle
-                upcoming = await self._store.next_step_due()
                 if upcoming is not None:
                     until = (upcoming - self._clock.now()).total_seconds()
-                    # Due but not claimable (another worker's lease): look again shortly.
                     pause = min(self._idle, max(until, 0.01))
             except Exception:
                 logger.exception("engine pass failed; trying again")
                 pause = self._idle
+            if self._batch_window:
+                # Not woken early: what falls due meanwhile is taken in one pass.
+                await asyncio.sleep(min(self._batch_window, pause))
+                pause -= self._batch_window
             if pause > 0:
                 await self._sleep(pause)

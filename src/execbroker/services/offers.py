@@ -147,7 +147,7 @@ class OfferService:
         limit = self._settings.quota_live_offers
         if limit is None:
             return self._settings.max_offers
-        live = booking.live_offers(owner, now=now)
+        live = booking.live_offers(owner, now=now, limit=limit)
         if live >= limit:
             raise QuotaExceededError(
                 "{user} already holds {count} unexpired offers, the most one user may hold; "
@@ -179,9 +179,14 @@ class OfferService:
         end = plan.window.end + plan.duration + times.tail
         # Fast path: if even the sum of every overlapping hold leaves room for the largest
         # this request may use, the exact calendar cannot say otherwise — skip building it.
-        total = booking.hold_total(start, end, now=now)
-        largest = Amounts(plan.cores.max, plan.memory.max, plan.storage_max)
-        if (total + largest).fits_within(self._profile.capacity):
+        total = booking.room_for(
+            start,
+            end,
+            now=now,
+            largest=Amounts(plan.cores.max, plan.memory.max, plan.storage_max),
+            capacity=self._profile.capacity,
+        )
+        if total is not None:
             usage = Usage([Hold("everything", start, end, total)])
         else:
             usage = Usage(booking.holds(start, end, now=now))

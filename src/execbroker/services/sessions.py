@@ -122,7 +122,7 @@ class SessionService:
         total = booking.hold_total(start, end, now=now, exclude=session.uuid)
         if self._nothing_in_the_way(session, total):
             return
-        holds = booking.holds(start, end, now=now, exclude=session.uuid)
+        holds = booking.holds(start, end, now=now, exclude=session.uuid, advisory=True)
         session.extension_limit = self._extension_limit(session, Usage(holds))
 
     def _extension_window(self, session: SessionRecord) -> tuple[datetime, datetime]:
@@ -232,7 +232,8 @@ class SessionService:
                     path=EXTEND_PATH,
                 )
 
-        await self._store.book(book)
+        # It reads the session and the exact calendar: locked from the start.
+        await self._store.book(book, optimistic=False)
         self._on_change(session.uuid)
 
     async def wait_for_change(

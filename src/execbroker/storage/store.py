@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from execbroker.exceptions import QuotaExceededError
-from execbroker.metrics import CLAIMS_TAKEN_OVER
+from execbroker.metrics import BOOKINGS, CLAIMS_TAKEN_OVER
 from execbroker.model.phases import (
     HOLDING_SESSION_PHASES,
     ComponentPhase,
@@ -34,7 +34,7 @@ from execbroker.model.records import (
     SessionRecord,
 )
 from execbroker.model.wire import MessageItem
-from execbroker.planning.calendar import Amounts, Hold
+from execbroker.planning.calendar import Amounts, Hold, Usage
 from execbroker.storage.database import Database
 from execbroker.storage.tables import UTCDateTime, components, messages, offer_sets, sessions
 
@@ -64,47 +64,153 @@ T = TypeVar("T")
 HOLDING_PHASES = sorted(HOLDING_SESSION_PHASES)
 
 
+class _MustLockError(Exception):
+    """An optimistic booking cannot be settled without the pool's lock: roll it back and
+    run it again under the lock."""
+
+
 class Booking:
-    """A write transaction holding the pool's booking lock: read holds, then book.
+    """A write transaction that decides against the pool's capacity: read holds, then book.
 
     Every decision that can add to what the pool holds (offers, direct sessions, accepts,
     extensions) is made inside one of these, so that two of them — in this process or in
     another broker on the same database — never plan against the same free capacity.
+
+    A booking is either *locked* (it holds the pool's lock from its first read) or
+    *optimistic* (PostgreSQL, first attempt): it reads, plans and writes without the lock,
+    noting what each decision relied on, then takes the lock just before committing and
+    checks those notes again against what is committed now. Only that check and the commit
+    run under the lock, so bookings on several brokers queue for a moment rather than for
+    the whole of each other's planning. A note that no longer holds — or a read that only
+    a locked booking may make, such as the exact calendar of a busy pool — rolls the
+    attempt back, and it runs again locked.
     """
 
-    def __init__(self, connection: Connection, *, longest: timedelta) -> None:
+    def __init__(
+        self, connection: Connection, *, longest: timedelta, optimistic: bool = False
+    ) -> None:
         self._connection = connection
         self._longest = longest
+        self._optimistic = optimistic
+        self._rechecks: list[Callable[[], bool]] = []
+        self._booked: list[SessionRecord] = []
 
     def holds(
-        self, start: datetime, end: datetime, *, now: datetime, exclude: UUID | None = None
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        now: datetime,
+        exclude: UUID | None = None,
+        advisory: bool = False,
     ) -> list[Hold]:
+        """The exact calendar over ``[start, end)``. ``advisory``: only for telling the
+        user (how far a session could be extended), never for booking."""
+        if self._optimistic and not advisory:
+            raise _MustLockError
         return _holds(self._connection, start, end, now=now, exclude=exclude, longest=self._longest)
 
     def hold_total(
         self, start: datetime, end: datetime, *, now: datetime, exclude: UUID | None = None
     ) -> Amounts:
+        """The sum of every hold over ``[start, end)`` (advice: nothing is rechecked)."""
         return _hold_total(
             self._connection, start, end, now=now, exclude=exclude, longest=self._longest
         )
+
+    def room_for(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        now: datetime,
+        largest: Amounts,
+        capacity: Amounts,
+    ) -> Amounts | None:
+        """The sum of every hold over ``[start, end)`` if even it leaves room for
+        ``largest`` within ``capacity`` (then no instant in the window can be short of it,
+        and the exact calendar need not be built); None if it does not."""
+        total = self.hold_total(start, end, now=now)
+        if not (total + largest).fits_within(capacity):
+            return None
+        if self._optimistic:
+
+            def still_room() -> bool:
+                others = self.hold_total(start, end, now=now) - self._booked_over(start, end)
+                if (others + largest).fits_within(capacity):
+                    return True
+                # The sum counts every offer of a set as if all could be taken: before
+                # giving up, check what this booking added against the exact calendar.
+                return self._booked_fit(start, end, now=now, capacity=capacity)
+
+            self._rechecks.append(still_room)
+        return total
+
+    def _booked_over(self, start: datetime, end: datetime) -> Amounts:
+        """What this booking itself has added over ``[start, end)`` (every offer counted)."""
+        total = Amounts()
+        for session in self._booked:
+            if session.schedule.prepare_start < end and session.schedule.release_end > start:
+                total = total + Amounts(session.cores, session.memory_gib, session.storage_gib)
+        return total
+
+    def _booked_fit(
+        self, start: datetime, end: datetime, *, now: datetime, capacity: Amounts
+    ) -> bool:
+        """Whether each session this booking added fits, at every instant, with what
+        everyone else holds (offers of one set are alternatives: each must fit alone)."""
+        mine = {str(s.offer_set_uuid or s.uuid) for s in self._booked}
+        mine.update(str(s.uuid) for s in self._booked)
+        held = _holds(self._connection, start, end, now=now, exclude=None, longest=self._longest)
+        others = Usage(hold for hold in held if hold.group not in mine)
+        return all(
+            others.first_exceeding(
+                session.schedule.prepare_start,
+                session.schedule.release_end,
+                extra=Amounts(session.cores, session.memory_gib, session.storage_gib),
+                limit=capacity,
+            )
+            is None
+            for session in self._booked
+        )
+
+    def live_offers(self, owner: str, *, now: datetime, limit: int) -> int:
+        """How many unexpired offers ``owner`` holds, for a quota of ``limit``."""
+        count = _live_offers(self._connection, owner, now=now)
+        if self._optimistic:
+            self._rechecks.append(lambda: _live_offers(self._connection, owner, now=now) <= limit)
+        return count
+
+    def check_active_quota(self, owner: str, limit: int | None) -> None:
+        """:class:`QuotaExceededError` if ``owner`` already has ``limit`` active sessions."""
+        _check_active_quota(self._connection, owner, limit)
+        if self._optimistic and limit is not None:
+            self._rechecks.append(lambda: _count_active(self._connection, owner) <= limit)
+
+    def settle(self, pool_key: int) -> None:
+        """An optimistic booking's last step: take the pool's lock, then check every note
+        again (:class:`_MustLockError` if one no longer holds). The lock is the
+        transaction's: the commit that follows releases it."""
+        if not self._optimistic:
+            return
+        _lock_pool(self._connection, pool_key)
+        for still_holds in self._rechecks:
+            if not still_holds():
+                raise _MustLockError
 
     def insert_offer_set(
         self, offer_set: OfferSetRecord, *, request: dict[str, Any] | None
     ) -> None:
         _insert_offer_set(self._connection, offer_set, request=request)
-
-    def live_offers(self, owner: str, *, now: datetime) -> int:
-        """How many unexpired offers ``owner`` holds (for the live-offers quota)."""
-        return _live_offers(self._connection, owner, now=now)
-
-    def check_active_quota(self, owner: str, limit: int | None) -> None:
-        """:class:`QuotaExceededError` if ``owner`` already has ``limit`` active sessions."""
-        _check_active_quota(self._connection, owner, limit)
+        self._booked.extend(offer_set.offers)
 
     def insert_session(self, session: SessionRecord) -> None:
         _insert_sessions(self._connection, [session])
+        self._booked.append(session)
 
     def get_session(self, uuid: UUID, *, owner: str | None) -> SessionRecord | None:
+        if self._optimistic:
+            raise _MustLockError
         return _get_session(self._connection, uuid, owner=owner)
 
     def extend(
@@ -168,26 +274,47 @@ class BrokerStore:
         self._pool_key = _lock_key(f"execbroker:pool:{pool}")
         self._longest = longest_booking
 
-    async def book(self, work: Callable[[Booking], T]) -> T:
-        """Run ``work`` with a :class:`Booking` under the pool's lock, in one transaction:
-        committed if it returns, rolled back if it raises."""
+    async def book(self, work: Callable[[Booking], T], *, optimistic: bool = True) -> T:
+        """Run ``work`` with a :class:`Booking`, in one transaction: committed if it
+        returns, rolled back if it raises.
 
-        def run(connection: Connection) -> T:
-            if not self._db.is_sqlite:
-                connection.execute(
-                    sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": self._pool_key}
-                )
+        SQLite's write transactions are already exclusive: the booking is locked. On
+        PostgreSQL it is first tried optimistically, then, if that cannot be settled,
+        again under the pool's lock from the start (``work`` may run twice: it must only
+        read and write through the booking). ``optimistic=False``: locked from the start
+        (for work that needs locked reads anyway)."""
+        if self._db.is_sqlite:
+            BOOKINGS.labels("locked").inc()
+            return await self._db.run_write(
+                lambda connection: work(Booking(connection, longest=self._longest))
+            )
+
+        def tentatively(connection: Connection) -> T:
+            booking = Booking(connection, longest=self._longest, optimistic=True)
+            done = work(booking)
+            booking.settle(self._pool_key)
+            return done
+
+        def locked(connection: Connection) -> T:
+            _lock_pool(connection, self._pool_key)
             return work(Booking(connection, longest=self._longest))
 
-        return await self._db.run_write(run)
+        if not optimistic:
+            BOOKINGS.labels("locked").inc()
+            return await self._db.run_write(locked)
+        try:
+            done = await self._db.run_write(tentatively)
+        except _MustLockError:
+            BOOKINGS.labels("relocked").inc()
+            return await self._db.run_write(locked)
+        BOOKINGS.labels("optimistic").inc()
+        return done
 
     async def _lock_pool(self, connection: AsyncConnection) -> None:
         # SQLite's write transactions are already exclusive; PostgreSQL needs a lock that
         # every broker process on the database sees.
         if not self._db.is_sqlite:
-            await connection.execute(
-                sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": self._pool_key}
-            )
+            await connection.run_sync(_lock_pool, self._pool_key)
 
     async def holds(
         self, start: datetime, end: datetime, *, now: datetime, exclude: UUID | None = None
@@ -539,45 +666,52 @@ class BrokerStore:
     ) -> list[SessionRecord]:
         """Up to ``limit`` sessions whose next step is due and that nobody holds; leased to
         ``worker`` until ``lease_until``. Loaded without their messages."""
+        due = (
+            sa.select(sessions.c.uuid, sessions.c.claimed_by.label("previous"))
+            .where(
+                sessions.c.next_due <= now,
+                sa.or_(sessions.c.claimed_until.is_(None), sessions.c.claimed_until < now),
+            )
+            .order_by(sessions.c.next_due)
+            .limit(limit)
+        )
+        if not self._db.is_sqlite:
+            due = due.with_for_update(skip_locked=True)
+        due_cte = due.cte("due")
+        # One statement picks, leases and reads the sessions (a pass's fixed cost matters:
+        # with several brokers, each makes more, smaller passes).
+        claim = (
+            sessions.update()
+            .where(sessions.c.uuid == due_cte.c.uuid)
+            .values(claimed_by=worker, claimed_until=lease_until)
+            .returning(*sessions.c)
+        )
+        if not self._db.is_sqlite:
+            # Whose lease it was, for the takeover count (SQLite's RETURNING can only name
+            # the table it updates; there, one process holds every claim anyway).
+            claim = claim.returning(due_cte.c.previous)
         async with self._db.write() as connection:
-            due = (
-                sa.select(sessions.c.uuid, sessions.c.claimed_by)
-                .where(
-                    sessions.c.next_due <= now,
-                    sa.or_(sessions.c.claimed_until.is_(None), sessions.c.claimed_until < now),
-                )
-                .order_by(sessions.c.next_due)
-                .limit(limit)
-            )
-            if not self._db.is_sqlite:
-                due = due.with_for_update(skip_locked=True)
-            found = (await connection.execute(due)).all()
-            if not found:
+            rows = (await connection.execute(claim)).all()
+            if not rows:
                 return []
-            uuids = [row.uuid for row in found]
-            taken_over = sum(1 for row in found if row.claimed_by not in (None, worker))
-            if taken_over:
-                CLAIMS_TAKEN_OVER.inc(taken_over)
-            await connection.execute(
-                sessions.update()
-                .where(sessions.c.uuid.in_(uuids))
-                .values(claimed_by=worker, claimed_until=lease_until)
-            )
-            rows = (
-                await connection.execute(sa.select(sessions).where(sessions.c.uuid.in_(uuids)))
-            ).all()
+            if not self._db.is_sqlite:
+                taken_over = sum(1 for row in rows if row.previous not in (None, worker))
+                if taken_over:
+                    CLAIMS_TAKEN_OVER.inc(taken_over)
             return await connection.run_sync(_load_sessions, rows, with_messages=False)
 
     async def commit_advances(
         self, advances: Sequence[Any], *, worker: str, now: datetime
-    ) -> list[UUID]:
+    ) -> tuple[list[UUID], datetime | None]:
         """Write what the engine did, for the sessions ``worker`` still holds; release them.
 
-        Returns the sessions written. A session whose revision moved on meanwhile (a user
-        cancelled it) keeps the user's phase and is looked at again at once.
+        Returns the sessions written, and when the next step nobody holds is due then (as
+        :meth:`next_step_due`, read in the same transaction). A session whose revision
+        moved on meanwhile (a user cancelled it) keeps the user's phase and is looked at
+        again at once.
         """
         if not advances:
-            return []
+            return [], await self.next_step_due(now=now)
         async with self._db.write() as connection:
             held = sa.select(sessions.c.uuid).where(
                 sessions.c.uuid.in_([str(a.session_uuid) for a in advances]),
@@ -588,7 +722,7 @@ class BrokerStore:
             mine = {row.uuid for row in (await connection.execute(held)).all()}
             kept = [a for a in advances if str(a.session_uuid) in mine]
             if not kept:
-                return []
+                return [], await self._next_step_due(connection, now)
             same = sessions.c.revision == sa.bindparam("b_revision")
             await connection.execute(
                 sessions.update()
@@ -652,11 +786,28 @@ class BrokerStore:
                     rows.extend(_message_row(target, m) for m in change.messages)
             if rows:
                 await connection.execute(messages.insert(), rows)
-        return [a.session_uuid for a in kept]
+            upcoming = await self._next_step_due(connection, now)
+        return [a.session_uuid for a in kept], upcoming
 
-    async def next_step_due(self) -> datetime | None:
+    async def next_step_due(self, *, now: datetime) -> datetime | None:
+        """When the next step nobody holds is due. Steps another worker holds are its
+        business until its lease runs out (and a lease running out is found by polling):
+        counting them would have this worker spin on work it cannot claim."""
         async with self._db.read() as connection:
-            value = (await connection.execute(sa.select(sa.func.min(sessions.c.next_due)))).scalar()
+            return await self._next_step_due(connection, now)
+
+    async def _next_step_due(self, connection: AsyncConnection, now: datetime) -> datetime | None:
+        value = (
+            await connection.execute(
+                sa.select(sessions.c.next_due)
+                .where(
+                    sessions.c.next_due.is_not(None),
+                    sa.or_(sessions.c.claimed_until.is_(None), sessions.c.claimed_until < now),
+                )
+                .order_by(sessions.c.next_due)
+                .limit(1)
+            )
+        ).scalar()
         return _AS_UTC.process_result_value(value, self._db.engine.dialect)
 
     async def count_by_phase(self) -> dict[str, int]:
@@ -752,6 +903,11 @@ _UNENDED_COMPONENT_PHASES = (
 
 
 _AS_UTC = UTCDateTime()
+
+
+def _lock_pool(connection: Connection, key: int) -> None:
+    """Take the pool's booking lock (PostgreSQL) until the transaction ends."""
+    connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 def _lock_key(name: str) -> int:
@@ -884,11 +1040,9 @@ def _live_offers(connection: Connection, owner: str, *, now: datetime) -> int:
     )
 
 
-def _check_active_quota(connection: Connection, owner: str, limit: int | None) -> None:
-    """Sessions accepted and not yet ended count against ``limit`` (None: no limit)."""
-    if limit is None:
-        return
-    active = int(
+def _count_active(connection: Connection, owner: str) -> int:
+    """Sessions of ``owner``'s accepted and not yet ended."""
+    return int(
         connection.execute(
             sa.select(sa.func.count()).where(
                 sessions.c.owner == owner,
@@ -896,6 +1050,13 @@ def _check_active_quota(connection: Connection, owner: str, limit: int | None) -
             )
         ).scalar_one()
     )
+
+
+def _check_active_quota(connection: Connection, owner: str, limit: int | None) -> None:
+    """Sessions accepted and not yet ended count against ``limit`` (None: no limit)."""
+    if limit is None:
+        return
+    active = _count_active(connection, owner)
     if active >= limit:
         raise QuotaExceededError(
             "{user} already has {count} active sessions, the most one user may have; "
