@@ -1,0 +1,72 @@
+"""The calendar's and the quotas' queries are served by indexes of live bookings only.
+
+Sessions that ended keep their booked window; without these indexes every window query on
+PostgreSQL steps over each session booked into the window, ended or not — under load, most
+of the database's work (``bench/scale.py``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from execbroker.model.phases import HOLDING_SESSION_PHASES
+from execbroker.storage import store
+from execbroker.storage.database import Database
+from execbroker.storage.tables import sessions
+
+MIGRATION = (
+    Path(store.__file__).parent / "migrations" / "versions" / "0006_holding_indexes.py"
+)
+
+
+def _migration() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("migration_0006", MIGRATION)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_partial_indexes_cover_exactly_the_phases_that_hold_capacity() -> None:
+    migration = _migration()
+    assert set(migration._HOLDING) == {p.value for p in HOLDING_SESSION_PHASES}
+    assert set(migration._LIVE) == {p.value for p in HOLDING_SESSION_PHASES} | {"OFFERED"}
+
+
+def _plan(connection: Connection, statement: Any, params: dict[str, Any]) -> str:
+    compiled = statement.compile(dialect=connection.dialect)
+    expanded = compiled.construct_expanded_state(compiled.construct_params(params))
+    rows = connection.exec_driver_sql(f"EXPLAIN {expanded.statement}", expanded.parameters)
+    return "\n".join(row[0] for row in rows)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_postgresql_reads_holds_and_active_sessions_from_the_partial_indexes(
+    database_url: str,
+) -> None:
+    database = Database(database_url)
+    await database.migrate()
+    now = datetime.now(UTC)
+    window = store._window(now, now + timedelta(hours=1), now, None, timedelta(days=8))
+    active = sa.select(sa.func.count()).where(
+        sessions.c.owner == sa.bindparam("owner"),
+        store._phase_in(sessions.c.phase, HOLDING_SESSION_PHASES),
+    )
+    try:
+        async with database.read() as connection:
+            # An empty table is cheapest to scan whole: ask whether the index *can* serve.
+            await connection.execute(sa.text("SET LOCAL enable_seqscan = off"))
+            holds = await connection.run_sync(_plan, store._HOLD_TOTAL_PG, window)
+            quota = await connection.run_sync(_plan, active, {"owner": "alice"})
+    finally:
+        await database.dispose()
+    assert "ix_sessions_live_booking" in holds, holds
+    assert "ix_sessions_owner_holding" in quota, quota
