@@ -56,16 +56,17 @@ def other_broker(tmp_path: Path, database_url: str) -> Iterator[LiveBroker]:
 def _interleave(
     monkeypatch: pytest.MonkeyPatch, other: Callable[[], httpx.Response]
 ) -> list[httpx.Response]:
-    """Have ``other`` run once, committed, just before this process's first settle."""
-    real_settle = Booking.settle
+    """Have ``other`` run once, committed, after this process's first booking planned and
+    before it settles."""
+    real_settlement = Booking.settlement
     answers: list[httpx.Response] = []
 
-    def settle(self: Booking, pool_key: int) -> None:
+    def settlement(self: Booking) -> Any:
         if not answers:
             answers.append(other())
-        real_settle(self, pool_key)
+        return real_settlement(self)
 
-    monkeypatch.setattr(Booking, "settle", settle)
+    monkeypatch.setattr(Booking, "settlement", settlement)
     return answers
 
 
@@ -83,9 +84,12 @@ async def test_capacity_booked_by_another_broker_meanwhile_is_not_booked_again(
             before = _relocked((await client.get("/metrics")).text)
             answer = await post(client, "/requests", _request(6))
             after = _relocked((await client.get("/metrics")).text)
+            listed = (await client.get("/offersets")).json()["offersets"]
 
     # Both planned against an empty pool; only the one settled first may keep its offers.
     assert theirs[0].json()["result"] == "YES"
+    # The first attempt left nothing behind: one offer set each.
+    assert len(listed) == 2
     mine = answer.json()
     assert mine["result"] == "NO"
     assert "at most 2 free" in mine["meta"]["messages"][-1]["message"]

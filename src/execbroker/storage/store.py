@@ -11,10 +11,12 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
+import psycopg
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -34,7 +36,7 @@ from execbroker.model.records import (
     SessionRecord,
 )
 from execbroker.model.wire import MessageItem
-from execbroker.planning.calendar import Amounts, Hold, Usage
+from execbroker.planning.calendar import Amounts, Hold
 from execbroker.storage.database import Database
 from execbroker.storage.tables import UTCDateTime, components, messages, offer_sets, sessions
 
@@ -78,12 +80,13 @@ class Booking:
 
     A booking is either *locked* (it holds the pool's lock from its first read) or
     *optimistic* (PostgreSQL, first attempt): it reads, plans and writes without the lock,
-    noting what each decision relied on, then takes the lock just before committing and
-    checks those notes again against what is committed now. Only that check and the commit
-    run under the lock, so bookings on several brokers queue for a moment rather than for
-    the whole of each other's planning. A note that no longer holds — or a read that only
-    a locked booking may make, such as the exact calendar of a busy pool — rolls the
-    attempt back, and it runs again locked.
+    noting what each decision relied on as a condition in SQL. To settle, it sends the
+    lock, one statement checking every condition against what is committed by then, and
+    the commit, as one query (one round trip: the lock is held for as long as the database
+    takes to run them, not for the broker's turns between statements). A condition that no
+    longer holds fails that statement, and so the commit; so does a read that only a locked
+    booking may make, such as the exact calendar of a busy pool, before anything is sent.
+    Either way the attempt is rolled back and runs again, locked from its first read.
     """
 
     def __init__(
@@ -92,7 +95,9 @@ class Booking:
         self._connection = connection
         self._longest = longest
         self._optimistic = optimistic
-        self._rechecks: list[Callable[[], bool]] = []
+        # What each decision relied on: a check (one of _CHECKS), and a function giving its
+        # values when settling (when what this booking itself added is known).
+        self._conditions: dict[str, Callable[[], dict[str, Any]]] = {}
         self._booked: list[SessionRecord] = []
 
     def holds(
@@ -134,69 +139,53 @@ class Booking:
         if not (total + largest).fits_within(capacity):
             return None
         if self._optimistic:
-
-            def still_room() -> bool:
-                others = self.hold_total(start, end, now=now) - self._booked_over(start, end)
-                if (others + largest).fits_within(capacity):
-                    return True
-                # The sum counts every offer of a set as if all could be taken: before
-                # giving up, check what this booking added against the exact calendar.
-                return self._booked_fit(start, end, now=now, capacity=capacity)
-
-            self._rechecks.append(still_room)
-        return total
-
-    def _booked_over(self, start: datetime, end: datetime) -> Amounts:
-        """What this booking itself has added over ``[start, end)`` (every offer counted)."""
-        total = Amounts()
-        for session in self._booked:
-            if session.schedule.prepare_start < end and session.schedule.release_end > start:
-                total = total + Amounts(session.cores, session.memory_gib, session.storage_gib)
-        return total
-
-    def _booked_fit(
-        self, start: datetime, end: datetime, *, now: datetime, capacity: Amounts
-    ) -> bool:
-        """Whether each session this booking added fits, at every instant, with what
-        everyone else holds (offers of one set are alternatives: each must fit alone)."""
-        mine = {str(s.offer_set_uuid or s.uuid) for s in self._booked}
-        mine.update(str(s.uuid) for s in self._booked)
-        held = _holds(self._connection, start, end, now=now, exclude=None, longest=self._longest)
-        others = Usage(hold for hold in held if hold.group not in mine)
-        return all(
-            others.first_exceeding(
-                session.schedule.prepare_start,
-                session.schedule.release_end,
-                extra=Amounts(session.cores, session.memory_gib, session.storage_gib),
-                limit=capacity,
+            self._condition(
+                "room",
+                lambda: {
+                    **_window(start, end, now, None, self._longest),
+                    "w_own": [str(s.uuid) for s in self._booked],
+                    "largest_cores": largest.cores,
+                    "largest_memory": largest.memory_gib,
+                    "largest_storage": largest.storage_gib,
+                    "capacity_cores": capacity.cores,
+                    "capacity_memory": capacity.memory_gib,
+                    "capacity_storage": capacity.storage_gib,
+                },
             )
-            is None
-            for session in self._booked
-        )
+        return total
+
+    def _condition(self, check: str, values: Callable[[], dict[str, Any]]) -> None:
+        if check in self._conditions:
+            # Each check is written once per settlement; a second would need a second set
+            # of parameter names. Nothing books that way today: settle it locked.
+            raise _MustLockError
+        self._conditions[check] = values
 
     def live_offers(self, owner: str, *, now: datetime, limit: int) -> int:
         """How many unexpired offers ``owner`` holds, for a quota of ``limit``."""
         count = _live_offers(self._connection, owner, now=now)
         if self._optimistic:
-            self._rechecks.append(lambda: _live_offers(self._connection, owner, now=now) <= limit)
+            self._condition(
+                "live_offers", lambda: {"lo_owner": owner, "lo_now": now, "lo_limit": limit}
+            )
         return count
 
     def check_active_quota(self, owner: str, limit: int | None) -> None:
         """:class:`QuotaExceededError` if ``owner`` already has ``limit`` active sessions."""
         _check_active_quota(self._connection, owner, limit)
         if self._optimistic and limit is not None:
-            self._rechecks.append(lambda: _count_active(self._connection, owner) <= limit)
+            self._condition("active", lambda: {"aq_owner": owner, "aq_limit": limit})
 
-    def settle(self, pool_key: int) -> None:
-        """An optimistic booking's last step: take the pool's lock, then check every note
-        again (:class:`_MustLockError` if one no longer holds). The lock is the
-        transaction's: the commit that follows releases it."""
-        if not self._optimistic:
-            return
-        _lock_pool(self._connection, pool_key)
-        for still_holds in self._rechecks:
-            if not still_holds():
-                raise _MustLockError
+    def settlement(self) -> tuple[tuple[str, ...], dict[str, Any]] | None:
+        """An optimistic booking's check, to run under the pool's lock just before its
+        commit: which of :data:`_CHECKS` (together one statement that fails unless every
+        one holds), and their values. None when nothing needs checking."""
+        if not self._conditions:
+            return None
+        values: dict[str, Any] = {}
+        for make in self._conditions.values():
+            values.update(make())
+        return tuple(sorted(self._conditions)), values
 
     def insert_offer_set(
         self, offer_set: OfferSetRecord, *, request: dict[str, Any] | None
@@ -273,6 +262,7 @@ class BrokerStore:
         self._db = database
         self._pool_key = _lock_key(f"execbroker:pool:{pool}")
         self._longest = longest_booking
+        self._settlements: dict[tuple[str, ...], tuple[str, dict[str, Any]]] = {}
 
     async def book(self, work: Callable[[Booking], T], *, optimistic: bool = True) -> T:
         """Run ``work`` with a :class:`Booking`, in one transaction: committed if it
@@ -289,12 +279,6 @@ class BrokerStore:
                 lambda connection: work(Booking(connection, longest=self._longest))
             )
 
-        def tentatively(connection: Connection) -> T:
-            booking = Booking(connection, longest=self._longest, optimistic=True)
-            done = work(booking)
-            booking.settle(self._pool_key)
-            return done
-
         def locked(connection: Connection) -> T:
             _lock_pool(connection, self._pool_key)
             return work(Booking(connection, longest=self._longest))
@@ -303,12 +287,61 @@ class BrokerStore:
             BOOKINGS.labels("locked").inc()
             return await self._db.run_write(locked)
         try:
-            done = await self._db.run_write(tentatively)
+            done = await self._tentatively(work)
         except _MustLockError:
             BOOKINGS.labels("relocked").inc()
             return await self._db.run_write(locked)
         BOOKINGS.labels("optimistic").inc()
         return done
+
+    async def _tentatively(self, work: Callable[[Booking], T]) -> T:
+        """Plan and write without the lock; then the lock, the check and the commit, sent
+        together. :class:`_MustLockError` (all rolled back) if it cannot be settled."""
+        async with self._db.write() as connection:
+            bookings: list[Booking] = []
+
+            def plan(sync: Connection) -> T:
+                bookings.append(Booking(sync, longest=self._longest, optimistic=True))
+                return work(bookings[0])
+
+            done = await connection.run_sync(plan)
+            settlement = bookings[0].settlement()
+            if settlement is None:
+                return done
+            checks, values = settlement
+            raw = cast(
+                "psycopg.AsyncConnection[Any]",
+                (await connection.get_raw_connection()).driver_connection,
+            )
+            # Three statements in one simple query (values bound on this side): the lock,
+            # the check and the commit reach the server together, and the connection waits
+            # for the answer without spinning.
+            try:
+                async with psycopg.AsyncClientCursor(raw) as cursor:
+                    sql, constants = self._settlement_sql(checks)
+                    await cursor.execute(
+                        sql, {**constants, **values, "execbroker_pool": self._pool_key}
+                    )
+            except psycopg.Error as failed:
+                if failed.sqlstate == _NO_LONGER_HOLDS:
+                    raise _MustLockError from failed
+                raise
+            # Committed: the transaction block's own commit finds nothing left to do.
+            return done
+
+    def _settlement_sql(self, checks: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
+        """The lock, the check statement for ``checks`` and the commit, as one query with
+        named parameters; built once for each combination of checks."""
+        found = self._settlements.get(checks)
+        if found is None:
+            check = sa.select(*(_CHECKS[name] for name in checks)).compile(
+                dialect=self._db.engine.dialect
+            )
+            sql = f"SELECT pg_advisory_xact_lock(%(execbroker_pool)s); {check}; COMMIT"
+            # The statement's own constants travel as parameters too.
+            constants = {k: v for k, v in check.params.items() if v is not None}
+            found = self._settlements[checks] = (sql, constants)
+        return found
 
     async def _lock_pool(self, connection: AsyncConnection) -> None:
         # SQLite's write transactions are already exclusive; PostgreSQL needs a lock that
@@ -905,6 +938,10 @@ _UNENDED_COMPONENT_PHASES = (
 _AS_UTC = UTCDateTime()
 
 
+# The SQLSTATE that execbroker_require() raises (migration 0007).
+_NO_LONGER_HOLDS = "EB409"
+
+
 def _lock_pool(connection: Connection, key: int) -> None:
     """Take the pool's booking lock (PostgreSQL) until the transaction ends."""
     connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
@@ -919,11 +956,9 @@ def _lock_key(name: str) -> int:
 
 def _phase_in(phase: sa.ColumnElement[str], phases: Iterable[SessionPhase]) -> Any:
     """``phase IN ('A', 'B', …)`` with the phases written into the SQL, not bound: so that
-    PostgreSQL's planner can see that a query only wants rows its partial indexes hold."""
-    values = sorted(p.value for p in phases)
-    return phase.in_(
-        sa.bindparam(f"phases_{'_'.join(values)}", values, expanding=True, literal_execute=True)
-    )
+    PostgreSQL's planner can see that a query only wants rows its partial indexes hold.
+    (The phases are this module's own constants, never user input.)"""
+    return phase.in_([sa.literal_column(f"'{p.value}'") for p in sorted(phases)])
 
 
 def _holding_clause(phase: sa.ColumnElement[str]) -> sa.ColumnElement[bool]:
@@ -971,6 +1006,92 @@ def _hold_queries(phase: sa.ColumnElement[str]) -> tuple[sa.Select[Any], sa.Sele
 # lets the planner use the partial index of live bookings (migration 0006).
 _HOLDS_SQLITE, _HOLD_TOTAL_SQLITE = _hold_queries(sessions.c.phase.concat(""))
 _HOLDS_PG, _HOLD_TOTAL_PG = _hold_queries(sessions.c.phase)
+
+
+def _room_check() -> sa.ColumnElement[bool]:
+    """Everyone else's live bookings over the window still leave room for the largest the
+    request may use: their sum does, or else (read only then) their sum with the offers of
+    one set counted once, at their largest. Either is an upper bound of what is held at
+    any instant in the window."""
+
+    def fits(cores: Any, memory: Any, storage: Any) -> sa.ColumnElement[bool]:
+        return sa.and_(
+            sa.func.coalesce(cores, 0) + sa.bindparam("largest_cores")
+            <= sa.bindparam("capacity_cores"),
+            sa.func.coalesce(memory, 0) + sa.bindparam("largest_memory")
+            <= sa.bindparam("capacity_memory"),
+            sa.func.coalesce(storage, 0) + sa.bindparam("largest_storage")
+            <= sa.bindparam("capacity_storage"),
+        )
+
+    others = sa.and_(
+        _holding_clause(sessions.c.phase),
+        sessions.c.uuid != sa.func.all(sa.bindparam("w_own", type_=ARRAY(sa.String()))),
+    )
+    summed = sa.select(
+        fits(
+            sa.func.sum(sessions.c.cores),
+            sa.func.sum(sessions.c.memory_gib),
+            sa.func.sum(sessions.c.storage_gib),
+        )
+    ).where(others)
+    group = sa.case(
+        (
+            sa.and_(
+                sessions.c.phase == SessionPhase.OFFERED.value,
+                sessions.c.offer_set_uuid.is_not(None),
+            ),
+            sessions.c.offer_set_uuid,
+        ),
+        else_=sessions.c.uuid,
+    )
+    largest_of_each = (
+        sa.select(
+            sa.func.max(sessions.c.cores).label("cores"),
+            sa.func.max(sessions.c.memory_gib).label("memory_gib"),
+            sa.func.max(sessions.c.storage_gib).label("storage_gib"),
+        )
+        .where(others)
+        .group_by(group)
+        .subquery()
+    )
+    grouped = sa.select(
+        fits(
+            sa.func.sum(largest_of_each.c.cores),
+            sa.func.sum(largest_of_each.c.memory_gib),
+            sa.func.sum(largest_of_each.c.storage_gib),
+        )
+    )
+    # Scalar subqueries: PostgreSQL runs the second only if the first is false.
+    return sa.or_(summed.scalar_subquery(), grouped.scalar_subquery())
+
+
+# The checks an optimistic booking settles with (PostgreSQL), by name; their parameters
+# are named apart, so any of them go together in one statement.
+_CHECKS: dict[str, Any] = {
+    "room": sa.func.execbroker_require(_room_check(), "room in the pool"),
+    "live_offers": sa.func.execbroker_require(
+        sa.select(sa.func.count())
+        .where(
+            sessions.c.owner == sa.bindparam("lo_owner"),
+            sessions.c.phase == SessionPhase.OFFERED.value,
+            sessions.c.expires > sa.bindparam("lo_now", type_=UTCDateTime()),
+        )
+        .scalar_subquery()
+        <= sa.bindparam("lo_limit"),
+        "the live-offers quota",
+    ),
+    "active": sa.func.execbroker_require(
+        sa.select(sa.func.count())
+        .where(
+            sessions.c.owner == sa.bindparam("aq_owner"),
+            _phase_in(sessions.c.phase, HOLDING_PHASES),
+        )
+        .scalar_subquery()
+        <= sa.bindparam("aq_limit"),
+        "the active-sessions quota",
+    ),
+}
 _NOBODY = "00000000-0000-0000-0000-000000000000"
 
 
