@@ -29,7 +29,8 @@ MIGRATION = (
 
 def _migration() -> ModuleType:
     spec = importlib.util.spec_from_file_location("migration_0006", MIGRATION)
-    assert spec and spec.loader
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

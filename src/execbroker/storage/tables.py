@@ -107,6 +107,7 @@ sessions = sa.Table(
     sa.Index("ix_sessions_owner_phase", "owner", "phase", "expires"),
     # The planner reads only bookings ending inside [window start, window end + longest
     # booking); the index covers what it sums, so SQLite answers from the index alone.
+    # (On PostgreSQL, migration 0006 replaces it with partial indexes of live bookings.)
     sa.Index(
         "ix_sessions_booking",
         "book_end",
