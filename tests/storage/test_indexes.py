@@ -22,9 +22,7 @@ from execbroker.storage import store
 from execbroker.storage.database import Database
 from execbroker.storage.tables import sessions
 
-MIGRATION = (
-    Path(store.__file__).parent / "migrations" / "versions" / "0006_holding_indexes.py"
-)
+MIGRATION = Path(store.__file__).parent / "migrations" / "versions" / "0006_holding_indexes.py"
 
 
 def _migration() -> ModuleType:
