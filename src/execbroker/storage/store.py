@@ -1066,30 +1066,26 @@ def _room_check() -> sa.ColumnElement[bool]:
     return sa.or_(summed.scalar_subquery(), grouped.scalar_subquery())
 
 
+# What the quotas count, read while booking and checked again when settling.
+_LIVE_OFFERS = sa.select(sa.func.count()).where(
+    sessions.c.owner == sa.bindparam("lo_owner"),
+    sessions.c.phase == SessionPhase.OFFERED.value,
+    sessions.c.expires > sa.bindparam("lo_now", type_=UTCDateTime()),
+)
+_ACTIVE = sa.select(sa.func.count()).where(
+    sessions.c.owner == sa.bindparam("aq_owner"), _phase_in(sessions.c.phase, HOLDING_PHASES)
+)
+
+
 # The checks an optimistic booking settles with (PostgreSQL), by name; their parameters
 # are named apart, so any of them go together in one statement.
 _CHECKS: dict[str, Any] = {
     "room": sa.func.execbroker_require(_room_check(), "room in the pool"),
     "live_offers": sa.func.execbroker_require(
-        sa.select(sa.func.count())
-        .where(
-            sessions.c.owner == sa.bindparam("lo_owner"),
-            sessions.c.phase == SessionPhase.OFFERED.value,
-            sessions.c.expires > sa.bindparam("lo_now", type_=UTCDateTime()),
-        )
-        .scalar_subquery()
-        <= sa.bindparam("lo_limit"),
-        "the live-offers quota",
+        _LIVE_OFFERS.scalar_subquery() <= sa.bindparam("lo_limit"), "the live-offers quota"
     ),
     "active": sa.func.execbroker_require(
-        sa.select(sa.func.count())
-        .where(
-            sessions.c.owner == sa.bindparam("aq_owner"),
-            _phase_in(sessions.c.phase, HOLDING_PHASES),
-        )
-        .scalar_subquery()
-        <= sa.bindparam("aq_limit"),
-        "the active-sessions quota",
+        _ACTIVE.scalar_subquery() <= sa.bindparam("aq_limit"), "the active-sessions quota"
     ),
 }
 _NOBODY = "00000000-0000-0000-0000-000000000000"
@@ -1171,26 +1167,12 @@ def _insert_offer_set(
 
 
 def _live_offers(connection: Connection, owner: str, *, now: datetime) -> int:
-    return int(
-        connection.execute(
-            sa.select(sa.func.count()).where(
-                sessions.c.owner == owner,
-                sessions.c.phase == SessionPhase.OFFERED.value,
-                sessions.c.expires > now,
-            )
-        ).scalar_one()
-    )
+    return int(connection.execute(_LIVE_OFFERS, {"lo_owner": owner, "lo_now": now}).scalar_one())
 
 
 def _count_active(connection: Connection, owner: str) -> int:
     """Sessions of ``owner``'s accepted and not yet ended."""
-    return int(
-        connection.execute(
-            sa.select(sa.func.count()).where(
-                sessions.c.owner == owner, _phase_in(sessions.c.phase, HOLDING_PHASES)
-            )
-        ).scalar_one()
-    )
+    return int(connection.execute(_ACTIVE, {"aq_owner": owner}).scalar_one())
 
 
 def _check_active_quota(connection: Connection, owner: str, limit: int | None) -> None:
