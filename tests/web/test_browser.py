@@ -8,6 +8,7 @@ which is missing — except under ``CI=true``, where that is a failure.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -208,3 +209,35 @@ async def test_from_sign_in_to_a_cancelled_notebook(tmp_path: Path) -> None:
 
     assert problems == []
     assert elsewhere == []
+
+
+@pytest.mark.usefixtures("browser_ready")
+async def test_a_file_chosen_while_the_page_loads_is_kept(tmp_path: Path) -> None:
+    """A request file picked before the page's script has run is loaded, not lost under
+    the built-in example (the change event fired before anyone listened)."""
+    request_file = _request_starting_now(tmp_path)
+    (tmp_path / "broker").mkdir()
+    with LiveBroker(data_dir=tmp_path / "broker", env=FAST) as broker:
+        script_asked = asyncio.Event()
+        release_script = asyncio.Event()
+
+        async def slow_script(route: Route) -> None:
+            script_asked.set()
+            await release_script.wait()
+            await route.continue_()
+
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(
+                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
+            )
+            page = await browser.new_page()
+            page.set_default_timeout(10_000)
+            await _sign_in(page, broker)
+            await page.route("**/static/request.js", slow_script)
+            await page.goto(f"{broker.url}/ui/new", wait_until="commit")
+            await asyncio.wait_for(script_asked.wait(), 10)
+            await page.locator("#request-file").set_input_files(request_file)
+            release_script.set()
+            text = page.get_by_label("Request (YAML or JSON)")
+            await expect(text).to_have_value(request_file.read_text())
+            await browser.close()

@@ -178,22 +178,27 @@ function renderOffers(offerSet) {
 whenSignedIn((signal) => {
   const text = byId("request-text");
   const form = byId("request-form");
-  if (!text.value) text.value = EXAMPLES.notebook;
-
-  byId("request-file").addEventListener(
+  const picker = byId("request-file");
+  const load = async (file) => {
+    if (file.size > MAX_BYTES) {
+      showProblem(`${file.name} is larger than 1 MiB.`);
+      return;
+    }
+    text.value = await file.text();
+    showProblem(null);
+  };
+  picker.addEventListener(
     "change",
-    async (event) => {
-      const file = event.target.files?.[0];
-      if (!file) return;
-      if (file.size > MAX_BYTES) {
-        showProblem(`${file.name} is larger than 1 MiB.`);
-        return;
-      }
-      text.value = await file.text();
-      showProblem(null);
+    () => {
+      if (picker.files?.[0]) load(picker.files[0]);
     },
     { signal },
   );
+  // A file chosen before this script ran (a slow page load, or the browser restoring the
+  // form on "back") fired its change event to nobody: load it now rather than lose it
+  // under the example.
+  if (picker.files?.[0]) load(picker.files[0]);
+  else if (!text.value) text.value = EXAMPLES.notebook;
   for (const button of document.querySelectorAll("[data-example]")) {
     button.addEventListener(
       "click",
