@@ -387,6 +387,14 @@ class Settings(BaseSettings):
             "again at once."
         ),
     )
+    engine_retry: float = Field(
+        default=5,
+        gt=0,
+        description=(
+            "Seconds before a session whose step failed unexpectedly (an error in the broker, "
+            "logged with its traceback) is tried again; nothing of the failed step is kept."
+        ),
+    )
     engine_lease: float = Field(
         default=60,
         gt=0,

@@ -109,6 +109,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             batch_size=settings.engine_batch_size,
             batch_window=settings.engine_batch_window,
             lease=timedelta(seconds=settings.engine_lease),
+            retry=timedelta(seconds=settings.engine_retry),
             single_process=database.is_sqlite,
         )
 

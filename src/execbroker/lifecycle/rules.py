@@ -229,7 +229,11 @@ class _Pass:
         if part.started_at is None or part.phase is ComponentPhase.RELEASING:
             self.move(part, ComponentPhase.FAILED)
         else:
+            # As in release(): the failure is committed before the platform is asked to
+            # release, or a crash in between would leave only a release to read back, which
+            # looks like a normal ending.
             self.move(part, ComponentPhase.RELEASING, self.now)
+            self.deferred.add(part.record.uuid)
 
     def wants_attention(self, part: _Component) -> bool:
         if part.ended or part.record.uuid in self.deferred:
