@@ -313,15 +313,16 @@ class BrokerStore:
                 "psycopg.AsyncConnection[Any]",
                 (await connection.get_raw_connection()).driver_connection,
             )
-            # Three statements in one simple query (values bound on this side): the lock,
-            # the check and the commit reach the server together, and the connection waits
-            # for the answer without spinning.
+            # The lock, the check and the commit go in one pipeline: they reach the server
+            # together, so the lock is held only while the server runs the check and
+            # commits, never across a round trip. The check is a prepared statement (one
+            # per combination of checks and connection): it is not planned again each time.
+            sql, constants = self._settlement_check(checks)
             try:
-                async with psycopg.AsyncClientCursor(raw) as cursor:
-                    sql, constants = self._settlement_sql(checks)
-                    await cursor.execute(
-                        sql, {**constants, **values, "execbroker_pool": self._pool_key}
-                    )
+                async with raw.pipeline(), raw.cursor() as cursor:
+                    await cursor.execute(_LOCK_POOL_SQL, (self._pool_key,))
+                    await cursor.execute(sql, {**constants, **values}, prepare=True)
+                    await cursor.execute("COMMIT")
             except psycopg.Error as failed:
                 if failed.sqlstate == _NO_LONGER_HOLDS:
                     raise _MustLockError from failed
@@ -329,18 +330,17 @@ class BrokerStore:
             # Committed: the transaction block's own commit finds nothing left to do.
             return done
 
-    def _settlement_sql(self, checks: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
-        """The lock, the check statement for ``checks`` and the commit, as one query with
-        named parameters; built once for each combination of checks."""
+    def _settlement_check(self, checks: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
+        """The check statement for ``checks``, with named parameters; built once for each
+        combination of checks."""
         found = self._settlements.get(checks)
         if found is None:
             check = sa.select(*(_CHECKS[name] for name in checks)).compile(
                 dialect=self._db.engine.dialect
             )
-            sql = f"SELECT pg_advisory_xact_lock(%(execbroker_pool)s); {check}; COMMIT"
             # The statement's own constants travel as parameters too.
             constants = {k: v for k, v in check.params.items() if v is not None}
-            found = self._settlements[checks] = (sql, constants)
+            found = self._settlements[checks] = (str(check), constants)
         return found
 
     async def _lock_pool(self, connection: AsyncConnection) -> None:
@@ -940,6 +940,7 @@ _AS_UTC = UTCDateTime()
 
 # The SQLSTATE that execbroker_require() raises (migration 0007).
 _NO_LONGER_HOLDS = "EB409"
+_LOCK_POOL_SQL = "SELECT pg_advisory_xact_lock(%s)"
 
 
 def _lock_pool(connection: Connection, key: int) -> None:
