@@ -82,8 +82,8 @@ class Booking:
     *optimistic* (PostgreSQL, first attempt): it reads, plans and writes without the lock,
     noting what each decision relied on as a condition in SQL. To settle, it sends the
     lock, one statement checking every condition against what is committed by then, and
-    the commit, as one query (one round trip: the lock is held for as long as the database
-    takes to run them, not for the broker's turns between statements). A condition that no
+    the commit, together in one pipeline (one round trip: the lock is held for as long as
+    the database takes to run them, not for the broker's turns between statements). A condition that no
     longer holds fails that statement, and so the commit; so does a read that only a locked
     booking may make, such as the exact calendar of a busy pool, before anything is sent.
     Either way the attempt is rolled back and runs again, locked from its first read.
