@@ -11,9 +11,8 @@ from uuid import UUID
 
 import pytest
 
-from execbroker import main
 from execbroker.platforms.base import PlatformStatus, Work
-from execbroker.platforms.mock import MockPlatform, MockTimings
+from execbroker.platforms.mock import MockPlatform
 from tests.support.engine import (
     FAST,
     ROLES,
@@ -127,22 +126,6 @@ async def test_a_data_failure_releases_the_rest_and_compute_never_starts(
     assert set(prepared) == set(released), "nothing is left on the platform"
 
 
-class _DiesAfterReleasing(MockPlatform):
-    """The mock platform under a broker that dies just after it first asks for each
-    release: the platform has the release, the broker's pass is never committed."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.crashed: set[UUID] = set()
-
-    async def release(self, work: Work) -> PlatformStatus:
-        status = await super().release(work)
-        if work.uuid not in self.crashed:
-            self.crashed.add(work.uuid)
-            raise RuntimeError("the broker died here")
-        return status
-
-
 @pytest.mark.parametrize(
     ("script", "ending"),
     [
@@ -155,27 +138,24 @@ async def test_a_crash_after_asking_for_a_release_keeps_why(
     broker: Any, monkeypatch: pytest.MonkeyPatch, script: dict[str, str], ending: str
 ) -> None:
     """A release only tells the platform to let go; why (a failure) must already be in the
-    database, or after a crash it reads back as a normal ending."""
-    platforms: list[_DiesAfterReleasing] = []
+    database, or after a crash it reads back as a normal ending. Here the broker dies just
+    after it first asks for each release: the platform has the release, the engine's pass
+    is never committed."""
+    crashed: set[UUID] = set()
+    release = MockPlatform.release
 
-    def build(settings: Any, clock: Any) -> MockPlatform:
-        platform = _DiesAfterReleasing(
-            ledger=settings.data_dir / "mock-ledger.jsonl",
-            clock=clock,
-            timings=MockTimings(
-                prepare=settings.mock_prepare_seconds,
-                release=settings.mock_release_seconds,
-                run=settings.mock_run_seconds,
-            ),
-        )
-        platforms.append(platform)
-        return platform
+    async def release_then_die(platform: MockPlatform, work: Work) -> PlatformStatus:
+        status = await release(platform, work)
+        if work.uuid not in crashed:
+            crashed.add(work.uuid)
+            raise RuntimeError("the broker died here")
+        return status
 
-    monkeypatch.setattr(main, "build_platform", build)
+    monkeypatch.setattr(MockPlatform, "release", release_then_die)
     async with broker(**{**FAST, "engine_retry": 0.05}) as client:
         session = await run_to_end(client, container(script))
 
-    assert platforms[0].crashed, "the broker died after release calls"
+    assert crashed, "the broker died after release calls"
     assert session["phase"] == ending, texts(session)
 
 
