@@ -83,9 +83,10 @@ class Booking:
     noting what each decision relied on as a condition in SQL. To settle, it sends the
     lock, one statement checking every condition against what is committed by then, and
     the commit, together in one pipeline (one round trip: the lock is held for as long as
-    the database takes to run them, not for the broker's turns between statements). A condition that no
-    longer holds fails that statement, and so the commit; so does a read that only a locked
-    booking may make, such as the exact calendar of a busy pool, before anything is sent.
+    the database takes to run them, not for the broker's turns between statements). A
+    condition that no longer holds fails that statement, and so the commit; so does a read
+    that only a locked booking may make, such as the exact calendar of a busy pool, before
+    anything is sent.
     Either way the attempt is rolled back and runs again, locked from its first read.
     """
 
@@ -945,7 +946,7 @@ _LOCK_POOL_SQL = "SELECT pg_advisory_xact_lock(%s)"
 
 def _lock_pool(connection: Connection, key: int) -> None:
     """Take the pool's booking lock (PostgreSQL) until the transaction ends."""
-    connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    connection.exec_driver_sql(_LOCK_POOL_SQL, (key,))
 
 
 def _lock_key(name: str) -> int:
