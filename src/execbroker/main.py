@@ -90,6 +90,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             database,
             pool=settings.platform,
             longest_booking=settings.max_duration + settings.max_preparation,
+            clock=clock,
         )
         profile = profile_from_settings(settings)
         platform = InstrumentedPlatform(build_platform(settings, clock))

@@ -470,7 +470,7 @@ class CalendarMachine(RuleBasedStateMachine):
         )
         self.database = Database(self.settings.effective_database_url)
         self.run(self.database.migrate())
-        store = BrokerStore(self.database, pool="mock")
+        store = BrokerStore(self.database, pool="mock", clock=self.clock)
         profile = profile_from_settings(self.settings)
         self.offer_service = OfferService(
             store=store, settings=self.settings, profile=profile, clock=self.clock

@@ -80,10 +80,10 @@ class OfferService:
             OFFERS.labels("refused").inc()
             logger.info("offer set refused", extra={"offer_set": str(offer_set_uuid)})
             return refused
-        expires = now + self._settings.offer_lifetime
 
         def book(booking: Booking) -> OfferSetRecord:
-            moment = self._clock.now()
+            moment = booking.now()
+            expires = moment + self._settings.offer_lifetime
             room = self._offer_room(booking, owner, now=moment)
             search = self._search(booking, plan, now=moment, max_offers=room)
             sessions = [
@@ -138,7 +138,8 @@ class OfferService:
                 "offers": len(offer_set.offers),
             },
         )
-        if offer_set.offers and self._on_offers_made:
+        expires = offer_set.offers[0].expires if offer_set.offers else None
+        if expires is not None and self._on_offers_made:
             self._on_offers_made(expires)
         return offer_set
 
@@ -209,7 +210,7 @@ class OfferService:
             raise
 
         def book(booking: Booking) -> SessionRecord:
-            moment = self._clock.now()
+            moment = booking.now()
             booking.check_active_quota(owner, self._settings.quota_active_sessions)
             search = self._search(booking, plan, now=moment, max_offers=1)
             if not search.offers:

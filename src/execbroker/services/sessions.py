@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 from uuid import UUID
 
 from pydantic import TypeAdapter, ValidationError
@@ -31,7 +31,7 @@ from execbroker.planning.calendar import Amounts, Usage
 from execbroker.planning.offers import cost_documents, costs_of
 from execbroker.planning.profile import PlatformProfile
 from execbroker.planning.validation import schema_messages
-from execbroker.storage.store import Booking, BrokerStore
+from execbroker.storage.store import Booking, BrokerStore, OfferExpiredError
 
 __all__ = ["SessionService", "phase_options"]
 
@@ -177,9 +177,9 @@ class SessionService:
                 {"phase": session.phase.value},
                 path=EXTEND_PATH,
             )
-        now = self._clock.now()
 
         def book(booking: Booking) -> None:
+            now = booking.now()
             current = booking.get_session(session.uuid, owner=session.owner)
             if current is None or current.phase not in ACTIVE_SESSION_PHASES:
                 raise ConflictError(
@@ -354,29 +354,36 @@ class SessionService:
 
     async def _accept(self, session: SessionRecord, *, now: datetime, by: str) -> None:
         if session.expires is not None and session.expires <= now:
-            await self.expire_due_offers()
-            raise ConflictError(
-                "The offer expired at {expires} and can no longer be accepted",
-                {"expires": format_instant(session.expires)},
-                path="/phase",
+            await self._expired(session.expires)
+        try:
+            won = await self._store.accept_offer(
+                session.uuid,
+                owner=session.owner,
+                note=lambda at: info("Offer accepted by {user}", time=at, user=by),
+                active_limit=self._active_limit,
+                sibling_note=lambda at: info(
+                    "Rejected because offer {accepted} of the same set was accepted",
+                    time=at,
+                    accepted=session.uuid,
+                ),
             )
-        won = await self._store.accept_offer(
-            session.uuid,
-            owner=session.owner,
-            now=now,
-            note=info("Offer accepted by {user}", time=now, user=by),
-            active_limit=self._active_limit,
-            sibling_note=info(
-                "Rejected because offer {accepted} of the same set was accepted",
-                time=now,
-                accepted=session.uuid,
-            ),
-        )
-        if not won:
+        except OfferExpiredError as expired:
+            # It expired while the accept waited for the pool's lock: its capacity may
+            # already be another booking's.
+            await self._expired(expired.expires)
+        if won is None:
             current = await self._get(session.uuid, owner=session.owner)
             if current.phase is SessionPhase.ACCEPTED:
                 return
             raise _wrong_phase(current, SessionPhase.ACCEPTED)
+
+    async def _expired(self, expires: datetime) -> NoReturn:
+        await self.expire_due_offers()
+        raise ConflictError(
+            "The offer expired at {expires} and can no longer be accepted",
+            {"expires": format_instant(expires)},
+            path="/phase",
+        )
 
     async def _cancel(self, session: SessionRecord, *, now: datetime, by: str) -> None:
         """Record the user's decision; the engine releases everything and ends it CANCELLED."""

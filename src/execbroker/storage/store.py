@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 from uuid import UUID
 
@@ -20,6 +20,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from execbroker.clock import Clock, SystemClock
 from execbroker.exceptions import QuotaExceededError
 from execbroker.metrics import BOOKINGS, CLAIMS_TAKEN_OVER
 from execbroker.model.phases import (
@@ -40,7 +41,7 @@ from execbroker.planning.calendar import Amounts, Hold
 from execbroker.storage.database import Database
 from execbroker.storage.tables import UTCDateTime, components, messages, offer_sets, sessions
 
-__all__ = ["BrokerStore", "MessageTarget"]
+__all__ = ["BrokerStore", "MessageTarget", "OfferExpiredError"]
 
 
 class MessageTarget:
@@ -64,6 +65,18 @@ T = TypeVar("T")
 
 # Sorted, so that the statements built from it are the same in every process.
 HOLDING_PHASES = sorted(HOLDING_SESSION_PHASES)
+
+
+class OfferExpiredError(Exception):
+    """An accept found, under the pool's lock, that its offer's time had already run out:
+    a booking made after that instant may have planned with the offer's capacity."""
+
+    def __init__(self, expires: datetime) -> None:
+        super().__init__(f"the offer expired at {expires.isoformat()}")
+        self.expires = expires
+
+
+Instant = Callable[[Connection], datetime]
 
 
 class _MustLockError(Exception):
@@ -91,15 +104,28 @@ class Booking:
     """
 
     def __init__(
-        self, connection: Connection, *, longest: timedelta, optimistic: bool = False
+        self,
+        connection: Connection,
+        *,
+        longest: timedelta,
+        instant: Instant,
+        optimistic: bool = False,
     ) -> None:
         self._connection = connection
         self._longest = longest
+        self._instant = instant
         self._optimistic = optimistic
         # What each decision relied on: a check (one of _CHECKS), and a function giving its
         # values when settling (when what this booking itself added is known).
         self._conditions: dict[str, Callable[[], dict[str, Any]]] = {}
         self._booked: list[SessionRecord] = []
+
+    def now(self) -> datetime:
+        """The instant this booking decides at: what offers have expired by, what a new
+        record is stamped with. Read inside the transaction (on SQLite, under the write
+        lock), from the one clock every booking reads: on PostgreSQL the database's, so that
+        brokers whose clocks disagree still agree on whether an offer has expired."""
+        return self._instant(self._connection)
 
     def holds(
         self,
@@ -203,6 +229,92 @@ class Booking:
             raise _MustLockError
         return _get_session(self._connection, uuid, owner=owner)
 
+    def accept(
+        self,
+        uuid: UUID,
+        *,
+        owner: str,
+        now: datetime,
+        note: MessageItem,
+        sibling_note: MessageItem,
+    ) -> None:
+        """Accept an OFFERED offer unexpired at ``now`` and reject its OFFERED siblings.
+
+        :class:`OfferExpiredError` if it expired by ``now``; :class:`_LostRaceError` if it is
+        not OFFERED or a sibling was accepted first (the offer set's ``accepted_session``
+        guard). Locked bookings only: an offer holds its capacity until it expires, so an
+        accept must judge the expiry at the instant the calendar is read by everyone else.
+        """
+        if self._optimistic:
+            raise _MustLockError
+        connection = self._connection
+        row = connection.execute(
+            sa.select(sessions.c.offer_set_uuid, sessions.c.expires).where(
+                sessions.c.uuid == str(uuid),
+                sessions.c.owner == owner,
+                sessions.c.phase == SessionPhase.OFFERED.value,
+            )
+        ).one_or_none()
+        if row is None:
+            raise _LostRaceError
+        if row.expires is not None and row.expires <= now:
+            raise OfferExpiredError(row.expires)
+        offer_set_uuid = row.offer_set_uuid
+        claimed = connection.execute(
+            offer_sets.update()
+            .where(
+                offer_sets.c.uuid == offer_set_uuid,
+                offer_sets.c.accepted_session.is_(None),
+            )
+            .values(accepted_session=str(uuid), modified=now)
+        )
+        if claimed.rowcount != 1:
+            raise _LostRaceError
+        connection.execute(
+            sessions.update()
+            .where(sessions.c.uuid == str(uuid), sessions.c.phase == SessionPhase.OFFERED.value)
+            .values(phase=SessionPhase.ACCEPTED.value, modified=now, next_due=now)
+        )
+        connection.execute(
+            _component_phases([uuid], ComponentPhase.WAITING, (ComponentPhase.INITIALIZING,), now)
+        )
+        _insert_messages(
+            connection,
+            MessageTarget(uuid, session_uuid=uuid, offer_set_uuid=UUID(offer_set_uuid)),
+            [note],
+        )
+        siblings = [
+            UUID(r.uuid)
+            for r in connection.execute(
+                sa.select(sessions.c.uuid).where(
+                    sessions.c.offer_set_uuid == offer_set_uuid,
+                    sessions.c.uuid != str(uuid),
+                    sessions.c.phase == SessionPhase.OFFERED.value,
+                )
+            )
+        ]
+        if not siblings:
+            return
+        connection.execute(
+            sessions.update()
+            .where(
+                sessions.c.uuid.in_([str(s) for s in siblings]),
+                sessions.c.phase == SessionPhase.OFFERED.value,
+            )
+            .values(phase=SessionPhase.REJECTED.value, modified=now)
+        )
+        connection.execute(
+            _component_phases(
+                siblings, ComponentPhase.CANCELLED, (ComponentPhase.INITIALIZING,), now
+            )
+        )
+        for sibling in siblings:
+            _insert_messages(
+                connection,
+                MessageTarget(sibling, session_uuid=sibling, offer_set_uuid=UUID(offer_set_uuid)),
+                [sibling_note],
+            )
+
     def extend(
         self,
         session: SessionRecord,
@@ -257,10 +369,18 @@ class BrokerStore:
         *,
         pool: str = "mock",
         longest_booking: timedelta = timedelta(days=8),
+        clock: Clock | None = None,
     ) -> None:
         """``longest_booking``: no booking is longer (the planner refuses longer ones); it
-        bounds the calendar's window queries."""
+        bounds the calendar's window queries. ``clock``: what bookings read the time from
+        (:meth:`Booking.now`); the system's clock means the database's on PostgreSQL."""
         self._db = database
+        clock = clock or SystemClock()
+        self._instant: Instant = (
+            _database_now
+            if not database.is_sqlite and isinstance(clock, SystemClock)
+            else lambda _connection: clock.now()
+        )
         self._pool_key = _lock_key(f"execbroker:pool:{pool}")
         self._longest = longest_booking
         self._settlements: dict[tuple[str, ...], tuple[str, dict[str, Any]]] = {}
@@ -276,13 +396,11 @@ class BrokerStore:
         (for work that needs locked reads anyway)."""
         if self._db.is_sqlite:
             BOOKINGS.labels("locked").inc()
-            return await self._db.run_write(
-                lambda connection: work(Booking(connection, longest=self._longest))
-            )
+            return await self._db.run_write(lambda connection: work(self._booking(connection)))
 
         def locked(connection: Connection) -> T:
             _lock_pool(connection, self._pool_key)
-            return work(Booking(connection, longest=self._longest))
+            return work(self._booking(connection))
 
         if not optimistic:
             BOOKINGS.labels("locked").inc()
@@ -295,6 +413,11 @@ class BrokerStore:
         BOOKINGS.labels("optimistic").inc()
         return done
 
+    def _booking(self, connection: Connection, *, optimistic: bool = False) -> Booking:
+        return Booking(
+            connection, longest=self._longest, instant=self._instant, optimistic=optimistic
+        )
+
     async def _tentatively(self, work: Callable[[Booking], T]) -> T:
         """Plan and write without the lock; then the lock, the check and the commit, sent
         together. :class:`_MustLockError` (all rolled back) if it cannot be settled."""
@@ -302,7 +425,7 @@ class BrokerStore:
             bookings: list[Booking] = []
 
             def plan(sync: Connection) -> T:
-                bookings.append(Booking(sync, longest=self._longest, optimistic=True))
+                bookings.append(self._booking(sync, optimistic=True))
                 return work(bookings[0])
 
             done = await connection.run_sync(plan)
@@ -486,124 +609,34 @@ class BrokerStore:
         uuid: UUID,
         *,
         owner: str,
-        now: datetime,
-        note: MessageItem,
-        sibling_note: MessageItem,
+        note: Callable[[datetime], MessageItem],
+        sibling_note: Callable[[datetime], MessageItem],
         active_limit: int | None = None,
-    ) -> bool:
-        """Accept an OFFERED, unexpired offer and reject its OFFERED siblings, atomically.
+    ) -> datetime | None:
+        """Accept an OFFERED, unexpired offer and reject its OFFERED siblings, atomically,
+        under the pool's lock; the instant it was accepted at (``note`` and ``sibling_note``
+        make the messages stamped with it).
 
-        False when this caller did not win: the offer is not OFFERED, has expired, or a
-        sibling was accepted first (the offer set's ``accepted_session`` guard).
-        :class:`QuotaExceededError` when ``owner`` already has ``active_limit`` active
-        sessions.
+        The expiry is judged at an instant read under the lock (:meth:`Booking.now`), not
+        one read before waiting for it: meanwhile a booking may have found the offer
+        expired and planned with its capacity. :class:`OfferExpiredError` then.
+        None when this caller did not win: the offer is not OFFERED, or a sibling was
+        accepted first. :class:`QuotaExceededError` when ``owner`` already has
+        ``active_limit`` active sessions.
         """
-        try:
-            async with self._db.write() as connection:
-                await self._lock_pool(connection)
-                await connection.run_sync(_check_active_quota, owner, active_limit)
-                await self._accept(
-                    connection,
-                    uuid=uuid,
-                    owner=owner,
-                    now=now,
-                    note=note,
-                    sibling_note=sibling_note,
-                )
-        except _LostRaceError:
-            return False
-        return True
 
-    async def _accept(
-        self,
-        connection: AsyncConnection,
-        *,
-        uuid: UUID,
-        owner: str,
-        now: datetime,
-        note: MessageItem,
-        sibling_note: MessageItem,
-    ) -> None:
-        row = (
-            await connection.execute(
-                sa.select(sessions.c.offer_set_uuid).where(
-                    sessions.c.uuid == str(uuid),
-                    sessions.c.owner == owner,
-                    sessions.c.phase == SessionPhase.OFFERED.value,
-                    sessions.c.expires > now,
-                )
+        def accept(booking: Booking) -> datetime:
+            now = booking.now()
+            booking.check_active_quota(owner, active_limit)
+            booking.accept(
+                uuid, owner=owner, now=now, note=note(now), sibling_note=sibling_note(now)
             )
-        ).one_or_none()
-        if row is None:
-            raise _LostRaceError
-        offer_set_uuid = row.offer_set_uuid
-        claimed = await connection.execute(
-            offer_sets.update()
-            .where(
-                offer_sets.c.uuid == offer_set_uuid,
-                offer_sets.c.accepted_session.is_(None),
-            )
-            .values(accepted_session=str(uuid), modified=now)
-        )
-        if claimed.rowcount != 1:
-            raise _LostRaceError
-        moved = await connection.execute(
-            sessions.update()
-            .where(
-                sessions.c.uuid == str(uuid),
-                sessions.c.phase == SessionPhase.OFFERED.value,
-                sessions.c.expires > now,
-            )
-            .values(phase=SessionPhase.ACCEPTED.value, modified=now, next_due=now)
-        )
-        if moved.rowcount != 1:
-            raise _LostRaceError
-        await _set_component_phases(
-            connection,
-            [uuid],
-            ComponentPhase.WAITING,
-            only_from=(ComponentPhase.INITIALIZING,),
-            now=now,
-        )
-        await connection.run_sync(
-            _insert_messages,
-            MessageTarget(uuid, session_uuid=uuid, offer_set_uuid=UUID(offer_set_uuid)),
-            [note],
-        )
-        sibling_rows = (
-            await connection.execute(
-                sa.select(sessions.c.uuid).where(
-                    sessions.c.offer_set_uuid == offer_set_uuid,
-                    sessions.c.uuid != str(uuid),
-                    sessions.c.phase == SessionPhase.OFFERED.value,
-                )
-            )
-        ).all()
-        siblings = [UUID(r.uuid) for r in sibling_rows]
-        if siblings:
-            await connection.execute(
-                sessions.update()
-                .where(
-                    sessions.c.uuid.in_([str(s) for s in siblings]),
-                    sessions.c.phase == SessionPhase.OFFERED.value,
-                )
-                .values(phase=SessionPhase.REJECTED.value, modified=now)
-            )
-            await _set_component_phases(
-                connection,
-                siblings,
-                ComponentPhase.CANCELLED,
-                only_from=(ComponentPhase.INITIALIZING,),
-                now=now,
-            )
-            for sibling in siblings:
-                await connection.run_sync(
-                    _insert_messages,
-                    MessageTarget(
-                        sibling, session_uuid=sibling, offer_set_uuid=UUID(offer_set_uuid)
-                    ),
-                    [sibling_note],
-                )
+            return now
+
+        try:
+            return await self.book(accept, optimistic=False)
+        except _LostRaceError:
+            return None
 
     async def transition_session(
         self,
@@ -1209,6 +1242,28 @@ class _LostRaceError(Exception):
     """Raised inside a write transaction to roll it back when a guard finds nothing to do."""
 
 
+def _component_phases(
+    session_uuids: Sequence[UUID],
+    phase: ComponentPhase,
+    only_from: Iterable[ComponentPhase],
+    now: datetime,
+) -> sa.Update:
+    return (
+        components.update()
+        .where(
+            components.c.session_uuid.in_([str(s) for s in session_uuids]),
+            components.c.phase.in_([p.value for p in only_from]),
+        )
+        .values(phase=phase.value, modified=now)
+    )
+
+
+def _database_now(connection: Connection) -> datetime:
+    """PostgreSQL's clock: the same for every broker on the database."""
+    value: datetime = connection.exec_driver_sql("SELECT clock_timestamp()").scalar_one()
+    return value.astimezone(UTC)
+
+
 async def _set_component_phases(
     connection: AsyncConnection,
     session_uuids: Sequence[UUID],
@@ -1217,14 +1272,7 @@ async def _set_component_phases(
     only_from: Iterable[ComponentPhase],
     now: datetime,
 ) -> None:
-    await connection.execute(
-        components.update()
-        .where(
-            components.c.session_uuid.in_([str(s) for s in session_uuids]),
-            components.c.phase.in_([p.value for p in only_from]),
-        )
-        .values(phase=phase.value, modified=now)
-    )
+    await connection.execute(_component_phases(session_uuids, phase, only_from, now))
 
 
 def _schedule_columns(schedule: Schedule) -> dict[str, Any]:

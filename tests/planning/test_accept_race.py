@@ -1,0 +1,249 @@
+"""An accept that races its offer's expiry never books the pool twice over (FAULT-PROBES R1).
+
+The accept reads the time before it waits for the pool's lock. Meanwhile the offer expires,
+and a booking queued ahead of the accept finds it expired and books the same cores. The
+accept must judge the expiry at the instant it holds the lock, as that booking did, and be
+refused: otherwise a 4-core pool holds 8 cores.
+
+A clock that moves only when told to puts the expiry exactly between the accept's first
+look and its lock, on both databases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from execbroker.auth.identity import Caller
+from execbroker.clock import SystemClock
+from execbroker.config import Settings
+from execbroker.exceptions import ConflictError
+from execbroker.model.phases import HOLDING_SESSION_PHASES, OfferResult, SessionPhase
+from execbroker.planning.profile import profile_from_settings
+from execbroker.services.offers import OfferService
+from execbroker.services.sessions import SessionService
+from execbroker.storage.database import Database
+from execbroker.storage.store import BrokerStore, _lock_key
+from execbroker.storage.tables import sessions
+from tests.support.wire import example
+
+ALICE, BOB = Caller("alice"), Caller("bob")
+NOW = datetime(2030, 1, 1, tzinfo=UTC)
+TTL = timedelta(seconds=4)
+POOL_CORES = 4
+ACCEPT = {"kind": "uri:enum-value-update", "path": "/phase", "value": "ACCEPTED"}
+
+
+class ManualClock:
+    def __init__(self, start: datetime) -> None:
+        self._now = start
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, span: timedelta) -> None:
+        self._now += span
+
+
+def _all_four_cores() -> dict[str, Any]:
+    """Every core of the pool, for five minutes in one fixed slot a day ahead."""
+    document: dict[str, Any] = example("notebook-request.yaml")
+    document["compute"]["cores"] = {"min": POOL_CORES, "max": POOL_CORES}
+    document["compute"]["memory"] = {"min": 1, "max": 1}
+    document["schedule"] = {"requested": {"duration": "PT5M", "start": "2030-01-02T10:00:00Z/PT1M"}}
+    return document
+
+
+class Broker:
+    def __init__(self, url: str, tmp: Path) -> None:
+        self.clock = ManualClock(NOW)
+        settings = Settings(
+            data_dir=tmp,
+            database_url=url,
+            capacity_cores=POOL_CORES,
+            offer_ttl=TTL.total_seconds(),
+            max_offers=1,
+        )
+        self.database = Database(settings.effective_database_url)
+        self.store = BrokerStore(self.database, pool="mock", clock=self.clock)
+        profile = profile_from_settings(settings)
+        self.offers = OfferService(
+            store=self.store, settings=settings, profile=profile, clock=self.clock
+        )
+        self.sessions = SessionService(
+            store=self.store, clock=self.clock, profile=profile, max_duration=settings.max_duration
+        )
+
+    async def cores_held_at_most(self) -> int:
+        """The most cores the calendar holds at any instant: accepted sessions, and offers
+        unexpired by the clock."""
+        async with self.database.read() as connection:
+            rows = (
+                await connection.execute(
+                    sa.select(
+                        sessions.c.phase,
+                        sessions.c.expires,
+                        sessions.c.book_start,
+                        sessions.c.book_end,
+                        sessions.c.cores,
+                    )
+                )
+            ).all()
+        now = self.clock.now()
+        live = [
+            r
+            for r in rows
+            if SessionPhase(r.phase) in HOLDING_SESSION_PHASES
+            or (r.phase == SessionPhase.OFFERED.value and r.expires > now)
+        ]
+        return max(
+            (sum(o.cores for o in live if o.book_start <= r.book_start < o.book_end) for r in live),
+            default=0,
+        )
+
+
+@asynccontextmanager
+async def pool_lock_held(broker: Broker) -> AsyncIterator[Callable[[], None]]:
+    """Hold the pool's booking lock until the returned function is called: SQLite's write
+    lock, or PostgreSQL's advisory lock from another connection."""
+    release = asyncio.Event()
+    held = asyncio.Event()
+    if broker.database.is_sqlite:
+
+        async def hold() -> None:
+            async with broker.database.write():
+                held.set()
+                await release.wait()
+
+    else:
+        url = broker.database.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+        async def hold() -> None:
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as other:
+                await other.execute(
+                    "SELECT pg_advisory_lock(%s)", (_lock_key("execbroker:pool:mock"),)
+                )
+                held.set()
+                await release.wait()
+                await other.execute("SELECT pg_advisory_unlock_all()")
+
+    holder = asyncio.create_task(hold())
+    await held.wait()
+    try:
+        yield release.set
+    finally:
+        release.set()
+        await holder
+
+
+async def _started(work: Awaitable[Any]) -> asyncio.Task[Any]:
+    """``work`` as a task, once it has had time to get as far as the lock."""
+    task = asyncio.ensure_future(work)
+    await asyncio.sleep(0.3)
+    assert not task.done(), "it should be waiting for the pool's lock"
+    return task
+
+
+@pytest.fixture
+async def broker(database_url: str, tmp_path: Path) -> AsyncIterator[Broker]:
+    made = Broker(database_url, tmp_path)
+    await made.database.migrate()
+    try:
+        yield made
+    finally:
+        await made.database.dispose()
+
+
+async def test_an_accept_that_waited_past_the_expiry_is_refused_and_nothing_overbooks(
+    broker: Broker,
+) -> None:
+    mine = await broker.offers.request_offers(_all_four_cores(), caller=ALICE)
+    assert mine.result is OfferResult.YES, mine.messages
+    offer = mine.offers[0]
+    assert offer.expires == NOW + TTL
+    broker.clock.advance(TTL - timedelta(milliseconds=10))  # 10 ms before the expiry
+
+    async with pool_lock_held(broker) as release:
+        # Bob's booking is queued first, alice's accept behind it: she looked at the
+        # clock before the expiry and passed the early check.
+        theirs = await _started(broker.offers.request_offers(_all_four_cores(), caller=BOB))
+        accept = await _started(broker.sessions.apply_update(offer.uuid, ACCEPT, caller=ALICE))
+        broker.clock.advance(timedelta(milliseconds=20))  # the offer expires meanwhile
+        release()
+        bobs = await theirs
+        with pytest.raises(ConflictError, match="expired"):
+            await accept
+
+    # Bob was right to book the cores alice's offer no longer held; alice was told it
+    # expired, and the pool never holds more than it has.
+    if broker.database.is_sqlite:  # bob's booking ran first, after the expiry
+        assert bobs.result is OfferResult.YES, bobs.messages
+    assert await broker.cores_held_at_most() <= POOL_CORES
+    reread = await broker.sessions.get_session(offer.uuid, caller=ALICE)
+    assert reread.phase is SessionPhase.EXPIRED
+
+
+async def test_an_accept_in_time_still_wins_over_a_later_booking(broker: Broker) -> None:
+    mine = await broker.offers.request_offers(_all_four_cores(), caller=ALICE)
+    offer = mine.offers[0]
+    broker.clock.advance(TTL - timedelta(milliseconds=10))
+
+    accepted = await broker.sessions.apply_update(offer.uuid, ACCEPT, caller=ALICE)
+    assert accepted.phase is SessionPhase.ACCEPTED
+    broker.clock.advance(timedelta(milliseconds=20))  # past the offer's expiry
+    bobs = await broker.offers.request_offers(_all_four_cores(), caller=BOB)
+
+    assert bobs.result is OfferResult.NO
+    assert await broker.cores_held_at_most() == POOL_CORES
+
+
+class _SlowClock(SystemClock):
+    """A replica whose clock is ten seconds behind the others'."""
+
+    def now(self) -> datetime:
+        return super().now() - timedelta(seconds=10)
+
+
+@pytest.mark.postgres
+async def test_replicas_whose_clocks_disagree_judge_expiry_by_the_database(
+    database_url: str, tmp_path: Path
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("replicas share a PostgreSQL database")
+    settings = Settings(
+        data_dir=tmp_path, database_url=database_url, capacity_cores=POOL_CORES, offer_ttl=1
+    )
+    database = Database(settings.effective_database_url)
+    await database.migrate()
+    profile = profile_from_settings(settings)
+    try:
+        on_time = OfferService(
+            store=BrokerStore(database, clock=SystemClock()),
+            settings=settings,
+            profile=profile,
+            clock=SystemClock(),
+        )
+        behind = SessionService(
+            store=BrokerStore(database, clock=_SlowClock()),
+            clock=_SlowClock(),
+            profile=profile,
+            max_duration=settings.max_duration,
+        )
+        offer = (await on_time.request_offers(_all_four_cores(), caller=ALICE)).offers[0]
+        await asyncio.sleep(1.2)
+        # The slow replica still thinks the offer has 9 seconds to live; the database
+        # says it expired, as it told every booking made since.
+        with pytest.raises(ConflictError, match="expired"):
+            await behind.apply_update(offer.uuid, ACCEPT, caller=ALICE)
+        theirs = await on_time.request_offers(_all_four_cores(), caller=BOB)
+        assert theirs.result is OfferResult.YES, theirs.messages
+    finally:
+        await database.dispose()
