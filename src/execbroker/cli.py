@@ -12,12 +12,14 @@ import json
 import os
 import socket
 import sys
+import webbrowser
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
+from urllib.parse import quote
 from uuid import UUID
 
 import typer
@@ -40,6 +42,7 @@ from execbroker.client import (
     RefusedError,
     UnauthorizedError,
     pick_offer,
+    resolve_connection,
     summarise_offers,
 )
 from execbroker.client.offers import available_window
@@ -205,6 +208,33 @@ def token(
         )
         raise typer.Exit(1)
     typer.echo(found)
+
+
+@app.command()
+def dashboard(
+    ctx: typer.Context,
+    *,
+    open_browser: Annotated[
+        bool, typer.Option("--open", help="Also open the link in this machine's web browser.")
+    ] = False,
+) -> None:
+    """Print a link that opens the dashboard signed in (the token in the link's fragment).
+
+    The part after ``#`` never leaves the browser: the page moves the token into the tab's
+    session storage and removes it from the address. The link is as secret as the token.
+    """
+    target = ctx.find_object(_Target) or _Target(None, None)
+    connection = resolve_connection(target.url, target.token)
+    if connection.token is None:
+        _fail(
+            f"no token for {connection.url}: give --token or EXECBROKER_TOKEN, or for a broker "
+            "on this machine start it once (make run) to create its tokens file",
+            EXIT_ERROR,
+        )
+    link = f"{connection.url}/ui/#token={quote(connection.token, safe='')}"
+    typer.echo(link)
+    if open_browser and not webbrowser.open(link):
+        _fail("no web browser could be started here: open the link above", EXIT_ERROR)
 
 
 @app.command("fake-skaha")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -150,3 +152,68 @@ def test_help_documents_the_exit_codes() -> None:
     lines = [" ".join(line.split()) for line in shown.stdout.splitlines()]
     assert "3 the watched session ended FAILED" in lines
     assert "5 the broker cannot be reached" in lines
+
+
+def _dashboard(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``execbroker dashboard`` as a new process, with only the environment given."""
+    return subprocess.run(
+        [sys.executable, "-m", "execbroker", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", **env},
+        check=False,
+    )
+
+
+def test_dashboard_prints_a_login_link_with_the_token_in_its_fragment(
+    cli_broker: RunningBroker,
+) -> None:
+    local = {"EXECBROKER_DATA_DIR": str(cli_broker.data_dir), "EXECBROKER_URL": cli_broker.url}
+    printed = _dashboard("dashboard", env=local)
+    assert printed.returncode == 0, printed.stderr
+    link = printed.stdout.strip()
+    assert link == f"{cli_broker.url}/ui/#token={cli_broker.token}"
+    # What a browser asks for is the page, without the fragment; the token works for the API.
+    page_url, _, fragment = link.partition("#")
+    assert httpx.get(page_url).status_code == 200
+    token = fragment.removeprefix("token=")
+    headers = {"Authorization": f"Bearer {token}"}
+    assert httpx.get(f"{cli_broker.url}/sessions", headers=headers).status_code == 200
+
+
+def test_dashboard_open_hands_the_link_to_the_browser(
+    cli_broker: RunningBroker, tmp_path: Path
+) -> None:
+    opened = tmp_path / "opened.txt"
+    browser = tmp_path / "browser.sh"
+    browser.write_text(f'#!/bin/sh\nprintf %s "$1" > {opened}\n')
+    browser.chmod(0o755)
+    given = {
+        "EXECBROKER_URL": cli_broker.url,
+        "EXECBROKER_TOKEN": "a token with / & # in it",
+        "BROWSER": f"{browser} %s",
+    }
+    printed = _dashboard("dashboard", "--open", env=given)
+    assert printed.returncode == 0, printed.stderr
+    link = printed.stdout.strip()
+    assert link == f"{cli_broker.url}/ui/#token=a%20token%20with%20%2F%20%26%20%23%20in%20it"
+    for _ in range(50):  # the browser command runs in the background
+        if opened.exists() and opened.read_text():
+            break
+        time.sleep(0.1)
+    assert opened.read_text() == link
+
+
+def test_dashboard_without_a_token_says_how_to_get_one(tmp_path: Path) -> None:
+    # A remote broker: the local tokens file is not read for it, and nothing is contacted.
+    printed = _dashboard(
+        "--url",
+        "http://broker.example.org",
+        "dashboard",
+        env={"EXECBROKER_DATA_DIR": str(tmp_path)},
+    )
+    assert printed.returncode == 1
+    assert printed.stdout == ""
+    assert "no token for http://broker.example.org" in printed.stderr
+    assert "--token" in printed.stderr

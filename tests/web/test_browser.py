@@ -12,6 +12,8 @@ import asyncio
 import json
 import os
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -85,19 +87,50 @@ def _request_starting_now(folder: Path) -> Path:
     return path
 
 
+def _login_link(broker: LiveBroker) -> str:
+    """What ``execbroker dashboard`` prints for this broker, run as a user would run it."""
+    environment = {
+        key: value for key, value in os.environ.items() if not key.startswith("EXECBROKER_")
+    }
+    environment |= {"EXECBROKER_DATA_DIR": str(broker.data_dir), "EXECBROKER_URL": broker.url}
+    printed = subprocess.run(
+        [sys.executable, "-m", "execbroker", "dashboard"],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=30,
+        check=True,
+    )
+    return printed.stdout.strip()
+
+
 async def _sign_in(page: Page, broker: LiveBroker) -> None:
-    """The local token is filled in for us; we type it anyway, as a user would."""
+    """The login link signs the tab in; the token leaves the address bar at once."""
+    link = _login_link(broker)
+    assert link.startswith(f"{broker.url}/ui/#token=")
+    await page.goto(link)
+    await expect(page.get_by_role("heading", name="Your sessions")).to_be_visible()
+    await expect(page.get_by_text("No sessions yet")).to_be_visible()
+    assert page.url == f"{broker.url}/ui/"
+    assert await page.evaluate("window.location.hash") == ""
+    stored = await page.evaluate("sessionStorage.getItem('execbroker.token')")
+    assert stored == broker.token()
+    await page.screenshot(path=ARTIFACTS / "2-sessions-empty.png", full_page=True)
+
+
+async def _sign_in_by_hand(page: Page, broker: LiveBroker) -> None:
+    """Without a link, the page asks for a token: a wrong one is refused, the right one works."""
     await page.goto(f"{broker.url}/ui")
     token = page.get_by_label("Bearer token")
     await expect(token).to_be_focused()
-    await expect(page.locator("#token-status")).to_contain_text("tokens file")
-    assert await token.input_value() == broker.token()
+    assert await token.input_value() == ""  # nothing is filled in by the broker
     await page.screenshot(path=ARTIFACTS / "1-sign-in.png", full_page=True)
-    await token.fill(broker.token())
+    await token.fill("not-a-token-of-this-broker")
     await token.press("Enter")
+    await expect(page.get_by_text("The broker refused the token")).to_be_visible()
+    await page.get_by_label("Bearer token").fill(broker.token())
+    await page.get_by_label("Bearer token").press("Enter")
     await expect(page.get_by_role("heading", name="Your sessions")).to_be_visible()
-    await expect(page.get_by_text("No sessions yet")).to_be_visible()
-    await page.screenshot(path=ARTIFACTS / "2-sessions-empty.png", full_page=True)
 
 
 async def _ask_for_offers(page: Page, request_file: Path) -> None:
@@ -209,6 +242,27 @@ async def test_from_sign_in_to_a_cancelled_notebook(tmp_path: Path) -> None:
 
     assert problems == []
     assert elsewhere == []
+    # The fragment never reached the broker: no request it logged carries the token.
+    assert broker.token() not in broker.log.read_text()
+
+
+@pytest.mark.usefixtures("browser_ready")
+async def test_signing_in_by_hand_and_a_refused_link(tmp_path: Path) -> None:
+    """The form still works; a link with a wrong token leaves the address clean and asks."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with LiveBroker(data_dir=tmp_path) as broker:
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(
+                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
+            )
+            page = await browser.new_page()
+            page.set_default_timeout(10_000)
+            await page.goto(f"{broker.url}/ui/#token=wrong-token-from-a-stale-link")
+            await expect(page.get_by_text("The broker refused the token")).to_be_visible()
+            assert page.url == f"{broker.url}/ui/"
+            await page.evaluate("sessionStorage.clear()")
+            await _sign_in_by_hand(page, broker)
+            await browser.close()
 
 
 @pytest.mark.usefixtures("browser_ready")

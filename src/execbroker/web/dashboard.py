@@ -4,30 +4,25 @@ The pages and their scripts are files in this package, served as they are (no bu
 nothing from elsewhere): they hold no user data and need no token. The scripts ask for a
 token once, keep it in the tab's ``sessionStorage`` and send it as ``Authorization: Bearer``
 on every API call, including the event stream (read with ``fetch``, as ``EventSource``
-cannot send headers). ``/ui/token-hint`` hands the local user's token to a browser of the
-broker's own user on the broker's own machine (see :mod:`execbroker.web.token_hint`).
+cannot send headers).
+
+No page hands out a token. ``execbroker dashboard`` prints a login link carrying the local
+token in the URL *fragment* (``/ui/#token=…``), which browsers never send to a server; the
+page's script moves it into ``sessionStorage`` and removes it from the address at once.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import logging
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from uuid import UUID
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
-
-from execbroker.api.dependencies import BrokerDep
-from execbroker.auth.tokens import local_token
-from execbroker.web.token_hint import hint_refusal, same_user
+from fastapi.responses import RedirectResponse, Response
 
 __all__ = ["PAGE_POLICY", "router"]
-
-logger = logging.getLogger(__name__)
 
 router = APIRouter(include_in_schema=False)
 
@@ -111,23 +106,3 @@ async def static_file(name: str, request: Request) -> Response:
     if name not in STATIC_FILES:
         return _not_found()
     return _serve(name, request)
-
-
-@router.get("/ui/token-hint")
-async def token_hint(request: Request, broker: BrokerDep) -> JSONResponse:
-    """The local user's token, for a browser of the broker's own user on its own machine."""
-    settings = broker.settings
-    reason = hint_refusal(request, settings)
-    if reason is None and not await asyncio.to_thread(same_user, request):
-        reason = "the browser does not run as the broker's user"
-    token = None
-    if reason is None:
-        path = settings.effective_tokens_file
-        token = await asyncio.to_thread(local_token, path, user=settings.default_owner)
-        if token is None:
-            reason = "the tokens file holds no token for the local user"
-    headers = {"Cache-Control": "no-store", "Content-Security-Policy": "default-src 'none'"}
-    if token is None:
-        return JSONResponse({"reason": reason}, status_code=404, headers=headers)
-    logger.info("token hint given to a local browser", extra={"user": settings.default_owner})
-    return JSONResponse({"token": token, "user": settings.default_owner}, headers=headers)

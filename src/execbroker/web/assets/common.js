@@ -1,11 +1,28 @@
 // What every dashboard page shares: the token, API calls, the event stream, formatting.
 //
 // The token is asked for once per tab and kept in sessionStorage (gone when the tab
-// closes; never in a URL, a cookie or localStorage). Every API call sends it as
+// closes; never in a cookie or localStorage). Every API call sends it as
 // "Authorization: Bearer"; the event stream too, read with fetch because EventSource
 // cannot send headers. Nothing here builds HTML from strings: text goes in as text.
+//
+// `execbroker dashboard` prints a login link /ui/#token=<token>: the fragment is never sent
+// to the server. It is moved into sessionStorage and removed from the address (and so from
+// the history) before anything else runs.
 
 const TOKEN_KEY = "execbroker.token";
+
+function takeTokenFromFragment() {
+  const fragment = new URLSearchParams(window.location.hash.slice(1));
+  const given = fragment.get("token");
+  if (given === null) return;
+  if (given.trim()) sessionStorage.setItem(TOKEN_KEY, given.trim());
+  fragment.delete("token");
+  const rest = fragment.toString();
+  const address = window.location.pathname + window.location.search + (rest ? `#${rest}` : "");
+  window.history.replaceState(window.history.state, "", address);
+}
+
+takeTokenFromFragment();
 
 // This file is <prefix>/ui/static/common.js: the API is <prefix>/, the pages <prefix>/ui/.
 export const apiRoot = new URL("../../", import.meta.url);
@@ -324,22 +341,6 @@ function renderWho() {
   );
 }
 
-/** The local user's token, when the broker will hand it to this browser (same machine,
- * same operating-system user: see docs/dashboard.md); otherwise null. */
-async function tokenHint() {
-  try {
-    const response = await fetch(new URL("token-hint", uiRoot), {
-      cache: "no-store",
-      credentials: "omit",
-    });
-    if (!response.ok) return null;
-    const body = await response.json();
-    return typeof body.token === "string" ? body : null;
-  } catch {
-    return null;
-  }
-}
-
 function renderSignIn(reason) {
   const holder = byId("signin");
   const input = h("input", {
@@ -355,8 +356,8 @@ function renderSignIn(reason) {
     "p",
     { class: "quiet", id: "token-help" },
     "A bearer token from the broker's operator. On the broker's machine, ",
-    h("code", {}, "execbroker token"),
-    " prints the local one. It is kept in this tab only, until the tab closes.",
+    h("code", {}, "execbroker dashboard"),
+    " prints a link that signs you in. It is kept in this tab only, until the tab closes.",
   );
   const status = h("p", { class: "quiet", role: "status", id: "token-status" });
   const problem = h("div", { role: "alert" });
@@ -397,12 +398,6 @@ function renderSignIn(reason) {
   holder.replaceChildren(form);
   holder.hidden = false;
   input.focus();
-  tokenHint().then((hint) => {
-    if (hint && !input.value) {
-      input.value = hint.token;
-      status.textContent = `Filled in with the token of ${hint.user}, from this machine's tokens file.`;
-    }
-  });
 }
 
 function start() {
