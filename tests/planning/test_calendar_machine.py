@@ -120,12 +120,20 @@ class ManualClock:
 
     def __init__(self, start: datetime) -> None:
         self._now = start
+        self._after_read = timedelta(0)
 
     def now(self) -> datetime:
-        return self._now
+        now = self._now
+        self._now += self._after_read
+        self._after_read = timedelta(0)
+        return now
 
     def advance(self, span: timedelta) -> None:
         self._now += span
+
+    def advance_after_next_read(self, span: timedelta) -> None:
+        """Time passes just after the next look at the clock (between a check and a lock)."""
+        self._after_read = span
 
 
 # ---------------------------------------------------------------------- requests
@@ -691,6 +699,26 @@ class CalendarMachine(RuleBasedStateMachine):
         assert session.phase is SessionPhase.ACCEPTED
         self.model.accept(uuid)
         return offer
+
+    @rule(offer=offers)
+    def accept_as_it_expires(self, offer: UUID) -> None:
+        """An accept that looks at the clock a moment before its offer expires, and gets the
+        pool's lock a moment after (FAULT-PROBES R1). A booking made in between found the
+        offer expired and may hold its capacity now: the accept is refused."""
+        uuid = str(offer)
+        expires = self.model.promises[uuid].expires
+        now = self.clock.now()
+        if self.phase_of(offer) is not SessionPhase.OFFERED or expires is None or expires <= now:
+            return
+        self.clock.advance(expires - now - timedelta(milliseconds=1))
+        self.clock.advance_after_next_read(timedelta(milliseconds=2))
+        session, conflict = self.attempt(
+            self.session_service.apply_update(offer, ACCEPT, caller=OWNER), ConflictError
+        )
+        assert conflict is not None, f"accepted an offer after it expired: {session}"
+        assert "expired" in str(conflict.template), conflict
+        event("accept: as it expires")
+        self.model.sweep(self.clock.now())
 
     @rule(offer=offers)
     def reject(self, offer: UUID) -> None:
