@@ -12,6 +12,7 @@ import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -428,7 +429,12 @@ class Settings(BaseSettings):
     )
     public_url: str | None = Field(
         default=None,
-        description="Fixed external base URL for component URLs; overrides the request's own.",
+        description=(
+            "The broker's external base URL (http(s)://host[:port][/prefix]): every absolute "
+            "URL it emits (meta.url, Location, redirects) starts with it. Unset: the address "
+            "the connection came in on (never the Host header), with the trusted proxies' "
+            "X-Forwarded-* on top."
+        ),
     )
     default_owner: str = Field(
         default="local",
@@ -545,6 +551,18 @@ class Settings(BaseSettings):
     def _networks_parse(cls, value: list[str]) -> list[str]:
         for item in value:
             ipaddress.ip_network(item, strict=False)
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_absolute(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an absolute http(s) URL")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError(f"{value!r} must not carry credentials, a query or a fragment")
         return value
 
     @model_validator(mode="after")

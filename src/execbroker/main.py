@@ -28,6 +28,7 @@ from execbroker.api.handlers import (
 )
 from execbroker.api.handlers.openapi_bodies import document_parameter_errors
 from execbroker.api.security import SecurityHeaders
+from execbroker.api.urls import SlashRedirects
 from execbroker.auth.setup import build_authenticator
 from execbroker.clock import Clock, SystemClock
 from execbroker.config import Settings, load_settings
@@ -180,7 +181,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         summary="IVOA ExecutionBroker web-service API (Calycopis-openapi v1.0)",
         version=execbroker.__version__,
         lifespan=lifespan,
+        # Starlette's own slash redirects echo the Host header; ours use base_url.
+        redirect_slashes=False,
     )
+    app.router.default = SlashRedirects(app.router, settings, otherwise=app.router.not_found)
     install_error_handlers(app)
     install_refusal_handler(app)
     app.add_middleware(SecurityHeaders)

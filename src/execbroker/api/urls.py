@@ -1,7 +1,14 @@
-"""The external base URL that component ``meta.url`` values start with.
+"""The external base URL that every absolute URL the broker emits starts with.
 
-``X-Forwarded-Proto``, ``-Host`` and ``-Prefix`` are believed only from the configured
-trusted proxies; anyone else could otherwise make us advertise their host.
+``meta.url`` in documents, ``Location`` on 303s and the 307s that add or drop a trailing
+slash all start with :func:`base_url`. It is, in order:
+
+1. the configured ``public_url``, when there is one;
+2. the scheme and address the connection came in on (the ASGI scope's ``server``: the
+   address the server listens on), never the request's ``Host`` header, which any client
+   can set to anything (``Host: evil.example/x?y=`` would otherwise be echoed);
+3. with ``X-Forwarded-Proto``, ``-Host`` and ``-Prefix`` on top, but only from the
+   configured trusted proxies.
 """
 
 from __future__ import annotations
@@ -9,11 +16,17 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 
+from starlette.datastructures import URL
 from starlette.requests import Request
+from starlette.responses import RedirectResponse
+from starlette.routing import Match, Router
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from execbroker.config import Settings
 
-__all__ = ["base_url"]
+__all__ = ["SlashRedirects", "base_url"]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 @lru_cache(maxsize=64)
@@ -38,21 +51,67 @@ def _first(value: str) -> str:
     return value.split(",", maxsplit=1)[0].strip()
 
 
+def _listen_authority(scope: Scope, scheme: str) -> str:
+    """``host[:port]`` of the address this connection was accepted on."""
+    server = scope.get("server")
+    if not server:
+        # A Unix socket has no address a client could use: a proxy in front of one
+        # should be trusted or a public_url set; until then, name this machine.
+        return "localhost"
+    host, port = str(server[0]), server[1]
+    if ":" in host:
+        host = f"[{host}]"
+    if port is None or _DEFAULT_PORTS.get(scheme) == int(port):
+        return host
+    return f"{host}:{int(port)}"
+
+
 def base_url(request: Request, settings: Settings) -> str:
     """``scheme://host[:port][/prefix]`` with no trailing slash."""
     if settings.public_url:
         return settings.public_url.rstrip("/")
-    scheme = request.url.scheme
-    host = request.headers.get("host") or request.url.netloc
+    scheme = request.url.scheme if request.url.scheme in _DEFAULT_PORTS else "http"
+    host = _listen_authority(request.scope, scheme)
     prefix = request.scope.get("root_path", "")
     if _trusted(request, settings):
         forwarded_proto = request.headers.get("x-forwarded-proto")
         forwarded_host = request.headers.get("x-forwarded-host")
         forwarded_prefix = request.headers.get("x-forwarded-prefix")
-        if forwarded_proto and _first(forwarded_proto) in ("http", "https"):
+        if forwarded_proto and _first(forwarded_proto) in _DEFAULT_PORTS:
             scheme = _first(forwarded_proto)
         if forwarded_host:
             host = _first(forwarded_host)
+        elif forwarded_proto:
+            host = _listen_authority(request.scope, scheme)
         if forwarded_prefix:
             prefix = "/" + _first(forwarded_prefix).strip("/")
     return f"{scheme}://{host}{prefix}".rstrip("/")
+
+
+class SlashRedirects:
+    """The router's fallback: a path that matches once a trailing slash is added or dropped
+    is redirected (307) to that path under :func:`base_url`; anything else is not found.
+
+    Starlette's own ``redirect_slashes`` builds the ``Location`` from the ``Host`` header,
+    so the app turns it off and installs this as the router's ``default`` instead.
+    """
+
+    def __init__(self, router: Router, settings: Settings, *, otherwise: ASGIApp) -> None:
+        self.router = router
+        self.settings = settings
+        self.otherwise = otherwise
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        root = scope.get("root_path", "")
+        route_path = path[len(root) :] if root and path.startswith(root) else path
+        if scope["type"] == "http" and route_path not in ("", "/"):
+            toggled = route_path.rstrip("/") if route_path.endswith("/") else route_path + "/"
+            probe = {**scope, "path": root + toggled}
+            if any(route.matches(probe)[0] is not Match.NONE for route in self.router.routes):
+                target = URL(base_url(Request(scope), self.settings) + toggled)
+                query = scope.get("query_string", b"").decode("latin-1")
+                response = RedirectResponse(str(target.replace(query=query) if query else target))
+                await response(scope, receive, send)
+                return
+        await self.otherwise(scope, receive, send)
