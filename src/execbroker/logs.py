@@ -22,15 +22,59 @@ _PATTERNS = [
         ),
         r"\1\2[redacted]",
     ),
-    # JWTs wherever they appear.
-    (re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"), "[redacted-jwt]"),
 ]
+
+# JWTs: ``eyJ`` at a word boundary, at least 5 more characters, then two more dot-separated
+# segments (the second at least 5 characters long) of base64url characters. The regular
+# expression that says so, ``\beyJ[...]{5,}\.[...]{5,}\.[...]*``, rescans a run of such
+# characters from every ``eyJ`` in it, which is quadratic in a long token-like URL; instead,
+# the runs are found once and the dots between them checked.
+_JWT_RUN = re.compile(r"[A-Za-z0-9_-]+")
+_JWT_HEAD = re.compile(r"\beyJ")
+_JWT_REDACTED = "[redacted-jwt]"
+
+
+def _redact_jwts(text: str) -> str:
+    if "eyJ" not in text:
+        return text
+    runs = [(found.start(), found.end()) for found in _JWT_RUN.finditer(text)]
+    out: list[str] = []
+    kept = 0  # text[:kept] is already in out
+    index = 0
+    while index < len(runs):
+        start, end = runs[index]
+        head = _JWT_HEAD.search(text, start, end)
+        # The first eyJ of a run leaves the most characters after it; if it has too few
+        # (or there is none), no later one in the run can do better.
+        if head is not None and end - head.end() >= 5 and index + 1 < len(runs):
+            second_start, second_end = runs[index + 1]
+            if (
+                text[end] == "."
+                and second_start == end + 1
+                and second_end - second_start >= 5
+                and text[second_end : second_end + 1] == "."
+            ):
+                stop = second_end + 1
+                index += 2
+                if index < len(runs) and runs[index][0] == stop:
+                    stop = runs[index][1]
+                    index += 1
+                out.append(text[kept : head.start()])
+                out.append(_JWT_REDACTED)
+                kept = stop
+                continue
+        index += 1
+    if not out:
+        return text
+    out.append(text[kept:])
+    return "".join(out)
 
 
 def redact(text: str) -> str:
+    """``text`` without credentials; linear in its length, whatever it holds."""
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
-    return text
+    return _redact_jwts(text)
 
 
 class RedactSecrets(logging.Filter):

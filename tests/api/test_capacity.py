@@ -229,3 +229,23 @@ async def test_concurrent_requests_and_accepts_never_overbook(client: httpx.Asyn
     accepted = [r.json() for r in results if r.status_code == 200]
     assert len(accepted) == len(granted), "one accept wins per offer set"
     assert _accepted_peak(accepted) <= 64
+
+
+async def test_extension_deltas_at_the_int64_bounds_are_refused_with_a_message(
+    client: httpx.AsyncClient,
+) -> None:
+    offer = (await _offers(client, _request(2)))["offers"][0]
+    await post(client, offer["meta"]["url"], phase_update("ACCEPTED"))
+    update = {"kind": "uri:integer-delta-update", "path": "/schedule/available/duration"}
+    for delta, units, status, words in (
+        (2**63 - 1, None, 409, f"{2**63 - 1} seconds were asked for"),
+        (2**63 - 1, "hours", 409, f"{(2**63 - 1) * 3600} seconds were asked for"),
+        (-(2**63), None, 422, "must be positive"),
+        (-(2**63), "hours", 422, "must be positive"),
+    ):
+        body = {**update, "delta": delta} | ({"units": units} if units else {})
+        response = await post(client, offer["meta"]["url"], body)
+        assert response.status_code == status, response.text
+        assert words in response.json()["messages"][0]["message"]
+    unchanged = (await client.get(offer["meta"]["url"])).json()
+    assert unchanged["schedule"]["available"]["duration"] == "PT30M"

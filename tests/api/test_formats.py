@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from execbroker.api.formats import (
+    MAX_ACCEPT_RANGES,
     MEDIA_TYPES,
     MediaFormat,
     ParseLimits,
@@ -29,6 +30,7 @@ from execbroker.exceptions import (
     NotAcceptableError,
     UnsupportedMediaTypeError,
 )
+from tests.support.timing import assert_linear
 
 JSON, YAML, XML = MediaFormat.JSON, MediaFormat.YAML, MediaFormat.XML
 ALL_FORMATS = [JSON, YAML, XML]
@@ -630,7 +632,8 @@ SCALARS = (
     | st.booleans()
     | st.integers(min_value=-(2**63), max_value=2**63)
     | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=12)
+    # Any text but NUL, which every format refuses (test_nul_is_refused_in_every_format).
+    | st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=12)
 )
 DOCUMENTS = st.recursive(
     SCALARS,
@@ -691,3 +694,128 @@ def test_parse_body_only_ever_raises_client_errors(raw: bytes, fmt: MediaFormat)
     # Anything but a ClientError fails the test.
     with contextlib.suppress(ClientError):
         parse_body(raw, fmt, SMALL)
+
+
+# --------------------------------------------------------------------------------------
+# Hostile shapes: time linear in the input, NUL, duplicate keys, alias expansions
+# --------------------------------------------------------------------------------------
+
+
+def _accept_or_406(accept: str) -> None:
+    with contextlib.suppress(NotAcceptableError):
+        format_for_accept(accept)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        '"' + '\\"' * 4,  # an unterminated quoted string full of escaped quotes
+        "a/b;q=" + '"' * 4,
+        "," * 4,
+        "text/html;" * 4,
+        'a;x="' + ",;" * 4,
+    ],
+)
+def test_reading_accept_takes_time_linear_in_its_length(shape: str) -> None:
+    # The regular expressions this replaced took 2 s for 16 KB and 16 s for 32 KB.
+    assert_linear(_accept_or_406, lambda n: shape * (n // len(shape)), small=8_000)
+    started = time.perf_counter()
+    _accept_or_406(shape * (256 * 1024 // len(shape)))
+    assert time.perf_counter() - started < 0.5
+
+
+def test_accept_ranges_after_the_hundredth_are_ignored() -> None:
+    padding = ", ".join(f"image/x-{i}" for i in range(MAX_ACCEPT_RANGES - 1))
+    assert format_for_accept(f"{padding}, application/xml") is XML
+    with pytest.raises(NotAcceptableError):
+        format_for_accept(f"{padding}, image/y, application/xml")
+
+
+def test_quoted_commas_and_semicolons_separate_nothing_even_unterminated() -> None:
+    assert format_for_accept('application/yaml;x="a,b;c", application/xml;q=0.5') is YAML
+    # An unterminated quote runs to the end of the header: what follows is its value.
+    assert format_for_accept('application/xml;x="a, application/json') is XML
+
+
+def _parse_or_400(raw: bytes, fmt: MediaFormat = JSON) -> None:
+    with contextlib.suppress(MalformedBodyError):
+        parse_body(raw, fmt)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [b'\\"', b'"\\"', b'["\\"', b"[" + b'\\"' * 3, b'{"a": "\\\\\\"'],
+)
+def test_the_json_depth_check_takes_time_linear_in_the_body(shape: bytes) -> None:
+    # Unterminated strings of escaped quotes were quadratic: 32 KB took 3.9 s, 1 MiB an hour.
+    assert_linear(_parse_or_400, lambda n: shape * (n // len(shape)), small=32_000)
+    started = time.perf_counter()
+    _parse_or_400(shape * (1_048_000 // len(shape)))
+    assert time.perf_counter() - started < 1
+
+
+@pytest.mark.parametrize(
+    ("raw", "fmt", "words"),
+    [
+        (b'{"a": "x\\u0000y"}', JSON, "The string at $.a holds a NUL character"),
+        (b'{"a": ["ok", "\\u0000"]}', JSON, "The string at $.a[1] holds a NUL character"),
+        (b'{"a\\u0000": 1}', JSON, "A key of the object at $ holds a NUL character"),
+        (b'a: "x\\0y"', YAML, "The string at $.a holds a NUL character"),
+        (b'"k\\0": 1', YAML, "A key of the object at $ holds a NUL character"),
+        (b"<d><a>x&#0;y</a></d>", XML, "not valid XML"),
+    ],
+)
+def test_nul_is_refused_in_every_format(raw: bytes, fmt: MediaFormat, words: str) -> None:
+    with pytest.raises(MalformedBodyError) as caught:
+        parse_body(raw, fmt)
+    assert words in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("raw", "fmt", "words"),
+    [
+        (b'{"a": 1, "b": {"c": 1, "c": 2}}', JSON, 'repeats the key "c" in one JSON object'),
+        (b'{"a": 1, "a": 1}', JSON, 'repeats the key "a"'),
+        (b"a: 1\nb:\n  c: 1\n  'c': 2\n", YAML, 'repeats the key "c" in one YAML mapping'),
+        (b"a: 1\na: 1\n", YAML, "(again at line 2, column 1)"),
+        (b"{a: 1, a: 2}", YAML, 'repeats the key "a"'),
+        (b"<d><entry key='x'>1</entry><entry key='x'>2</entry></d>", XML, "repeats the key 'x'"),
+    ],
+)
+def test_duplicate_keys_are_refused_naming_the_key(
+    raw: bytes, fmt: MediaFormat, words: str
+) -> None:
+    with pytest.raises(MalformedBodyError) as caught:
+        parse_body(raw, fmt)
+    assert words in caught.value.message
+
+
+def test_a_long_duplicate_key_is_quoted_only_in_part() -> None:
+    key = "k" * 60_000
+    with pytest.raises(MalformedBodyError) as caught:
+        parse_body(json.dumps({"x": {key: 1}}).replace("}}", f', "{key}": 2}}}}').encode(), JSON)
+    assert len(caught.value.message) < 200
+
+
+def test_yaml_merge_keys_may_still_be_overridden() -> None:
+    raw = b"base: &b {x: 1, y: 2}\nthing:\n  <<: *b\n  x: 3\n"
+    assert parse_body(raw, YAML) == {"base": {"x": 1, "y": 2}, "thing": {"x": 3, "y": 2}}
+
+
+def _aliased_text(string_length: int, levels: int) -> bytes:
+    text = f"s: &s {'x' * string_length}\na0: &a0 [" + ", ".join(["*s"] * 10) + "]\n"
+    for level in range(1, levels):
+        text += f"a{level}: &a{level} [" + ", ".join([f"*a{level - 1}"] * 10) + "]\n"
+    text += f"executable: {{kind: x, image: {{locations: [*a{levels - 1}]}}}}\n"
+    return text.encode()
+
+
+def test_yaml_aliases_may_not_expand_text_beyond_four_bodies() -> None:
+    # 10 000 copies of a 60 000-character string: 600 MB from a 60 KB body.
+    started = time.perf_counter()
+    with pytest.raises(MalformedBodyError) as caught:
+        parse_body(_aliased_text(60_000, 4), YAML)
+    assert time.perf_counter() - started < 1
+    assert "more than 4194304 characters" in caught.value.message
+    # Ten copies of it are fine: 600 000 characters.
+    assert len(parse_body(_aliased_text(60_000, 1), YAML)["a0"]) == 10

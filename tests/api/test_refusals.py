@@ -35,6 +35,15 @@ def _set(path: str, value: Any) -> Any:
 
 _DELETE = object()
 
+
+def _ivoa(**datalink: Any) -> dict[str, Any]:
+    return {
+        "kind": f"{V1}data/ivoa-data-resource.yaml",
+        "meta": {"name": "catalogue"},
+        "ivoa": {"ivoid": "ivo://example.org/x", "datalink": datalink},
+    }
+
+
 REFUSED = [
     # (case, change, expected path, words in the message)
     ("missing executable", _set("/executable", _DELETE), "/executable", "no executable"),
@@ -204,6 +213,68 @@ REFUSED = [
         "/storage/0/size/min",
         "less than or equal",
     ),
+    # Numbers, dates and durations at and past the edges: a message each, never a 500.
+    (
+        "content length past int64",
+        _set("/data/0", _ivoa(content_length=10**40)),
+        "/data/0/ivoa/datalink/content_length",
+        "less than or equal to 9223372036854775807",
+    ),
+    (
+        "negative content length",
+        _set("/data/0", _ivoa(content_length=-(10**12))),
+        "/data/0/ivoa/datalink/content_length",
+        "greater than or equal to 0",
+    ),
+    (
+        "negative data size",
+        _set(
+            "/data/0",
+            {
+                "kind": f"{V1}data/skao-data-resource.yaml",
+                "meta": {"name": "catalogue"},
+                "skao": {"namespace": "n", "objectname": "o", "datasize": -(2**63)},
+            },
+        ),
+        "/data/0/skao/datasize",
+        "greater than or equal to 0",
+    ),
+    (
+        "start in the last second of year 9999",
+        _set("/schedule/requested/start", "9999-12-31T23:59:59Z/PT1H"),
+        "/schedule/requested/start",
+        "outside the years 1 to 9999",
+    ),
+    (
+        "start west of UTC at the end of year 9999",
+        _set("/schedule/requested/start", "9999-12-31T23:59:59-01:00/PT1H"),
+        "/schedule/requested/start",
+        "outside the years 1 to 9999",
+    ),
+    (
+        "start east of UTC at the start of year 1",
+        _set("/schedule/requested/start", "0001-01-01T00:00:00+01:00/PT1H"),
+        "/schedule/requested/start",
+        "outside the years 1 to 9999",
+    ),
+    (
+        "huge leading duration",
+        _set("/schedule/requested/start", "P1000000D/2030-01-01T00:00:00Z"),
+        "/schedule/requested/start",
+        "outside the years 1 to 9999",
+    ),
+    (
+        "start window too close to year 9999 for the run",
+        _set("/schedule/requested/start", "9999-12-30T00:00:00Z/P1D"),
+        "/schedule/requested/start",
+        "plans starts no later than",
+    ),
+    (
+        "start window in year 9999 without an offset",
+        _set("/schedule/requested/start", "9999-12-31T00:00:00Z/9999-12-31T23:59:59Z"),
+        "/schedule/requested/start",
+        "plans starts no later than",
+    ),
 ]
 
 
@@ -258,6 +329,41 @@ BAD_BODIES = [
     ("deep nesting", b"[" * 100_000 + b"]" * 100_000, "application/json", 400, ""),
     ("a megabyte of junk", b"\x00\xff" * 500_000, "application/json", 400, ""),
     ("over the size limit", b" " * 1_100_000, "application/json", 413, "limit"),
+    (
+        "NUL in a name",
+        b'{"executable": {"kind": "x", "meta": {"name": "a\\u0000b"}}}',
+        "application/json",
+        400,
+        "The string at $.executable.meta.name holds a NUL character",
+    ),
+    (
+        "NUL in a YAML command",
+        b'executable: {kind: x, command: ["a", "b\\0"]}',
+        "application/yaml",
+        400,
+        "The string at $.executable.command[1] holds a NUL character",
+    ),
+    (
+        "NUL in a key",
+        b'{"executable": {"kind": "x", "environment": {"A\\u0000": "1"}}}',
+        "application/json",
+        400,
+        "A key of the object at $.executable.environment holds a NUL character",
+    ),
+    (
+        "duplicate JSON key",
+        b'{"executable": {"kind": "x"}, "executable": {"kind": "bogus"}}',
+        "application/json",
+        400,
+        'repeats the key "executable"',
+    ),
+    (
+        "duplicate YAML key",
+        b"executable:\n  kind: x\n  kind: y\n",
+        "application/yaml",
+        400,
+        'repeats the key "kind" in one YAML mapping (again at line 3, column 3)',
+    ),
 ]
 
 
@@ -280,6 +386,27 @@ async def test_bad_bodies_are_refused_with_a_message(
         )
         assert messages, document
         assert words in " ".join(m["message"] for m in messages)
+
+
+async def test_bodies_refused_while_parsing_store_nothing(client: httpx.AsyncClient) -> None:
+    before = (await client.get("/offersets")).json()["offersets"]
+    for body, _, status, _ in (b[1:] for b in BAD_BODIES):
+        if status != 303:
+            await client.post("/requests", content=body)
+    assert (await client.get("/offersets")).json()["offersets"] == before
+
+
+@pytest.mark.parametrize("listing", ["/sessions", "/offersets"])
+@pytest.mark.parametrize(
+    "after", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00", "99999-01-01T00:00:00Z"]
+)
+async def test_listing_after_an_instant_out_of_range_is_422(
+    client: httpx.AsyncClient, listing: str, after: str
+) -> None:
+    response = await client.get(listing, params={"after": after})
+    assert response.status_code == 422, response.text
+    message = response.json()["messages"][0]["message"]
+    assert message.startswith("/query/after:"), message
 
 
 async def test_unacceptable_accept_is_406_before_anything_is_created(

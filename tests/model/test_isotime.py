@@ -66,3 +66,34 @@ def test_durations_round_trip(span: timedelta) -> None:
 @given(st.datetimes(timezones=st.just(UTC), min_value=datetime(2000, 1, 1)))  # noqa: DTZ001 - hypothesis wants naive bounds
 def test_instants_round_trip(moment: datetime) -> None:
     assert parse_instant(format_instant(moment)) == moment
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "9999-12-31T23:59:59Z/PT1H",
+        "9999-12-31T23:00:00Z/PT1H1S",
+        "9999-12-31T23:59:59-01:00/PT1H",
+        "0001-01-01T00:00:00+01:00/PT1H",
+        "P1D/0001-01-01T12:00:00Z",
+        "P1000000D/2030-01-01T00:00:00Z",
+        "2030-01-01T00:00:00Z/P3000000D",
+        "9999-12-31T23:59:59-14:00/9999-12-31T23:59:59Z",
+    ],
+)
+def test_intervals_leaving_years_1_to_9999_are_value_errors(text: str) -> None:
+    with pytest.raises(ValueError, match="outside the years 1 to 9999"):
+        parse_interval(text)
+
+
+def test_instants_within_years_1_to_9999_in_utc_still_parse() -> None:
+    assert parse_instant("9999-12-31T23:59:59+14:00").year == 9999
+    assert parse_instant("0001-01-01T23:00:00-00:30").year == 1
+    assert parse_interval("9999-12-31T22:00:00Z/PT1H").end.hour == 23
+
+
+def test_errors_quote_only_the_start_of_a_long_text() -> None:
+    for parse in (parse_interval, parse_instant, parse_duration):
+        with pytest.raises(ValueError, match="P999") as caught:
+            parse("P" + "9" * 60_000)
+        assert len(str(caught.value)) < 200

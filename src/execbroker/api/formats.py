@@ -98,8 +98,10 @@ except ImportError:  # pragma: no cover - PyYAML built without libyaml
     from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
 
 __all__ = [
+    "EXPANDED_TEXT_FACTOR",
     "ITEM_NAMES",
     "MAP_KEYS",
+    "MAX_ACCEPT_RANGES",
     "MEDIA_TYPES",
     "MediaFormat",
     "ParseLimits",
@@ -159,7 +161,10 @@ class ParseLimits:
     leaves holding text). ``max_list_length`` bounds the items of a list, the keys of an
     object and the children of an XML element. Through YAML aliases a small body can name a
     huge document; besides ``max_yaml_aliases``, the expanded document may not hold more
-    values than ``max_bytes`` -- more than any body of the maximum size could spell out.
+    values than ``max_bytes`` -- more than any body of the maximum size could spell out --
+    nor more than :data:`EXPANDED_TEXT_FACTOR` times ``max_bytes`` characters of keys and
+    strings, so that a long string named by many aliases cannot grow into gigabytes when the
+    document is stored, rendered or quoted.
     """
 
     max_bytes: int = 1_048_576
@@ -179,6 +184,9 @@ class ParseLimits:
 
 
 _DEFAULT_LIMITS: Final = ParseLimits()
+
+EXPANDED_TEXT_FACTOR: Final = 4
+"""How many times ``max_bytes`` characters a document's aliases may expand its text to."""
 
 
 # --------------------------------------------------------------------------------------
@@ -206,9 +214,12 @@ _ACCEPTED_TYPES_TEXT: Final = (
 _OFFERED_TEXT: Final = "application/json, application/yaml or application/xml"
 
 _TOKEN: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-# Splits on commas and semicolons that are not inside a quoted parameter value.
-_LIST_ITEM: Final = re.compile(r'(?:[^,"]|"(?:[^"\\]|\\.)*")+')
-_PARAM: Final = re.compile(r'(?:[^;"]|"(?:[^"\\]|\\.)*")+')
+# One piece of an Accept header: a quoted string (to its closing quote, or to the end of the
+# header when it has none), a run of other characters, or a separator. Once a piece has
+# started it cannot fail, so the header is read in one linear pass whatever it holds.
+_ACCEPT_PIECE: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[^",;]+|[,;]')
+# Ranges after this many are ignored: no client needs more to say what it wants.
+MAX_ACCEPT_RANGES: Final = 100
 _QVALUE: Final = re.compile(r"\d+(?:\.\d+)?|\.\d+")
 # Long headers are quoted in error messages only this far.
 _QUOTE_LIMIT: Final = 200
@@ -270,11 +281,32 @@ class _MediaRange:
     position: int
 
 
+def _accept_items(accept: str) -> Iterator[list[str]]:
+    """The comma-separated items of ``accept``, each as its semicolon-separated parts.
+
+    Commas and semicolons inside quoted parameter values separate nothing.
+    """
+    parts: list[str] = []
+    current: list[str] = []
+    for piece in _ACCEPT_PIECE.finditer(accept):
+        text = piece.group()
+        if text in (",", ";"):
+            parts.append("".join(current))
+            current = []
+            if text == ",":
+                yield parts
+                parts = []
+        else:
+            current.append(text)
+    parts.append("".join(current))
+    yield parts
+
+
 def _parse_accept(accept: str) -> list[_MediaRange]:
     ranges: list[_MediaRange] = []
-    for position, match in enumerate(_LIST_ITEM.finditer(accept)):
-        pieces = _PARAM.findall(match.group())
-        if not pieces or not pieces[0].strip():
+    items = itertools.islice(_accept_items(accept), MAX_ACCEPT_RANGES)
+    for position, pieces in enumerate(items):
+        if not pieces[0].strip():
             continue
         media = pieces[0].strip()
         # Some old clients send a bare "*" for "*/*".
@@ -307,8 +339,9 @@ def format_for_accept(accept: str | None) -> MediaFormat:
     that matches it (a concrete type, then ``type/*``, then ``*/*``) sets its quality;
     ``q=0`` rules it out. The best quality wins; ties go to the more specific range, then to
     the range the client listed first, then to JSON over YAML over XML (but ``text/*``
-    prefers YAML, the natural text type). Raises :class:`NotAcceptableError` when no format
-    is acceptable.
+    prefers YAML, the natural text type). Ranges after the first :data:`MAX_ACCEPT_RANGES`
+    are ignored, and reading the header takes time linear in its length. Raises
+    :class:`NotAcceptableError` when no format is acceptable.
     """
     if accept is None or not accept.strip(" \t,"):
         return MediaFormat.JSON
@@ -353,6 +386,9 @@ def format_for_accept(accept: str | None) -> MediaFormat:
 
 _IDENTIFIER: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
+# What no string may hold: unpaired surrogates, and NUL, which PostgreSQL cannot store and
+# C-string APIs cut at.
+_FORBIDDEN_CHARACTER: Final = re.compile("[\x00\ud800-\udfff]")
 # Python refuses to print integers of more than 4300 digits, so a document holding one
 # could not be rendered again; 14_000 bits is about 4200 digits.
 _MAX_INT_BITS: Final = 14_000
@@ -369,6 +405,13 @@ def _child_path(path: str, key: object) -> str:
     if len(text) > _PATH_KEY_LIMIT:
         text = text[:_PATH_KEY_LIMIT] + "..."
     return f"{path}[{json.dumps(text, ensure_ascii=False)}]"
+
+
+def _quoted_key(key: str) -> str:
+    """``key`` as a message quotes it: JSON-quoted, and shortened like keys in paths."""
+    if len(key) > _PATH_KEY_LIMIT:
+        key = key[:_PATH_KEY_LIMIT] + "..."
+    return json.dumps(key, ensure_ascii=False)
 
 
 def _too_deep(limits: ParseLimits, path: str, where: str = "") -> MalformedBodyError:
@@ -389,6 +432,12 @@ def _check_scalar(value: object, path: str, limits: ParseLimits) -> None:
                 "The string at {path} is {length} characters long; the limit is {limit} "
                 "(max_string_length)",
                 {"length": len(value), "limit": limits.max_string_length, "path": path},
+                path=path,
+            )
+        if "\x00" in value:
+            raise MalformedBodyError(
+                "The string at {path} holds a NUL character (\\u0000), which is not allowed",
+                {"path": path},
                 path=path,
             )
         if _SURROGATE.search(value):
@@ -435,6 +484,12 @@ def _check_key(key: object, path: str, limits: ParseLimits) -> None:
             {"length": len(key), "limit": limits.max_string_length, "path": path},
             path=path,
         )
+    if "\x00" in key:
+        raise MalformedBodyError(
+            "A key of the object at {path} holds a NUL character (\\u0000), which is not allowed",
+            {"path": path},
+            path=path,
+        )
     _check_scalar(key, path, limits)
 
 
@@ -445,6 +500,7 @@ class _Frame:
     depth: int
     children: Iterator[tuple[object, Any]]
     start: int
+    text_start: int
     height: int = 1
 
 
@@ -458,10 +514,13 @@ class _DocumentCheck:
 
     def __init__(self, limits: ParseLimits) -> None:
         self._limits = limits
-        self._measured: dict[int, tuple[int, int]] = {}  # id -> (height, expanded values)
+        # id -> (height, expanded values, expanded characters)
+        self._measured: dict[int, tuple[int, int, int]] = {}
         self._on_path: set[int] = set()
         self._stack: list[_Frame] = []
         self._expanded = 0
+        self._text = 0
+        self._max_text = limits.max_bytes * EXPANDED_TEXT_FACTOR
 
     def run(self, doc: Any) -> None:
         self._enter(doc, "", 1)
@@ -475,14 +534,20 @@ class _DocumentCheck:
                 # building their path, keeps a megabyte body to a fraction of a second.
                 kind = type(value)
                 if (
-                    (kind is str and len(value) <= max_string and not _SURROGATE.search(value))
+                    (
+                        kind is str
+                        and len(value) <= max_string
+                        and not _FORBIDDEN_CHARACTER.search(value)
+                    )
                     or kind is bool
                     or value is None
                     or (kind is int and value.bit_length() <= _MAX_INT_BITS)
                     or (kind is float and math.isfinite(value))
                 ):
                     self._expanded += 1
-                    if self._expanded > max_values:
+                    if kind is str:
+                        self._text += len(value)
+                    if self._expanded > max_values or self._text > self._max_text:
                         self._count(0, frame.path)
                     continue
                 height = self._enter(value, _child_path(frame.path or "$", key), frame.depth + 1)
@@ -492,17 +557,29 @@ class _DocumentCheck:
             else:
                 stack.pop()
                 self._on_path.discard(id(frame.value))
-                self._measured[id(frame.value)] = (frame.height, self._expanded - frame.start)
+                self._measured[id(frame.value)] = (
+                    frame.height,
+                    self._expanded - frame.start,
+                    self._text - frame.text_start,
+                )
                 if stack:
                     stack[-1].height = max(stack[-1].height, frame.height + 1)
 
-    def _count(self, values: int, path: str) -> None:
+    def _count(self, values: int, path: str, text: int = 0) -> None:
         self._expanded += values
+        self._text += text
         if self._expanded > self._limits.max_bytes:
             raise MalformedBodyError(
                 "The body's YAML aliases expand it to more than {limit} values; the limit is "
                 "{limit} (max_bytes)",
                 {"limit": self._limits.max_bytes},
+                path=path or None,
+            )
+        if self._text > self._max_text:
+            raise MalformedBodyError(
+                "The body's YAML aliases expand its keys and strings to more than {limit} "
+                "characters; the limit is {limit} ({factor} times max_bytes)",
+                {"limit": self._max_text, "factor": EXPANDED_TEXT_FACTOR},
                 path=path or None,
             )
 
@@ -511,7 +588,7 @@ class _DocumentCheck:
         limits = self._limits
         if not isinstance(value, dict | list):
             _check_scalar(value, path or "$", limits)
-            self._count(1, path)
+            self._count(1, path, len(value) if isinstance(value, str) else 0)
             return 0
         key = id(value)
         if key in self._on_path:
@@ -521,10 +598,10 @@ class _DocumentCheck:
                 path=path or None,
             )
         if key in self._measured:
-            height, size = self._measured[key]
+            height, size, text = self._measured[key]
             if depth - 1 + height > limits.max_depth:
                 raise _too_deep(limits, path or "$")
-            self._count(size, path)
+            self._count(size, path, text)
             return height
         if depth > limits.max_depth:
             raise _too_deep(limits, path or "$")
@@ -542,15 +619,19 @@ class _DocumentCheck:
                 path=path or None,
             )
         children: Iterator[tuple[object, Any]]
+        text = 0
         if isinstance(value, dict):
             for k in value:
                 _check_key(k, path or "$", limits)
+                text += len(k)
             children = iter(value.items())
         else:
             children = enumerate(value)
         self._on_path.add(key)
-        self._count(1, path)
-        self._stack.append(_Frame(value, path, depth, children, self._expanded - 1))
+        self._count(1, path, text)
+        self._stack.append(
+            _Frame(value, path, depth, children, self._expanded - 1, self._text - text)
+        )
         return -1
 
 
@@ -608,8 +689,12 @@ def parse_body(raw: bytes, fmt: MediaFormat, limits: ParseLimits = _DEFAULT_LIMI
 # JSON
 # --------------------------------------------------------------------------------------
 
-_JSON_STRING: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_JSON_TOKEN: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+# A string runs to its closing quote or, when it has none, to the end of the body: with the
+# closing quote optional a match cannot fail once started, so each pass is linear (a
+# required quote made every '"' of an unterminated string rescan to the end). An
+# unterminated string is refused by the decoder anyway, and nothing after it is parsed.
+_JSON_STRING: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
+_JSON_TOKEN: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[\]{}]', re.DOTALL)
 _NOT_BRACKET: Final = re.compile(r"[^\[\]{}]+")
 _BRACKET_STEP: Final = {"[": 1, "{": 1, "]": -1, "}": -1}
 _OPENERS: Final = frozenset("[{")
@@ -640,12 +725,27 @@ def _json_depth_error(text: str, limits: ParseLimits) -> MalformedBodyError | No
     return None
 
 
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object of the body; a key written twice is refused, not silently overwritten."""
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise MalformedBodyError(
+                    "The body repeats the key {key} in one JSON object; write each key once",
+                    {"key": _quoted_key(key)},
+                )
+            seen.add(key)
+    return found
+
+
 def _parse_json(text: str, limits: ParseLimits) -> Any:
     error = _json_depth_error(text, limits)
     if error is not None:
         raise error
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_json_object)
     except json.JSONDecodeError as exc:
         raise MalformedBodyError(
             "The body is not valid JSON: {problem} at line {line}, column {column}",
@@ -727,6 +827,8 @@ def _check_nodes(root: yaml.Node, limits: ParseLimits) -> None:
     while pending:
         node = pending.pop()
         mark = node.start_mark
+        if isinstance(node, yaml.MappingNode):
+            _check_unique_keys(node)
         if isinstance(node, yaml.ScalarNode):
             if len(node.value) > limits.max_string_length:
                 raise MalformedBodyError(
@@ -771,6 +873,31 @@ def _check_nodes(root: yaml.Node, limits: ParseLimits) -> None:
             else:
                 seen.add(id(child))
                 pending.append(child)
+
+
+_MERGE_TAG: Final = "tag:yaml.org,2002:merge"
+
+
+def _check_unique_keys(node: yaml.MappingNode) -> None:
+    """Refuse a mapping that writes a key twice (keys a ``<<`` merge brings may be
+    overridden: that is what merging is for)."""
+    keys: set[tuple[str, str]] = set()
+    for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE_TAG:
+            continue
+        identity = (key_node.tag, key_node.value)
+        if identity in keys:
+            mark = key_node.start_mark
+            raise MalformedBodyError(
+                "The body repeats the key {key} in one YAML mapping (again at line {line}, "
+                "column {column}); write each key once",
+                {
+                    "key": _quoted_key(key_node.value),
+                    "line": mark.line + 1,
+                    "column": mark.column + 1,
+                },
+            )
+        keys.add(identity)
 
 
 def _yaml_error(exc: yaml.YAMLError, text: str) -> MalformedBodyError:

@@ -2,7 +2,10 @@
 
 The contract carries times as strings (``2030-01-01T10:00:00Z``, ``PT2H``,
 ``2030-01-01T10:00:00Z/PT3H``); the planner needs aware UTC datetimes and timedeltas.
-Parsing errors are ``ValueError`` with a message fit to show a user.
+Parsing errors are ``ValueError`` with a message fit to show a user; it quotes at most the
+first :data:`~execbroker.model.quoting.BRIEF_LIMIT` characters of what it was given.
+Instants lie in years 1 to 9999 once converted to UTC, and an interval must end there too:
+anything that would leave that range is such an error, never an ``OverflowError``.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import isodate
+
+from execbroker.model.quoting import shorten
 
 __all__ = [
     "Interval",
@@ -49,14 +54,16 @@ def parse_duration(text: str, *, anchor: datetime | None = None) -> timedelta:
     try:
         parsed = isodate.parse_duration(text.strip())
     except (isodate.ISO8601Error, ValueError, OverflowError) as error:
-        raise ValueError(f"'{text}' is not an ISO-8601 duration (e.g. PT30M, PT2H, P1D)") from error
+        raise ValueError(
+            f"'{shorten(text)}' is not an ISO-8601 duration (e.g. PT30M, PT2H, P1D)"
+        ) from error
     if isinstance(parsed, timedelta):
         return parsed
     base = anchor or datetime.now(UTC)
     try:
         span: timedelta = (base + parsed) - base
     except (OverflowError, ValueError) as error:
-        raise ValueError(f"the duration '{text}' is out of range") from error
+        raise ValueError(f"the duration '{shorten(text)}' is out of range") from error
     return span
 
 
@@ -75,44 +82,56 @@ def parse_instant(text: str) -> datetime:
         moment = datetime.fromisoformat(value)
     except ValueError as error:
         raise ValueError(
-            f"'{text}' is not an ISO-8601 date-time (e.g. 2030-01-01T10:00:00Z)"
+            f"'{shorten(text)}' is not an ISO-8601 date-time (e.g. 2030-01-01T10:00:00Z)"
         ) from error
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise _out_of_range(text) from None
+
+
+def _out_of_range(text: str) -> ValueError:
+    return ValueError(f"'{shorten(text)}' lies outside the years 1 to 9999 (UTC)")
 
 
 def parse_interval(text: str) -> Interval:
     """``start/end``, ``start/duration`` or ``duration/end``, as ISO-8601 writes intervals."""
     if not isinstance(text, str) or text.count("/") != 1:
         raise ValueError(
-            f"'{text}' is not an ISO-8601 interval: write start/end, start/duration or "
-            "duration/end, e.g. 2030-01-01T10:00:00Z/PT3H"
+            f"'{shorten(str(text))}' is not an ISO-8601 interval: write start/end, "
+            "start/duration or duration/end, e.g. 2030-01-01T10:00:00Z/PT3H"
         )
     first, second = (part.strip() for part in text.split("/"))
     first_is_duration = first.upper().startswith(("P", "-P"))
     second_is_duration = second.upper().startswith(("P", "-P"))
     if first_is_duration and second_is_duration:
-        raise ValueError(f"'{text}' names two durations; an interval needs at least one instant")
-    if first_is_duration:
-        end = parse_instant(second)
-        span = parse_duration(first, anchor=end)
-        _check_not_negative(span, text)
-        return Interval(end - span, end)
-    start = parse_instant(first)
-    if second_is_duration:
-        span = parse_duration(second, anchor=start)
-        _check_not_negative(span, text)
-        return Interval(start, start + span)
+        raise ValueError(
+            f"'{shorten(text)}' names two durations; an interval needs at least one instant"
+        )
+    try:
+        if first_is_duration:
+            end = parse_instant(second)
+            span = parse_duration(first, anchor=end)
+            _check_not_negative(span, text)
+            return Interval(end - span, end)
+        start = parse_instant(first)
+        if second_is_duration:
+            span = parse_duration(second, anchor=start)
+            _check_not_negative(span, text)
+            return Interval(start, start + span)
+    except OverflowError:
+        raise _out_of_range(text) from None
     end = parse_instant(second)
     if end < start:
-        raise ValueError(f"the interval '{text}' ends before it starts")
+        raise ValueError(f"the interval '{shorten(text)}' ends before it starts")
     return Interval(start, end)
 
 
 def _check_not_negative(span: timedelta, text: str) -> None:
     if span < timedelta(0):
-        raise ValueError(f"the interval '{text}' has a negative duration")
+        raise ValueError(f"the interval '{shorten(text)}' has a negative duration")
 
 
 def format_instant(moment: datetime) -> str:

@@ -78,6 +78,10 @@ __all__ = [
 
 # int64 bounds, as the schema's ``format: int64`` promises clients.
 Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+Int32 = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
+# A number of bytes. The schema gives DataLink's content_length int32, but files of more
+# than 2 GiB are common, so sizes are read as int64 (DataLink's own type for it is long).
+ByteSize = Annotated[int, Field(ge=0, le=2**63 - 1)]
 
 
 class WireModel(BaseModel):
@@ -440,7 +444,7 @@ class IvoaObsCoreItem(WireModel):
     obs_publisher_did: str | None = None
     obs_creator_did: str | None = None
     dataproduct_type: str | None = None
-    calib_level: int | None = None
+    calib_level: Int32 | None = None
     access_url: str | None = None
     access_format: str | None = None
 
@@ -453,7 +457,7 @@ class IvoaDataLinkItem(WireModel):
     description: str | None = None
     semantics: str | None = None
     content_type: str | None = None
-    content_length: int | None = None
+    content_length: ByteSize | None = None
     content_qualifier: str | None = None
     local_semantics: str | None = None
     link_auth: str | None = None
@@ -499,7 +503,7 @@ class SkaoDataResourceBlock(WireModel):
     namespace: str | None = None
     objectname: str | None = None
     objecttype: Literal["FILE", "CONTAINER", "DATASET"] | None = None
-    datasize: Int64 | None = None
+    datasize: ByteSize | None = None
     checksum: SkaoChecksumItem | None = None
     replicas: list[SkaoReplicaItem] | None = None
 

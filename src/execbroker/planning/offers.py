@@ -80,10 +80,7 @@ class SessionTimes:
     @classmethod
     def of(cls, plan: Plan, profile: PlatformProfile) -> SessionTimes:
         base = profile.prepare_time(ComponentRole.DATA)
-        data = {
-            d.name: base + timedelta(seconds=(d.size_bytes or 0) / profile.staging_bytes_per_second)
-            for d in plan.data
-        }
+        data = {d.name: base + _staging_time(d.size_bytes, profile) for d in plan.data}
         return cls(
             compute_prepare=profile.prepare_time(ComponentRole.COMPUTE),
             executable_prepare=profile.prepare_time(ComponentRole.EXECUTABLE),
@@ -114,6 +111,22 @@ class SessionTimes:
         """How long after its end a session is still being released."""
         after_compute = max(self.executable_release, self.data_release + self.storage_release)
         return self.compute_release + after_compute
+
+
+# Staging times are capped here: far longer than any broker plans for (the planner refuses
+# them by name), and short enough that sums of a few of them stay within timedelta's range.
+_LONGEST_STAGING = timedelta(days=36_500)
+
+
+def _staging_time(size_bytes: int | None, profile: PlatformProfile) -> timedelta:
+    """How long staging ``size_bytes`` takes; sizes are whole numbers of at most 2^63 - 1."""
+    try:
+        seconds = (size_bytes or 0) / profile.staging_bytes_per_second
+    except OverflowError:  # more bytes than a float holds
+        return _LONGEST_STAGING
+    if seconds >= _LONGEST_STAGING.total_seconds():
+        return _LONGEST_STAGING
+    return timedelta(seconds=max(0.0, seconds))
 
 
 @dataclass

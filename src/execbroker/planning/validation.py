@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,6 +28,7 @@ from execbroker.model.isotime import (
 )
 from execbroker.model.messages import info, make_message, warn
 from execbroker.model.phases import MessageLevel
+from execbroker.model.quoting import brief, shorten
 from execbroker.model.records import ComponentRole
 from execbroker.model.wire import (
     DockerContainer,
@@ -51,6 +52,8 @@ _PROTOCOLS = frozenset({"TCP", "UDP", "HTTP", "HTTPS"})
 _DIGEST = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-fA-F0-9]{32,}$")
 _MAX_NAME = 255
 
+# The last instant the calendar can hold; a session must fit before it with all its steps.
+_LATEST = datetime.max.replace(tzinfo=UTC)
 
 @dataclass(frozen=True)
 class Range:
@@ -142,7 +145,7 @@ def validate_request(
 def _pointer(location: tuple[int | str, ...]) -> str:
     # Discriminated unions put the matched tag (a kind URI) into the location; drop it.
     parts = [
-        str(part)
+        shorten(str(part))
         for part in location
         if not (isinstance(part, str) and (part.startswith(("https://", "uri:")) or "()" in part))
     ]
@@ -166,14 +169,16 @@ def schema_messages(failure: ValidationError) -> list[MessageItem]:
                     _problem(
                         path + "/kind",
                         "unknown kind '{kind}'; this broker knows {known}",
-                        kind=context.get("tag", ""),
+                        kind=shorten(str(context.get("tag", ""))),
                         known=_short_tags(str(context.get("expected_tags", ""))),
                     )
                 )
             case "union_tag_not_found":
                 found.append(_problem(path + "/kind", "the component has no kind"))
             case "extra_forbidden":
-                found.append(_problem(path, "unknown field '{field}'", field=item["loc"][-1]))
+                found.append(
+                    _problem(path, "unknown field '{field}'", field=shorten(str(item["loc"][-1])))
+                )
             case "missing":
                 found.append(_problem(path, "required field is missing"))
             case _:
@@ -189,8 +194,8 @@ def schema_messages(failure: ValidationError) -> list[MessageItem]:
 
 
 def _brief(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    # Never repr() of the whole value: through YAML aliases it can be gigabytes long.
+    return brief(value)
 
 
 def _problem(path: str, template: str, **values: object) -> MessageItem:
@@ -633,6 +638,8 @@ class _Checker:
             else:
                 if window.end < self.now:
                     self.problem(
+                # The longest run, prepared and released, must fit before the calendar ends.
+                latest = _LATEST - self.settings.max_duration - self.settings.max_preparation
                         "/schedule/requested/start",
                         "the start interval ended at {end}, in the past",
                         end=format_instant(window.end),
@@ -640,6 +647,15 @@ class _Checker:
                     window = None
                 elif window.start < self.now:
                     window = Interval(self.now, window.end)
+                elif window.end > latest:
+                    self.problem(
+                        "/schedule/requested/start",
+                        "the start interval ends at {end}; this broker plans starts no later "
+                        "than {latest}",
+                        end=format_instant(window.end),
+                        latest=format_instant(latest),
+                    )
+                    window = None
         return duration, window
 
 

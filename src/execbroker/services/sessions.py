@@ -163,7 +163,11 @@ class SessionService:
                 {"units": update.units},
                 path="/units",
             )
-        delta = timedelta(seconds=update.delta * _SECONDS_PER_UNIT[unit])
+        asked = update.delta * _SECONDS_PER_UNIT[unit]
+        # No run may grow past max_duration, so a longer delta is refused below whatever it
+        # is, as is any delta not positive; clamping keeps ±2^63 hours in timedelta's range.
+        longest = int(self._max_duration.total_seconds()) + 1
+        delta = timedelta(seconds=min(max(asked, -1), longest))
         if delta <= timedelta(0):
             raise UnprocessableError(
                 "only extensions are supported: the delta must be positive, not {delta}",
@@ -199,7 +203,7 @@ class SessionService:
                     {
                         "limit": int(limit.total_seconds()),
                         "duration": format_duration(limit),
-                        "asked": int(delta.total_seconds()),
+                        "asked": asked,
                     },
                     path=EXTEND_PATH,
                 )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -15,7 +14,7 @@ from execbroker.api.handlers.openapi_bodies import (
     error_responses,
     schema_ref,
 )
-from execbroker.api.handlers.paths import UuidPath, parse_uuid
+from execbroker.api.handlers.paths import UtcInstant, UuidPath, parse_uuid
 from execbroker.api.responses import OutputFormat, respond
 
 __all__ = ["router"]
@@ -59,12 +58,10 @@ async def list_offer_sets(
     caller: CallerDep,
     render: RendererDep,
     after: Annotated[
-        datetime | None, Query(description="Only offer sets created after this instant.")
+        UtcInstant | None, Query(description="Only offer sets created after this instant.")
     ] = None,
     last: Annotated[int | None, Query(ge=1, le=1000, description="At most this many.")] = None,
 ) -> Response:
-    if after is not None and after.tzinfo is None:
-        after = after.replace(tzinfo=UTC)
     found = await broker.offers.list_offer_sets(caller=caller, after=after, last=last)
     return respond(
         {"offersets": [render.offer_set_summary(o) for o in found]}, fmt, root="offersets"

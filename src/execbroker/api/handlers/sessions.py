@@ -19,7 +19,7 @@ from execbroker.api.handlers.openapi_bodies import (
     error_responses,
     schema_ref,
 )
-from execbroker.api.handlers.paths import UuidPath, parse_uuid
+from execbroker.api.handlers.paths import UtcInstant, UuidPath, parse_uuid
 from execbroker.api.responses import OutputFormat, read_document, respond
 from execbroker.model.isotime import format_instant
 from execbroker.model.phases import TERMINAL_SESSION_PHASES, SessionPhase
@@ -99,7 +99,7 @@ async def list_sessions(
         list[SessionPhase] | None, Query(description="Only sessions in these phases.")
     ] = None,
     after: Annotated[
-        datetime | None, Query(description="Only sessions created after this instant.")
+        UtcInstant | None, Query(description="Only sessions created after this instant.")
     ] = None,
     last: Annotated[int | None, Query(ge=1, le=1000, description="At most this many.")] = None,
 ) -> Response:
