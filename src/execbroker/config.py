@@ -265,6 +265,16 @@ class Settings(BaseSettings):
         default=20, ge=0, description="Lines of a failed session's log copied into its messages."
     )
     # --- end of Skaha platform ---
+    egress_allow: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Destinations the broker may fetch from on a user's behalf although the egress "
+            "policy denies them by default (loopback, link-local, private, shared, "
+            "unique-local, multicast, reserved, and this machine's own addresses): CIDR "
+            "blocks or addresses (10.1.0.0/16, 127.0.0.1) and host names with an optional "
+            "port (data.internal.example, localhost:8491). JSON list."
+        ),
+    )
     # --- Docker platform (platform = docker) -----------------------------------------------
     docker_host: str | None = Field(
         default=None,
@@ -585,3 +595,11 @@ class Settings(BaseSettings):
 def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment and config file, with ``overrides`` on top."""
     return Settings(**overrides)
+    @field_validator("egress_allow")
+    @classmethod
+    def _egress_parse(cls, value: list[str]) -> list[str]:
+        from execbroker.egress import EgressPolicy  # noqa: PLC0415 - httpx only when used
+
+        EgressPolicy(value)  # raises ValueError naming the entry that does not read
+        return value
+

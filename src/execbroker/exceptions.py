@@ -16,6 +16,7 @@ __all__ = [
     "BodyTooLargeError",
     "ClientError",
     "ConflictError",
+    "EgressRefusedError",
     "ExecBrokerError",
     "MalformedBodyError",
     "NotAcceptableError",
@@ -174,3 +175,8 @@ class RequestRefusedError(ExecBrokerError):
     def __init__(self, messages: list[MessageItem]) -> None:
         self.messages = messages
         super().__init__("; ".join(m.message or "" for m in messages))
+
+
+class EgressRefusedError(ExecBrokerError):
+    """The egress policy refuses a destination the broker was to fetch from
+    (:mod:`execbroker.egress`); the message names the host and why."""

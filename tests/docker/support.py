@@ -14,6 +14,9 @@ import httpx
 from execbroker.model import kinds
 
 TEST_IMAGE = "localhost/execbroker-test:latest"
+# The test data server listens on loopback, which the egress policy denies: a test that
+# stages from it says so (egress_allow=LOOPBACK_ALLOWED).
+LOOPBACK_ALLOWED = ["127.0.0.1"]
 INSTANCE_LABEL = "org.ivoa.execbroker.instance"
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from tests.docker.support import DockerCase, docker_request, output
+from tests.docker.support import LOOPBACK_ALLOWED, DockerCase, docker_request, output
 from tests.support.engine import TERMINAL, components, run_to_end, texts
 from tests.support.live import LiveBroker
 
@@ -47,7 +47,7 @@ async def test_a_broker_killed_mid_run_adopts_its_containers_on_restart(
         scratch=True,
     )
     short_run = docker_request(f"{gate}; echo ended while the broker was down", scratch=True)
-    environment = _environment(case.settings)
+    environment = _environment({**case.settings, "egress_allow": LOOPBACK_ALLOWED})
     live = LiveBroker(data_dir=case.data_dir, env=environment).start()
     try:
         with live.client(timeout=30) as client:
@@ -113,7 +113,7 @@ async def test_twenty_sessions_at_once(case: DockerCase, data_server: tuple[str,
     began = time.monotonic()
     # Twenty downloads and containers at once on two cores: plan the staging generously.
     estimates = {**case.settings["prepare_estimates"], "data": 3.0}
-    async with case.start(prepare_estimates=estimates) as client:
+    async with case.start(prepare_estimates=estimates, egress_allow=LOOPBACK_ALLOWED) as client:
         sessions = await asyncio.gather(
             *(run_to_end(client, document, seconds=90) for document in documents)
         )

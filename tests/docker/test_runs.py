@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,9 @@ import httpx
 import pytest
 
 from execbroker.model import kinds
-from tests.docker.support import DockerCase, docker_request, output
+from tests.docker.support import LOOPBACK_ALLOWED, DockerCase, docker_request, output
 from tests.support.engine import components, run_to_end, texts, until_ended
+from tests.support.recording_server import recording_server
 from tests.support.wire import phase_update, post, request_offers
 
 
@@ -67,7 +69,7 @@ async def test_data_is_staged_and_mounted_read_only_with_a_writable_scratch(
         "echo scratch-works > /scratch/result.txt && cat /scratch/result.txt; "
         "ls /scratch"
     )
-    async with case.start() as client:
+    async with case.start(egress_allow=LOOPBACK_ALLOWED) as client:
         session = await run_to_end(
             client,
             docker_request(script, data=f"{base}/catalogue.fits", scratch=True),
@@ -90,7 +92,7 @@ async def test_a_failed_download_fails_the_session_with_the_http_status(
     case: DockerCase, data_server: tuple[str, Path]
 ) -> None:
     base, _ = data_server
-    async with case.start() as client:
+    async with case.start(egress_allow=LOOPBACK_ALLOWED) as client:
         session = await run_to_end(
             client, docker_request("true", data=f"{base}/no-such-file.fits"), seconds=60
         )
@@ -206,3 +208,61 @@ async def test_data_the_platform_cannot_stage_is_refused_when_offered(
     said = " | ".join(m["message"] for m in offers["meta"]["messages"])
     assert "/data/0/location: file:///etc/passwd is not under a directory" in said
     assert "/data/1/kind: the docker platform stages only simple data resources" in said
+
+
+async def test_the_brokers_own_token_hint_address_is_refused_when_offered(
+    case: DockerCase,
+) -> None:
+    """Issue 14's token theft: staging the broker's own loopback pages is refused at once."""
+    async with case.start() as client:
+        for location in (
+            "http://127.0.0.1:8080/ui/token-hint",
+            "http://2130706433:8080/metrics",
+            "http://localhost:8080/metrics",
+        ):
+            offers = await request_offers(client, docker_request("cat /input/*", data=location))
+            assert offers["result"] == "NO"
+            said = " | ".join(m["message"] for m in offers["meta"]["messages"])
+            assert "/data/0/location: " in said
+            assert "which the broker does not fetch from" in said
+
+
+async def test_a_name_resolving_to_this_machine_is_refused_before_any_request(
+    case: DockerCase,
+) -> None:
+    """A name is not refused when planned (no DNS then); when staged, it resolves to this
+    machine (loopback here), and the download is refused without a byte sent."""
+    name = socket.gethostname()
+    with recording_server() as internal:
+        async with case.start() as client:
+            session = await run_to_end(
+                client,
+                docker_request("cat /input/*", data=f"http://{name}:{internal.port}/secret"),
+                seconds=60,
+            )
+        assert internal.requests == []
+    assert session["phase"] == "FAILED"
+    data = components(session)["input"]
+    assert f"downloading http://{name}:{internal.port}/secret refused: {name} is not allowed" in (
+        texts(data)
+    )
+    assert "SECRET" not in texts(session)
+    assert session["compute"]["phase"] in ("CANCELLED", "FAILED"), "compute never ran"
+    await case.assert_nothing_left()
+
+
+async def test_a_redirect_to_an_internal_service_is_refused(case: DockerCase) -> None:
+    with recording_server() as allowed, recording_server() as internal:
+        hidden = f"http://127.0.0.1:{internal.port}/secret"
+        async with case.start(egress_allow=[f"127.0.0.1:{allowed.port}"]) as client:
+            session = await run_to_end(
+                client,
+                docker_request("cat /input/*", data=f"{allowed.url}/redirect?to={hidden}"),
+                seconds=60,
+            )
+        assert internal.requests == []
+        assert len(allowed.requests) == 1
+    assert session["phase"] == "FAILED"
+    assert "127.0.0.1 is a loopback address" in texts(components(session)["input"])
+    assert "SECRET" not in texts(session)
+    await case.assert_nothing_left()

@@ -44,6 +44,7 @@ from execbroker.model.wire import (
     SkaoDataResource,
     dump,
 )
+from execbroker.planning.destinations import destination_problems
 from execbroker.planning.profile import PlatformProfile
 
 __all__ = ["Plan", "PlannedComponent", "Range", "validate_request"]
@@ -224,6 +225,7 @@ class _Checker:
         volumes = self.check_volumes(request, storage, data)
         duration, window = self.check_schedule(request)
         self.check_names(storage, data)
+        self.problems.extend(destination_problems(request, settings=self.settings))
         cost_limits, metric_minimums = self.check_limits(request)
         if executable is None or duration is None or window is None:
             return None

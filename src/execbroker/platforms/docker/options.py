@@ -32,6 +32,7 @@ class DockerOptions:
     max_data_bytes: int = 10 * 2**30
     data_timeout: float = 30
     file_roots: tuple[Path, ...] = ()
+    egress_allow: tuple[str, ...] = ()
     # How stale the one container listing that every poll shares may be.
     listing_seconds: float = 1.0
 
@@ -56,5 +57,6 @@ class DockerOptions:
             max_data_bytes=settings.docker_max_data_bytes,
             data_timeout=settings.docker_data_timeout,
             file_roots=tuple(settings.docker_file_roots),
+            egress_allow=tuple(settings.egress_allow),
             listing_seconds=min(settings.poll_interval / 2, 1.0),
         )

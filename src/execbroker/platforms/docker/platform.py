@@ -35,6 +35,7 @@ from uuid import UUID
 
 import httpx
 
+from execbroker.egress import EgressPolicy, egress_client
 from execbroker.exceptions import RequestRefusedError
 from execbroker.model import kinds
 from execbroker.model.messages import error
@@ -115,10 +116,10 @@ class DockerPlatform(Platform):
         self._records.open()
         if not self._instance:
             self._instance = _instance_id(root / "instance")
-        self._http = httpx.AsyncClient(
-            follow_redirects=True,
-            max_redirects=5,
-            timeout=httpx.Timeout(self._options.data_timeout),
+        # Redirects are followed by staging itself, each hop checked by the egress policy.
+        self._http = egress_client(
+            EgressPolicy(self._options.egress_allow),
+            seconds=self._options.data_timeout,
             headers={"User-Agent": "execbroker-staging"},
         )
         try:

@@ -1,6 +1,10 @@
 """Staging a simple data resource: fetch its ``http(s)://`` or ``file://`` location into a
 directory of its storage, streamed, size-capped, with the SHA-256 of what was written.
 
+Downloads go through :func:`execbroker.egress.fetch` on a client whose transport applies the
+egress policy: the name is resolved once and every address checked, the connection goes to
+the checked address, and each redirect (at most five) is checked again.
+
 The file is written as ``.<name>.part`` and renamed when complete, so a half-written file
 never looks staged. Locations are shown without credentials, query or fragment.
 """
@@ -18,6 +22,8 @@ from urllib.request import url2pathname
 
 import httpx
 
+from execbroker.egress import fetch
+from execbroker.exceptions import EgressRefusedError
 from execbroker.platforms.base import PlatformError
 
 __all__ = ["Staged", "file_location_allowed", "public_location", "stage", "staged_name"]
@@ -38,6 +44,8 @@ def public_location(location: str) -> str:
     """The location fit for messages and logs: no user, password, query or fragment."""
     parts = urlsplit(location.strip())
     host = parts.hostname or ""
+    if ":" in host:  # an IPv6 address keeps its brackets
+        host = f"[{host}]"
     if parts.port is not None:
         host = f"{host}:{parts.port}"
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
@@ -99,7 +107,7 @@ async def _download(
     digest = hashlib.sha256()
     size = 0
     try:
-        async with http.stream("GET", location.strip()) as response:
+        async with fetch(http, location.strip()) as response:
             if response.status_code >= 400:
                 raise PlatformError(
                     f"downloading {shown} failed: HTTP {response.status_code} "
@@ -125,6 +133,8 @@ async def _download(
                 await asyncio.to_thread(_finish, stream, bytes(buffer))
             finally:
                 await asyncio.to_thread(stream.close)
+    except EgressRefusedError as refused:
+        raise PlatformError(f"downloading {shown} refused: {refused}") from None
     except httpx.TimeoutException:
         raise PlatformError(f"downloading {shown} timed out") from None
     except httpx.HTTPError as failure:
