@@ -324,6 +324,14 @@ class Settings(BaseSettings):
         default="127.0.0.1",
         description="Host address that requested ports are published on.",
     )
+    docker_port_range: str = Field(
+        default="20000-29999",
+        description=(
+            "Host ports that requested ports are published on (low-high, within 1024-65535: "
+            "never a privileged port). A request naming a host port outside it is refused; "
+            "one naming none gets a free port of the range."
+        ),
+    )
     docker_connector_host: str | None = Field(
         default=None,
         description=(
@@ -595,6 +603,21 @@ class Settings(BaseSettings):
 def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment and config file, with ``overrides`` on top."""
     return Settings(**overrides)
+    @field_validator("egress_allow")
+    @classmethod
+    def _egress_parse(cls, value: list[str]) -> list[str]:
+        from execbroker.egress import EgressPolicy  # noqa: PLC0415 - httpx only when used
+
+        EgressPolicy(value)  # raises ValueError naming the entry that does not read
+        return value
+
+    @field_validator("docker_port_range")
+    @classmethod
+    def _port_range_parse(cls, value: str) -> str:
+        from execbroker.platforms.docker.ports import PortRange  # noqa: PLC0415
+
+        return str(PortRange.parse(value))
+
     @field_validator("egress_allow")
     @classmethod
     def _egress_parse(cls, value: list[str]) -> list[str]:

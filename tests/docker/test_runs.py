@@ -156,6 +156,8 @@ async def test_a_requested_port_is_published_as_a_connector(case: DockerCase) ->
         assert connector["protocol"] == "HTTP"
         assert connector["location"].startswith("http://127.0.0.1:")
         assert connector["location"].endswith("/index.html")
+        # Published on loopback, on a port of the configured range (default 20000-29999).
+        assert 20000 <= int(connector["location"].rsplit(":", 1)[1].split("/")[0]) <= 29999
         page = await _fetch(connector["location"])
         assert "served from a container" in page
         await client.post(url, json=phase_update("CANCELLED"))
@@ -265,4 +267,38 @@ async def test_a_redirect_to_an_internal_service_is_refused(case: DockerCase) ->
     assert session["phase"] == "FAILED"
     assert "127.0.0.1 is a loopback address" in texts(components(session)["input"])
     assert "SECRET" not in texts(session)
+    await case.assert_nothing_left()
+
+
+async def test_host_ports_come_from_the_configured_range(case: DockerCase) -> None:
+    ports = [{"internal": {"port": 8080}, "protocol": "HTTP", "path": "/index.html"}]
+    asked = [
+        {"internal": {"port": 8080}, "external": {"port": 81}, "protocol": "HTTP"},
+        {"internal": {"port": 8081}, "external": {"port": 20000}, "protocol": "HTTP"},
+    ]
+    async with case.start(docker_port_range="20500-20509") as client:
+        refused = await request_offers(client, docker_request("true", ports=asked))
+        created = await post(
+            client, "/direct", docker_request("exec httpd -f -p 8080 -h /www", ports=ports)
+        )
+        url = created.headers["location"]
+        session = await wait_for_phase(client, url, "RUNNING")
+        deadline = time.monotonic() + 10
+        while not session.get("connectors") and time.monotonic() < deadline:
+            session = (await client.get(url, params={"wait": 1})).json()
+        (connector,) = session["connectors"]
+        published = int(connector["location"].rsplit(":", 1)[1].split("/")[0])
+        assert "served from a container" in await _fetch(connector["location"])
+        await client.post(url, json=phase_update("CANCELLED"))
+        await until_ended(client, url, seconds=30)
+
+    assert refused["result"] == "NO"
+    said = " | ".join(m["message"] for m in refused["meta"]["messages"])
+    assert (
+        "/executable/network/ports/0/external/port: host port 81 is outside the ports this "
+        "broker publishes on (20500-20509)"
+    ) in said
+    assert "ports/1/external/port: host port 20000 is outside" in said
+    assert 20500 <= published <= 20509
+    assert connector["location"].startswith("http://127.0.0.1:")
     await case.assert_nothing_left()

@@ -6,6 +6,7 @@ Pure functions: no runtime calls here, so that every rule is testable on its own
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,10 +100,12 @@ def container_config(
     mounts: list[Mount],
     labels: dict[str, str],
     limits: ContainerLimits,
+    host_ports: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """The ``POST /containers/create`` document: the executable's command, entrypoint and
     environment; the offered cores and memory; the mounts with their modes; no network
-    unless a port is asked for."""
+    unless a port is asked for. A port is published on the host port the request names, or
+    on the one ``host_ports`` gives for its key (the platform picks it from its range)."""
     ports = requested_ports(executable)
     cores = int((compute.get("cores") or {}).get("min") or 1)
     memory = int((compute.get("memory") or {}).get("min") or 1) * _GIB
@@ -137,7 +140,7 @@ def container_config(
             port.key: [
                 {
                     "HostIp": limits.publish_address,
-                    "HostPort": str(port.external) if port.external else "",
+                    "HostPort": str(port.external or (host_ports or {}).get(port.key) or ""),
                 }
             ]
             for port in ports

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from execbroker.config import Settings
+from execbroker.platforms.docker.ports import PortRange
 
 __all__ = ["DockerOptions"]
 
+_DEFAULT_PORTS = PortRange(20000, 29999)
 _ANY_ADDRESS = ("0.0.0.0", "::", "")  # noqa: S104 - compared against, not bound to
 
 
@@ -25,6 +27,7 @@ class DockerOptions:
     pull_registries: tuple[str, ...] = ()
     network: str = "bridge"
     publish_address: str = "127.0.0.1"
+    port_range: PortRange = _DEFAULT_PORTS
     connector_host: str = "127.0.0.1"
     stop_seconds: float = 5
     pids_limit: int | None = 1024
@@ -50,6 +53,7 @@ class DockerOptions:
             pull_registries=tuple(settings.docker_pull_registries),
             network=settings.docker_network,
             publish_address=settings.docker_publish_address,
+            port_range=PortRange.parse(settings.docker_port_range),
             connector_host=connector_host,
             stop_seconds=settings.docker_stop_seconds,
             pids_limit=settings.docker_pids_limit,

@@ -64,11 +64,13 @@ from execbroker.platforms.docker.containers import (
 )
 from execbroker.platforms.docker.images import digest_matches, image_digests, registry_of
 from execbroker.platforms.docker.options import DockerOptions
+from execbroker.platforms.docker.ports import PortClaims
 from execbroker.platforms.docker.records import LocalObject, ObjectRecords, ObjectState
 from execbroker.platforms.docker.runtime import ContainerRuntime
 from execbroker.platforms.docker.staging import file_location_allowed, public_location, stage
 
 if TYPE_CHECKING:
+    from execbroker.model.wire import MessageItem
     from execbroker.planning.validation import Plan
 
 __all__ = ["DockerPlatform"]
@@ -100,6 +102,8 @@ class DockerPlatform(Platform):
         self._listing: dict[str, dict[str, Any]] = {}
         self._listed_at = -math.inf
         self._listing_lock = asyncio.Lock()
+        # Host ports picked for containers being created, until they are started.
+        self._ports = PortClaims(options.port_range, options.publish_address)
 
     @property
     def instance(self) -> str:
@@ -194,9 +198,30 @@ class DockerPlatform(Platform):
                         location=public_location(location),
                     )
                 )
+        problems.extend(self._port_problems(plan))
         if problems:
             raise RequestRefusedError(problems)
         return plan
+
+    def _port_problems(self, plan: Plan) -> list[MessageItem]:
+        """A host port the request names must be in the range this broker publishes on."""
+        network = plan.executable.spec.get("network") or {}
+        problems = []
+        allowed = self._options.port_range
+        for index, item in enumerate(network.get("ports") or []):
+            external = (item.get("external") or {}).get("port")
+            if external is None or int(external) in allowed:
+                continue
+            problems.append(
+                error(
+                    "{path}: host port {port} is outside the ports this broker publishes on "
+                    "({range}); name one in it, or none to be given a free one",
+                    path=f"/executable/network/ports/{index}/external/port",
+                    port=int(external),
+                    range=str(allowed),
+                )
+            )
+        return problems
 
     # ------------------------------------------------------------------ the interface
 
@@ -488,13 +513,22 @@ class DockerPlatform(Platform):
     # ------------------------------------------------------------------ compute
 
     async def _prepare_compute(self, work: Work) -> PlatformStatus:
+        claimed: list[tuple[int, str]] = []
+        try:
+            return await self._create_and_start(work, claimed)
+        finally:
+            # Started (its ports bound), or not created: the picked ports are not held.
+            for port, transport in claimed:
+                self._ports.release(port, transport)
+
+    async def _create_and_start(self, work: Work, claimed: list[tuple[int, str]]) -> PlatformStatus:
         found = self._records.get(work.uuid)
         if found is not None and found.state in (ObjectState.RELEASING, ObjectState.RELEASED):
             return await self._release_compute(work.uuid)  # asked before a crash: go on
         name = container_name(work.uuid)
         inspected = await self._runtime.container(name)
         if inspected is None:
-            config = await self._container_config(work)
+            config = await self._container_config(work, claimed)
             if isinstance(config, PlatformStatus):
                 return config
             if found is None:
@@ -526,7 +560,9 @@ class DockerPlatform(Platform):
             inspected = await self._runtime.container(name) or inspected
         return await self._container_status(work, inspected)
 
-    async def _container_config(self, work: Work) -> dict[str, Any] | PlatformStatus:
+    async def _container_config(
+        self, work: Work, claimed: list[tuple[int, str]]
+    ) -> dict[str, Any] | PlatformStatus:
         session = work.session
         executable = session.component(ComponentRole.EXECUTABLE)
         if executable is None:
@@ -546,6 +582,19 @@ class DockerPlatform(Platform):
             if isinstance(mount, str):
                 return PlatformStatus(PlatformState.FAILED, mount)
             mounts.append(mount)
+        host_ports: dict[str, int] = {}
+        for port in requested_ports(executable.spec):
+            if port.external:
+                continue
+            picked = self._ports.claim(port.transport)
+            if picked is None:
+                return PlatformStatus(
+                    PlatformState.FAILED,
+                    f"no free host port in {self._options.port_range} to publish port "
+                    f"{port.key} on",
+                )
+            claimed.append((picked, port.transport))
+            host_ports[port.key] = picked
         return container_config(
             image=str(found[1]["Id"]),
             executable=executable.spec,
@@ -561,6 +610,7 @@ class DockerPlatform(Platform):
                 publish_address=self._options.publish_address,
                 pids=self._options.pids_limit,
             ),
+            host_ports=host_ports,
         )
 
     def _mount(self, work: Work, volume: ComponentRecord) -> Mount | str:
