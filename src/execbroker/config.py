@@ -564,6 +564,21 @@ class Settings(BaseSettings):
     def effective_tokens_file(self) -> Path:
         return self.tokens_file or self.data_dir / "tokens.yaml"
 
+    @field_validator("docker_port_range")
+    @classmethod
+    def _port_range_parse(cls, value: str) -> str:
+        from execbroker.platforms.docker.ports import PortRange  # noqa: PLC0415
+
+        return str(PortRange.parse(value))
+
+    @field_validator("egress_allow")
+    @classmethod
+    def _egress_parse(cls, value: list[str]) -> list[str]:
+        from execbroker.egress import EgressPolicy  # noqa: PLC0415 - httpx only when used
+
+        EgressPolicy(value)  # raises ValueError naming the entry that does not read
+        return value
+
     @field_validator("trusted_proxies")
     @classmethod
     def _networks_parse(cls, value: list[str]) -> list[str]:
@@ -603,26 +618,3 @@ class Settings(BaseSettings):
 def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment and config file, with ``overrides`` on top."""
     return Settings(**overrides)
-    @field_validator("egress_allow")
-    @classmethod
-    def _egress_parse(cls, value: list[str]) -> list[str]:
-        from execbroker.egress import EgressPolicy  # noqa: PLC0415 - httpx only when used
-
-        EgressPolicy(value)  # raises ValueError naming the entry that does not read
-        return value
-
-    @field_validator("docker_port_range")
-    @classmethod
-    def _port_range_parse(cls, value: str) -> str:
-        from execbroker.platforms.docker.ports import PortRange  # noqa: PLC0415
-
-        return str(PortRange.parse(value))
-
-    @field_validator("egress_allow")
-    @classmethod
-    def _egress_parse(cls, value: list[str]) -> list[str]:
-        from execbroker.egress import EgressPolicy  # noqa: PLC0415 - httpx only when used
-
-        EgressPolicy(value)  # raises ValueError naming the entry that does not read
-        return value
-
