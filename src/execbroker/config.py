@@ -612,6 +612,19 @@ class Settings(BaseSettings):
 
     @property
     def offer_lifetime(self) -> timedelta:
+    max_header_bytes: int = Field(
+        default=32_768,
+        ge=4096,
+        description=(
+            "Most bytes a request's header lines may hold in all (names and values); a request "
+            "with more is answered 431 before anything else is done with it."
+        ),
+    )
+    max_header_count: int = Field(
+        default=100,
+        ge=16,
+        description="Most header lines a request may have; one with more is answered 431.",
+    )
         return timedelta(seconds=self.offer_ttl)
 
 

@@ -16,7 +16,11 @@ from pydantic.json_schema import models_json_schema
 
 import execbroker
 from execbroker.api.dependencies import Broker
-from execbroker.api.errors import install_error_handlers, install_refusal_handler
+from execbroker.api.errors import (
+    UnhandledErrors,
+    install_error_handlers,
+    install_refusal_handler,
+)
 from execbroker.api.formats import ParseLimits
 from execbroker.api.handlers import (
     components,
@@ -27,6 +31,7 @@ from execbroker.api.handlers import (
     sessions,
 )
 from execbroker.api.handlers.openapi_bodies import document_parameter_errors
+from execbroker.api.header_limits import HeaderLimits
 from execbroker.api.security import SecurityHeaders
 from execbroker.api.urls import SlashRedirects
 from execbroker.auth.setup import build_authenticator
@@ -187,6 +192,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.router.default = SlashRedirects(app.router, settings, otherwise=app.router.not_found)
     install_error_handlers(app)
     install_refusal_handler(app)
+    app.add_middleware(
+        HeaderLimits, max_bytes=settings.max_header_bytes, max_count=settings.max_header_count
+    )
+    # Inside the security headers, so that a 500 carries them like every other answer.
+    app.add_middleware(UnhandledErrors)
     app.add_middleware(SecurityHeaders)
     for module in (requests, offersets, sessions, components, health, metrics):
         app.include_router(module.router)

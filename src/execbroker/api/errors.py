@@ -1,4 +1,10 @@
-"""One place that turns every failure into a 4xx/5xx body with messages saying why."""
+"""One place that turns every failure into a 4xx/5xx body with messages saying why.
+
+Client errors and HTTP errors are answered by exception handlers. An exception nothing
+handles is answered by :class:`UnhandledErrors`, a middleware inside the security headers:
+Starlette's own last resort answers outside every middleware (so without those headers) and
+re-raises, so that uvicorn logs a second traceback and closes the connection.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from execbroker.api.formats import MediaFormat, format_for_accept
 from execbroker.api.responses import respond
@@ -18,7 +25,7 @@ from execbroker.model.messages import make_message
 from execbroker.model.phases import MessageLevel
 from execbroker.model.wire import MessageItem, dump
 
-__all__ = ["install_error_handlers", "install_refusal_handler"]
+__all__ = ["UnhandledErrors", "install_error_handlers", "install_refusal_handler"]
 
 logger = logging.getLogger(__name__)
 
@@ -104,22 +111,59 @@ def install_error_handlers(app: FastAPI) -> None:
             headers=dict(failure.headers) if failure.headers else None,
         )
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, failure: Exception) -> Response:
-        logger.exception(
-            "unhandled error", extra={"path": request.url.path, "method": request.method}
-        )
-        return _error_response(
-            request,
-            status=500,
-            code="internal_error",
-            messages=[
-                error_message(
-                    "The broker failed to handle this request ({error_type}); it has been logged",
-                    error_type=type(failure).__name__,
-                )
-            ],
-        )
+
+class UnhandledErrors:
+    """Answers an exception no handler took with a 500 error body, and logs it once.
+
+    Pure ASGI middleware, added inside :class:`~execbroker.api.security.SecurityHeaders`,
+    so the 500 carries the same headers as every other answer, and the connection stays
+    open for the client's next request. The traceback goes to the log (through the
+    redacting filter), never to the client. When the answer had already started (a
+    stream), nothing more can be said: the failure is logged and the answer ends.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception as failure:
+            request = Request(scope)
+            logger.exception(
+                "unhandled error",
+                extra={
+                    "path": request.url.path,
+                    "method": request.method,
+                    "answered": not started,
+                },
+            )
+            if started:
+                return
+            response = _error_response(
+                request,
+                status=500,
+                code="internal_error",
+                messages=[
+                    error_message(
+                        "The broker failed to handle this request ({error_type}); it has been "
+                        "logged",
+                        error_type=type(failure).__name__,
+                    )
+                ],
+            )
+            await response(scope, receive, send)
 
 
 def install_refusal_handler(app: FastAPI) -> None:
