@@ -56,6 +56,7 @@ from execbroker.services.offers import OfferService
 from execbroker.services.sessions import SessionService
 from execbroker.storage.database import Database
 from execbroker.storage.store import BrokerStore
+from execbroker.web import docs
 from execbroker.web import router as dashboard_router
 
 __all__ = ["create_app"]
@@ -188,6 +189,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         lifespan=lifespan,
         # Starlette's own slash redirects echo the Host header; ours use base_url.
         redirect_slashes=False,
+        # Ours (execbroker.web.docs) load nothing from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.router.default = SlashRedirects(app.router, settings, otherwise=app.router.not_found)
     install_error_handlers(app)
@@ -201,6 +205,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     for module in (requests, offersets, sessions, components, health, metrics):
         app.include_router(module.router)
     app.include_router(dashboard_router)
+    app.include_router(docs.router)
 
     _install_openapi(app)
     return app
