@@ -10,6 +10,11 @@ On first start the broker creates it, readable by its owner only, with one rando
 the local user (``default_owner``), so that ``make run`` works at once and the project's tools
 find the token without copy-paste. The file is read again when it changes, so operators add
 and revoke tokens without a restart. Tokens are kept only as SHA-256 digests in memory.
+
+Revocation fails closed: a file that cannot be read whole (it does not parse, is empty, is
+not a mapping, holds a token too short) means that no token is valid until it is fixed,
+with one ERROR log line naming the file and what is wrong. Keeping the tokens read last
+would keep valid the very token an operator was removing when the edit went wrong.
 """
 
 from __future__ import annotations
@@ -60,22 +65,35 @@ def _read(path: Path) -> dict[str, str]:
     loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     tokens = loaded.get("tokens") if isinstance(loaded, dict) else None
     if not isinstance(tokens, dict):
-        raise ValueError(f"{path} must hold a mapping 'tokens' of token: username")  # noqa: TRY004
+        raise ValueError("it must hold a mapping 'tokens' from each token to its username")  # noqa: TRY004
     result: dict[str, str] = {}
     for token, user in tokens.items():
         if not isinstance(token, str) or not isinstance(user, str) or not token or not user:
-            raise ValueError(f"{path}: every entry of 'tokens' must be token: username")
+            raise ValueError("every entry of 'tokens' must map a token to a username")
         if len(token) < 16:
-            raise ValueError(f"{path}: a token of {user!r} is shorter than 16 characters")
+            raise ValueError(f"a token of {user!r} is shorter than 16 characters")
         result[token] = user
     return result
+
+
+def _describe(problem: Exception) -> str:
+    """What is wrong with the file, without quoting its lines (they hold tokens)."""
+    if isinstance(problem, yaml.MarkedYAMLError):
+        mark = problem.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        return f"not valid YAML ({problem.problem or problem.context}{where})"
+    if isinstance(problem, yaml.YAMLError | UnicodeDecodeError):
+        return f"not valid YAML ({type(problem).__name__})"
+    if isinstance(problem, OSError):
+        return problem.strerror or type(problem).__name__
+    return str(problem)
 
 
 def local_token(path: Path, *, user: str) -> str | None:
     """The first token of ``user`` in the file (what the CLI and dashboard use locally)."""
     try:
         tokens = _read(path)
-    except (OSError, ValueError):
+    except (OSError, ValueError, UnicodeDecodeError, yaml.YAMLError):
         return None
     return next((token for token, name in tokens.items() if name == user), None)
 
@@ -100,10 +118,14 @@ class TokenFile:
             return
         try:
             tokens = _read(self._path)
-        except (OSError, ValueError, yaml.YAMLError) as problem:
-            # Keep serving the tokens read last; say once what is wrong with the new file.
-            logger.error("tokens file not reloaded: %s", problem)  # noqa: TRY400
-            self._stamp = stamp
+        except (OSError, ValueError, UnicodeDecodeError, yaml.YAMLError) as problem:
+            # Fail closed: no token is valid until the file is fixed; say so once per edit.
+            self._users, self._stamp = {}, stamp
+            logger.error(  # noqa: TRY400 - the problem is the file's, no traceback helps
+                "tokens file %s cannot be read whole, so no token is valid until it is fixed: %s",
+                self._path,
+                _describe(problem),
+            )
             return
         if status.st_mode & 0o077:
             logger.warning("tokens file %s is readable by others; chmod 600 it", self._path)
