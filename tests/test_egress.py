@@ -5,8 +5,16 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from execbroker.egress import EgressPolicy, address_class, egress_client, fetch, host_address
 from execbroker.exceptions import EgressRefusedError
@@ -188,3 +196,58 @@ async def test_an_allowed_redirect_is_followed_and_a_loop_is_cut() -> None:
         with pytest.raises(EgressRefusedError, match="more than 5 redirects"):
             await _get(policy, f"{allowed.url}/loop")
         assert [path for path, _ in allowed.requests].count("/loop") == 6
+
+
+def _certificate_for(name: str, folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for ``name`` (and its key), as PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+async def test_tls_checks_the_name_while_connecting_to_the_checked_address(
+    tmp_path: Path,
+) -> None:
+    """The connection goes to 127.0.0.1, but SNI and the certificate check use the name: a
+    certificate for ``localhost`` is accepted for ``localhost``, and for nothing else."""
+    cert_file, key_file = _certificate_for("localhost", tmp_path)
+    server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_side.load_cert_chain(cert_file, key_file)
+    trusting = ssl.create_default_context(cafile=str(cert_file))
+    with recording_server(tls=server_side) as target:
+        policy = EgressPolicy([f"localhost:{target.port}", f"127.0.0.1:{target.port}"])
+        async with (
+            egress_client(policy, seconds=5, verify=trusting) as client,
+            fetch(client, f"https://localhost:{target.port}/file") as response,
+        ):
+            assert response.status_code == 200
+            assert await response.aread() == b"SECRET /file"
+        # The same server by its address: the certificate does not name it.
+        async with egress_client(policy, seconds=5, verify=trusting) as client:
+            with pytest.raises(httpx.ConnectError, match=r"CERTIFICATE_VERIFY_FAILED|match"):
+                async with fetch(client, f"https://127.0.0.1:{target.port}/file"):
+                    pass
+    assert target.server_names[0] == "localhost"
+    assert target.requests == [("/file", f"localhost:{target.port}")]

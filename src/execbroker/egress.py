@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import ssl
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -280,14 +281,12 @@ class EgressTransport(httpx.AsyncBaseTransport):
     """An httpx transport that connects only where the policy allows, to the address it
     checked. Give it to a client with ``follow_redirects=False`` and use :func:`fetch`."""
 
-    def __init__(
-        self, policy: EgressPolicy, *, inner: httpx.AsyncBaseTransport | None = None
-    ) -> None:
+    def __init__(self, policy: EgressPolicy, *, verify: ssl.SSLContext | bool = True) -> None:
         self._policy = policy
         # No kept-alive connections: a pooled connection is keyed by address, and one made
         # (and TLS-checked) for one name must not carry a request for another.
-        self._inner = inner or httpx.AsyncHTTPTransport(
-            limits=httpx.Limits(max_keepalive_connections=0)
+        self._inner = httpx.AsyncHTTPTransport(
+            verify=verify, limits=httpx.Limits(max_keepalive_connections=0)
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -316,12 +315,17 @@ class EgressTransport(httpx.AsyncBaseTransport):
 
 
 def egress_client(
-    policy: EgressPolicy, *, seconds: float, headers: dict[str, str] | None = None
+    policy: EgressPolicy,
+    *,
+    seconds: float,
+    headers: dict[str, str] | None = None,
+    verify: ssl.SSLContext | bool = True,
 ) -> httpx.AsyncClient:
     """A client for fetching what users name: through the policy, no automatic redirects
-    (use :func:`fetch`), ``seconds`` to connect or for the next bytes."""
+    (use :func:`fetch`), ``seconds`` to connect or for the next bytes; ``verify`` as httpx
+    takes it (the certificate is checked against the name, not the address)."""
     return httpx.AsyncClient(
-        transport=EgressTransport(policy),
+        transport=EgressTransport(policy, verify=verify),
         follow_redirects=False,
         timeout=httpx.Timeout(seconds),
         headers=headers,

@@ -6,6 +6,7 @@ path answers ``200`` with the body ``SECRET <path>`` (what an internal service w
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,11 +24,17 @@ class RecordingServer:
     port: int
     # (path, Host header) of every request received, in order.
     requests: list[tuple[str, str]] = field(default_factory=list)
+    # With TLS: the server name (SNI) each handshake asked for.
+    server_names: list[str | None] = field(default_factory=list)
 
 
 @contextmanager
-def recording_server(host: str = "127.0.0.1") -> Iterator[RecordingServer]:
+def recording_server(
+    host: str = "127.0.0.1", *, tls: ssl.SSLContext | None = None
+) -> Iterator[RecordingServer]:
+    """Serves on ``host``; with ``tls`` (a server context) over HTTPS, recording SNI."""
     record: list[tuple[str, str]] = []
+    names: list[str | None] = []
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:
@@ -53,12 +60,23 @@ def recording_server(host: str = "127.0.0.1") -> Iterator[RecordingServer]:
             self.wfile.write(body)
 
     server = ThreadingHTTPServer((host, 0), Handler)
+    scheme = "http"
+    if tls is not None:
+
+        def note_name(_socket: ssl.SSLObject, name: str | None, _context: ssl.SSLContext) -> None:
+            names.append(name)
+
+        tls.sni_callback = note_name  # type: ignore[assignment]
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+        scheme = "https"
     thread = threading.Thread(target=server.serve_forever, name="recording-server", daemon=True)
     thread.start()
     port = server.server_address[1]
     shown = f"[{host}]" if ":" in host else host
     try:
-        yield RecordingServer(url=f"http://{shown}:{port}", port=int(port), requests=record)
+        yield RecordingServer(
+            url=f"{scheme}://{shown}:{port}", port=int(port), requests=record, server_names=names
+        )
     finally:
         server.shutdown()
         server.server_close()
