@@ -302,3 +302,16 @@ async def test_host_ports_come_from_the_configured_range(case: DockerCase) -> No
     assert 20500 <= published <= 20509
     assert connector["location"].startswith("http://127.0.0.1:")
     await case.assert_nothing_left()
+
+
+async def test_a_file_location_on_localhost_is_still_planned(
+    case: DockerCase, tmp_path: Path
+) -> None:
+    """``file://localhost/…`` is this machine's file system, governed by the file roots: the
+    egress policy's loopback rule does not apply to it."""
+    (tmp_path / "ok.txt").write_text("fine")
+    async with case.start(docker_file_roots=[str(tmp_path)]) as client:
+        offers = await request_offers(
+            client, docker_request("true", data=f"file://localhost{tmp_path}/ok.txt")
+        )
+    assert offers["result"] == "YES", offers["meta"]["messages"]

@@ -87,3 +87,11 @@ async def test_names_and_public_addresses_are_planned(broker: BrokerClient) -> N
         for location in ("https://data.example.org/x.fits", "http://93.184.215.14/x"):
             body = (await post(client, "/requests", _with_data(location))).json()
             assert body["result"] == "YES", _texts(body)
+
+
+async def test_file_locations_are_left_to_the_file_roots(broker: BrokerClient) -> None:
+    # file://localhost/… names this machine's files, not a network service: the platform's
+    # file roots decide (docker_file_roots), not the egress policy.
+    async with broker() as client:
+        body = (await post(client, "/requests", _with_data("file://localhost/srv/x.fits"))).json()
+    assert "does not fetch from" not in _texts(body)

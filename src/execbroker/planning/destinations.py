@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from functools import lru_cache
+from urllib.parse import urlsplit
 
 from execbroker.config import Settings
 from execbroker.egress import EgressPolicy
@@ -49,6 +50,8 @@ def destination_problems(request: ExecutionRequest, *, settings: Settings) -> li
     policy = _policy(tuple(settings.egress_allow))
     problems = []
     for path, location in _locations(request):
+        if urlsplit(location.strip()).scheme.lower() == "file":
+            continue  # not fetched over a network; file roots govern it (docker_file_roots)
         reason = policy.literal_refusal(location)
         if reason is not None:
             problems.append(
