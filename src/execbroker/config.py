@@ -433,6 +433,97 @@ class Settings(BaseSettings):
     max_wait: float = Field(
         default=60, gt=0, description="Longest ?wait= a GET may block, in seconds."
     )
+    change_recheck_local: float = Field(
+        default=5,
+        gt=0,
+        description=(
+            "On SQLite (one process: every change is published in it), how often a session "
+            "that long-polls or event streams wait on is read again anyway, in seconds; one "
+            "read shared by all its waiters (a safety net)."
+        ),
+    )
+    max_waiters_per_user: int | None = Field(
+        default=32,
+        ge=1,
+        description=(
+            "Most long-polls (GET ?wait=) and event streams one user may hold open at once; "
+            "one more is answered 429 (null: no limit)."
+        ),
+    )
+    credential_recheck: float = Field(
+        default=5,
+        gt=0,
+        description=(
+            "How often a long-poll or event stream checks its bearer token again, in seconds: "
+            "a revoked or expired token ends it."
+        ),
+    )
+    header_timeout: float = Field(
+        default=10,
+        gt=0,
+        description=(
+            "Seconds a client may take to send a request's headers, from connecting or from "
+            "its first byte; then the connection is closed (`execbroker serve`)."
+        ),
+    )
+    idle_timeout: int = Field(
+        default=5,
+        ge=1,
+        description=(
+            "Seconds an idle keep-alive connection is held open between requests "
+            "(`execbroker serve`)."
+        ),
+    )
+    body_timeout: float = Field(
+        default=30,
+        gt=0,
+        description=(
+            "Seconds a client may take to send a request's whole body once its headers are in; "
+            "then it is answered 408."
+        ),
+    )
+    anonymous_rate: float = Field(
+        default=20,
+        gt=0,
+        description=(
+            "Requests per second one client address may make without credentials (/healthz, "
+            "/metrics, /openapi.json, /docs, and answers 401), on average; more are answered "
+            "429 with Retry-After."
+        ),
+    )
+    anonymous_burst: int = Field(
+        default=100,
+        ge=1,
+        description="How many anonymous requests one address may make at once (its bucket).",
+    )
+    metrics_token_required: bool = Field(
+        default=False,
+        description=(
+            "Whether GET /metrics needs a valid bearer token (any user's) instead of being "
+            "open like /healthz."
+        ),
+    )
+    quota_stored_records: int | None = Field(
+        default=2000,
+        ge=1,
+        description=(
+            "Most offer sets (result NO included) and direct sessions one user may have "
+            "stored at once; the retention job deletes ended ones (null: no limit)."
+        ),
+    )
+    retention: timedelta | None = Field(
+        default=timedelta(days=30),
+        description=(
+            "How long ended sessions and offer sets are kept after their last change before "
+            "the retention job deletes them, with their messages and components (null: "
+            "forever)."
+        ),
+    )
+    retention_interval: float = Field(
+        default=3600,
+        gt=0,
+        description="Seconds between two passes of the retention job.",
+    )
     expiry_interval: float = Field(
         default=1.0,
         gt=0,

@@ -22,8 +22,11 @@ __all__ = [
     "NotAcceptableError",
     "NotFoundError",
     "QuotaExceededError",
+    "RateLimitedError",
     "RequestRefusedError",
+    "RequestTimeoutError",
     "ServiceUnavailableError",
+    "TooManyWaitersError",
     "UnauthorizedError",
     "UnprocessableError",
     "UnsupportedMediaTypeError",
@@ -131,6 +134,42 @@ class QuotaExceededError(ClientError):
 
     status = 429
     error = "quota_exceeded"
+
+
+class TooManyWaitersError(ClientError):
+    """The caller already holds as many long-polls and event streams as one user may."""
+
+    status = 429
+    error = "too_many_waiters"
+    retry_after = 5
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class RateLimitedError(ClientError):
+    """Too many anonymous requests from one address; try again after ``retry_after``."""
+
+    status = 429
+    error = "rate_limited"
+
+    def __init__(
+        self, template: str, values: Mapping[str, object] | None = None, *, retry_after: int
+    ) -> None:
+        super().__init__(template, values)
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class RequestTimeoutError(ClientError):
+    """The client did not send its whole request body in time."""
+
+    status = 408
+    error = "request_timeout"
 
 
 class ServiceUnavailableError(ClientError):

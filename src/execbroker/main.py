@@ -102,7 +102,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         profile = profile_from_settings(settings)
         platform = InstrumentedPlatform(build_platform(settings, clock))
         await platform.start()
-        changes = ChangeFeed()
+        changes = ChangeFeed(
+            recheck=settings.change_recheck_local, max_per_user=settings.max_waiters_per_user
+        )
         notifier = None
         engine = Engine(
             store=store,

@@ -18,10 +18,13 @@ __all__ = [
     "PLATFORM_CALLS",
     "PLATFORM_CALL_SECONDS",
     "PLATFORM_ERRORS",
+    "RATE_LIMITED",
+    "RETENTION_DELETED",
     "SESSIONS",
     "STEP_DURATION",
     "STEP_LATENESS",
     "TOKEN_REFRESHES",
+    "WAITERS_REFUSED",
 ]
 
 SESSIONS = Gauge(
@@ -80,4 +83,18 @@ BOOKINGS = Counter(
 CLAIMS_TAKEN_OVER = Counter(
     "execbroker_claims_taken_over_total",
     "Sessions claimed after another worker's lease ran out (that worker died or stalled)",
+)
+RETENTION_DELETED = Counter(
+    "execbroker_retention_deleted_total",
+    "Records the retention job deleted because they ended longer ago than the retention "
+    "(offer_set: an offer set with its offers; session: a session, offer or direct run)",
+    ["record"],
+)
+RATE_LIMITED = Counter(
+    "execbroker_rate_limited_total",
+    "Anonymous requests answered 429 because their address exceeded its rate",
+)
+WAITERS_REFUSED = Counter(
+    "execbroker_waiters_refused_total",
+    "Long-polls and event streams answered 429 because their user held the most allowed",
 )

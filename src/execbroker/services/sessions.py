@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
 from uuid import UUID
@@ -14,7 +14,7 @@ from pydantic import TypeAdapter, ValidationError
 from execbroker.auth.identity import Caller
 from execbroker.clock import Clock
 from execbroker.exceptions import ConflictError, NotFoundError, UnprocessableError
-from execbroker.lifecycle.changes import ChangeFeed
+from execbroker.lifecycle.changes import ChangeFeed, WaiterSlot
 from execbroker.lifecycle.derive import derive_session_phase
 from execbroker.metrics import OFFERS
 from execbroker.model.isotime import format_duration, format_instant
@@ -248,19 +248,112 @@ class SessionService:
         seconds: float,
         phase: SessionPhase | None,
         changes: ChangeFeed,
+        still_allowed: Callable[[], Awaitable[object]] | None = None,
+        check_every: float = 5.0,
     ) -> SessionRecord:
         """UWS-style blocking read: return once the phase differs from ``phase`` (default:
-        the phase now), or ``seconds`` have passed; at once when the session has ended."""
+        the phase now), or ``seconds`` have passed; at once when the session has ended.
+
+        The wait counts as one of the caller's waiters (429 beyond the most a user may hold)
+        and shares its reads with everyone waiting on the same session. ``still_allowed``
+        is awaited every ``check_every`` seconds while waiting and raises (e.g. 401) when
+        the caller's credentials stopped being valid (a token revoked or expired).
+        """
         session = await self.get_session(uuid, caller=caller)
         waiting_on = phase or session.phase
-        deadline = asyncio.get_running_loop().time() + seconds
-        while session.phase is waiting_on and session.phase not in TERMINAL_SESSION_PHASES:
-            left = deadline - asyncio.get_running_loop().time()
-            if left <= 0:
-                break
-            await changes.wait(uuid, left)
-            session = await self.get_session(uuid, caller=caller)
+        if session.phase is not waiting_on or session.phase in TERMINAL_SESSION_PHASES:
+            return session
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        next_check = loop.time() + check_every
+        with changes.admit(caller.name):
+            async with changes.watch(uuid, lambda: self._get(uuid, owner=None)) as watch:
+                snapshot = await watch.read()
+                while True:
+                    session = _visible(snapshot.record, caller)
+                    if session.phase is not waiting_on or session.phase in TERMINAL_SESSION_PHASES:
+                        break
+                    now = loop.time()
+                    if now >= deadline:
+                        break
+                    if still_allowed is not None and now >= next_check:
+                        await still_allowed()
+                        next_check = now + check_every
+                    until = deadline if still_allowed is None else min(deadline, next_check)
+                    await watch.wait(snapshot, until - now)
+                    snapshot = await watch.read()
         return session
+
+    async def follow_session(
+        self,
+        uuid: UUID,
+        *,
+        caller: Caller,
+        changes: ChangeFeed,
+        still_allowed: Callable[[], Awaitable[object]] | None = None,
+        check_every: float = 5.0,
+        keepalive: float = 15.0,
+    ) -> tuple[WaiterSlot, AsyncIterator[SessionRecord | None]]:
+        """The session now and at each change of its or its components' phases, until it
+        ends; None every ``keepalive`` seconds without a change. 404 and 429 (the caller
+        holds as many waiters as one user may) are raised here, before anything is read
+        from the iterator; the slot counts until the iterator is closed or released.
+        ``still_allowed`` is awaited every ``check_every`` seconds and ends the iteration
+        by raising (e.g. 401) once the caller's credentials are no longer valid."""
+        first = await self.get_session(uuid, caller=caller)
+        slot = changes.admit(caller.name)
+        follow = self._follow(
+            first,
+            caller=caller,
+            changes=changes,
+            slot=slot,
+            still_allowed=still_allowed,
+            check_every=check_every,
+            keepalive=keepalive,
+        )
+        return slot, follow
+
+    async def _follow(
+        self,
+        first: SessionRecord,
+        *,
+        caller: Caller,
+        changes: ChangeFeed,
+        slot: WaiterSlot,
+        still_allowed: Callable[[], Awaitable[object]] | None,
+        check_every: float,
+        keepalive: float,
+    ) -> AsyncIterator[SessionRecord | None]:
+        loop = asyncio.get_running_loop()
+        with slot:
+            yield first
+            if first.phase in TERMINAL_SESSION_PHASES:
+                return
+            last = _phases(first)
+            async with changes.watch(
+                first.uuid, lambda: self._get(first.uuid, owner=None)
+            ) as watch:
+                snapshot = await watch.read()
+                quiet_until = loop.time() + keepalive
+                next_check = loop.time() + check_every
+                while True:
+                    record = _visible(snapshot.record, caller)
+                    now = loop.time()
+                    if _phases(record) != last:
+                        last = _phases(record)
+                        quiet_until = now + keepalive
+                        yield record
+                    if record.phase in TERMINAL_SESSION_PHASES:
+                        return
+                    if now >= quiet_until:
+                        quiet_until = now + keepalive
+                        yield None
+                    if still_allowed is not None and now >= next_check:
+                        await still_allowed()
+                        next_check = now + check_every
+                    until = quiet_until if still_allowed is None else min(quiet_until, next_check)
+                    await watch.wait(snapshot, until - loop.time())
+                    snapshot = await watch.read()
 
     async def list_sessions(
         self,
@@ -447,10 +540,26 @@ class SessionService:
                 expires=format_instant(expires),
             ),
         )
+        for uuid in expired:
+            self._on_change(uuid)  # wakes whoever waits on the offer
         if expired:
             OFFERS.labels("expired").inc(len(expired))
             logger.info("offers expired", extra={"count": len(expired)})
         return expired
+
+
+def _phases(session: SessionRecord) -> dict[str, str]:
+    """What an event stream reports: the session's phase and its components'."""
+    return {"session": session.phase.value} | {
+        str(c.uuid): c.phase.value for c in session.components
+    }
+
+
+def _visible(session: SessionRecord, caller: Caller) -> SessionRecord:
+    """``session`` (read for every waiter) if ``caller`` may see it, else the usual 404."""
+    if caller.scope is not None and session.owner != caller.scope:
+        raise NotFoundError("No session {uuid}", {"uuid": session.uuid})
+    return session
 
 
 def _parse_update(document: Any) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -21,8 +20,10 @@ from execbroker.api.handlers.openapi_bodies import (
 )
 from execbroker.api.handlers.paths import UtcInstant, UuidPath, parse_uuid
 from execbroker.api.responses import OutputFormat, read_document, respond
+from execbroker.api.waiting import HeldStream, credential_check, unless_disconnected
+from execbroker.exceptions import UnauthorizedError
 from execbroker.model.isotime import format_instant
-from execbroker.model.phases import TERMINAL_SESSION_PHASES, SessionPhase
+from execbroker.model.phases import SessionPhase
 from execbroker.model.records import SessionRecord
 
 __all__ = ["router"]
@@ -44,11 +45,12 @@ _SESSION_LIST = {
     response_class=Response,
     responses={
         200: {"description": "The session.", "content": content_of("ExecutionSession")},
-        **error_responses(*CALLER_ERRORS, 404, 406),
+        **error_responses(*CALLER_ERRORS, 404, 406, 429),
     },
 )
 async def get_session(
     uuid: UuidPath,
+    request: Request,
     fmt: OutputFormat,
     broker: BrokerDep,
     caller: CallerDep,
@@ -68,13 +70,21 @@ async def get_session(
 ) -> Response:
     session_uuid = parse_uuid(uuid, "session")
     if wait:
-        record = await broker.sessions.wait_for_change(
-            session_uuid,
-            caller=caller,
-            seconds=min(wait, broker.settings.max_wait),
-            phase=phase,
-            changes=broker.changes,
+        waited = await unless_disconnected(
+            request,
+            broker.sessions.wait_for_change(
+                session_uuid,
+                caller=caller,
+                seconds=min(wait, broker.settings.max_wait),
+                phase=phase,
+                changes=broker.changes,
+                still_allowed=credential_check(request, broker, caller),
+                check_every=broker.settings.credential_recheck,
+            ),
         )
+        if waited is None:  # the client went away; nobody reads this answer
+            return Response(status_code=_CLIENT_GONE)
+        record = waited
     else:
         record = await broker.sessions.get_session(session_uuid, caller=caller)
     return respond(render.session(record), fmt, root="execution")
@@ -116,45 +126,45 @@ async def list_sessions(
     response_class=StreamingResponse,
     responses={
         200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
-        **error_responses(*CALLER_ERRORS, 404),
+        **error_responses(*CALLER_ERRORS, 404, 429),
     },
 )
 async def session_events(
     uuid: UuidPath, request: Request, broker: BrokerDep, caller: CallerDep
 ) -> StreamingResponse:
     session_uuid = parse_uuid(uuid, "session")
-    first = await broker.sessions.get_session(session_uuid, caller=caller)  # 404 before streaming
+    # 404 and 429 (too many streams of this caller) before streaming.
+    slot, records = await broker.sessions.follow_session(
+        session_uuid,
+        caller=caller,
+        changes=broker.changes,
+        still_allowed=credential_check(request, broker, caller),
+        check_every=broker.settings.credential_recheck,
+        keepalive=_KEEPALIVE,
+    )
 
     async def stream() -> AsyncIterator[str]:
-        record = first
-        last: dict[str, str] | None = None
-        quiet = 0.0
-        while True:
-            snapshot = {"session": record.phase.value} | {
-                str(c.uuid): c.phase.value for c in record.components
-            }
-            if snapshot != last:
-                last = snapshot
-                quiet = 0.0
-                yield _event(record)
-            if record.phase in TERMINAL_SESSION_PHASES or await request.is_disconnected():
-                return
-            started = asyncio.get_running_loop().time()
-            await broker.changes.wait(session_uuid, _KEEPALIVE)
-            quiet += asyncio.get_running_loop().time() - started
-            if quiet >= _KEEPALIVE:
-                quiet = 0.0
-                yield ": keep-alive\n\n"
-            record = await broker.sessions.get_session(session_uuid, caller=caller)
+        try:
+            async for record in records:
+                yield ": keep-alive\n\n" if record is None else _event(record)
+        except UnauthorizedError as failure:
+            # The token was revoked or expired while streaming: say so, then end.
+            ended = {"error": failure.error, "message": failure.message}
+            yield f"event: error\ndata: {json.dumps(ended)}\n\n"
+        finally:
+            await records.aclose()  # type: ignore[attr-defined]
 
-    return StreamingResponse(
+    return HeldStream(
         stream(),
+        slot=slot,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
 _KEEPALIVE = 15.0
+# nginx's code for "the client closed the connection before the answer": only logs see it.
+_CLIENT_GONE = 499
 
 
 def _event(record: SessionRecord) -> str:
