@@ -49,6 +49,9 @@ def _script(rng: random.Random) -> tuple[dict[str, Any], str]:
     elif roll < 0.25:
         environment["MOCK_FAIL_AT"] = "data:PREPARING"
         expected = "FAILED"
+    elif roll < 0.35:
+        environment["MOCK_RUN_SECONDS"] = "60"
+        expected = "CANCELLED"  # by its user, while the broker is killed and restarted
     start = datetime.now(UTC) + timedelta(seconds=rng.uniform(0, 10))
     document = container(environment, start=f"{start:%Y-%m-%dT%H:%M:%SZ}/PT30S")
     return document, expected
@@ -64,6 +67,11 @@ def _parts(session: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _released(session: dict[str, Any]) -> bool:
+    """A cancelled session is CANCELLED at once; its components end when released."""
+    return all(part["phase"] in TERMINAL for part in _parts(session))
+
+
 def test_two_kills_lose_nothing_and_repeat_nothing(tmp_path: Path) -> None:
     rng = random.Random(20261128)  # noqa: S311 - a reproducible script, not a secret
     live = LiveBroker(data_dir=tmp_path, env=ENV).start()
@@ -75,6 +83,11 @@ def test_two_kills_lose_nothing_and_repeat_nothing(tmp_path: Path) -> None:
                 created = client.post("/direct", json=document)
                 assert created.status_code == 303, created.text
                 expected[created.headers["location"].rsplit("/", 1)[-1]] = outcome
+            for uuid in [u for u, outcome in expected.items() if outcome == "CANCELLED"]:
+                cancel = {"kind": "uri:enum-value-update", "path": "/phase", "value": "CANCELLED"}
+                answer = client.post(f"/sessions/{uuid}", json=cancel)
+                assert answer.status_code == 200, answer.text
+                assert answer.json()["phase"] == "CANCELLED", "a cancel is final at once"
         for _ in range(2):
             time.sleep(rng.uniform(1.0, 4.0))
             live.kill()
@@ -88,7 +101,11 @@ def test_two_kills_lose_nothing_and_repeat_nothing(tmp_path: Path) -> None:
             while time.monotonic() < deadline:
                 listed = client.get("/sessions", params={"last": 1000}).json()["sessions"]
                 phases = {s["meta"]["uuid"]: s["phase"] for s in listed}
-                if all(phases.get(u) in TERMINAL for u in expected):
+                if all(phases.get(u) in TERMINAL for u in expected) and all(
+                    _released(client.get(f"/sessions/{u}").json())
+                    for u, outcome in expected.items()
+                    if outcome == "CANCELLED"
+                ):
                     break
                 time.sleep(0.5)
         assert set(phases) == set(expected), "no session lost"

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from execbroker.model.isotime import parse_duration
+from tests.support.engine import FAST, ROLES, container, texts, until_ended
 from tests.support.wire import example, phase_update, post
 
 SMALL_POOL = {"capacity_cores": 8, "capacity_memory_gib": 32, "capacity_storage_gib": 100}
@@ -59,10 +60,40 @@ async def test_accepted_sessions_hold_until_cancelled(broker: Any) -> None:
         assert (await post(client, url, phase_update("ACCEPTED"))).status_code == 200
         assert (await _offers(client, _request(6)))["result"] == "NO"
 
-        await post(client, url, phase_update("CANCELLED"))
-        # Held until released: once the engine has ended it, the cores are free again.
-        ended = (await client.get(url, params={"wait": 10, "phase": "RELEASING"})).json()
-        assert ended["phase"] == "CANCELLED"
+        cancelled = await post(client, url, phase_update("CANCELLED"))
+        assert cancelled.json()["phase"] == "CANCELLED"
+        # Held until released: once the engine has released it, the cores are free again.
+        await until_ended(client, url)
+        assert (await _offers(client, _request(6)))["result"] == "YES"
+
+
+async def test_a_cancelled_run_holds_its_cores_until_its_components_are_released(
+    broker: Any,
+) -> None:
+    slow_release = {**FAST, "mock_release_seconds": dict.fromkeys(ROLES, 1.5)}
+    async with broker(**SMALL_POOL, **slow_release) as client:
+        created = await post(
+            client, "/direct", {**_request(6), "executable": container()["executable"]}
+        )
+        url = created.headers["location"]
+        session = (await client.get(url)).json()
+        while session["phase"] != "RUNNING":
+            session = (await client.get(url, params={"wait": 5})).json()
+
+        answer = (await post(client, url, phase_update("CANCELLED"))).json()
+        # The user's decision is final at once; the compute shows what is happening to it.
+        assert answer["phase"] == "CANCELLED"
+        assert answer["meta"]["options"] == []
+        releasing = (await client.get(url)).json()
+        assert releasing["phase"] == "CANCELLED"
+        assert releasing["compute"]["phase"] in ("RUNNING", "RELEASING")
+        # The platform has not given the cores back yet: neither does the calendar.
+        assert (await _offers(client, _request(6)))["result"] == "NO"
+
+        done = await until_ended(client, url)
+        assert done["phase"] == "CANCELLED"
+        assert done["compute"]["phase"] == "CANCELLED"
+        assert "Everything was released after the cancel" in texts(done)
         assert (await _offers(client, _request(6)))["result"] == "YES"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from execbroker.lifecycle.derive import derive_session_phase
+from execbroker.lifecycle.derive import derive_session_phase, still_releasing
 from execbroker.model.phases import ComponentPhase as C
 from execbroker.model.phases import SessionPhase as S
 from execbroker.model.records import ComponentRole as R
@@ -32,16 +32,17 @@ TABLE = [
     ("all released", True, S.COMPLETED, parts(DONE, DONE, DONE, DONE), S.COMPLETED),
     ("data failed, others releasing", True, S.FAILED, parts(REL, A, FAIL, W), S.RELEASING),
     ("data failed, all released", True, S.FAILED, parts(DONE, DONE, FAIL, CANC), S.FAILED),
-    ("user cancelled mid-run", True, S.CANCELLED, parts(A, A, A, REL), S.RELEASING),
+    ("user cancelled mid-run: final at once", True, S.CANCELLED, parts(A, A, A, REL), S.CANCELLED),
     ("user cancelled, all released", True, S.CANCELLED, parts(DONE, DONE, DONE, CANC), S.CANCELLED),
     (
-        "cancelled, then a release failed",
+        "cancelled, then a release failed: the decision stands",
         True,
         S.CANCELLED,
         parts(FAIL, DONE, DONE, DONE),
-        S.FAILED,
+        S.CANCELLED,
     ),
-    ("budget ran out while preparing", True, S.CANCELLED, parts(A, A, A, CANC), S.RELEASING),
+    ("budget ran out while preparing", True, S.CANCELLED, parts(A, A, A, CANC), S.CANCELLED),
+    ("cancelled before anything started", True, S.CANCELLED, parts(W, W, W, W), S.CANCELLED),
     ("a failure before the engine decided", True, None, parts(A, FAIL, W, W), S.RELEASING),
     ("exit non-zero, all released", True, S.FAILED, parts(DONE, DONE, DONE, FAIL), S.FAILED),
 ]
@@ -58,6 +59,25 @@ def test_session_phase_table(
 
 
 def test_a_late_platform_result_never_reopens_an_ended_session() -> None:
-    # The compute reports RUNNING after the user cancelled: the session stays on its way out.
+    # The compute reports RUNNING after the user cancelled: the session stays cancelled.
     phase = derive_session_phase(seen=True, ending=S.CANCELLED, components=parts(A, A, A, RUN))
+    assert phase is S.CANCELLED
+    # And after a normal end, on its way out.
+    phase = derive_session_phase(seen=True, ending=S.COMPLETED, components=parts(A, A, A, RUN))
     assert phase is S.RELEASING
+
+
+@pytest.mark.parametrize(
+    ("ending", "components", "expected"),
+    [
+        (S.CANCELLED, parts(A, A, A, REL), True),
+        (S.CANCELLED, parts(W, W, W, W), True),
+        (S.CANCELLED, parts(DONE, DONE, FAIL, CANC), False),
+        (S.COMPLETED, parts(A, A, A, REL), False),  # RELEASING holds by its phase
+        (None, parts(A, A, A, RUN), False),
+    ],
+)
+def test_a_cancelled_session_holds_its_capacity_until_everything_is_released(
+    ending: S | None, components: list[tuple[R, C]], expected: bool
+) -> None:
+    assert still_releasing(ending, [phase for _, phase in components]) is expected

@@ -105,6 +105,7 @@ ROWS = sa.select(
     _C.available_start,
     _C.available_seconds,
     _C.release_seconds,
+    _C.releasing,
 )
 ENDED = frozenset({SessionPhase.COMPLETED, SessionPhase.FAILED, SessionPhase.CANCELLED})
 ENGINE_PASSES = 20  # at most, per tick: each pass takes every due session one step on
@@ -323,9 +324,10 @@ class Row:
     available_start: datetime
     available_seconds: float
     release_seconds: float
+    releasing: bool  # cancelled, its components not yet released: it still holds
 
     def holds_at(self, now: datetime) -> bool:
-        if self.phase in HOLDING:
+        if self.phase in HOLDING or self.releasing:
             return True
         return (
             self.phase is SessionPhase.OFFERED and self.expires is not None and self.expires > now
@@ -547,6 +549,7 @@ class CalendarMachine(RuleBasedStateMachine):
                 available_start=r.available_start,
                 available_seconds=r.available_seconds,
                 release_seconds=r.release_seconds,
+                releasing=r.releasing,
             )
             for r in found
         ]
@@ -759,7 +762,8 @@ class CalendarMachine(RuleBasedStateMachine):
         assert cancelled is not None
         event(f"cancel: {before}")
         assert allowed, f"cancelled a session that was {before}"
-        assert cancelled.phase in (SessionPhase.RELEASING, SessionPhase.CANCELLED)
+        # The user's decision is final at once; the booking holds until all is released.
+        assert cancelled.phase is SessionPhase.CANCELLED
         self.model.cancelled.add(uuid)
 
     @rule(session=accepted, seconds=st.integers(1, 6 * 3600), exactly_the_limit=st.booleans())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from pathlib import Path
@@ -26,6 +27,7 @@ FAST: dict[str, Any] = {
     "end_warning": 0.5,
 }
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
+COMPONENT_TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 
 
 def container(
@@ -58,13 +60,27 @@ async def run_to_end(
 async def until_ended(
     client: httpx.AsyncClient, url: str, *, seconds: float = 20
 ) -> dict[str, Any]:
-    """The session once it has ended, waiting with the server's long-poll."""
+    """The session once it has ended and everything it held is released, waiting with the
+    server's long-poll. (A cancelled session is CANCELLED at once, while its components
+    are still being released.)"""
     deadline = time.monotonic() + seconds
     session: dict[str, Any] = (await client.get(url)).json()
-    while session["phase"] not in TERMINAL and time.monotonic() < deadline:
-        session = (await client.get(url, params={"wait": 5})).json()
+    while not released(session) and time.monotonic() < deadline:
+        if session["phase"] in TERMINAL:
+            await asyncio.sleep(0.05)  # the phase is final: only the components change
+            session = (await client.get(url)).json()
+        else:
+            session = (await client.get(url, params={"wait": 5})).json()
     assert session["phase"] in TERMINAL, f"still {session['phase']} after {seconds} s"
+    assert released(session), f"components still releasing after {seconds} s: {session}"
     return session
+
+
+def released(session: dict[str, Any]) -> bool:
+    """Whether the session has ended and every component with it."""
+    return session["phase"] in TERMINAL and all(
+        part["phase"] in COMPONENT_TERMINAL for part in components(session).values()
+    )
 
 
 def ledger_counts(data_dir: Path) -> tuple[Counter[str], Counter[str]]:

@@ -7,13 +7,18 @@
 | PREPARING  | any component is preparing, nothing failed or ending                      |
 | AVAILABLE  | the compute is up, nothing releasing                                      |
 | RUNNING    | the executable is running                                                 |
-| RELEASING  | the run is over (or failed, or was cancelled) and components are released |
-| COMPLETED / FAILED / CANCELLED | every component has ended: FAILED if any failed; else  |
-|            | CANCELLED if the user or a preparing budget cancelled; else COMPLETED     |
+| CANCELLED  | the user (or a preparing budget) cancelled it: at once, while components  |
+|            | are still released (:func:`still_releasing`)                              |
+| RELEASING  | the run is over (or failed) and components are released                   |
+| COMPLETED / FAILED | every component has ended: FAILED if any failed, else COMPLETED   |
 
 The *ending* is the engine's or the user's decision that the run is over; once made it is
 never unmade, so a late platform result cannot turn a cancelled session back into a
-running one.
+running one. A cancel is a decision, and the session says so at once, as the reference
+broker's does; its components keep showing what is really happening to them, and the
+calendar holds its capacity until they are released. A run that ends by itself is
+COMPLETED or FAILED only once everything is released: until then a release could still
+fail.
 """
 
 from __future__ import annotations
@@ -23,13 +28,16 @@ from collections.abc import Iterable
 from execbroker.model.phases import TERMINAL_COMPONENT_PHASES, ComponentPhase, SessionPhase
 from execbroker.model.records import ComponentRole
 
-__all__ = ["ENDINGS", "derive_session_phase", "final_phase"]
+__all__ = ["ENDINGS", "derive_session_phase", "final_phase", "still_releasing"]
 
 ENDINGS = frozenset({SessionPhase.COMPLETED, SessionPhase.FAILED, SessionPhase.CANCELLED})
 
 
 def final_phase(ending: SessionPhase, phases: Iterable[ComponentPhase]) -> SessionPhase:
-    """The terminal phase: any failed component makes it FAILED, else the ending decided."""
+    """The terminal phase: CANCELLED if cancelled; else FAILED if any component failed,
+    else the ending decided."""
+    if ending is SessionPhase.CANCELLED:
+        return ending
     if any(p is ComponentPhase.FAILED for p in phases):
         return SessionPhase.FAILED
     return ending
@@ -44,6 +52,8 @@ def derive_session_phase(
     """The phase of an accepted session with these components."""
     parts = list(components)
     phases = [phase for _, phase in parts]
+    if ending is SessionPhase.CANCELLED:
+        return SessionPhase.CANCELLED
     if ending is not None and all(p in TERMINAL_COMPONENT_PHASES for p in phases):
         return final_phase(ending, phases)
     if ending is not None or any(
@@ -61,3 +71,11 @@ def derive_session_phase(
     if not seen:
         return SessionPhase.ACCEPTED
     return SessionPhase.WAITING
+
+
+def still_releasing(ending: SessionPhase | None, phases: Iterable[ComponentPhase]) -> bool:
+    """Whether a session already in its final phase (cancelled) still has components to
+    release: its booking holds its capacity until they are."""
+    return ending is SessionPhase.CANCELLED and not all(
+        p in TERMINAL_COMPONENT_PHASES for p in phases
+    )

@@ -21,7 +21,7 @@ from uuid import uuid4
 from execbroker.clock import Clock
 from execbroker.lifecycle.background import BackgroundLoop
 from execbroker.lifecycle.changes import ChangeFeed
-from execbroker.lifecycle.derive import derive_session_phase
+from execbroker.lifecycle.derive import derive_session_phase, still_releasing
 from execbroker.lifecycle.rules import Advance, EngineTimings, advance
 from execbroker.metrics import ENGINE_PASSES, STEP_DURATION, STEP_LATENESS
 from execbroker.model.phases import TERMINAL_COMPONENT_PHASES
@@ -118,6 +118,7 @@ class Engine(BackgroundLoop):
             return Advance(
                 session_uuid=session.uuid,
                 revision=session.revision,
+                releasing=still_releasing(session.ending, [c.phase for c in session.components]),
                 phase=derive_session_phase(
                     seen=session.seen,
                     ending=session.ending,

@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from execbroker.lifecycle.derive import derive_session_phase
+from execbroker.lifecycle.derive import derive_session_phase, still_releasing
 from execbroker.model import kinds
 from execbroker.model.isotime import format_duration, format_instant
 from execbroker.model.messages import make_message
@@ -93,6 +93,7 @@ class Advance:
     session_uuid: UUID
     revision: int
     phase: SessionPhase
+    releasing: bool  # its phase is final, its components are not all released yet
     next_due: datetime | None
     ending: SessionPhase | None
     warned: bool
@@ -601,6 +602,22 @@ class _Pass:
         for connector in self.connectors:
             connector["status"] = status.value
 
+    def released_after_cancel(self) -> None:
+        """A cancelled session says when the last of its components was released (its
+        phase said CANCELLED all along), and whether any release failed."""
+        if all(c.phase in TERMINAL_COMPONENT_PHASES for c in self.session.components):
+            return  # said already, in an earlier pass
+        failed = [p.name for p in self.parts if p.phase is ComponentPhase.FAILED]
+        if failed:
+            self.note(
+                None,
+                MessageLevel.ERROR,
+                "Released after the cancel, but releasing {names} failed",
+                names=", ".join(failed),
+            )
+        else:
+            self.note(None, MessageLevel.INFO, "Everything was released after the cancel")
+
     async def run(self) -> Advance:
         for _ in range(_MAX_ROUNDS):
             self.progress = False
@@ -614,11 +631,15 @@ class _Pass:
             ending=self.ending,
             components=[(p.role, p.phase) for p in self.parts],
         )
+        releasing = still_releasing(self.ending, [p.phase for p in self.parts])
+        if self.ending is SessionPhase.CANCELLED and not releasing:
+            self.released_after_cancel()
         dues = [p.due for p in self.parts if not p.ended and p.due is not None]
         return Advance(
             session_uuid=self.session.uuid,
             revision=self.session.revision,
             phase=phase,
+            releasing=releasing,
             next_due=min(dues) if dues else None,
             ending=self.ending,
             warned=self.warned,

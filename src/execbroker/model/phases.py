@@ -22,7 +22,7 @@ class SessionPhase(StrEnum):
 
     ``INITIAL → OFFERED → ACCEPTED | REJECTED | EXPIRED``, then
     ``ACCEPTED → WAITING → PREPARING → AVAILABLE → RUNNING → RELEASING →
-    COMPLETED | FAILED | CANCELLED``.
+    COMPLETED | FAILED``; a cancel goes to ``CANCELLED`` at once, from any active phase.
     """
 
     INITIAL = "INITIAL"

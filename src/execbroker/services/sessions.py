@@ -15,7 +15,7 @@ from execbroker.auth.identity import Caller
 from execbroker.clock import Clock
 from execbroker.exceptions import ConflictError, NotFoundError, UnprocessableError
 from execbroker.lifecycle.changes import ChangeFeed, WaiterSlot
-from execbroker.lifecycle.derive import derive_session_phase
+from execbroker.lifecycle.derive import derive_session_phase, still_releasing
 from execbroker.metrics import OFFERS
 from execbroker.model.isotime import format_duration, format_instant
 from execbroker.model.messages import info
@@ -483,17 +483,18 @@ class SessionService:
         )
 
     async def _cancel(self, session: SessionRecord, *, now: datetime, by: str) -> None:
-        """Record the user's decision; the engine releases everything and ends it CANCELLED."""
+        """Record the user's decision: the session is CANCELLED from now on, and the engine
+        releases its components (the calendar holds its booking until it has)."""
+        components = [(c.role, c.phase) for c in session.components]
         moved = await self._store.request_ending(
             session.uuid,
             owner=session.owner,
             from_phases=ACTIVE_SESSION_PHASES,
             ending=SessionPhase.CANCELLED,
             phase=derive_session_phase(
-                seen=session.seen,
-                ending=SessionPhase.CANCELLED,
-                components=[(c.role, c.phase) for c in session.components],
+                seen=session.seen, ending=SessionPhase.CANCELLED, components=components
             ),
+            releasing=still_releasing(SessionPhase.CANCELLED, [p for _, p in components]),
             now=now,
             note=info("Cancelled by {user}; releasing", time=now, user=by),
         )

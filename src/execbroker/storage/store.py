@@ -690,10 +690,13 @@ class BrokerStore:
         from_phases: Iterable[SessionPhase],
         ending: SessionPhase,
         phase: SessionPhase,
+        releasing: bool,
         now: datetime,
         note: MessageItem,
     ) -> bool:
         """Record that the run must end (a user's cancel): the engine does the releasing.
+        ``releasing``: the session's phase is final, but its booking holds until the engine
+        has released its components.
 
         Bumps the revision, so that an engine pass that read the session before this does
         not write back its older view; the first ending decided stays.
@@ -709,6 +712,7 @@ class BrokerStore:
                 .values(
                     ending=sa.func.coalesce(sessions.c.ending, ending.value),
                     phase=phase.value,
+                    releasing=releasing,
                     revision=sessions.c.revision + 1,
                     next_due=now,
                     modified=now,
@@ -796,6 +800,9 @@ class BrokerStore:
                 .where(sessions.c.uuid == sa.bindparam("b_uuid"))
                 .values(
                     phase=sa.case((same, sa.bindparam("b_phase")), else_=sessions.c.phase),
+                    releasing=sa.case(
+                        (same, sa.bindparam("b_releasing")), else_=sessions.c.releasing
+                    ),
                     next_due=sa.case((same, sa.bindparam("b_next_due")), else_=now),
                     ending=sa.func.coalesce(sessions.c.ending, sa.bindparam("b_ending")),
                     seen=True,
@@ -810,6 +817,7 @@ class BrokerStore:
                         "b_uuid": str(a.session_uuid),
                         "b_revision": a.revision,
                         "b_phase": a.phase.value,
+                        "b_releasing": a.releasing,
                         "b_next_due": a.next_due,
                         "b_ending": a.ending.value if a.ending else None,
                         "b_warned": a.warned,
@@ -1010,6 +1018,8 @@ def _holding_clause(phase: sa.ColumnElement[str]) -> sa.ColumnElement[bool]:
                 _phase_in(phase, [SessionPhase.OFFERED]),
                 sessions.c.expires > sa.bindparam("w_now", type_=UTCDateTime()),
             ),
+            # Cancelled, and its components not yet released.
+            sessions.c.releasing,
         ),
     )
 

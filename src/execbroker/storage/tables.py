@@ -101,6 +101,8 @@ sessions = sa.Table(
     sa.Column("seen", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("warned", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("revision", sa.Integer, nullable=False, server_default="0"),
+    # Cancelled (its phase is final) but still releasing components: its booking holds.
+    sa.Column("releasing", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_sessions_phase_expires", "phase", "expires"),
     sa.Index("ix_sessions_next_due", "next_due"),
     # Listing a user's sessions, and counting their live offers and active sessions (quotas).
@@ -118,6 +120,7 @@ sessions = sa.Table(
         "memory_gib",
         "storage_gib",
         "uuid",
+        "releasing",
     ),
 )
 
