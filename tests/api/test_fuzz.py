@@ -14,6 +14,10 @@ valid bearer token):
 - fuzzed cases on the UUIDs of real offer sets, sessions and components, so that updates,
   long polls and component reads get past "404, no such session".
 
+Date-times in queries are drawn from boundary instants too (years 1 and 9999, offsets of
+up to 14 hours). tests/api/test_boundaries.py puts such values, and integers past int64,
+huge durations, NUL and repeated keys, into request bodies and updates on both databases.
+
 No answer may be a 5xx, and every answer must conform to the document: status code, content
 type, headers and body schema. The test counts the cases and fails listing every distinct
 failure (operation, check, status), each with a request to reproduce it and the answer.
@@ -41,6 +45,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +53,7 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import APIOperation, Case, GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -62,6 +68,7 @@ from schemathesis.specs.openapi.checks import (
 from execbroker.config import Settings
 from execbroker.fakes.server import ServerThread
 from execbroker.main import create_app
+from tests.support.boundaries import INSTANTS
 from tests.support.live import free_port
 from tests.support.users import ADMINS, auth, write_tokens_file
 from tests.support.wire import example, phase_update
@@ -77,6 +84,18 @@ CHECKS = [
     response_schema_conformance,
     response_headers_conformance,
 ]
+# Date-times in queries include the edges of years 1 and 9999 with offsets up to 14 hours:
+# ?after=9999-12-31T23:59:59-14:00 gave a 500 (issue 14) that instants in UTC cannot find.
+schemathesis.openapi.format(
+    "date-time",
+    st.one_of(
+        INSTANTS,
+        st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=-14))])).map(
+            datetime.isoformat
+        ),
+    ),
+)
+
 # use_after_free and ensure_resource_availability are left out: they judge sequences of
 # calls linked through the document's links (it has none) in schemathesis' stateful phase,
 # which this loop does not run, so they would check nothing here.
