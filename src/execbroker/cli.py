@@ -8,6 +8,7 @@ Their exit codes tell scripts what happened (:data:`EXIT_CODES`).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -61,8 +62,9 @@ from execbroker.client.terminal import (
     span,
     when,
 )
-from execbroker.config import load_settings
+from execbroker.config import Settings, load_settings
 from execbroker.config_reference import render_markdown
+from execbroker.exceptions import StartupError
 from execbroker.model.phases import (
     ACTIVE_SESSION_PHASES,
     TERMINAL_SESSION_PHASES,
@@ -175,6 +177,12 @@ def serve(
 
     settings = load_settings()
     configure_logging(settings.log_level)
+    # Storage first, so that what an operator must fix is one line naming the path, not a
+    # traceback from the server's lifespan (which opens it again: already migrated, quick).
+    try:
+        asyncio.run(_check_storage(settings))
+    except StartupError as failure:
+        _fail(f"cannot start: {failure}", EXIT_ERROR)
     console.print(
         f"execbroker listening on [bold]http://{host}:{port}[/bold] "
         f"(platform {settings.platform}, database {_safe_url(settings.effective_database_url)})"
@@ -338,6 +346,13 @@ def fake_skaha(
         uvicorn.Config(create_skaha_app(fake, mounts=mounts), log_level="warning", access_log=False)
     )
     server.run(sockets=[listener])
+
+
+async def _check_storage(settings: Settings) -> None:
+    from execbroker.storage.startup import open_database  # noqa: PLC0415 - serve only
+
+    database = await open_database(settings)
+    await database.dispose()
 
 
 def _safe_url(url: str) -> str:

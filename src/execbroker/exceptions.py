@@ -26,6 +26,7 @@ __all__ = [
     "RequestRefusedError",
     "RequestTimeoutError",
     "ServiceUnavailableError",
+    "StartupError",
     "TooManyWaitersError",
     "UnauthorizedError",
     "UnprocessableError",
@@ -219,3 +220,8 @@ class RequestRefusedError(ExecBrokerError):
 class EgressRefusedError(ExecBrokerError):
     """The egress policy refuses a destination the broker was to fetch from
     (:mod:`execbroker.egress`); the message names the host and why."""
+
+
+class StartupError(ExecBrokerError):
+    """The broker cannot start: the message names the setting or path and what is wrong,
+    in one line an operator can act on (``execbroker serve`` prints just that)."""

@@ -55,6 +55,7 @@ from execbroker.platforms.instrumented import InstrumentedPlatform
 from execbroker.services.offers import OfferService
 from execbroker.services.sessions import SessionService
 from execbroker.storage.database import Database
+from execbroker.storage.startup import open_database
 from execbroker.storage.store import BrokerStore
 from execbroker.web import docs
 from execbroker.web import router as dashboard_router
@@ -89,10 +90,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        database = await open_database(settings)
         authenticator = build_authenticator(settings)
-        database = Database(settings.effective_database_url)
-        await database.migrate()
         store = BrokerStore(
             database,
             pool=settings.platform,

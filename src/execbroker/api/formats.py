@@ -77,7 +77,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from xml.etree.ElementTree import Element, ParseError, TreeBuilder
 
 import yaml
@@ -791,7 +791,15 @@ def _timestamp_as_text(loader: _YamlLoader, node: yaml.Node) -> str:
 _YamlLoader.add_constructor(_TIMESTAMP_TAG, _timestamp_as_text)
 
 
-class _NoAliasDumper(yaml.SafeDumper):
+# libyaml's emitter (``CSafeDumper``) writes large documents many times faster than the
+# pure-Python one; the representers, ours included, are the same for both.
+if TYPE_CHECKING:
+    _SafeDumper = yaml.SafeDumper
+else:
+    _SafeDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+class _NoAliasDumper(_SafeDumper):
     """``safe_dump`` without anchors: documents shared by reference are written out in full.
 
     JSON and XML have no anchors, and ``&id001`` in a response would only puzzle readers.

@@ -7,10 +7,13 @@ never follows a side effect.
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any
 
+import anyio.to_thread
 from fastapi import Depends, Request
 from fastapi.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from execbroker.api.formats import (
     MEDIA_TYPES,
@@ -66,9 +69,60 @@ def respond(
     status_code: int = 200,
     headers: dict[str, str] | None = None,
 ) -> Response:
+    """``document`` in ``fmt``; a large one is written in a worker thread, so that writing
+    it (seconds, for an offer set of thousands of volumes as YAML) stalls no other client."""
+    if _larger_than(document, _INLINE_NODES):
+        return _RenderedInThread(document, fmt, root=root, status_code=status_code, headers=headers)
     return Response(
         content=render_body(document, fmt, root=root),
         status_code=status_code,
         media_type=MEDIA_TYPES[fmt],
         headers=headers,
     )
+
+
+# Documents with more values than this are rendered off the event loop. Counting stops at
+# the limit, so the check costs little next to rendering; small answers skip the thread hop.
+_INLINE_NODES = 2000
+
+
+def _larger_than(document: Any, limit: int) -> bool:
+    pending = [document]
+    seen = 0
+    while pending:
+        value = pending.pop()
+        seen += 1
+        if seen > limit:
+            return True
+        if isinstance(value, dict):
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return False
+
+
+class _RenderedInThread(Response):
+    """A response whose body is rendered in a worker thread when it is sent."""
+
+    def __init__(
+        self,
+        document: Any,
+        fmt: MediaFormat,
+        *,
+        root: str,
+        status_code: int,
+        headers: dict[str, str] | None,
+    ) -> None:
+        super().__init__(
+            content=b"", status_code=status_code, media_type=MEDIA_TYPES[fmt], headers=headers
+        )
+        self._render = functools.partial(render_body, document, fmt, root=root)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.body = await anyio.to_thread.run_sync(self._render)
+        length = str(len(self.body)).encode("latin-1")
+        self.raw_headers = [
+            (name, length if name == b"content-length" else value)
+            for name, value in self.raw_headers
+        ]
+        await super().__call__(scope, receive, send)

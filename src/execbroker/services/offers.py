@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -42,7 +42,9 @@ class OfferService:
         on_session_started: Callable[[UUID], None] | None = None,
         shape: Callable[[Plan], Plan] | None = None,
         extension: Callable[[Booking, SessionRecord, datetime], None] | None = None,
+        stored_records: Callable[[str], Awaitable[int]] | None = None,
     ) -> None:
+        self._stored_records = stored_records
         self._extension = extension
         self._shape = shape or (lambda plan: plan)
         self._on_session_started = on_session_started or (lambda _uuid: None)
@@ -60,6 +62,7 @@ class OfferService:
         """
         now = self._clock.now()
         owner = caller.name
+        await self._check_stored_quota(owner)
         offer_set_uuid = uuid4()
         try:
             plan, request = validate_request(
@@ -143,6 +146,22 @@ class OfferService:
             self._on_offers_made(expires)
         return offer_set
 
+    async def _check_stored_quota(self, owner: str) -> None:
+        """429 when ``owner`` already has as many offer sets (NO included) and direct
+        sessions stored as one user may. Checked before planning, not under the pool's
+        lock: concurrent requests may pass it together, by at most their number."""
+        limit = self._settings.quota_stored_records
+        if limit is None or self._stored_records is None:
+            return
+        stored = await self._stored_records(owner)
+        if stored >= limit:
+            raise QuotaExceededError(
+                "{user} already has {count} offer sets and direct sessions stored, the most "
+                "one user may store ({limit}); ended ones are deleted after the retention "
+                "period",
+                {"user": owner, "count": stored, "limit": limit},
+            )
+
     def _offer_room(self, booking: Booking, owner: str, *, now: datetime) -> int:
         """How many offers ``owner`` may be made now: 429 when their quota is used up."""
         limit = self._settings.quota_live_offers
@@ -200,6 +219,7 @@ class OfferService:
         """A session that starts as soon as it can, already ACCEPTED; refused with reasons."""
         now = self._clock.now()
         owner = caller.name
+        await self._check_stored_quota(owner)
         try:
             plan, _ = validate_request(
                 document, settings=self._settings, profile=self._profile, now=now
