@@ -174,6 +174,7 @@ def serve(
 
     from execbroker.logs import configure_logging  # noqa: PLC0415
     from execbroker.main import create_app  # noqa: PLC0415
+    from execbroker.serving import protocol_with_header_deadline  # noqa: PLC0415
 
     settings = load_settings()
     configure_logging(settings.log_level)
@@ -195,6 +196,10 @@ def serve(
         # uvicorn's records go through our handlers, which keep credentials out of them.
         log_config=None,
         proxy_headers=False,
+        # Slow or idle clients do not hold connections: headers, then the idle keep-alive
+        # (the body's deadline is the app's: BodyDeadline).
+        http=protocol_with_header_deadline(settings.header_timeout),
+        timeout_keep_alive=settings.idle_timeout,
     )
 
 

@@ -32,6 +32,7 @@ from execbroker.api.handlers import (
 )
 from execbroker.api.handlers.openapi_bodies import document_parameter_errors
 from execbroker.api.header_limits import HeaderLimits
+from execbroker.api.limits import AnonymousRateLimit, BodyDeadline
 from execbroker.api.security import SecurityHeaders
 from execbroker.api.urls import SlashRedirects
 from execbroker.auth.setup import build_authenticator
@@ -41,6 +42,7 @@ from execbroker.lifecycle.changes import ChangeFeed
 from execbroker.lifecycle.engine import Engine
 from execbroker.lifecycle.expiry import ExpiryTimer
 from execbroker.lifecycle.notify import PostgresNotifier
+from execbroker.lifecycle.retention import RetentionJob
 from execbroker.lifecycle.rules import EngineTimings
 from execbroker.model.wire import (
     ErrorResponse,
@@ -55,6 +57,7 @@ from execbroker.platforms.instrumented import InstrumentedPlatform
 from execbroker.services.offers import OfferService
 from execbroker.services.sessions import SessionService
 from execbroker.storage.database import Database
+from execbroker.storage.retention import stored_records
 from execbroker.storage.startup import open_database
 from execbroker.storage.store import BrokerStore
 from execbroker.web import docs
@@ -83,7 +86,10 @@ async def _hear_other_brokers(
     return notifier
 
 
-def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:
+# The lifespan wires every collaborator in one readable place, hence its length.
+def create_app(  # noqa: PLR0915
+    settings: Settings | None = None, *, clock: Clock | None = None
+) -> FastAPI:
     """The broker as an ASGI app; it starts its database and timers in its lifespan."""
     settings = settings or load_settings()
     clock = clock or SystemClock()
@@ -151,7 +157,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             extension=lambda booking, session, now: session_service.work_out_extension_in(
                 booking, session, now=now
             ),
+            stored_records=lambda owner: stored_records(database, owner),
         )
+        retention = _retention_job(database, settings, clock)
         app.state.broker = Broker(
             settings=settings,
             database=database,
@@ -168,6 +176,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         await engine.reconcile()
         engine.start()
         expiry.start()
+        if retention is not None:
+            retention.start()
         logger.info(
             "broker ready",
             extra={"platform": settings.platform, "database": database.url.get_backend_name()},
@@ -175,6 +185,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         try:
             yield
         finally:
+            if retention is not None:
+                await retention.stop()
             await expiry.stop()
             await engine.stop()
             if notifier is not None:
@@ -197,6 +209,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.router.default = SlashRedirects(app.router, settings, otherwise=app.router.not_found)
     install_error_handlers(app)
     install_refusal_handler(app)
+    _install_limits(app, settings)
     app.add_middleware(
         HeaderLimits, max_bytes=settings.max_header_bytes, max_count=settings.max_header_count
     )
@@ -210,6 +223,29 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
 
     _install_openapi(app)
     return app
+
+
+def _retention_job(database: Database, settings: Settings, clock: Clock) -> RetentionJob | None:
+    if settings.retention is None:
+        return None
+    return RetentionJob(
+        database=database,
+        clock=clock,
+        keep=settings.retention,
+        interval=settings.retention_interval,
+    )
+
+
+def _install_limits(app: FastAPI, settings: Settings) -> None:
+    """Deadlines and rates that bound what a client costs before and while it is served
+    (outermost last: the rate limit answers before the body's deadline starts)."""
+    app.add_middleware(BodyDeadline, seconds=settings.body_timeout)
+    app.add_middleware(
+        AnonymousRateLimit,
+        rate=settings.anonymous_rate,
+        burst=settings.anonymous_burst,
+        trusted_proxies=settings.trusted_proxies,
+    )
 
 
 def _install_openapi(app: FastAPI) -> None:
