@@ -57,6 +57,7 @@ from execbroker.platforms.instrumented import InstrumentedPlatform
 from execbroker.services.offers import OfferService
 from execbroker.services.sessions import SessionService
 from execbroker.storage.database import Database
+from execbroker.storage.health import StorageProbe
 from execbroker.storage.retention import stored_records
 from execbroker.storage.startup import open_database
 from execbroker.storage.store import BrokerStore
@@ -97,6 +98,7 @@ def create_app(  # noqa: PLR0915
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = await open_database(settings)
+        storage = StorageProbe(database, min_free_bytes=settings.healthz_min_free_bytes)
         authenticator = build_authenticator(settings)
         store = BrokerStore(
             database,
@@ -169,6 +171,7 @@ def create_app(  # noqa: PLR0915
             changes=changes,
             authenticator=authenticator,
             platform=platform,
+            storage=storage,
         )
         if not database.is_sqlite:
             notifier = await _hear_other_brokers(database, changes, settings)
@@ -176,6 +179,7 @@ def create_app(  # noqa: PLR0915
         await engine.reconcile()
         engine.start()
         expiry.start()
+        storage.start()
         if retention is not None:
             retention.start()
         logger.info(
@@ -187,6 +191,7 @@ def create_app(  # noqa: PLR0915
         finally:
             if retention is not None:
                 await retention.stop()
+            await storage.stop()
             await expiry.stop()
             await engine.stop()
             if notifier is not None:

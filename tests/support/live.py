@@ -46,7 +46,9 @@ class LiveBroker:
                 stderr=subprocess.STDOUT,
             )
 
-    def start(self, timeout: float = 30) -> LiveBroker:
+    def start(self, timeout: float = 30, *, ready: tuple[int, ...] = (200,)) -> LiveBroker:
+        """Spawn, and wait until ``/healthz`` answers one of ``ready`` (503: a degraded
+        broker, which serves but says its database cannot take writes)."""
         self.process = self._spawn()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -58,7 +60,7 @@ class LiveBroker:
                     continue
                 raise RuntimeError(f"broker exited early:\n{self.log.read_text()}")
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code in ready:
                     self.headers = {"Authorization": f"Bearer {self.token()}"}
                     return self
             except httpx.TransportError:

@@ -19,6 +19,7 @@ from execbroker.platforms.base import Platform
 from execbroker.services.offers import OfferService
 from execbroker.services.sessions import SessionService
 from execbroker.storage.database import Database
+from execbroker.storage.health import StorageProbe
 
 __all__ = ["Broker", "BrokerDep", "CallerDep", "RendererDep"]
 
@@ -35,6 +36,7 @@ class Broker:
     changes: ChangeFeed
     authenticator: Authenticator
     platform: Platform | None = None
+    storage: StorageProbe | None = None
 
 
 def _broker(request: Request) -> Broker:

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 
-__all__ = ["components", "messages", "metadata", "offer_sets", "sessions"]
+__all__ = ["components", "heartbeats", "messages", "metadata", "offer_sets", "sessions"]
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -174,4 +174,14 @@ messages = sa.Table(
     sa.Column("template", sa.Text, nullable=False),
     sa.Column("values", JSONDocument, nullable=False),
     sa.Column("message", sa.Text, nullable=False),
+)
+
+
+# One row per name, rewritten by each /healthz probe: a write that must commit
+# (execbroker.storage.health).
+heartbeats = sa.Table(
+    "heartbeats",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("beat_at", UTCDateTime(), nullable=False),
 )

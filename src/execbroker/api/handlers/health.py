@@ -1,4 +1,9 @@
-"""``GET /healthz``: 200 once the broker has migrated its database and can reach it.
+"""``GET /healthz``: 200 once the broker has migrated its database and can write to it.
+
+A database that cannot be read answers 503 ``unavailable``. One that reads but cannot take
+writes (a full disk, a read-only file system, damaged pages: see
+:mod:`execbroker.storage.health`) answers 503 ``degraded``, and ``database_message`` says
+what is wrong: such a broker cannot accept a request, so a load balancer should pass it by.
 
 The body also says whether the platform can be used now. A platform that cannot (e.g.
 Skaha's refresh token was refused and an operator must provide a new one) makes the status
@@ -16,6 +21,7 @@ from fastapi.responses import JSONResponse
 
 from execbroker.api.dependencies import BrokerDep
 from execbroker.platforms.base import Platform, PlatformHealth
+from execbroker.storage.health import StorageHealth
 
 __all__ = ["router"]
 
@@ -35,7 +41,12 @@ def _platform_health(platform: Platform | None) -> PlatformHealth:
     "/healthz",
     summary="Ready to serve",
     response_class=JSONResponse,
-    responses={503: {"description": "Not ready: the database cannot be reached."}},
+    responses={
+        503: {
+            "description": "Not ready: the database cannot be reached (unavailable), or it "
+            "cannot take writes (degraded; database_message says why)."
+        }
+    },
 )
 async def healthz(broker: BrokerDep) -> JSONResponse:
     try:
@@ -45,12 +56,16 @@ async def healthz(broker: BrokerDep) -> JSONResponse:
         return JSONResponse(
             {"status": "unavailable", "database": type(failure).__name__}, status_code=503
         )
+    storage = await broker.storage.check() if broker.storage else StorageHealth()
     platform = _platform_health(broker.platform)
     body: dict[str, Any] = {
-        "status": "ok" if platform.available else "degraded",
+        "status": "ok" if platform.available and storage.ok else "degraded",
+        "database": "writable" if storage.ok else "failing",
         "platform": broker.settings.platform,
         "platform_status": "available" if platform.available else "unavailable",
     }
+    if storage.problem:
+        body["database_message"] = storage.problem
     if platform.message:
         body["platform_message"] = platform.message
-    return JSONResponse(body)
+    return JSONResponse(body, status_code=200 if storage.ok else 503)
