@@ -146,10 +146,22 @@ class Settings(BaseSettings):
     carbon_g_per_kwh: float = Field(
         default=200, ge=0, description="Carbon intensity (g CO2e per kWh) of the platform."
     )
-    compute_performance: float = Field(
-        default=1.0,
-        gt=0,
-        description="Relative speed of one core, published as the compute-performance metric.",
+    compute_performance: dict[str, float] = Field(
+        default_factory=lambda: {"standard": 150.0, "fast": 200.0},
+        description=(
+            "Benchmark score of one core, by core type, on the reference broker's scale (its "
+            "mock platform publishes 150-200). Offers publish the compute-performance metric as "
+            "the lowest and highest score; a request's minimum is met only by the lowest, the "
+            "one every core is sure to reach. A single number means one core type."
+        ),
+    )
+    io_throughput: dict[str, float] = Field(
+        default_factory=lambda: {"standard": 100.0, "fast": 400.0},
+        description=(
+            "Storage throughput in MB/s, by storage type, published as the io-throughput metric "
+            "(lowest and highest); a request's minimum is met only by the lowest. A single "
+            "number means one storage type."
+        ),
     )
     mock_prepare_seconds: dict[str, float] = Field(
         default_factory=lambda: {"executable": 2.0, "storage": 1.0, "data": 3.0, "compute": 3.0},
@@ -620,6 +632,19 @@ class Settings(BaseSettings):
             "less free space than this, in bytes (0: not checked)."
         ),
     )
+    max_header_bytes: int = Field(
+        default=32_768,
+        ge=4096,
+        description=(
+            "Most bytes a request's header lines may hold in all (names and values); a request "
+            "with more is answered 431 before anything else is done with it."
+        ),
+    )
+    max_header_count: int = Field(
+        default=100,
+        ge=16,
+        description="Most header lines a request may have; one with more is answered 431.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Logging threshold."
     )
@@ -643,6 +668,24 @@ class Settings(BaseSettings):
             if text.startswith("["):
                 return yaml.safe_load(text)
             return [name.strip() for name in text.split(",") if name.strip()]
+        return value
+
+    @field_validator("compute_performance", "io_throughput", mode="before")
+    @classmethod
+    def _one_type(cls, value: Any) -> Any:
+        """A single figure is one type's; older settings gave compute_performance so."""
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return {"default": float(value)}
+        return value
+
+    @field_validator("compute_performance", "io_throughput")
+    @classmethod
+    def _positive_figures(cls, value: dict[str, float]) -> dict[str, float]:
+        if not value:
+            raise ValueError("name at least one type and its figure")
+        for name, figure in value.items():
+            if not figure > 0:
+                raise ValueError(f"the figure of {name!r} must be more than 0, not {figure}")
         return value
 
     @field_validator("oidc_algorithms")
@@ -711,19 +754,6 @@ class Settings(BaseSettings):
 
     @property
     def offer_lifetime(self) -> timedelta:
-    max_header_bytes: int = Field(
-        default=32_768,
-        ge=4096,
-        description=(
-            "Most bytes a request's header lines may hold in all (names and values); a request "
-            "with more is answered 431 before anything else is done with it."
-        ),
-    )
-    max_header_count: int = Field(
-        default=100,
-        ge=16,
-        description="Most header lines a request may have; one with more is answered 431.",
-    )
         return timedelta(seconds=self.offer_ttl)
 
 

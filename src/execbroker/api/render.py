@@ -6,6 +6,7 @@ validate them against those models and against the shared schema files.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from execbroker.model import kinds
@@ -48,6 +49,7 @@ class Renderer:
 
     def offer_set(self, record: OfferSetRecord) -> dict[str, Any]:
         return {
+            "kind": kinds.OFFERSET_EXECUTION,
             "meta": {
                 **self.meta("offersets", record),
                 "messages": _messages(record.messages),
@@ -66,7 +68,11 @@ class Renderer:
         }
 
     def offer_set_summary(self, record: OfferSetRecord) -> dict[str, Any]:
-        return {"meta": self.meta("offersets", record), "result": record.result.value}
+        return {
+            "kind": kinds.OFFERSET_EXECUTION,
+            "meta": self.meta("offersets", record),
+            "result": record.result.value,
+        }
 
     def session(self, record: SessionRecord) -> dict[str, Any]:
         document: dict[str, Any] = {
@@ -80,6 +86,11 @@ class Renderer:
         }
         if record.costs:
             document["costs"] = list(record.costs)
+        metrics = _weakest(
+            c.spec.get("metrics") or [] for c in record.components_of(ComponentRole.COMPUTE)
+        )
+        if metrics:
+            document["metrics"] = metrics
         if record.expires and record.phase in (SessionPhase.OFFERED, SessionPhase.EXPIRED):
             document["expires"] = format_instant(record.expires)
         document["schedule"] = _schedule(record.schedule)
@@ -126,6 +137,20 @@ class Renderer:
         if volumes is not None:
             document["volumes"] = [self.component(v) for v in volumes]
         return document
+
+
+def _weakest(metric_lists: Iterable[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """A session's metrics: its compute's, or, type by type, the weakest of several."""
+    weakest: dict[str, dict[str, Any]] = {}
+    for metrics in metric_lists:
+        for metric in metrics:
+            found = weakest.get(metric["type"])
+            if found is None:
+                weakest[metric["type"]] = dict(metric)
+            else:
+                found["min"] = min(found["min"], metric["min"])
+                found["max"] = min(found["max"], metric["max"])
+    return list(weakest.values())
 
 
 def _messages(items: list[MessageItem]) -> list[dict[str, Any]]:

@@ -25,6 +25,7 @@ __all__ = [
     "EXECUTABLE_SINGULARITY",
     "METRIC_ABSTRACT",
     "METRIC_SIMPLE_MINMAX",
+    "OFFERSET_EXECUTION",
     "SESSION_SCHEDULED",
     "SESSION_SIMPLE",
     "STORAGE_SIMPLE",
@@ -63,6 +64,7 @@ METRIC_ABSTRACT: Final = kind_uri("metrics", "abstract-metric-item")
 METRIC_SIMPLE_MINMAX: Final = kind_uri("metrics", "simple-minmax-float-metric")
 SESSION_SIMPLE: Final = kind_uri("session", "simple-execution-session")
 SESSION_SCHEDULED: Final = kind_uri("session", "scheduled-execution-session")
+OFFERSET_EXECUTION: Final = kind_uri("offerset", "execution-offerset")
 
 EXECUTABLE_KINDS: Final = (EXECUTABLE_DOCKER, EXECUTABLE_JUPYTER, EXECUTABLE_SINGULARITY)
 DATA_KINDS: Final = (DATA_SIMPLE, DATA_S3, DATA_IVOA, DATA_RUCIO, DATA_SKAO)
@@ -80,6 +82,7 @@ _KNOWN: Final = frozenset(
         METRIC_SIMPLE_MINMAX,
         SESSION_SIMPLE,
         SESSION_SCHEDULED,
+        OFFERSET_EXECUTION,
     }
 )
 # Lower-cased lookup, because older clients were not consistent about "S3" vs "s3".

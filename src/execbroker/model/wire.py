@@ -578,7 +578,8 @@ class ExecutionSession(_Component):
 
 
 class OfferSetResponse(WireModel):
-    # The schema gives offer sets no kind of their own, so none is written.
+    # Written as the reference broker writes it (kinds.OFFERSET_EXECUTION); older
+    # documents without one are still read.
     kind: str | None = None
     meta: ComponentMetadata | None = None
     costs: list[CostItem] | None = None

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from execbroker.model.messages import make_message
 from execbroker.model.phases import MessageLevel
-from execbroker.planning.offers import METRIC_PERFORMANCE, Offer, OfferSearch, costs_of
+from execbroker.planning.offers import (
+    METRIC_IO_THROUGHPUT,
+    METRIC_PERFORMANCE,
+    Offer,
+    OfferSearch,
+    costs_of,
+)
 from execbroker.planning.profile import PlatformProfile
 from execbroker.planning.validation import Plan
 
@@ -26,8 +32,14 @@ def apply_limits(search: OfferSearch, plan: Plan, profile: PlatformProfile) -> O
     if not search.offers or not (plan.cost_limits or plan.metric_minimums):
         return search
     problems = []
+    promised = {
+        METRIC_PERFORMANCE: profile.rates.compute_performance[0],
+        METRIC_IO_THROUGHPUT: profile.rates.io_throughput[0],
+    }
     for minimum in plan.metric_minimums:
-        if minimum.type == METRIC_PERFORMANCE and profile.rates.compute_performance < minimum.value:
+        # The lowest figure is the one every offer is sure to meet.
+        value = promised.get(minimum.type)
+        if value is not None and value < minimum.value:
             problems.append(
                 make_message(
                     MessageLevel.ERROR,
@@ -35,7 +47,7 @@ def apply_limits(search: OfferSearch, plan: Plan, profile: PlatformProfile) -> O
                     {
                         "path": minimum.path,
                         "type": minimum.type,
-                        "value": profile.rates.compute_performance,
+                        "value": value,
                         "minimum": minimum.value,
                     },
                 )

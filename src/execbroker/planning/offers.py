@@ -15,7 +15,7 @@ independently; together they hold against every other request.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,19 +35,24 @@ __all__ = [
     "COST_CARBON",
     "COST_ENERGY",
     "COST_MONETARY",
+    "METRIC_IO_THROUGHPUT",
     "METRIC_PERFORMANCE",
     "Offer",
     "OfferSearch",
     "SessionTimes",
     "build_session",
+    "component_costs",
     "costs_of",
     "generate_offers",
+    "metric_documents",
+    "summed_costs",
 ]
 
 COST_MONETARY = "urn:ivoa:calycopis:cost:monetary"
 COST_ENERGY = "urn:ivoa:calycopis:cost:energy"
 COST_CARBON = "urn:ivoa:calycopis:cost:carbon"
 METRIC_PERFORMANCE = "urn:ivoa:calycopis:metric:compute-performance"
+METRIC_IO_THROUGHPUT = "urn:ivoa:calycopis:metric:io-throughput"
 
 
 @dataclass(frozen=True)
@@ -337,16 +342,61 @@ def cost_documents(profile: PlatformProfile, costs: dict[str, float]) -> list[di
     ]
 
 
+def summed_costs(parts: Sequence[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """A session's costs: the sum, type by type, of its components' costs."""
+    total: dict[str, dict[str, Any]] = {}
+    for documents in parts:
+        for cost in documents:
+            found = total.get(cost["type"])
+            if found is None:
+                total[cost["type"]] = dict(cost)
+            else:
+                found["min"] = round(found["min"] + cost["min"], 6)
+                found["max"] = round(found["max"] + cost["max"], 6)
+    return list(total.values())
+
+
+def component_costs(
+    profile: PlatformProfile,
+    *,
+    cores: int,
+    memory_gib: int,
+    storage_gib: dict[str, int],
+    duration: timedelta,
+) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """What the compute costs, and each storage resource by name, over ``duration``."""
+    compute = cost_documents(
+        profile,
+        costs_of(profile, cores=cores, memory_gib=memory_gib, storage_gib=0, duration=duration),
+    )
+    storage = {
+        name: cost_documents(
+            profile, costs_of(profile, cores=0, memory_gib=0, storage_gib=size, duration=duration)
+        )
+        for name, size in storage_gib.items()
+    }
+    return compute, storage
+
+
 def metric_documents(profile: PlatformProfile) -> list[dict[str, Any]]:
-    value = profile.rates.compute_performance
+    """What the platform promises of its speed: the range over its core types (a request's
+    minimum is met by the lowest only), and the storage throughput likewise."""
+    rates = profile.rates
     return [
         {
             "kind": kinds.METRIC_SIMPLE_MINMAX,
             "type": METRIC_PERFORMANCE,
-            "description": "relative speed of one core",
-            "min": value,
-            "max": value,
-        }
+            "description": "benchmark score of one core",
+            "min": rates.compute_performance[0],
+            "max": rates.compute_performance[1],
+        },
+        {
+            "kind": kinds.METRIC_SIMPLE_MINMAX,
+            "type": METRIC_IO_THROUGHPUT,
+            "description": "storage throughput, in MB/s",
+            "min": rates.io_throughput[0],
+            "max": rates.io_throughput[1],
+        },
     ]
 
 
@@ -434,12 +484,19 @@ def build_session(
             messages=list(component.notes),
         )
 
-    compute_costs = costs_of(
-        profile, cores=offer.cores, memory_gib=offer.memory_gib, storage_gib=0, duration=duration
+    storage_sizes = {
+        s.name: offer.storage_gib.get(s.name, s.size.min if s.size else 0) for s in plan.storage
+    }
+    compute_costs, storage_costs = component_costs(
+        profile,
+        cores=offer.cores,
+        memory_gib=offer.memory_gib,
+        storage_gib=storage_sizes,
+        duration=duration,
     )
     compute_spec = {
         **plan.compute.spec,
-        "costs": cost_documents(profile, compute_costs),
+        "costs": compute_costs,
         "metrics": metric_documents(profile),
         "cores": {"min": offer.cores, "max": offer.cores},
         "memory": {"min": offer.memory_gib, "max": offer.memory_gib},
@@ -449,8 +506,12 @@ def build_session(
         record(plan.compute, compute_schedule, compute_spec, 0),
     ]
     for index, storage in enumerate(plan.storage):
-        size = offer.storage_gib.get(storage.name, storage.size.min if storage.size else 0)
-        spec = {**storage.spec, "size": {"min": size, "max": size}}
+        size = storage_sizes[storage.name]
+        spec = {
+            **storage.spec,
+            "size": {"min": size, "max": size},
+            "costs": storage_costs[storage.name],
+        }
         held = [str(uuids[d.name]) for d in plan.data if d.storage == storage.name]
         if held:
             spec["data"] = held
@@ -477,13 +538,6 @@ def build_session(
         release_duration=max(r.schedule.release_end for r in records) - end,
     )
     storage_gib = sum(offer.storage_gib.values())
-    session_costs = costs_of(
-        profile,
-        cores=offer.cores,
-        memory_gib=offer.memory_gib,
-        storage_gib=storage_gib,
-        duration=duration,
-    )
     return SessionRecord(
         uuid=session_uuid,
         owner=owner,
@@ -500,6 +554,6 @@ def build_session(
         messages=list(notes),
         connectors=[],
         components=records,
-        costs=cost_documents(profile, session_costs),
+        costs=summed_costs([compute_costs, *storage_costs.values()]),
         next_due=next_due,
     )

@@ -32,7 +32,8 @@ class Rates:
     kwh_per_core_hour: float
     kwh_per_memory_gib_hour: float
     carbon_g_per_kwh: float
-    compute_performance: float
+    compute_performance: tuple[float, float]  # benchmark score of one core: min, max
+    io_throughput: tuple[float, float]  # MB/s: min, max
 
 
 def _seconds(values: dict[str, float]) -> dict[ComponentRole, timedelta]:
@@ -73,6 +74,11 @@ class PlatformProfile:
         return self.release.get(role, timedelta(0))
 
 
+def _span(by_type: dict[str, float]) -> tuple[float, float]:
+    """The lowest and highest figure over a platform's types (of core, of storage)."""
+    return min(by_type.values()), max(by_type.values())
+
+
 def profile_from_settings(settings: Settings) -> PlatformProfile:
     return PlatformProfile(
         name=settings.platform,
@@ -92,6 +98,7 @@ def profile_from_settings(settings: Settings) -> PlatformProfile:
             kwh_per_core_hour=settings.energy_kwh_per_core_hour,
             kwh_per_memory_gib_hour=settings.energy_kwh_per_memory_gib_hour,
             carbon_g_per_kwh=settings.carbon_g_per_kwh,
-            compute_performance=settings.compute_performance,
+            compute_performance=_span(settings.compute_performance),
+            io_throughput=_span(settings.io_throughput),
         ),
     )

@@ -28,7 +28,7 @@ from execbroker.model.phases import (
 from execbroker.model.records import ComponentRecord, ComponentRole, SessionRecord
 from execbroker.model.wire import EnumValueUpdate, IntegerDeltaUpdate, MessageItem, Update
 from execbroker.planning.calendar import Amounts, Usage
-from execbroker.planning.offers import cost_documents, costs_of
+from execbroker.planning.offers import component_costs, summed_costs
 from execbroker.planning.profile import PlatformProfile
 from execbroker.planning.validation import schema_messages
 from execbroker.storage.store import Booking, BrokerStore, OfferExpiredError
@@ -208,20 +208,12 @@ class SessionService:
                     path=EXTEND_PATH,
                 )
             duration = current.schedule.available_duration + delta
-            costs = cost_documents(
-                self._profile,
-                costs_of(
-                    self._profile,
-                    cores=current.cores,
-                    memory_gib=current.memory_gib,
-                    storage_gib=current.storage_gib,
-                    duration=duration,
-                ),
-            )
+            specs = self._costed_specs(current, duration)
             extended = booking.extend(
                 current,
                 delta=delta,
-                costs=costs,
+                costs=summed_costs([spec["costs"] for spec in specs.values()]),
+                specs=specs,
                 now=now,
                 note=info(
                     "Run extended by {delta} to {duration}",
@@ -239,6 +231,24 @@ class SessionService:
         # It reads the session and the exact calendar: locked from the start.
         await self._store.book(book, optimistic=False)
         self._on_change(session.uuid)
+
+    def _costed_specs(
+        self, session: SessionRecord, duration: timedelta
+    ) -> dict[UUID, dict[str, Any]]:
+        """The compute's and the storage resources' specs with their costs over
+        ``duration``: what the session costs is their sum."""
+        storage = session.components_of(ComponentRole.STORAGE)
+        compute_costs, storage_costs = component_costs(
+            self._profile,
+            cores=session.cores,
+            memory_gib=session.memory_gib,
+            storage_gib={s.name: int((s.spec.get("size") or {}).get("min", 0)) for s in storage},
+            duration=duration,
+        )
+        specs = {s.uuid: {**s.spec, "costs": storage_costs[s.name]} for s in storage}
+        for compute in session.components_of(ComponentRole.COMPUTE):
+            specs[compute.uuid] = {**compute.spec, "costs": compute_costs}
+        return specs
 
     async def wait_for_change(
         self,

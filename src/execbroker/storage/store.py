@@ -321,11 +321,13 @@ class Booking:
         *,
         delta: timedelta,
         costs: list[dict[str, Any]],
+        specs: dict[UUID, dict[str, Any]],
         now: datetime,
         note: MessageItem,
     ) -> bool:
         """Lengthen the run by ``delta``: the booking, the session's and every component's
-        available time; False when the session left the phases it was read in."""
+        available time, the session's ``costs`` and the components' ``specs`` (their costs
+        for the longer run); False when the session left the phases it was read in."""
         moved = self._connection.execute(
             sessions.update()
             .where(
@@ -352,6 +354,10 @@ class Booking:
                 modified=now,
             )
         )
+        for uuid, spec in specs.items():
+            self._connection.execute(
+                components.update().where(components.c.uuid == str(uuid)).values(spec=spec)
+            )
         _insert_messages(
             self._connection,
             MessageTarget(
