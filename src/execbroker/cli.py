@@ -198,7 +198,12 @@ def serve(
         proxy_headers=False,
         # Slow or idle clients do not hold connections: headers, then the idle keep-alive
         # (the body's deadline is the app's: BodyDeadline).
-        http=protocol_with_header_deadline(settings.header_timeout),
+        http=protocol_with_header_deadline(
+            settings.header_timeout,
+            # Room for a long request line (httptools refuses URLs from 64 KiB) and a read
+            # that carries body bytes; HeaderLimits answers complete headers exactly.
+            max_head_bytes=settings.max_header_bytes + 128 * 1024,
+        ),
         timeout_keep_alive=settings.idle_timeout,
     )
 

@@ -6,20 +6,74 @@ request and for headers that arrive a byte at a time. :func:`protocol_with_heade
 gives its httptools protocol a deadline: from the connection's opening, or from a request's
 first byte, its headers must be complete within ``header_timeout`` seconds, or the connection
 is closed. The body is bounded by :class:`execbroker.api.limits.BodyDeadline`.
+
+httptools also reads headers of any size, holding them until they are complete; with
+``max_head_bytes`` the protocol counts what a request sends before its headers are complete
+and, past that many bytes, answers ``431`` and closes the connection at once. The limit is
+loose on purpose (the request line may be long, and a read may carry some body with it):
+:class:`execbroker.api.header_limits.HeaderLimits` applies the exact limits to complete
+headers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from execbroker.model.messages import make_message
+from execbroker.model.phases import MessageLevel
+from execbroker.model.wire import dump
 
 __all__ = ["protocol_with_header_deadline"]
 
 
+def _head_too_large(limit: int) -> bytes:
+    message = make_message(
+        MessageLevel.ERROR,
+        "The request line and headers exceed {limit} bytes; the connection is closed",
+        {"limit": limit},
+    )
+    body = json.dumps(
+        {"error": "headers_too_large", "status": 431, "messages": [dump(message)]}
+    ).encode()
+    head = (
+        "HTTP/1.1 431 Request Header Fields Too Large\r\n"
+        "content-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n"
+        "x-content-type-options: nosniff\r\n"
+        "cache-control: no-store\r\n"
+        "connection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
 class _HeaderDeadlineProtocol(HttpToolsProtocol):
     header_timeout: float = 10.0
+    max_head_bytes: int | None = None
     _header_deadline: asyncio.TimerHandle | None = None
+    _in_head = True  # the current request's headers are not complete yet
+    _head_bytes = 0
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_head:
+            self._head_bytes += len(data)
+        super().data_received(data)
+        limit = self.max_head_bytes
+        if (
+            limit is not None
+            and self._in_head
+            and self._head_bytes > limit
+            and not self.transport.is_closing()
+        ):
+            self.transport.write(_head_too_large(limit))
+            self.transport.close()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_head = True
+        self._head_bytes = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -35,6 +89,7 @@ class _HeaderDeadlineProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._disarm_header_deadline()
+        self._in_head = False
         super().on_headers_complete()
 
     def _arm_header_deadline(self) -> None:
@@ -52,8 +107,13 @@ class _HeaderDeadlineProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
-def protocol_with_header_deadline(header_timeout: float) -> type[HttpToolsProtocol]:
-    """uvicorn's httptools protocol, closing connections whose headers are late."""
+def protocol_with_header_deadline(
+    header_timeout: float, *, max_head_bytes: int | None = None
+) -> type[HttpToolsProtocol]:
+    """uvicorn's httptools protocol, closing connections whose headers are late (or, with
+    ``max_head_bytes``, larger than that)."""
     return type(
-        "HeaderDeadlineProtocol", (_HeaderDeadlineProtocol,), {"header_timeout": header_timeout}
+        "HeaderDeadlineProtocol",
+        (_HeaderDeadlineProtocol,),
+        {"header_timeout": header_timeout, "max_head_bytes": max_head_bytes},
     )
