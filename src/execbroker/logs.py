@@ -37,33 +37,25 @@ _JWT_REDACTED = "[redacted-jwt]"
 def _redact_jwts(text: str) -> str:
     if "eyJ" not in text:
         return text
-    runs = [(found.start(), found.end()) for found in _JWT_RUN.finditer(text)]
     out: list[str] = []
     kept = 0  # text[:kept] is already in out
-    index = 0
-    while index < len(runs):
-        start, end = runs[index]
-        head = _JWT_HEAD.search(text, start, end)
+    for run in _JWT_RUN.finditer(text):
+        start, end = run.span()
+        if start < kept:
+            continue  # the second or third segment of a token just redacted
         # The first eyJ of a run leaves the most characters after it; if it has too few
         # (or there is none), no later one in the run can do better.
-        if head is not None and end - head.end() >= 5 and index + 1 < len(runs):
-            second_start, second_end = runs[index + 1]
-            if (
-                text[end] == "."
-                and second_start == end + 1
-                and second_end - second_start >= 5
-                and text[second_end : second_end + 1] == "."
-            ):
-                stop = second_end + 1
-                index += 2
-                if index < len(runs) and runs[index][0] == stop:
-                    stop = runs[index][1]
-                    index += 1
-                out.append(text[kept : head.start()])
-                out.append(_JWT_REDACTED)
-                kept = stop
-                continue
-        index += 1
+        head = _JWT_HEAD.search(text, start, end)
+        if head is None or end - head.end() < 5 or text[end : end + 1] != ".":
+            continue
+        second = _JWT_RUN.match(text, end + 1)
+        if second is None or second.end() - second.start() < 5:
+            continue
+        if text[second.end() : second.end() + 1] != ".":
+            continue
+        third = _JWT_RUN.match(text, second.end() + 1)
+        out += [text[kept : head.start()], _JWT_REDACTED]
+        kept = third.end() if third is not None else second.end() + 1
     if not out:
         return text
     out.append(text[kept:])

@@ -90,6 +90,7 @@ from execbroker.exceptions import (
     NotAcceptableError,
     UnsupportedMediaTypeError,
 )
+from execbroker.model.quoting import brief, shorten
 
 try:
     # libyaml is several times faster, and caps nesting depth (at 1000) by itself.
@@ -474,7 +475,7 @@ def _check_key(key: object, path: str, limits: ParseLimits) -> None:
     if not isinstance(key, str):
         raise MalformedBodyError(
             "The object at {path} has a key that is not a string: {key} ({type}); quote it",
-            {"type": type(key).__name__, "key": repr(key), "path": path},
+            {"type": type(key).__name__, "key": brief(key), "path": path},
             path=path,
         )
     if len(key) > limits.max_string_length:
@@ -919,6 +920,8 @@ def _yaml_error(exc: yaml.YAMLError, text: str) -> MalformedBodyError:
         problem = exc.problem or exc.context or "unknown problem"
         if exc.context and exc.problem:
             problem = f"{exc.problem} ({exc.context})"
+        # PyYAML quotes what it met (an alias name, a tag), which can be long.
+        problem = shorten(problem, _QUOTE_LIMIT)
         mark = exc.problem_mark or exc.context_mark
         if mark is not None:
             return MalformedBodyError(
