@@ -52,9 +52,9 @@ __all__ = ["Plan", "PlannedComponent", "Range", "validate_request"]
 _PROTOCOLS = frozenset({"TCP", "UDP", "HTTP", "HTTPS"})
 _DIGEST = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-fA-F0-9]{32,}$")
 _MAX_NAME = 255
-
 # The last instant the calendar can hold; a session must fit before it with all its steps.
 _LATEST = datetime.max.replace(tzinfo=UTC)
+
 
 @dataclass(frozen=True)
 class Range:
@@ -638,17 +638,15 @@ class _Checker:
                 self.problem("/schedule/requested/start", "{reason}", reason=failure)
                 window = None
             else:
-                if window.end < self.now:
-                    self.problem(
                 # The longest run, prepared and released, must fit before the calendar ends.
                 latest = _LATEST - self.settings.max_duration - self.settings.max_preparation
+                if window.end < self.now:
+                    self.problem(
                         "/schedule/requested/start",
                         "the start interval ended at {end}, in the past",
                         end=format_instant(window.end),
                     )
                     window = None
-                elif window.start < self.now:
-                    window = Interval(self.now, window.end)
                 elif window.end > latest:
                     self.problem(
                         "/schedule/requested/start",
@@ -658,6 +656,8 @@ class _Checker:
                         latest=format_instant(latest),
                     )
                     window = None
+                elif window.start < self.now:
+                    window = Interval(self.now, window.end)
         return duration, window
 
 
