@@ -49,7 +49,7 @@ def missing_prerequisite(schema_dir: Path = SCHEMA_DIR) -> str | None:
     if importlib.util.find_spec("dateutil") is None:
         return "python-dateutil, which the generated client imports, is not installed"
     if shutil.which("java") is None:
-        return "no java on PATH: openapi-generator needs Java 11+ (apt-get install openjdk-17-jre)"
+        return "no java on PATH: openapi-generator needs Java 11+ (default-jre-headless)"
     return None
 
 
