@@ -61,6 +61,49 @@ class Settings(BaseSettings):
             "postgresql+psycopg://user@host/db. Default: SQLite in data_dir."
         ),
     )
+    database_statement_timeout: float = Field(
+        default=30,
+        ge=0,
+        description=(
+            "PostgreSQL: seconds any one statement may run (statement_timeout; 0: no limit). "
+            "Migrations run without it."
+        ),
+    )
+    database_idle_in_transaction_timeout: float = Field(
+        default=60,
+        ge=0,
+        description=(
+            "PostgreSQL: seconds a transaction may sit idle before the server ends it "
+            "(idle_in_transaction_session_timeout; 0: no limit). A broker whose link to the "
+            "database stalls mid-transaction then frees what it held, the pool's booking lock "
+            "among it."
+        ),
+    )
+    database_tcp_timeout: float = Field(
+        default=30,
+        ge=1,
+        description=(
+            "PostgreSQL: seconds of silence after which a broker's connection is probed with "
+            "TCP keepalives and given up (tcp_user_timeout, keepalives)."
+        ),
+    )
+    database_session_options: bool = Field(
+        default=True,
+        description=(
+            "PostgreSQL: send statement_timeout and idle_in_transaction_session_timeout as "
+            "connection options. Behind a pooler that refuses start-up options (PgBouncer), "
+            "set false and set them as the role's defaults (docs/operations.md)."
+        ),
+    )
+    booking_lock_timeout: float = Field(
+        default=5,
+        gt=0,
+        description=(
+            "PostgreSQL: seconds a booking waits for the pool's lock before it is answered 503 "
+            "with Retry-After (lock_timeout): a stalled replica holding the lock delays "
+            "others' bookings by at most this."
+        ),
+    )
     platform: PlatformName = Field(default="mock", description="The platform sessions run on.")
     offer_ttl: float = Field(
         default=300, gt=0, description="Seconds an offer lives before it becomes EXPIRED."

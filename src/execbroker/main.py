@@ -35,6 +35,7 @@ from execbroker.api.header_limits import HeaderLimits
 from execbroker.api.limits import AnonymousRateLimit, BodyDeadline
 from execbroker.api.security import SecurityHeaders
 from execbroker.api.urls import SlashRedirects
+from execbroker.api.writers import WRITERS
 from execbroker.auth.setup import build_authenticator
 from execbroker.clock import Clock, SystemClock
 from execbroker.config import Settings, load_settings
@@ -80,7 +81,9 @@ async def _hear_other_brokers(
 
     # Only waiters need waking: the process that made a change pokes its own engine, and
     # poking every engine at every change elsewhere would break up their batches.
-    notifier = PostgresNotifier(database.url, deliver=changes.deliver)
+    notifier = PostgresNotifier(
+        database.url, deliver=changes.deliver, connect_args=database.postgres.connect_args()
+    )
     await notifier.start()
     changes.outbox = notifier.send
     changes.recheck = settings.change_recheck_shared
@@ -105,6 +108,7 @@ def create_app(  # noqa: PLR0915
             pool=settings.platform,
             longest_booking=settings.max_duration + settings.max_preparation,
             clock=clock,
+            lock_timeout=settings.booking_lock_timeout,
         )
         profile = profile_from_settings(settings)
         platform = InstrumentedPlatform(build_platform(settings, clock))
@@ -182,6 +186,7 @@ def create_app(  # noqa: PLR0915
         storage.start()
         if retention is not None:
             retention.start()
+        WRITERS.start()
         logger.info(
             "broker ready",
             extra={"platform": settings.platform, "database": database.url.get_backend_name()},
@@ -189,6 +194,7 @@ def create_app(  # noqa: PLR0915
         try:
             yield
         finally:
+            WRITERS.stop()
             if retention is not None:
                 await retention.stop()
             await storage.stop()

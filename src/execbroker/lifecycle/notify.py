@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from typing import Any
 from uuid import UUID, uuid4
 
 import psycopg
@@ -32,8 +33,16 @@ def _dsn(url: URL) -> str:
 
 
 class PostgresNotifier:
-    def __init__(self, url: URL, *, deliver: Callable[[UUID], None]) -> None:
+    def __init__(
+        self,
+        url: URL,
+        *,
+        deliver: Callable[[UUID], None],
+        connect_args: dict[str, Any] | None = None,
+    ) -> None:
         self._dsn = _dsn(url)
+        # Keepalives: a listener whose link went silent is noticed and reconnected.
+        self._connect_args = connect_args or {}
         self._deliver = deliver
         self._sender = uuid4().hex[:12]
         self._outbox: asyncio.Queue[UUID] = asyncio.Queue()
@@ -65,7 +74,7 @@ class PostgresNotifier:
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(
-                    self._dsn, autocommit=True
+                    self._dsn, autocommit=True, **self._connect_args
                 ) as connection:
                     await connection.execute(f"LISTEN {CHANNEL}")
                     self._listening.set()
@@ -93,7 +102,9 @@ class PostgresNotifier:
             payload = self._sender + ":" + ",".join(dict.fromkeys(str(u) for u in batch))
             try:
                 if connection is None or connection.closed:
-                    connection = await psycopg.AsyncConnection.connect(self._dsn, autocommit=True)
+                    connection = await psycopg.AsyncConnection.connect(
+                        self._dsn, autocommit=True, **self._connect_args
+                    )
                 await connection.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
             except psycopg.Error as problem:
                 # The others will see the change at their next recheck.

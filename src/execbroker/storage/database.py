@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,19 +32,56 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-__all__ = ["Database"]
+__all__ = ["Database", "PostgresLimits"]
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 T = TypeVar("T")
 _IMMEDIATE = "execbroker_immediate"
 
 
+@dataclass(frozen=True)
+class PostgresLimits:
+    """How long a PostgreSQL connection, statement and idle transaction may last.
+
+    A broker whose link to the database goes silent must not hold what it locked for the
+    hours TCP would take to notice: keepalives and a user timeout end the connection on the
+    broker's side, and the server ends a transaction left idle (freeing the pool's lock).
+    """
+
+    statement_timeout: float = 30
+    idle_in_transaction_timeout: float = 60
+    tcp_timeout: float = 30
+    session_options: bool = True
+
+    def connect_args(self) -> dict[str, Any]:
+        """libpq's connection parameters for these limits."""
+        probe = max(1, int(self.tcp_timeout / 3))
+        found: dict[str, Any] = {
+            "connect_timeout": max(1, int(self.tcp_timeout)),
+            "keepalives": 1,
+            "keepalives_idle": probe,
+            "keepalives_interval": probe,
+            "keepalives_count": 3,
+            "tcp_user_timeout": int(self.tcp_timeout * 1000),
+        }
+        if self.session_options:
+            found["options"] = (
+                f"-c statement_timeout={int(self.statement_timeout * 1000)} "
+                "-c idle_in_transaction_session_timeout="
+                f"{int(self.idle_in_transaction_timeout * 1000)}"
+            )
+        return found
+
+
 class Database:
     """One engine, and transactions shaped for what the caller does with them."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(
+        self, url: str, *, echo: bool = False, postgres: PostgresLimits | None = None
+    ) -> None:
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        self.postgres = postgres or PostgresLimits()
         options: dict[str, Any] = {"echo": echo}
         if self.is_sqlite:
             database = self.url.database
@@ -51,7 +89,12 @@ class Database:
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
             options["connect_args"] = {"timeout": 30}
         else:
-            options.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+            options.update(
+                pool_size=10,
+                max_overflow=10,
+                pool_pre_ping=True,
+                connect_args=self.postgres.connect_args(),
+            )
         self.engine: AsyncEngine = create_async_engine(self.url, **options)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         self._sync_engine: Engine | None = None
@@ -100,6 +143,8 @@ class Database:
             connection = await self._for_writing(plain)
             async with connection.begin():
                 if not self.is_sqlite:
+                    # A migration may build an index over a large table: no time limit.
+                    await connection.execute(sa.text("SET LOCAL statement_timeout = 0"))
                     # Replicas starting together: one migrates, the others wait, then find
                     # nothing left to do. (SQLite's write transaction is already exclusive.)
                     await connection.execute(

@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError
 
 from execbroker.config import Settings
 from execbroker.exceptions import StartupError
-from execbroker.storage.database import Database
+from execbroker.storage.database import Database, PostgresLimits
 
 __all__ = ["open_database"]
 
@@ -61,7 +61,15 @@ async def open_database(settings: Settings) -> Database:
     schema; a :class:`StartupError` naming the path if either cannot be used."""
     _writable_directory(settings.data_dir)
     try:
-        database = Database(settings.effective_database_url)
+        database = Database(
+            settings.effective_database_url,
+            postgres=PostgresLimits(
+                statement_timeout=settings.database_statement_timeout,
+                idle_in_transaction_timeout=settings.database_idle_in_transaction_timeout,
+                tcp_timeout=settings.database_tcp_timeout,
+                session_options=settings.database_session_options,
+            ),
+        )
     except OSError as failure:
         raise StartupError(
             f"{_database_named(settings)} cannot be created: {_reason(failure)}"

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from execbroker.clock import Clock, SystemClock
-from execbroker.exceptions import QuotaExceededError
+from execbroker.exceptions import QuotaExceededError, ServiceUnavailableError
 from execbroker.metrics import BOOKINGS, CLAIMS_TAKEN_OVER
 from execbroker.model.phases import (
     HOLDING_SESSION_PHASES,
@@ -376,11 +376,13 @@ class BrokerStore:
         pool: str = "mock",
         longest_booking: timedelta = timedelta(days=8),
         clock: Clock | None = None,
+        lock_timeout: float = 5,
     ) -> None:
         """``longest_booking``: no booking is longer (the planner refuses longer ones); it
         bounds the calendar's window queries. ``clock``: what bookings read the time from
         (:meth:`Booking.now`); the system's clock means the database's on PostgreSQL."""
         self._db = database
+        self._lock_timeout = f"{int(lock_timeout * 1000)}ms"
         clock = clock or SystemClock()
         self._instant: Instant = (
             _database_now
@@ -399,13 +401,30 @@ class BrokerStore:
         PostgreSQL it is first tried optimistically, then, if that cannot be settled,
         again under the pool's lock from the start (``work`` may run twice: it must only
         read and write through the booking). ``optimistic=False``: locked from the start
-        (for work that needs locked reads anyway)."""
+        (for work that needs locked reads anyway).
+
+        A booking that cannot have the pool's lock within the lock timeout (another broker
+        holds it and has stalled) is :class:`ServiceUnavailableError`: 503, try again."""
+        try:
+            return await self._book(work, optimistic=optimistic)
+        except (sa.exc.DBAPIError, psycopg.Error) as failure:
+            found = getattr(failure, "orig", failure)
+            if getattr(found, "sqlstate", None) in (_LOCK_NOT_AVAILABLE, _QUERY_CANCELED):
+                BOOKINGS.labels("timed_out").inc()
+                raise ServiceUnavailableError(
+                    "The booking calendar is busy (its lock was not free within {timeout}); "
+                    "try again",
+                    {"timeout": self._lock_timeout},
+                ) from failure
+            raise
+
+    async def _book(self, work: Callable[[Booking], T], *, optimistic: bool) -> T:
         if self._db.is_sqlite:
             BOOKINGS.labels("locked").inc()
             return await self._db.run_write(lambda connection: work(self._booking(connection)))
 
         def locked(connection: Connection) -> T:
-            _lock_pool(connection, self._pool_key)
+            _lock_pool(connection, self._pool_key, self._lock_timeout)
             return work(self._booking(connection))
 
         if not optimistic:
@@ -450,6 +469,7 @@ class BrokerStore:
             sql, constants = self._settlement_check(checks)
             try:
                 async with raw.pipeline(), raw.cursor() as cursor:
+                    await cursor.execute(_LOCK_TIMEOUT_SQL, (self._lock_timeout,))
                     await cursor.execute(_LOCK_POOL_SQL, (self._pool_key,))
                     await cursor.execute(sql, {**constants, **values}, prepare=True)
                     await cursor.execute("COMMIT")
@@ -477,7 +497,7 @@ class BrokerStore:
         # SQLite's write transactions are already exclusive; PostgreSQL needs a lock that
         # every broker process on the database sees.
         if not self._db.is_sqlite:
-            await connection.run_sync(_lock_pool, self._pool_key)
+            await connection.run_sync(_lock_pool, self._pool_key, self._lock_timeout)
 
     async def holds(
         self, start: datetime, end: datetime, *, now: datetime, exclude: UUID | None = None
@@ -989,10 +1009,16 @@ _AS_UTC = UTCDateTime()
 # The SQLSTATE that execbroker_require() raises (migration 0007).
 _NO_LONGER_HOLDS = "EB409"
 _LOCK_POOL_SQL = "SELECT pg_advisory_xact_lock(%s)"
+_LOCK_TIMEOUT_SQL = "SELECT set_config('lock_timeout', %s, true)"
+# PostgreSQL's answers to a lock wait or a statement that ran out of time.
+_LOCK_NOT_AVAILABLE = "55P03"
+_QUERY_CANCELED = "57014"
 
 
-def _lock_pool(connection: Connection, key: int) -> None:
-    """Take the pool's booking lock (PostgreSQL) until the transaction ends."""
+def _lock_pool(connection: Connection, key: int, timeout: str) -> None:
+    """Take the pool's booking lock (PostgreSQL) until the transaction ends, waiting at most
+    ``timeout`` for it."""
+    connection.exec_driver_sql(_LOCK_TIMEOUT_SQL, (timeout,))
     connection.exec_driver_sql(_LOCK_POOL_SQL, (key,))
 
 
