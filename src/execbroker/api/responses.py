@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 from typing import Annotated, Any
 
-import anyio.to_thread
 from fastapi import Depends, Request
 from fastapi.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -24,6 +23,7 @@ from execbroker.api.formats import (
     parse_body,
     render_body,
 )
+from execbroker.api.writers import WRITERS
 from execbroker.exceptions import BodyTooLargeError, MalformedBodyError
 
 __all__ = ["OutputFormat", "negotiate", "read_document", "respond"]
@@ -69,10 +69,11 @@ def respond(
     status_code: int = 200,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    """``document`` in ``fmt``; a large one is written in a worker thread, so that writing
-    it (seconds, for an offer set of thousands of volumes as YAML) stalls no other client."""
+    """``document`` in ``fmt``; a large one is written away from the event loop (see
+    :mod:`execbroker.api.writers`), so that writing it (seconds, for an offer set of
+    thousands of volumes as YAML) stalls no other client."""
     if _larger_than(document, _INLINE_NODES):
-        return _RenderedInThread(document, fmt, root=root, status_code=status_code, headers=headers)
+        return _WrittenElsewhere(document, fmt, root=root, status_code=status_code, headers=headers)
     return Response(
         content=render_body(document, fmt, root=root),
         status_code=status_code,
@@ -81,7 +82,7 @@ def respond(
     )
 
 
-# Documents with more values than this are rendered off the event loop. Counting stops at
+# Documents with more values than this are written off the event loop. Counting stops at
 # the limit, so the check costs little next to rendering; small answers skip the thread hop.
 _INLINE_NODES = 2000
 
@@ -101,8 +102,8 @@ def _larger_than(document: Any, limit: int) -> bool:
     return False
 
 
-class _RenderedInThread(Response):
-    """A response whose body is rendered in a worker thread when it is sent."""
+class _WrittenElsewhere(Response):
+    """A response whose body is written by :data:`WRITERS` when it is sent."""
 
     def __init__(
         self,
@@ -116,10 +117,10 @@ class _RenderedInThread(Response):
         super().__init__(
             content=b"", status_code=status_code, media_type=MEDIA_TYPES[fmt], headers=headers
         )
-        self._render = functools.partial(render_body, document, fmt, root=root)
+        self._write = functools.partial(WRITERS.write, document, fmt, root=root)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self.body = await anyio.to_thread.run_sync(self._render)
+        self.body = await self._write()
         length = str(len(self.body)).encode("latin-1")
         self.raw_headers = [
             (name, length if name == b"content-length" else value)

@@ -269,14 +269,15 @@ class SessionService:
         is awaited every ``check_every`` seconds while waiting and raises (e.g. 401) when
         the caller's credentials stopped being valid (a token revoked or expired).
         """
-        session = await self.get_session(uuid, caller=caller)
-        waiting_on = phase or session.phase
-        if session.phase is not waiting_on or session.phase in TERMINAL_SESSION_PHASES:
-            return session
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
         next_check = loop.time() + check_every
+        # Admitted before anything is read: a flood beyond the cap costs no database read.
         with changes.admit(caller.name):
+            session = await self.get_session(uuid, caller=caller)
+            waiting_on = phase or session.phase
+            if session.phase is not waiting_on or session.phase in TERMINAL_SESSION_PHASES:
+                return session
             async with changes.watch(uuid, lambda: self._get(uuid, owner=None)) as watch:
                 snapshot = await watch.read()
                 while True:
@@ -310,8 +311,12 @@ class SessionService:
         from the iterator; the slot counts until the iterator is closed or released.
         ``still_allowed`` is awaited every ``check_every`` seconds and ends the iteration
         by raising (e.g. 401) once the caller's credentials are no longer valid."""
-        first = await self.get_session(uuid, caller=caller)
-        slot = changes.admit(caller.name)
+        slot = changes.admit(caller.name)  # before any read: a flood costs no database read
+        try:
+            first = await self.get_session(uuid, caller=caller)
+        except BaseException:
+            slot.release()
+            raise
         follow = self._follow(
             first,
             caller=caller,
