@@ -96,15 +96,19 @@ async def test_doc_pages_render_in_a_browser_with_nothing_from_elsewhere(
             page.on("pageerror", lambda error: problems.append(str(error)))
             await page.goto(broker.url + path)
             if path == "/docs":
-                await expect(page.locator(".opblock-summary-path").first).to_be_visible()
+                await expect(page.locator(".opblock-summary-path").first).to_be_visible(
+                    timeout=30_000
+                )
                 text = await page.locator("#swagger-ui").inner_text()
                 assert "/requests" in text
             else:
                 await expect(
                     page.get_by_role("heading", name=re.compile("execbroker")).first
-                ).to_be_visible()
+                ).to_be_visible(timeout=30_000)
                 # The operations are there too, from the broker's own OpenAPI document.
-                await expect(page.get_by_role("heading", name="Ready to serve")).to_be_visible()
+                await expect(page.get_by_role("heading", name="Ready to serve")).to_be_visible(
+                    timeout=30_000
+                )
             await browser.close()
 
     # ReDoc's sidebar names an image on its maker's CDN: the policy blocks it (the
