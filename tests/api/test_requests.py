@@ -185,6 +185,10 @@ async def test_direct_request_that_cannot_be_served_is_400_with_reasons(
     body = response.json()
     assert body["error"] == "request_refused"
     assert body["messages"][0]["values"]["path"] == "/executable"
+    # Also the session the schema answers it with, as clients generated from it read it.
+    assert body["kind"].endswith("/kinds/session/scheduled-execution-session.yaml")
+    assert body["phase"] == "FAILED"
+    assert body["meta"]["messages"] == body["messages"]
 
 
 def _all_urls(document: Any) -> list[str]:

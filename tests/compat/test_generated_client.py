@@ -236,3 +236,18 @@ def test_a_metric_minimum_on_the_benchmark_scale(api: Any, generated: ModuleType
         "/metrics/0/min" in text and PERFORMANCE in text and "below the minimum" in text
         for text in texts
     ), texts
+
+
+def test_a_refused_direct_request_is_read_as_a_failed_session(
+    api: Any, generated: ModuleType
+) -> None:
+    # No executable: the broker cannot serve it. The schema answers 400 with a session.
+    with pytest.raises(generated.ApiException) as failure:
+        api.direct_execution(generated.models.ExecutionRequest())
+    assert failure.value.status == 400
+    # The generated client's own AbstractExecutionSession cannot deserialize anything (its
+    # discriminator recurses: a generator problem, docs/compatibility.md), so it leaves
+    # .data empty; the body is the session its kind names, as the schema says.
+    session = generated.models.ScheduledExecutionSession.from_json(failure.value.body)
+    assert session.phase == "FAILED"
+    assert "/executable" in session.meta.messages[0].message

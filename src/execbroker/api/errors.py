@@ -20,9 +20,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from execbroker.api.formats import MediaFormat, format_for_accept
 from execbroker.api.responses import respond
 from execbroker.exceptions import ClientError, RequestRefusedError
+from execbroker.model import kinds
 from execbroker.model.messages import error as error_message
 from execbroker.model.messages import make_message
-from execbroker.model.phases import MessageLevel
+from execbroker.model.phases import MessageLevel, SessionPhase
 from execbroker.model.wire import MessageItem, dump
 
 __all__ = ["UnhandledErrors", "install_error_handlers", "install_refusal_handler"]
@@ -171,6 +172,16 @@ def install_refusal_handler(app: FastAPI) -> None:
 
     @app.exception_handler(RequestRefusedError)
     async def _refused(request: Request, failure: RequestRefusedError) -> Response:
-        return _error_response(
-            request, status=400, code="request_refused", messages=failure.messages
-        )
+        # The schema answers a refused direct request with a session (its
+        # "FailedExecutionResponse"): kind, phase and the messages in meta, which generated
+        # clients read. The error document's own fields stay beside them.
+        messages = [dump(m) for m in failure.messages]
+        body: dict[str, Any] = {
+            "kind": kinds.SESSION_SCHEDULED,
+            "meta": {"messages": messages},
+            "phase": SessionPhase.FAILED.value,
+            "error": "request_refused",
+            "status": 400,
+            "messages": messages,
+        }
+        return respond(body, _format(request), root="error", status_code=400)

@@ -590,8 +590,15 @@ class OfferSetResponse(WireModel):
 
 
 class ErrorResponse(WireModel):
-    """The body of every 4xx answer: a stable code and messages saying what went wrong."""
+    """The body of every 4xx answer: a stable code and messages saying what went wrong.
+
+    A refused direct request (``POST /direct``, 400) is also the session the schema answers
+    it with (its "FailedExecutionResponse"): ``kind``, ``phase`` FAILED and the messages in
+    ``meta``."""
 
     error: str
     status: int
     messages: list[MessageItem]
+    kind: str | None = None
+    meta: ComponentMetadata | None = None
+    phase: SessionPhase | None = None
