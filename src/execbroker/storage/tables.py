@@ -9,7 +9,15 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 
-__all__ = ["components", "heartbeats", "messages", "metadata", "offer_sets", "sessions"]
+__all__ = [
+    "components",
+    "heartbeats",
+    "messages",
+    "metadata",
+    "name_bindings",
+    "offer_sets",
+    "sessions",
+]
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -184,4 +192,15 @@ heartbeats = sa.Table(
     metadata,
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("beat_at", UTCDateTime(), nullable=False),
+)
+
+
+# OIDC names bound to the first ``sub`` seen with each, where a name claim keys owners
+# (execbroker.auth.bindings).
+name_bindings = sa.Table(
+    "name_bindings",
+    metadata,
+    sa.Column("name", sa.String(NAME_LENGTH), primary_key=True),
+    sa.Column("subject", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("first_seen", UTCDateTime(), nullable=False),
 )
