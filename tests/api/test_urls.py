@@ -90,6 +90,26 @@ async def test_trusted_proxies_forwarded_host_still_applies_but_not_their_host(
     assert "evil" not in proto_only.headers["location"]
 
 
+@pytest.mark.parametrize(
+    "forwarded",
+    [
+        {"X-Forwarded-Host": "evil.example/x?y="},
+        {"X-Forwarded-Host": "user@evil.example"},
+        {"X-Forwarded-Host": "broker.example.org", "X-Forwarded-Prefix": "/x?y=#z"},
+    ],
+)
+async def test_a_trusted_proxy_passing_on_a_malformed_host_or_prefix_is_not_believed(
+    broker: Any, forwarded: dict[str, str]
+) -> None:
+    async with broker(trusted_proxies=["127.0.0.1"]) as client:
+        redirect = await client.get("/offersets/", headers=forwarded)
+    location = redirect.headers["location"]
+    assert location.endswith("/offersets")
+    assert "evil" not in location
+    assert "?" not in location
+    assert "#" not in location
+
+
 def test_a_live_broker_names_its_listen_address_whatever_the_host(tmp_path: Path) -> None:
     with LiveBroker(data_dir=tmp_path) as live, live.client() as client:
         for host in HOSTILE_HOSTS:

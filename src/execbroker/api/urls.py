@@ -14,6 +14,7 @@ slash all start with :func:`base_url`. It is, in order:
 from __future__ import annotations
 
 import ipaddress
+import re
 from functools import lru_cache
 
 from starlette.datastructures import URL
@@ -51,6 +52,13 @@ def _first(value: str) -> str:
     return value.split(",", maxsplit=1)[0].strip()
 
 
+# What a trusted proxy may pass on, and nothing else (a proxy that copies the client's own
+# X-Forwarded-Host must not let "evil.example/x?y=" or "user@host" through either).
+# Character classes only, so that matching is linear in the header's length.
+_HOST = re.compile(r"[A-Za-z0-9.-]{1,253}(?::[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](?::[0-9]{1,5})?")
+_PREFIX = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@%/-]*")
+
+
 def _listen_authority(scope: Scope, scheme: str) -> str:
     """``host[:port]`` of the address this connection was accepted on."""
     server = scope.get("server")
@@ -79,11 +87,11 @@ def base_url(request: Request, settings: Settings) -> str:
         forwarded_prefix = request.headers.get("x-forwarded-prefix")
         if forwarded_proto and _first(forwarded_proto) in _DEFAULT_PORTS:
             scheme = _first(forwarded_proto)
-        if forwarded_host:
+        if forwarded_host and _HOST.fullmatch(_first(forwarded_host)):
             host = _first(forwarded_host)
         elif forwarded_proto:
             host = _listen_authority(request.scope, scheme)
-        if forwarded_prefix:
+        if forwarded_prefix and _PREFIX.fullmatch(_first(forwarded_prefix)):
             prefix = "/" + _first(forwarded_prefix).strip("/")
     return f"{scheme}://{host}{prefix}".rstrip("/")
 
