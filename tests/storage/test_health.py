@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import sqlite3
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -159,6 +160,26 @@ def test_damaged_pages_are_degraded_after_a_restart(tmp_path: Path) -> None:
     # One line in the broker's log says so, with the file's path.
     log = live.log.read_text()
     assert f"database {database} degraded" in log
+
+
+async def test_pages_damaged_while_serving_are_degraded_once_a_query_meets_them(
+    tmp_path: Path,
+) -> None:
+    async with _broker(_settings(tmp_path)) as client:
+        for _ in range(30):
+            assert (await client.post("/requests", json=notebook_request())).status_code == 303
+        assert (await client.get("/healthz")).status_code == 200
+        database = tmp_path / "execbroker.db"
+        checkpoint = sqlite3.connect(database)  # what SQLite's own checkpoints do anyway
+        checkpoint.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        checkpoint.close()
+        with database.open("r+b") as stream:
+            stream.seek(3 * 4096)
+            stream.write(b"\xa5" * 4 * 4096)
+        # The heartbeat's own pages are sound: only a query that meets the damage tells.
+        assert (await client.post("/requests", json=notebook_request())).status_code == 500
+        body = await _healthz_becomes(client, 503)
+    assert body["database_message"].startswith("the database is damaged: ")
 
 
 async def test_a_read_only_postgresql_database_is_degraded(

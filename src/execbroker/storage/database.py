@@ -157,6 +157,17 @@ class Database:
             return await connection.execution_options(**{_IMMEDIATE: True})
         return connection
 
+    def on_driver_error(self, listener: Callable[[BaseException], None]) -> None:
+        """Call ``listener`` with every error the driver raises, on any connection (also
+        from the SQLite writer's worker thread: ``listener`` must be thread-safe)."""
+        engines = [self.engine.sync_engine]
+        if self._sync_engine is not None:
+            engines.append(self._sync_engine)
+        for engine in engines:
+            event.listen(
+                engine, "handle_error", lambda context: listener(context.original_exception)
+            )
+
     async def dispose(self) -> None:
         await self.engine.dispose()
         if self._sync_engine is not None:

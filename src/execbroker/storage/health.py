@@ -9,9 +9,11 @@ cheaply:
 - **free space** (SQLite): a write into SQLite's write-ahead log may reuse space and
   succeed on a full disk, so the file system holding the database must also keep
   ``healthz_min_free_bytes`` free;
-- **integrity** (SQLite): ``PRAGMA quick_check`` once at start, in a worker thread, so
-  that damaged pages of tables the heartbeat never touches are found too. Its cost grows
-  with the database; it does not delay serving, and its finding holds until a restart.
+- **integrity** (SQLite): ``PRAGMA quick_check`` at start, in a worker thread, so that
+  damaged pages of tables the heartbeat never touches are found too, and again whenever
+  any query of the broker's meets SQLite's "malformed" or "not a database" (at most one
+  check at a time). Its cost grows with the database; it never delays serving, and a
+  finding holds until a restart.
 
 Probes are at most one every ``cache_for`` seconds, and never on the caller's time except
 the first: a stale result is answered at once while a fresh probe runs in the background.
@@ -62,6 +64,15 @@ def _reason(failure: BaseException) -> str:
     return " ".join(text.split())[:200]
 
 
+# SQLITE_CORRUPT and SQLITE_NOTADB (primary codes: the low byte of an extended one).
+_DAMAGE_CODES = frozenset({11, 26})
+
+
+def _damage(failure: BaseException) -> bool:
+    code = getattr(failure, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF in _DAMAGE_CODES
+
+
 class StorageProbe:
     """Probes the database's writes; ``start()`` and ``stop()`` from the app's lifespan."""
 
@@ -87,8 +98,23 @@ class StorageProbe:
         self._integrity_connection: sqlite3.Connection | None = None
 
     def start(self) -> None:
-        if self.sqlite_file is not None:
-            self._integrity = asyncio.create_task(self._check_integrity(self.sqlite_file))
+        if self.sqlite_file is None:
+            return
+        loop = asyncio.get_running_loop()
+
+        def heard(failure: BaseException) -> None:
+            # Any thread: the SQLite writer's worker too.
+            if _damage(failure):
+                loop.call_soon_threadsafe(self._check_integrity_again)
+
+        self.database.on_driver_error(heard)
+        self._check_integrity_again()
+
+    def _check_integrity_again(self) -> None:
+        running = self._integrity is not None and not self._integrity.done()
+        if self.sqlite_file is None or running or self._integrity_problem is not None:
+            return
+        self._integrity = asyncio.create_task(self._check_integrity(self.sqlite_file))
 
     async def stop(self) -> None:
         if self._integrity_connection is not None:
