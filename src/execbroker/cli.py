@@ -172,6 +172,7 @@ def serve(
     """Run the broker until interrupted."""
     import uvicorn  # noqa: PLC0415 - the client commands start faster without the server
 
+    from execbroker.auth.setup import check_authentication  # noqa: PLC0415
     from execbroker.logs import configure_logging  # noqa: PLC0415
     from execbroker.main import create_app  # noqa: PLC0415
     from execbroker.serving import protocol_with_header_deadline  # noqa: PLC0415
@@ -181,6 +182,7 @@ def serve(
     # Storage first, so that what an operator must fix is one line naming the path, not a
     # traceback from the server's lifespan (which opens it again: already migrated, quick).
     try:
+        check_authentication(settings)
         asyncio.run(_check_storage(settings))
     except StartupError as failure:
         _fail(f"cannot start: {failure}", EXIT_ERROR)

@@ -628,9 +628,21 @@ class Settings(BaseSettings):
         default=None,
         description="Required 'aud' of OIDC tokens (auth = oidc).",
     )
+    oidc_owner_claim: str = Field(
+        default="sub",
+        description=(
+            "The token claim whose value owns records and is listed in admins (auth = oidc). "
+            "Default sub: immutable, never reassigned by the issuer. A name claim (e.g. "
+            "preferred_username, to keep records owned by names) binds each name to the "
+            "first sub seen with it and refuses any other sub (docs/security.md)."
+        ),
+    )
     oidc_username_claim: str = Field(
         default="preferred_username",
-        description="The token claim that names the user (auth = oidc).",
+        description=(
+            "The token claim shown as the user's name in messages (auth = oidc); it grants "
+            "nothing. Without it, the owner key is shown."
+        ),
     )
     oidc_algorithms: list[str] = Field(
         default_factory=lambda: ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"],
@@ -643,15 +655,63 @@ class Settings(BaseSettings):
         default=30,
         ge=0,
         description=(
-            "Least time between two fetches of the JWKS when a token names an unknown key "
-            "(key rotation), in seconds."
+            "Least time between two fetches of the JWKS, failed ones included, when a token "
+            "names an unknown key (key rotation), in seconds; after failures the gap grows "
+            "up to 60 s."
+        ),
+    )
+    oidc_jwks_max_age: float = Field(
+        default=600,
+        gt=0,
+        description=(
+            "Seconds after which the JWKS is read again (so a withdrawn key stops working); "
+            "the cached keys answer meanwhile."
+        ),
+    )
+    oidc_jwks_stale_grace: float = Field(
+        default=86_400,
+        ge=0,
+        description=(
+            "Seconds past oidc_jwks_max_age that the cached keys stay in use while the issuer "
+            "cannot be reached; after that, requests are answered 503."
+        ),
+    )
+    oidc_jwks_timeout: float = Field(
+        default=5, gt=0, description="Seconds one fetch of discovery and the JWKS may take."
+    )
+    oidc_jwks_wait: float = Field(
+        default=2,
+        gt=0,
+        description=(
+            "Most seconds a request waits for a JWKS fetch in progress (all requests share "
+            "one fetch); after that it is answered 503 while the fetch goes on."
+        ),
+    )
+    oidc_max_token_lifetime: float = Field(
+        default=86_400,
+        gt=0,
+        description="Tokens whose exp is further ahead than this many seconds are refused.",
+    )
+    oidc_require_at_jwt: bool = Field(
+        default=False,
+        description=(
+            "Accept only tokens typed at+jwt (RFC 9068). Otherwise a typ of JWT or none is "
+            "accepted too; any other typ is always refused."
+        ),
+    )
+    oidc_authorized_parties: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Client ids whose tokens are accepted, by azp (or client_id); empty: not checked "
+            "(comma-separated or a JSON list)."
         ),
     )
     admins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description=(
-            "Usernames that may see and act on every user's offer sets and sessions "
-            "(comma-separated or a JSON list)."
+            "Owner keys that may see and act on every user's offer sets and sessions: "
+            "usernames of the tokens file, or with OIDC values of oidc_owner_claim (sub by "
+            "default) (comma-separated or a JSON list)."
         ),
     )
     quota_live_offers: int | None = Field(
@@ -703,7 +763,7 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _ConfigFileSource(settings_cls))
 
-    @field_validator("admins", mode="before")
+    @field_validator("admins", "oidc_authorized_parties", mode="before")
     @classmethod
     def _admins_parse(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -102,7 +102,7 @@ def create_app(  # noqa: PLR0915
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = await open_database(settings)
         storage = StorageProbe(database, min_free_bytes=settings.healthz_min_free_bytes)
-        authenticator = build_authenticator(settings)
+        authenticator = build_authenticator(settings, database)
         store = BrokerStore(
             database,
             pool=settings.platform,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -34,7 +35,7 @@ async def client(
         oidc_issuer=issuer.issuer,
         oidc_audience="execbroker",
         oidc_jwks_refresh=0,
-        admins=["operator"],
+        admins=[issuer.subject_for("operator")],  # admins are named by the owner key: sub
     ) as started:
         yield started
 
@@ -130,12 +131,15 @@ async def test_an_unreachable_issuer_is_503_not_401(
     assert answer.status_code == 503
     assert answer.headers["retry-after"]
     assert "identity provider" in answer.json()["messages"][0]["message"]
+    assert "HTTP 503" in answer.json()["messages"][0]["message"]
     issuer.idp_down = False
+    # After a failure the next fetch waits out the back-off that Retry-After gave.
+    await asyncio.sleep(float(answer.headers["retry-after"]))
     ok = await client.get("/sessions", headers=bearer(issuer.mint("alice")))
     assert ok.status_code == 200
 
 
-async def test_the_username_claim_is_configurable(
+async def test_the_owner_claim_is_configurable(
     broker: BrokerClient, issuer: FakeOIDCProvider
 ) -> None:
     async with broker(
@@ -143,7 +147,7 @@ async def test_the_username_claim_is_configurable(
         auth="oidc",
         oidc_issuer=issuer.issuer,
         oidc_audience="execbroker",
-        oidc_username_claim="email",
+        oidc_owner_claim="email",
     ) as client:
         with_email = issuer.mint("alice", extra_claims={"email": "alice@example.org"})
         headers = bearer(with_email)

@@ -60,8 +60,10 @@ async def _caller(
 ) -> Caller:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise UnauthorizedError("This needs a bearer token (Authorization: Bearer <token>)")
-    name = await broker.authenticator.username(credentials.credentials)
-    return Caller(name=name, admin=name in broker.settings.admins)
+    identity = await broker.authenticator.identify(credentials.credentials)
+    return Caller(
+        name=identity.key, admin=identity.key in broker.settings.admins, display=identity.display
+    )
 
 
 CallerDep = Annotated[Caller, Depends(_caller)]

@@ -1,31 +1,52 @@
 """JWT bearer tokens from an OpenID Connect issuer, checked against its published keys.
 
-The issuer's discovery document names its JWKS; keys are cached by ``kid``. A token signed
-with a key not in the cache makes the verifier fetch the JWKS again (key rotation), at most
-once every ``jwks_refresh`` seconds, so that a stream of tokens with made-up key ids cannot
-turn the broker into a load generator against the issuer; and at least every
-``jwks_max_age`` seconds, so that a key the issuer withdrew stops working. Only asymmetric
-algorithms are accepted; ``iss``, ``aud`` and ``exp`` are required, ``nbf`` honoured, with a
-small leeway.
+The keys and how they are kept while the issuer fails: :mod:`execbroker.auth.jwks`.
+
+What a token must be to be accepted:
+
+- signed with an asymmetric algorithm of ``algorithms`` by a key the issuer publishes;
+- **type**: the JOSE header's ``typ`` absent, ``JWT`` or ``at+jwt`` (RFC 9068; also as
+  ``application/at+jwt``, any case); with ``require_at_jwt`` only ``at+jwt``. Any other type
+  (an ID token or logout token of an issuer that types them, ``JOSE``…) and any ``cty``
+  (nested tokens) are refused;
+- ``iss`` the configured issuer, ``aud`` holding the configured audience, ``sub`` present;
+- ``exp`` required; ``exp``, ``nbf`` and ``iat`` JSON numbers (not strings, not booleans,
+  finite), checked with ``leeway``; ``exp`` at most ``max_lifetime`` seconds ahead, so a
+  token mis-issued for years does not live for years here;
+- with ``authorized_parties``: ``azp`` (or, without one, RFC 9068's ``client_id``) one of
+  them, so that a token issued to another client (say an ID token whose ``aud`` happens to
+  be this broker's) is refused.
+
+Who it names: the **owner key** is ``owner_claim`` (``sub`` by default: immutable and never
+reassigned by the issuer). A broker trusts one issuer, so ``sub`` alone is unique; it is not
+prefixed with ``iss``, which keeps keys short and lets ``admins`` list plain ``sub`` values.
+The **display name** is ``display_claim`` (``preferred_username``), shown in messages only;
+the key is shown where the token has no usable one. Where a site keys owners by a name claim
+instead, each name is bound to the first ``sub`` seen with it (:mod:`execbroker.auth.bindings`).
+Names are checked where they enter (:func:`execbroker.auth.identity.username_problem`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
+import math
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
 import jwt
 
-from execbroker.exceptions import ServiceUnavailableError, UnauthorizedError
+from execbroker.auth.bindings import NameBindings
+from execbroker.auth.identity import Identity, username_problem
+from execbroker.auth.jwks import IssuerKeys
+from execbroker.exceptions import UnauthorizedError
 
 __all__ = ["OIDCVerifier"]
 
-logger = logging.getLogger(__name__)
-
 _MAX_TOKEN_LENGTH = 16_384
+_ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
+_PLAIN_TYPES = frozenset({"jwt", "application/jwt"})
+_TIME_CLAIMS = ("exp", "nbf", "iat")
 
 
 class OIDCVerifier:
@@ -34,34 +55,71 @@ class OIDCVerifier:
         *,
         issuer: str,
         audience: str,
-        username_claim: str = "preferred_username",
+        owner_claim: str = "sub",
+        display_claim: str = "preferred_username",
         algorithms: list[str] | None = None,
         leeway: float = 30,
+        max_lifetime: float = 86_400,
+        require_at_jwt: bool = False,
+        authorized_parties: Sequence[str] = (),
+        bindings: NameBindings | None = None,
         jwks_refresh: float = 30,
         jwks_max_age: float = 600,
+        jwks_stale_grace: float = 86_400,
+        jwks_timeout: float = 5,
+        jwks_wait: float = 2,
         http: httpx.AsyncClient | None = None,
     ) -> None:
+        if owner_claim != "sub" and bindings is None:
+            raise ValueError("a name claim as the owner key needs the name bindings")
         self._issuer = issuer.rstrip("/")
         self._audience = audience
-        self._claim = username_claim
+        self._owner_claim = owner_claim
+        self._display_claim = display_claim
         self._algorithms = algorithms or ["RS256", "ES256"]
         self._leeway = leeway
-        self._jwks_refresh = jwks_refresh
-        self._jwks_max_age = jwks_max_age
-        self._http = http or httpx.AsyncClient(timeout=httpx.Timeout(10.0))
+        self._max_lifetime = max_lifetime
+        self._types = _ACCESS_TOKEN_TYPES if require_at_jwt else _ACCESS_TOKEN_TYPES | _PLAIN_TYPES
+        self._authorized_parties = frozenset(authorized_parties)
+        self._bindings = bindings if owner_claim != "sub" else None
+        self._http = http or httpx.AsyncClient(timeout=httpx.Timeout(jwks_timeout))
         self._owns_http = http is None
-        self._keys: dict[str, jwt.PyJWK] = {}
-        self._jwks_uri: str | None = None
-        self._fetched_at: float | None = None
-        self._lock = asyncio.Lock()
+        self._keys = IssuerKeys(
+            issuer=issuer,
+            http=self._http,
+            refresh=jwks_refresh,
+            max_age=jwks_max_age,
+            stale_grace=jwks_stale_grace,
+            timeout=jwks_timeout,
+            wait=jwks_wait,
+        )
 
     async def username(self, token: str) -> str:
+        return (await self.identify(token)).key
+
+    async def identify(self, token: str) -> Identity:
         if len(token) > _MAX_TOKEN_LENGTH:
             raise UnauthorizedError("The bearer token is too long to be a JWT", invalid_token=True)
         try:
             header = jwt.get_unverified_header(token)
+            unverified = jwt.decode(token, options={"verify_signature": False})
         except jwt.PyJWTError:
             raise UnauthorizedError("The bearer token is not a JWT", invalid_token=True) from None
+        algorithm = self._check_header(header)
+        # Before PyJWT reads them: it converts with int(), so "1e12" or 10**400 would pass.
+        self._check_times(unverified)
+        key = await self._keys.key(header["kid"])
+        claims = self._verified_claims(token, key, algorithm)
+        self._check_party(claims)
+        key_name = self._name(claims, self._owner_claim)
+        if self._bindings is not None:
+            await self._bindings.check(key_name, self._name(claims, "sub"))
+        display = claims.get(self._display_claim)
+        if not isinstance(display, str) or username_problem(display) is not None:
+            display = key_name
+        return Identity(key=key_name, display=display)
+
+    def _check_header(self, header: dict[str, Any]) -> str:
         algorithm = header.get("alg")
         if algorithm not in self._algorithms:
             raise UnauthorizedError(
@@ -69,7 +127,47 @@ class OIDCVerifier:
                 {"alg": algorithm},
                 invalid_token=True,
             )
-        key = await self._key(header.get("kid"))
+        kind = header.get("typ")
+        if kind is not None and (not isinstance(kind, str) or kind.lower() not in self._types):
+            raise UnauthorizedError(
+                "The bearer token's type (typ {typ}) is not that of an access token; "
+                "this broker accepts {accepted}",
+                {"typ": kind, "accepted": " or ".join(sorted(self._types))},
+                invalid_token=True,
+            )
+        if "cty" in header:
+            raise UnauthorizedError(
+                "Nested tokens (a cty header) are not accepted", invalid_token=True
+            )
+        if not isinstance(header.get("kid"), str):
+            raise UnauthorizedError("The bearer token names no key (kid)", invalid_token=True)
+        return str(algorithm)
+
+    def _check_times(self, claims: dict[str, Any]) -> None:
+        for name in _TIME_CLAIMS:
+            value = claims.get(name)
+            if value is None:
+                continue
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+            ):
+                raise UnauthorizedError(
+                    "The bearer token's {claim} is not a number of seconds",
+                    {"claim": name},
+                    invalid_token=True,
+                )
+        expires = claims.get("exp")
+        if expires is not None and expires - time.time() > self._max_lifetime + self._leeway:
+            raise UnauthorizedError(
+                "The bearer token expires further ahead than this broker accepts "
+                "(oidc_max_token_lifetime: {limit} s)",
+                {"limit": round(self._max_lifetime)},
+                invalid_token=True,
+            )
+
+    def _verified_claims(self, token: str, key: jwt.PyJWK, algorithm: str) -> dict[str, Any]:
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -78,7 +176,7 @@ class OIDCVerifier:
                 audience=self._audience,
                 issuer=self._issuer,
                 leeway=self._leeway,
-                options={"require": ["exp", "iss", "aud"]},
+                options={"require": ["exp", "iss", "aud", "sub"]},
             )
         except jwt.ExpiredSignatureError:
             raise UnauthorizedError("The bearer token has expired", invalid_token=True) from None
@@ -98,71 +196,37 @@ class OIDCVerifier:
             raise UnauthorizedError(
                 "The bearer token is not valid: {reason}", {"reason": problem}, invalid_token=True
             ) from None
-        user = claims.get(self._claim)
-        if not isinstance(user, str) or not user:
+        return claims
+
+    def _check_party(self, claims: dict[str, Any]) -> None:
+        if not self._authorized_parties:
+            return
+        party = claims.get("azp", claims.get("client_id"))
+        if party not in self._authorized_parties:
+            raise UnauthorizedError(
+                "The bearer token was issued to a client this broker does not accept (azp)",
+                invalid_token=True,
+            )
+
+    @staticmethod
+    def _name(claims: dict[str, Any], claim: str) -> str:
+        value = claims.get(claim)
+        if not isinstance(value, str) or not value:
             raise UnauthorizedError(
                 "The bearer token has no {claim} claim naming the user",
-                {"claim": self._claim},
+                {"claim": claim},
                 invalid_token=True,
             )
-        return user
-
-    async def _key(self, kid: object) -> jwt.PyJWK:
-        if not isinstance(kid, str):
-            raise UnauthorizedError("The bearer token names no key (kid)", invalid_token=True)
-        found = self._keys.get(kid) if self._fresh() else None
-        if found is not None:
-            return found
-        async with self._lock:
-            found = self._keys.get(kid) if self._fresh() else None
-            if found is None and self._may_refetch():
-                await self._fetch()
-                found = self._keys.get(kid)
-        if found is None:
+        problem = username_problem(value)
+        if problem is not None:
             raise UnauthorizedError(
-                "The bearer token is signed with a key the issuer does not publish",
+                "The bearer token's {claim} claim {problem}",
+                {"claim": claim, "problem": problem},
                 invalid_token=True,
             )
-        return found
-
-    def _fresh(self) -> bool:
-        """Keys are read again now and then, so that one the issuer withdrew stops working."""
-        return self._fetched_at is not None and (
-            time.monotonic() - self._fetched_at < self._jwks_max_age
-        )
-
-    def _may_refetch(self) -> bool:
-        return self._fetched_at is None or (
-            time.monotonic() - self._fetched_at >= self._jwks_refresh
-        )
-
-    async def _fetch(self) -> None:
-        """Read discovery (once) and the JWKS; 503 while the issuer cannot be reached."""
-        try:
-            if self._jwks_uri is None:
-                answer = await self._http.get(f"{self._issuer}/.well-known/openid-configuration")
-                answer.raise_for_status()
-                discovery = answer.json()
-                if str(discovery.get("issuer", "")).rstrip("/") != self._issuer:
-                    logger.error(
-                        "OIDC discovery names issuer %r, not the configured %r",
-                        discovery.get("issuer"),
-                        self._issuer,
-                    )
-                    raise ServiceUnavailableError("The identity provider is misconfigured")
-                self._jwks_uri = str(discovery["jwks_uri"])
-            answer = await self._http.get(self._jwks_uri)
-            answer.raise_for_status()
-            keys = jwt.PyJWKSet.from_dict(answer.json())
-        except (httpx.HTTPError, ValueError, KeyError, jwt.PyJWKSetError) as problem:
-            logger.warning("cannot read the OIDC issuer's keys: %s", type(problem).__name__)
-            raise ServiceUnavailableError(
-                "The identity provider cannot be reached to check the token; try again"
-            ) from None
-        self._keys = {key.key_id: key for key in keys.keys if key.key_id}
-        self._fetched_at = time.monotonic()
-        logger.info("OIDC keys read: %d", len(self._keys))
+        return value
 
     async def aclose(self) -> None:
+        await self._keys.aclose()
         if self._owns_http:
             await self._http.aclose()

@@ -12,7 +12,8 @@ find the token without copy-paste. The file is read again when it changes, so op
 and revoke tokens without a restart. Tokens are kept only as SHA-256 digests in memory.
 
 Revocation fails closed: a file that cannot be read whole (it does not parse, is empty, is
-not a mapping, holds a token too short) means that no token is valid until it is fixed,
+not a mapping, holds a token too short or a username the broker cannot store: longer than
+255 characters, a control character) means that no token is valid until it is fixed,
 with one ERROR log line naming the file and what is wrong. Keeping the tokens read last
 would keep valid the very token an operator was removing when the edit went wrong.
 """
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import yaml
 
+from execbroker.auth.identity import Identity, username_problem
 from execbroker.exceptions import UnauthorizedError
 
 __all__ = ["TokenFile", "ensure_tokens_file", "local_token"]
@@ -70,6 +72,10 @@ def _read(path: Path) -> dict[str, str]:
     for token, user in tokens.items():
         if not isinstance(token, str) or not isinstance(user, str) or not token or not user:
             raise ValueError("every entry of 'tokens' must map a token to a username")
+        problem = username_problem(user)
+        if problem is not None:
+            # Not quoted: the name may be megabytes long or move the log reader's terminal.
+            raise ValueError(f"the username of a token {problem}")
         if len(token) < 16:
             raise ValueError(f"a token of {user!r} is shorter than 16 characters")
         result[token] = user
@@ -133,12 +139,16 @@ class TokenFile:
         self._stamp = stamp
         logger.info("tokens file read: %d token(s)", len(self._users))
 
-    async def username(self, token: str) -> str:
+    async def identify(self, token: str) -> Identity:
+        """The file's username is both the owner key and the name shown."""
         self._reload()
         user = self._users.get(_digest(token))
         if user is None:
             raise UnauthorizedError("The bearer token is not valid", invalid_token=True)
-        return user
+        return Identity(key=user, display=user)
+
+    async def username(self, token: str) -> str:
+        return (await self.identify(token)).key
 
     async def aclose(self) -> None:
         return None

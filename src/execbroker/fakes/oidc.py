@@ -4,8 +4,9 @@ It fakes what the broker and Skaha need from an identity provider: the discovery
 the JWKS with RS256 keys that can be rotated, the token endpoint (``refresh_token`` and
 ``client_credentials`` grants with ``client_secret_basic`` or ``client_secret_post``),
 ``userinfo`` (how Skaha validates a token, SKAHA.md §2.2) and RFC 7009 revocation. Knobs make
-it fail the way a real one does: down (503 with ``Retry-After``), the next N token calls
-answering 500, refresh tokens revoked under the client's feet.
+it fail the way a real one does: down (503 with ``Retry-After``), hanging (discovery and the
+JWKS answer nothing until the knob is cleared), the next N token calls answering 500, refresh
+tokens revoked under the client's feet.
 
 Serve it on its own::
 
@@ -27,6 +28,7 @@ is minted or discovery is served.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import secrets
@@ -131,6 +133,8 @@ class FakeOIDCProvider:
     * ``idp_down`` — every endpoint answers 503 with ``Retry-After: retry_after_seconds`` and
       ``user_for`` returns ``None`` for every token, as Skaha does when IAM is unreachable.
     * ``token_endpoint_failures`` — the next N calls to the token endpoint answer 500.
+    * ``hanging`` — discovery and the JWKS answer nothing (the connection stays open) while
+      it is set; clear it to let them answer, as a stalled IdP recovering does.
 
     Counters (read them in assertions): ``token_requests`` (every POST to the token
     endpoint, failed ones included), ``refresh_grants`` (successful refresh grants),
@@ -160,6 +164,7 @@ class FakeOIDCProvider:
         self.clock = clock
 
         self.idp_down = False
+        self.hanging = False
         self.retry_after_seconds = 30
         self.token_endpoint_failures = 0
 
@@ -227,6 +232,7 @@ class FakeOIDCProvider:
         extra_claims: Mapping[str, Any] | None = None,
         unpublished_key: bool = False,
         kid: str | None = None,
+        extra_headers: Mapping[str, Any] | None = None,
     ) -> str:
         """A signed JWT access token for ``username``; every default is a valid token.
 
@@ -234,7 +240,8 @@ class FakeOIDCProvider:
         (expired), ``not_before`` in the future, another ``audience`` or ``issuer``,
         ``unpublished_key=True`` (signed by a key not in the JWKS, under its own ``kid``
         unless ``kid`` names another, e.g. a published one, to forge a signature).
-        ``extra_claims`` are merged last and win.
+        ``extra_claims`` are merged last and win (``{"sub": …}`` for another person with the
+        same name); ``extra_headers`` join the JOSE header (``{"typ": "at+jwt"}``).
         """
         issued = issued_at if issued_at is not None else self.clock()
         lifetime = lifetime if lifetime is not None else self.access_token_ttl
@@ -251,7 +258,7 @@ class FakeOIDCProvider:
             self.username_claim: username,
         }
         claims.update(extra_claims or {})
-        headers = {"kid": kid if kid is not None else key.kid}
+        headers = {"kid": kid if kid is not None else key.kid, **(extra_headers or {})}
         return jwt.encode(claims, key.private_key, algorithm=ALGORITHM, headers=headers)
 
     def _audience_claim(self, audience: str | Sequence[str] | None) -> str | list[str]:
@@ -393,6 +400,11 @@ class FakeOIDCProvider:
             ]
         )
 
+    async def _stall(self) -> None:
+        """While ``hanging``: answer nothing, as an IdP whose backend stalled."""
+        while self.hanging:  # noqa: ASYNC110 - set from the test thread, not this loop
+            await asyncio.sleep(0.05)
+
     def _unavailable(self) -> Response | None:
         if not self.idp_down:
             return None
@@ -406,12 +418,14 @@ class FakeOIDCProvider:
         """Fakes ``/.well-known/openid-configuration``."""
         with self._lock:
             self.discovery_requests += 1
+        await self._stall()
         return self._unavailable() or JSONResponse(self.discovery_document())
 
     async def _jwks(self, _request: Request) -> Response:
         """Fakes the ``jwks_uri``: the published public keys."""
         with self._lock:
             self.jwks_requests += 1
+        await self._stall()
         return self._unavailable() or JSONResponse(self.jwks())
 
     async def _authorize(self, _request: Request) -> Response:
