@@ -100,6 +100,8 @@ class Advance:
     connectors: list[dict[str, Any]]
     components: list[ComponentChange]
     messages: list[MessageItem] = field(default_factory=list)
+    # Components whose release this pass decided but left for the next one to ask for.
+    deferred: frozenset[UUID] = frozenset()
 
 
 class _Component:
@@ -441,12 +443,14 @@ class _Pass:
             return
         end = self.run_end()
         if self.now >= end:
+            # A decision like a cancel: committed before the platform is asked, so that an
+            # extension that landed first (a newer revision) undoes it instead of being lost.
             self.decide(
                 SessionPhase.COMPLETED,
                 "The offered time ended at {end}; releasing",
                 end=format_instant(end),
             )
-            await self.release(part, ComponentPhase.COMPLETED)
+            await self.release(part, ComponentPhase.COMPLETED, defer=True)
             return
         if self.interactive() and not self.warned and self.now >= end - self.timings.end_warning:
             self.warned = True
@@ -512,13 +516,17 @@ class _Pass:
             case _:
                 return True
 
-    async def release(self, part: _Component, outcome: ComponentPhase) -> None:
+    async def release(
+        self, part: _Component, outcome: ComponentPhase, *, defer: bool = False
+    ) -> None:
         part.outcome = part.outcome or outcome
         if part.started_at is None:
             self.move(part, part.outcome)
             return
-        if part.outcome is not ComponentPhase.COMPLETED or self.ending is not (
-            SessionPhase.COMPLETED
+        if (
+            defer
+            or part.outcome is not ComponentPhase.COMPLETED
+            or self.ending is not SessionPhase.COMPLETED
         ):
             # Why it is released (a failure, a cancel) cannot be read back from the platform
             # after a crash: commit the decision first, call the platform on the next pass.
@@ -646,6 +654,7 @@ class _Pass:
             connectors=self.connectors,
             components=[p.change() for p in self.parts if p.changed()],
             messages=self.messages,
+            deferred=frozenset(self.deferred),
         )
 
 

@@ -189,6 +189,15 @@ class SessionService:
                 raise ConflictError(
                     "The session ended while it was being extended", path=EXTEND_PATH
                 )
+            # Judged under the lock, by the clock the engine ends runs by: a run whose time
+            # is up is being ended (or its ending is decided), and stays ended.
+            run_end = current.schedule.available_start + current.schedule.available_duration
+            if current.ending is not None or now >= run_end:
+                raise ConflictError(
+                    "The run's offered time ended at {end}; it can no longer be extended",
+                    {"end": format_instant(run_end)},
+                    path=EXTEND_PATH,
+                )
             holds = booking.holds(
                 current.schedule.release_end,
                 current.schedule.release_end + self._room(current),
@@ -447,7 +456,7 @@ class SessionService:
         now = self._clock.now()
         match target:
             case SessionPhase.ACCEPTED:
-                await self._accept(session, now=now, by=caller.name)
+                await self._accept(session, now=now, by=caller.label)
                 OFFERS.labels("accepted").inc()
             case SessionPhase.REJECTED:
                 await self._move(
@@ -455,11 +464,11 @@ class SessionService:
                     target,
                     ComponentPhase.CANCELLED,
                     now=now,
-                    note=info("Offer rejected by {user}", time=now, user=caller.name),
+                    note=info("Offer rejected by {user}", time=now, user=caller.label),
                 )
                 OFFERS.labels("rejected").inc()
             case SessionPhase.CANCELLED:
-                await self._cancel(session, now=now, by=caller.name)
+                await self._cancel(session, now=now, by=caller.label)
         self._on_change(uuid)
         logger.info("session updated", extra={"session": str(uuid), "phase": target.value})
         return await self.get_session(uuid, caller=caller)

@@ -7,6 +7,7 @@ racing callers can never both change the same thing. Every query is filtered by 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -804,20 +805,26 @@ class BrokerStore:
 
         Returns the sessions written, and when the next step nobody holds is due then (as
         :meth:`next_step_due`, read in the same transaction). A session whose revision
-        moved on meanwhile (a user cancelled it) keeps the user's phase and is looked at
-        again at once.
+        moved on meanwhile (a user cancelled or extended it) keeps the user's phase and is
+        looked at again at once; the pass's decisions that nothing has acted on yet (its
+        ending, the releases it deferred, its session messages) are dropped with it, since
+        they were made on the older view: what the platform already did is kept.
         """
         if not advances:
             return [], await self.next_step_due(now=now)
         async with self._db.write() as connection:
-            held = sa.select(sessions.c.uuid).where(
+            held = sa.select(sessions.c.uuid, sessions.c.revision).where(
                 sessions.c.uuid.in_([str(a.session_uuid) for a in advances]),
                 sessions.c.claimed_by == worker,
             )
             if not self._db.is_sqlite:
                 held = held.with_for_update()  # no lease can be taken over mid-commit
-            mine = {row.uuid for row in (await connection.execute(held)).all()}
-            kept = [a for a in advances if str(a.session_uuid) in mine]
+            mine = {row.uuid: row.revision for row in (await connection.execute(held)).all()}
+            kept = [
+                a if mine[str(a.session_uuid)] == a.revision else _undecided(a)
+                for a in advances
+                if str(a.session_uuid) in mine
+            ]
             if not kept:
                 return [], await self._next_step_due(connection, now)
             same = sessions.c.revision == sa.bindparam("b_revision")
@@ -1278,6 +1285,18 @@ def _get_session(connection: Connection, uuid: UUID, *, owner: str | None) -> Se
     ).all()
     found = _load_sessions(connection, rows)
     return found[0] if found else None
+
+
+def _undecided(advance: Any) -> Any:
+    """``advance`` without the decisions it made on a view a user has since changed: no
+    ending, no deferred releases (nothing was asked of the platform for them), no session
+    messages. The next pass decides again on what is there now."""
+    return dataclasses.replace(
+        advance,
+        ending=None,
+        messages=[],
+        components=[c for c in advance.components if c.uuid not in advance.deferred],
+    )
 
 
 class _LostRaceError(Exception):
