@@ -182,6 +182,35 @@ async def test_pages_damaged_while_serving_are_degraded_once_a_query_meets_them(
     assert body["database_message"].startswith("the database is damaged: ")
 
 
+async def test_healthz_answers_at_once_while_writes_hang_then_says_so(tmp_path: Path) -> None:
+    """Another process holds SQLite's write lock: /healthz never waits for it (a balancer's
+    probe does not time out), and once a write has waited 5 s it answers 503."""
+    async with _broker(_settings(tmp_path)) as client:
+        await _healthz_becomes(client, 200)
+        holder = sqlite3.connect(tmp_path / "execbroker.db", isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            slowest, answer = 0.0, None
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                started = time.monotonic()
+                answer = await client.get("/healthz")
+                slowest = max(slowest, time.monotonic() - started)
+                if answer.status_code == 503:
+                    break
+                await asyncio.sleep(0.2)
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert answer is not None
+        assert answer.status_code == 503
+        assert answer.json()["database_message"] == (
+            "writes fail: a write did not commit within 5 s"
+        )
+        assert slowest < 0.5
+        await _healthz_becomes(client, 200)
+
+
 async def test_a_read_only_postgresql_database_is_degraded(
     tmp_path: Path, postgres_database: str | None
 ) -> None:
