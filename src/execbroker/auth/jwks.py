@@ -83,7 +83,7 @@ class IssuerKeys:
         max_age: float = 600,
         stale_grace: float = 86_400,
         timeout: float = 5,
-        wait: float = 2,
+        wait: float = 1.5,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._issuer = issuer.rstrip("/")
@@ -153,7 +153,9 @@ class IssuerKeys:
                 "The bearer token is signed with a key the issuer does not publish",
                 invalid_token=True,
             )
-        problem = "it does not answer yet" if fetching else (self._problem or "unknown")
+        problem = self._problem or "it has not answered yet"
+        if fetching and self._problem:
+            problem += "; it is being asked again"
         if usable:
             error = ServiceUnavailableError(
                 "The identity provider cannot be reached to read a new signing key "

@@ -67,7 +67,7 @@ class OIDCVerifier:
         jwks_max_age: float = 600,
         jwks_stale_grace: float = 86_400,
         jwks_timeout: float = 5,
-        jwks_wait: float = 2,
+        jwks_wait: float = 1.5,
         http: httpx.AsyncClient | None = None,
     ) -> None:
         if owner_claim != "sub" and bindings is None:
@@ -151,7 +151,7 @@ class OIDCVerifier:
             if (
                 isinstance(value, bool)
                 or not isinstance(value, int | float)
-                or not math.isfinite(value)
+                or (isinstance(value, float) and not math.isfinite(value))
             ):
                 raise UnauthorizedError(
                     "The bearer token's {claim} is not a number of seconds",
@@ -159,7 +159,8 @@ class OIDCVerifier:
                     invalid_token=True,
                 )
         expires = claims.get("exp")
-        if expires is not None and expires - time.time() > self._max_lifetime + self._leeway:
+        # Compared, not subtracted: an int like 10**400 overflows a float subtraction.
+        if expires is not None and expires > time.time() + self._max_lifetime + self._leeway:
             raise UnauthorizedError(
                 "The bearer token expires further ahead than this broker accepts "
                 "(oidc_max_token_lifetime: {limit} s)",
@@ -202,7 +203,7 @@ class OIDCVerifier:
         if not self._authorized_parties:
             return
         party = claims.get("azp", claims.get("client_id"))
-        if party not in self._authorized_parties:
+        if not isinstance(party, str) or party not in self._authorized_parties:
             raise UnauthorizedError(
                 "The bearer token was issued to a client this broker does not accept (azp)",
                 invalid_token=True,
