@@ -2,6 +2,9 @@
 
 Every message carries its ``template`` with ``{name}`` holes, the ``values`` for them, and
 the rendered ``message``: all three are filled, always (the Java broker left two empty).
+Values often come from users and platforms (names, a container's output): their control
+characters are escaped here, where every message is made, so that what is stored holds no
+NUL (PostgreSQL refuses it) and nothing a terminal would act on (:mod:`.printable`).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from execbroker.model.phases import MessageLevel
+from execbroker.model.printable import escape_controls
 from execbroker.model.wire import MessageItem
 
 __all__ = ["error", "info", "make_message", "render_template", "warn"]
@@ -31,7 +35,8 @@ def make_message(
     *,
     time: datetime | None = None,
 ) -> MessageItem:
-    text_values = {name: str(value) for name, value in values.items()}
+    text_values = {name: escape_controls(str(value)) for name, value in values.items()}
+    template = escape_controls(template)
     return MessageItem(
         kind=MESSAGE_KIND,
         time=time or datetime.now(UTC),

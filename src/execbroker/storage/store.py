@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -367,6 +368,15 @@ class Booking:
             [note],
         )
         return True
+
+
+logger = logging.getLogger(__name__)
+
+# How soon a session whose step the database refused is looked at again (alone).
+UNWRITTEN_STEP_RETRY = timedelta(seconds=5)
+# What a value the database cannot hold raises: a driver error (PostgreSQL refuses a NUL)
+# wrapped by SQLAlchemy, or an encoding error (a lone surrogate) before it is sent.
+_REFUSED_VALUES = (sa.exc.SQLAlchemyError, ValueError)
 
 
 class BrokerStore:
@@ -809,6 +819,11 @@ class BrokerStore:
         looked at again at once; the pass's decisions that nothing has acted on yet (its
         ending, the releases it deferred, its session messages) are dropped with it, since
         they were made on the older view: what the platform already did is kept.
+
+        One session's step that the database refuses (a value it cannot hold) does not cost
+        the others theirs: the batch is written in a savepoint and, if that fails, each
+        session in its own; a session whose write still fails keeps its old state, is
+        released and is looked at again alone after :data:`UNWRITTEN_STEP_RETRY`.
         """
         if not advances:
             return [], await self.next_step_due(now=now)
@@ -827,75 +842,120 @@ class BrokerStore:
             ]
             if not kept:
                 return [], await self._next_step_due(connection, now)
-            same = sessions.c.revision == sa.bindparam("b_revision")
+            written = await self._write_isolated(connection, kept, now)
+            upcoming = await self._next_step_due(connection, now)
+        return [a.session_uuid for a in written], upcoming
+
+    async def _write_isolated(
+        self, connection: AsyncConnection, kept: list[Any], now: datetime
+    ) -> list[Any]:
+        """Write the advances, the batch at once if it can; the ones written."""
+        failure = await self._write_saved(connection, kept, now)
+        if failure is None:
+            return kept
+        written: list[Any] = []
+        unwritten: dict[UUID, BaseException] = {}
+        if len(kept) == 1:
+            unwritten[kept[0].session_uuid] = failure
+        else:
+            logger.warning("an engine batch did not write; writing its sessions one by one")
+            for advance in kept:
+                alone = await self._write_saved(connection, [advance], now)
+                if alone is None:
+                    written.append(advance)
+                else:
+                    unwritten[advance.session_uuid] = alone
+        for uuid, error in unwritten.items():
+            logger.error(
+                "an engine step did not write; it is tried again alone",
+                extra={"session": str(uuid), "error": str(error)[:500]},
+            )
+        await connection.execute(
+            sessions.update()
+            .where(sessions.c.uuid.in_([str(uuid) for uuid in unwritten]))
+            .values(next_due=now + UNWRITTEN_STEP_RETRY, claimed_by=None, claimed_until=None)
+        )
+        return written
+
+    async def _write_saved(
+        self, connection: AsyncConnection, kept: list[Any], now: datetime
+    ) -> BaseException | None:
+        """Write in a savepoint; what the database refused, rolled back to it (None: written)."""
+        try:
+            async with connection.begin_nested():
+                await self._write_advances(connection, kept, now)
+        except _REFUSED_VALUES as refused:
+            return refused
+        return None
+
+    async def _write_advances(
+        self, connection: AsyncConnection, kept: list[Any], now: datetime
+    ) -> None:
+        same = sessions.c.revision == sa.bindparam("b_revision")
+        await connection.execute(
+            sessions.update()
+            .where(sessions.c.uuid == sa.bindparam("b_uuid"))
+            .values(
+                phase=sa.case((same, sa.bindparam("b_phase")), else_=sessions.c.phase),
+                releasing=sa.case((same, sa.bindparam("b_releasing")), else_=sessions.c.releasing),
+                next_due=sa.case((same, sa.bindparam("b_next_due")), else_=now),
+                ending=sa.func.coalesce(sessions.c.ending, sa.bindparam("b_ending")),
+                seen=True,
+                warned=sa.bindparam("b_warned"),
+                connectors=sa.bindparam("b_connectors", type_=sessions.c.connectors.type),
+                claimed_by=None,
+                claimed_until=None,
+                modified=now,
+            ),
+            [
+                {
+                    "b_uuid": str(a.session_uuid),
+                    "b_revision": a.revision,
+                    "b_phase": a.phase.value,
+                    "b_releasing": a.releasing,
+                    "b_next_due": a.next_due,
+                    "b_ending": a.ending.value if a.ending else None,
+                    "b_warned": a.warned,
+                    "b_connectors": a.connectors,
+                }
+                for a in kept
+            ],
+        )
+        changes = [(a, c) for a in kept for c in a.components]
+        if changes:
             await connection.execute(
-                sessions.update()
-                .where(sessions.c.uuid == sa.bindparam("b_uuid"))
+                components.update()
+                .where(components.c.uuid == sa.bindparam("b_uuid"))
                 .values(
-                    phase=sa.case((same, sa.bindparam("b_phase")), else_=sessions.c.phase),
-                    releasing=sa.case(
-                        (same, sa.bindparam("b_releasing")), else_=sessions.c.releasing
-                    ),
-                    next_due=sa.case((same, sa.bindparam("b_next_due")), else_=now),
-                    ending=sa.func.coalesce(sessions.c.ending, sa.bindparam("b_ending")),
-                    seen=True,
-                    warned=sa.bindparam("b_warned"),
-                    connectors=sa.bindparam("b_connectors", type_=sessions.c.connectors.type),
-                    claimed_by=None,
-                    claimed_until=None,
+                    phase=sa.bindparam("b_phase"),
+                    due=sa.bindparam("b_due", type_=components.c.due.type),
+                    outcome=sa.bindparam("b_outcome"),
+                    started_at=sa.bindparam("b_started", type_=components.c.started_at.type),
+                    exit_code=sa.bindparam("b_exit"),
                     modified=now,
                 ),
                 [
                     {
-                        "b_uuid": str(a.session_uuid),
-                        "b_revision": a.revision,
-                        "b_phase": a.phase.value,
-                        "b_releasing": a.releasing,
-                        "b_next_due": a.next_due,
-                        "b_ending": a.ending.value if a.ending else None,
-                        "b_warned": a.warned,
-                        "b_connectors": a.connectors,
+                        "b_uuid": str(c.uuid),
+                        "b_phase": c.phase.value,
+                        "b_due": c.due,
+                        "b_outcome": c.outcome.value if c.outcome else None,
+                        "b_started": c.started_at,
+                        "b_exit": c.exit_code,
                     }
-                    for a in kept
+                    for _, c in changes
                 ],
             )
-            changes = [(a, c) for a in kept for c in a.components]
-            if changes:
-                await connection.execute(
-                    components.update()
-                    .where(components.c.uuid == sa.bindparam("b_uuid"))
-                    .values(
-                        phase=sa.bindparam("b_phase"),
-                        due=sa.bindparam("b_due", type_=components.c.due.type),
-                        outcome=sa.bindparam("b_outcome"),
-                        started_at=sa.bindparam("b_started", type_=components.c.started_at.type),
-                        exit_code=sa.bindparam("b_exit"),
-                        modified=now,
-                    ),
-                    [
-                        {
-                            "b_uuid": str(c.uuid),
-                            "b_phase": c.phase.value,
-                            "b_due": c.due,
-                            "b_outcome": c.outcome.value if c.outcome else None,
-                            "b_started": c.started_at,
-                            "b_exit": c.exit_code,
-                        }
-                        for _, c in changes
-                    ],
-                )
-            rows: list[dict[str, Any]] = []
-            for advance in kept:
-                session_uuid = advance.session_uuid
-                target = MessageTarget(session_uuid, session_uuid=session_uuid)
-                rows.extend(_message_row(target, m) for m in advance.messages)
-                for change in advance.components:
-                    target = MessageTarget(change.uuid, session_uuid=session_uuid)
-                    rows.extend(_message_row(target, m) for m in change.messages)
-            if rows:
-                await connection.execute(messages.insert(), rows)
-            upcoming = await self._next_step_due(connection, now)
-        return [a.session_uuid for a in kept], upcoming
+        rows: list[dict[str, Any]] = []
+        for advance in kept:
+            session_uuid = advance.session_uuid
+            target = MessageTarget(session_uuid, session_uuid=session_uuid)
+            rows.extend(_message_row(target, m) for m in advance.messages)
+            for change in advance.components:
+                target = MessageTarget(change.uuid, session_uuid=session_uuid)
+                rows.extend(_message_row(target, m) for m in change.messages)
+        if rows:
+            await connection.execute(messages.insert(), rows)
 
     async def next_step_due(self, *, now: datetime) -> datetime | None:
         """When the next step nobody holds is due. Steps another worker holds are its
