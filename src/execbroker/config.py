@@ -469,6 +469,23 @@ class Settings(BaseSettings):
             "logged with its traceback) is tried again; nothing of the failed step is kept."
         ),
     )
+    engine_step_deadline: float = Field(
+        default=2,
+        gt=0,
+        description=(
+            "Seconds an engine pass waits for its sessions' steps before it commits those that "
+            "finished; a slower step (a slow platform call) goes on and commits on its own, "
+            "so it never holds up the others."
+        ),
+    )
+    engine_call_deadline: float = Field(
+        default=30,
+        gt=0,
+        description=(
+            "Seconds one platform call may take before it is given up and tried again; at most "
+            "half of engine_lease is used, so that a step never outlives its claim."
+        ),
+    )
     engine_lease: float = Field(
         default=60,
         gt=0,
@@ -854,6 +871,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{self.data_dir / 'execbroker.db'}"
+
+    @property
+    def call_deadline(self) -> timedelta:
+        """The platform call deadline in force: within half the engine's lease."""
+        return timedelta(seconds=min(self.engine_call_deadline, self.engine_lease / 2))
 
     @property
     def offer_lifetime(self) -> timedelta:

@@ -73,6 +73,11 @@ TOKEN_REFRESHES = Counter(
     "Platform credential refreshes, by outcome (ok, failed, invalid_grant)",
     ["platform", "outcome"],
 )
+LATE_STEPS = Counter(
+    "execbroker_engine_late_steps_total",
+    "Engine steps that outlived their pass's step deadline (a slow platform call) and "
+    "committed on their own, without holding up the other sessions of the pass",
+)
 BOOKINGS = Counter(
     "execbroker_bookings_total",
     "Booking transactions (offers, direct runs, extensions), by how they were settled: "

@@ -3,9 +3,14 @@
 Every pending action lives in the database as a due time (``sessions.next_due``, and
 ``components.due`` for each component's own next action). The engine claims due sessions
 in batches with a lease, runs :func:`~execbroker.lifecycle.rules.advance` on each of them
-concurrently (platform calls included), and commits all the results in one transaction.
+concurrently (platform calls included), and commits the results in one transaction.
 A failure in one session is logged with its id and retried later; it never holds up the
 rest. Nothing sleeps inside a step: a step that has to wait says when to come back.
+
+A slow platform cannot stall the others either. A pass waits ``step_deadline`` for its
+steps, commits those that finished, and lets the slow ones go on in the background: each
+commits on its own when its platform calls return (it still holds its session's lease,
+and every platform call has a deadline shorter than the lease: ``EngineTimings``).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from execbroker.lifecycle.background import BackgroundLoop
 from execbroker.lifecycle.changes import ChangeFeed
 from execbroker.lifecycle.derive import derive_session_phase, still_releasing
 from execbroker.lifecycle.rules import Advance, EngineTimings, advance
-from execbroker.metrics import ENGINE_PASSES, STEP_DURATION, STEP_LATENESS
+from execbroker.metrics import ENGINE_PASSES, LATE_STEPS, STEP_DURATION, STEP_LATENESS
 from execbroker.model.phases import TERMINAL_COMPONENT_PHASES
 from execbroker.model.records import SessionRecord
 from execbroker.platforms.base import Platform
@@ -51,6 +56,7 @@ class Engine(BackgroundLoop):
         idle: float = 1.0,
         retry: timedelta = timedelta(seconds=5),
         single_process: bool = True,
+        step_deadline: float | None = 2.0,
     ) -> None:
         super().__init__()
         self._store = store
@@ -64,6 +70,8 @@ class Engine(BackgroundLoop):
         self._idle = idle
         self._retry = retry
         self._single_process = single_process
+        self._step_deadline = step_deadline
+        self._late: set[asyncio.Task[None]] = set()
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:8]}"
 
     async def reconcile(self) -> None:
@@ -99,18 +107,47 @@ class Engine(BackgroundLoop):
         if not batch:
             return 0, await self._store.next_step_due(now=now)
         ENGINE_PASSES.observe(len(batch))
-        advances = await asyncio.gather(*(self._advance(session, now) for session in batch))
+        steps = [asyncio.ensure_future(self._advance(session, now)) for session in batch]
+        done, slow = await asyncio.wait(steps, timeout=self._step_deadline)
+        advances = [step.result() for step in steps if step in done]
         written, upcoming = await self._store.commit_advances(advances, worker=self.worker, now=now)
         for uuid in written:
             self._changes.publish(uuid)
+        for step in slow:
+            late = asyncio.create_task(self._commit_late(step), name="execbroker-late-step")
+            self._late.add(late)
+            late.add_done_callback(self._late.discard)
         return len(batch), upcoming
+
+    async def _commit_late(self, step: asyncio.Future[Advance]) -> None:
+        """A step that outlived its pass's deadline commits on its own when it is done."""
+        LATE_STEPS.inc()
+        try:
+            found = await step
+            written, _ = await self._store.commit_advances(
+                [found], worker=self.worker, now=self._clock.now()
+            )
+        except Exception:
+            logger.exception("committing a slow step failed; its lease will run out")
+            return
+        for uuid in written:
+            self._changes.publish(uuid)
+        self.poke()
+
+    async def stop(self) -> None:
+        await super().stop()
+        for late in list(self._late):
+            late.cancel()
+        await asyncio.gather(*self._late, return_exceptions=True)
 
     async def _advance(self, session: SessionRecord, now: datetime) -> Advance:
         if session.next_due is not None:
             STEP_LATENESS.observe(max(0.0, (now - session.next_due).total_seconds()))
         started = time.perf_counter()
         try:
-            return await advance(session, self._platform, now=now, timings=self._timings)
+            return await advance(
+                session, self._platform, now=now, timings=self._timings, clock=self._clock
+            )
         except Exception:
             logger.exception(
                 "engine step failed; retrying later", extra={"session": str(session.uuid)}

@@ -26,12 +26,14 @@ adopts what was already started instead of starting it twice.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from execbroker.clock import Clock
 from execbroker.lifecycle.derive import derive_session_phase, still_releasing
 from execbroker.model import kinds
 from execbroker.model.isotime import format_duration, format_instant
@@ -73,6 +75,9 @@ class EngineTimings:
     budget_slack: timedelta = timedelta(seconds=60)
     poll_interval: timedelta = timedelta(seconds=5)
     end_warning: timedelta = timedelta(minutes=5)
+    # Longest a platform call may take: shorter than the engine's lease, so that a step
+    # never outlives its claim. A call cut off is tried again, like an unreachable platform.
+    call_deadline: timedelta = timedelta(seconds=30)
 
 
 @dataclass
@@ -149,12 +154,18 @@ class _Component:
 
 class _Pass:
     def __init__(
-        self, session: SessionRecord, platform: Platform, now: datetime, timings: EngineTimings
+        self,
+        session: SessionRecord,
+        platform: Platform,
+        now: datetime,
+        timings: EngineTimings,
+        clock: Clock | None = None,
     ) -> None:
         self.session = session
         self.platform = platform
         self.now = now
         self.timings = timings
+        self.clock = clock
         self.ending = session.ending
         self.warned = session.warned
         self.connectors = [dict(c) for c in session.connectors]
@@ -175,7 +186,10 @@ class _Pass:
     def note(
         self, part: _Component | None, level: MessageLevel, template: str, **values: object
     ) -> None:
-        item = make_message(level, template, values, time=self.now)
+        # Stamped when it happened: after a slow platform call, later than the pass began.
+        item = make_message(
+            level, template, values, time=self.clock.now() if self.clock else self.now
+        )
         (part.messages if part else self.messages).append(item)
 
     def decide(self, ending: SessionPhase, template: str, **values: object) -> None:
@@ -197,13 +211,23 @@ class _Pass:
     async def call(self, part: _Component, action: str) -> PlatformStatus | None:
         work = Work(self.session, part.record)
         try:
-            match action:
-                case "prepare":
-                    return await self.platform.prepare(work)
-                case "release":
-                    return await self.platform.release(work)
-                case _:
-                    return await self.platform.poll(work)
+            async with asyncio.timeout(self.timings.call_deadline.total_seconds()):
+                match action:
+                    case "prepare":
+                        return await self.platform.prepare(work)
+                    case "release":
+                        return await self.platform.release(work)
+                    case _:
+                        return await self.platform.poll(work)
+        except TimeoutError:
+            # Its outcome is unknown: tried again soon (platform calls are idempotent by
+            # component, so a create that did arrive is adopted, not made twice).
+            logger.warning(
+                "platform call timed out; trying again",
+                extra={"session": str(self.session.uuid), "action": action},
+            )
+            part.due = self.now + self.timings.poll_interval
+            return None
         except PlatformError as failure:
             self.fail(
                 part,
@@ -659,7 +683,13 @@ class _Pass:
 
 
 async def advance(
-    session: SessionRecord, platform: Platform, *, now: datetime, timings: EngineTimings
+    session: SessionRecord,
+    platform: Platform,
+    *,
+    now: datetime,
+    timings: EngineTimings,
+    clock: Clock | None = None,
 ) -> Advance:
-    """One pass of the engine over ``session`` at ``now``."""
-    return await _Pass(session, platform, now, timings).run()
+    """One pass of the engine over ``session`` at ``now``; ``clock`` stamps its messages
+    with when each thing happened (else with ``now``)."""
+    return await _Pass(session, platform, now, timings, clock).run()

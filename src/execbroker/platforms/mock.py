@@ -14,11 +14,15 @@ overridden per request through the executable's ``environment``:
 - ``MOCK_EXIT_CODE``: the executable's exit code (default 0);
 - ``MOCK_FAIL_AT``: ``<role>:<phase>`` injects a failure, where role is one of
   executable, compute, storage, data and phase one of PREPARING, RUNNING (compute only),
-  RELEASING — e.g. ``data:PREPARING``.
+  RELEASING — e.g. ``data:PREPARING``;
+- ``MOCK_STALL``: ``<role>:<seconds>`` makes the call that creates that component take so
+  many seconds of real time before it answers (a slow platform API, e.g. a Skaha create
+  stuck behind Kubernetes) — e.g. ``compute:45``. A call given up meanwhile creates nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -166,6 +170,10 @@ class MockPlatform(Platform):
         key = str(work.uuid)
         found = self._objects.get(key)
         if found is None:
+            await asyncio.sleep(_stall(work))
+            self._catch_up()
+            found = self._objects.get(key)
+        if found is None:
             now = self._clock.now()
             entry = {
                 "action": "prepare",
@@ -303,3 +311,16 @@ def _connectors(work: Work) -> list[dict[str, Any]]:
             "location": f"https://mock.platform.invalid/notebook/{work.session.uuid}/lab",
         }
     ]
+
+
+def _stall(work: Work) -> float:
+    """Seconds ``MOCK_STALL`` holds up the call creating this component (0: none)."""
+    executable = work.session.component(ComponentRole.EXECUTABLE)
+    environment = (executable.spec.get("environment") or {}) if executable else {}
+    role, _, seconds = (environment.get("MOCK_STALL") or "").partition(":")
+    if role.strip() != work.role.value:
+        return 0.0
+    try:
+        return max(0.0, float(seconds))
+    except ValueError:
+        return 0.0
