@@ -697,7 +697,7 @@ class Settings(BaseSettings):
         default=5, gt=0, description="Seconds one fetch of discovery and the JWKS may take."
     )
     oidc_jwks_wait: float = Field(
-        default=2,
+        default=1.5,
         gt=0,
         description=(
             "Most seconds a request waits for a JWKS fetch in progress (all requests share "
