@@ -12,6 +12,10 @@ overridden per request through the executable's ``environment``:
 - ``MOCK_RUN_SECONDS``: how long the executable runs before it exits (a notebook, or a
   container without it and without a broker-wide default, runs until its time is up);
 - ``MOCK_EXIT_CODE``: the executable's exit code (default 0);
+- ``MOCK_OUTPUT``: what the executable prints, as bytes written with Python's backslash
+  escapes (``before\\x00after\\xff\\n``: a NUL and a byte that is not UTF-8, which a
+  request's JSON cannot carry as they are); its last lines are kept when it exits, as the
+  docker platform keeps a container's;
 - ``MOCK_FAIL_AT``: ``<role>:<phase>`` injects a failure, where role is one of
   executable, compute, storage, data and phase one of PREPARING, RUNNING (compute only),
   RELEASING — e.g. ``data:PREPARING``;
@@ -23,6 +27,7 @@ overridden per request through the executable's ``environment``:
 from __future__ import annotations
 
 import asyncio
+import codecs
 import json
 import logging
 import os
@@ -34,8 +39,15 @@ from uuid import UUID
 
 from execbroker.clock import Clock
 from execbroker.model import kinds
+from execbroker.model.printable import printable_output
 from execbroker.model.records import ComponentRole
-from execbroker.platforms.base import Platform, PlatformState, PlatformStatus, Work
+from execbroker.platforms.base import (
+    Platform,
+    PlatformNote,
+    PlatformState,
+    PlatformStatus,
+    Work,
+)
 
 __all__ = ["MockPlatform", "MockTimings", "read_ledger"]
 
@@ -60,6 +72,7 @@ class _Object:
     release: float
     exit_code: int
     fail_at: str | None
+    output: str | None = None  # MOCK_OUTPUT as given (escapes not yet decoded)
     release_requested: datetime | None = None
 
 
@@ -126,6 +139,7 @@ class MockPlatform(Platform):
                 release=entry["release"],
                 exit_code=entry["exit_code"],
                 fail_at=entry["fail_at"],
+                output=entry.get("output"),
             )
         elif entry["action"] == "release" and entry["component"] in self._objects:
             found = self._objects[entry["component"]]
@@ -161,6 +175,7 @@ class MockPlatform(Platform):
             else None,
             "exit_code": int(_number(environment, "MOCK_EXIT_CODE", 0) or 0),
             "fail_at": (environment.get("MOCK_FAIL_AT") or "").strip() or None,
+            "output": environment.get("MOCK_OUTPUT") if role == "compute" else None,
         }
 
     # ------------------------------------------------------------------ the interface
@@ -281,6 +296,7 @@ class MockPlatform(Platform):
             f"the executable exited with code {found.exit_code}",
             exit_code=found.exit_code,
             connectors=connectors,
+            notes=_output_notes(found),
         )
 
 
@@ -288,6 +304,27 @@ def _ended_at(found: _Object) -> datetime | None:
     if found.role != ComponentRole.COMPUTE.value or found.run is None:
         return None
     return found.created + timedelta(seconds=found.prepare + found.run)
+
+
+_OUTPUT_LINES = 20  # as many as the docker platform keeps by default
+
+
+def _output_notes(found: _Object) -> tuple[PlatformNote, ...]:
+    """The last lines the executable printed, as the docker platform reports them: bytes
+    from a program, escaped where they are not printable UTF-8 (never dropped)."""
+    if not found.output:
+        return ()
+    try:
+        written = codecs.escape_decode(found.output.encode("utf-8"))[0]
+    except ValueError:
+        written = found.output.encode("utf-8")  # a stray backslash: taken as written
+    lines = printable_output(written).splitlines()[-_OUTPUT_LINES:]
+    return (
+        PlatformNote(
+            "The last {count} lines of its output:\n{output}",
+            {"count": str(len(lines)), "output": "\n".join(lines)},
+        ),
+    )
 
 
 def _number(environment: dict[str, str], name: str, default: float | None) -> float | None:
