@@ -2,6 +2,12 @@
 
 Times are shown in UTC as the contract writes them, with a relative hint ("in 2m 5s",
 "3s ago") where that helps; durations in the largest two units ("1h 2m").
+
+What came from a user or a platform (names, messages, connector locations) is data, never
+markup or terminal control: it reaches rich only as :class:`~rich.text.Text` (a ``str``
+cell would be parsed as markup: a name ``[/]`` crashed ``status``, ``[link=…]`` made a
+fake link), through :func:`_plain`, which escapes control characters (an ESC set the
+window title, wrote the clipboard, cleared the screen).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from execbroker.model.phases import (
     ComponentPhase,
     SessionPhase,
 )
+from execbroker.model.printable import escape_controls
 from execbroker.model.wire import (
     EnumValueOption,
     ExecutionSession,
@@ -42,6 +49,7 @@ __all__ = [
     "offers_table",
     "phase_changes",
     "phase_style",
+    "raw_log_line",
     "session_status",
     "sessions_table",
     "span",
@@ -72,6 +80,11 @@ def phase_style(phase: str) -> str:
 
 def _phase(phase: str) -> Text:
     return Text(phase, style=phase_style(phase))
+
+
+def _plain(text: str, style: str = "") -> Text:
+    """Untrusted text as rich shows it: no markup, control characters escaped."""
+    return Text(escape_controls(text), style=style)
 
 
 def span(delta: timedelta | None) -> str:
@@ -231,7 +244,9 @@ def _components_table(session: ExecutionSession) -> Table:
                 "—" if step is None else f"{_instant(step.start)[11:]} +{span(step.duration)}"
             )
         phase = getattr(component, "phase", None)
-        table.add_row(role, _name(role, component), _phase(phase.value if phase else "—"), *cells)
+        table.add_row(
+            role, _plain(_name(role, component)), _phase(phase.value if phase else "—"), *cells
+        )
     return table
 
 
@@ -244,8 +259,8 @@ def _connectors_table(session: ExecutionSession) -> Table:
         status = connector.status.value if connector.status else "—"
         table.add_row(
             _phase(status) if status != "FINISHED" else Text(status, style="dim"),
-            connector.protocol or "—",
-            connector.location or "(hidden)",
+            _plain(connector.protocol or "—"),
+            _plain(connector.location or "(hidden)"),
         )
     return table
 
@@ -286,12 +301,12 @@ def session_status(session: ExecutionSession, now: datetime) -> Group:
         parts.append(_connectors_table(session))
     options = _options(session)
     if options:
-        parts.append(Text(f"you may change: {options}"))
+        parts.append(_plain(f"you may change: {options}"))
     texts = _messages(meta.messages if meta else None)
     if texts:
         parts.append(Text("Messages", style="italic"))
         parts.extend(
-            Text(f"  {line.when_text}  {line.level:<5}  {line.text}", style=line.style)
+            _plain(f"  {line.when_text}  {line.level:<5}  {line.text}", style=line.style)
             for line in log_lines(session)
             if line.source == "session"
         )
@@ -382,15 +397,21 @@ def log_lines(session: ExecutionSession) -> list[LogLine]:
 
 
 def log_text(line: LogLine, *, source_width: int = 24) -> Text:
+    """The line for a terminal: its source and text escaped (:func:`_plain`)."""
     return Text.assemble(
         (line.when_text, "dim"),
         "  ",
         (f"{line.level:<5}", line.style),
         "  ",
-        (f"{line.source:<{source_width}}", "cyan"),
+        (f"{escape_controls(line.source):<{source_width}}", "cyan"),
         "  ",
-        (line.text, line.style),
+        (escape_controls(line.text), line.style),
     )
+
+
+def raw_log_line(line: LogLine, *, source_width: int = 24) -> str:
+    """The line as the broker stored it, control characters and all (``logs --raw``)."""
+    return f"{line.when_text}  {line.level:<5}  {line.source:<{source_width}}  {line.text}"
 
 
 # --------------------------------------------------------------------------- watching
@@ -400,7 +421,7 @@ def log_text(line: LogLine, *, source_width: int = 24) -> Text:
 class PhaseChange:
     """A phase seen to change between two readings of a session."""
 
-    source: str
+    source: str  # escaped: shown as it is
     before: str | None
     after: str
 
@@ -410,7 +431,7 @@ def _phases(session: ExecutionSession) -> dict[str, str]:
     for role, component in components(session):
         phase = getattr(component, "phase", None)
         if phase is not None:
-            found[f"{role} {_name(role, component)}"] = phase.value
+            found[escape_controls(f"{role} {_name(role, component)}")] = phase.value
     return found
 
 
@@ -512,7 +533,7 @@ class WatchView:
                 ComponentPhase.CANCELLED,
             }
             table.add_row(
-                f"{role} {_name(role, component)}",
+                _plain(f"{role} {_name(role, component)}"),
                 _phase(phase.value),
                 "—" if done else self._in_phase(component, now),
                 "—" if done else _remaining(steps, phase.value, now, _modified(component)),
