@@ -8,7 +8,9 @@ what is wrong, not as a driver's traceback. ``execbroker serve`` prints it as on
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
+import threading
 from pathlib import Path
 
 from sqlalchemy.engine.url import make_url
@@ -56,6 +58,15 @@ def _database_named(settings: Settings) -> str:
     return f"the database {url.render_as_string(hide_password=True)} (EXECBROKER_DATABASE_URL)"
 
 
+async def _driver_threads_finished() -> None:
+    """Wait for aiosqlite's worker threads to end. A connection that failed to open stops
+    its thread without waiting for it (aiosqlite 0.22), and a thread that finishes after
+    ``serve``'s check has closed its event loop prints a traceback below our one line."""
+    for thread in threading.enumerate():
+        if thread.name.endswith("(_connection_worker_thread)"):
+            await asyncio.to_thread(thread.join, 2.0)
+
+
 async def open_database(settings: Settings) -> Database:
     """The data directory, created if missing, and the database, migrated to the newest
     schema; a :class:`StartupError` naming the path if either cannot be used."""
@@ -78,6 +89,7 @@ async def open_database(settings: Settings) -> Database:
         await database.migrate()
     except (DBAPIError, OSError) as failure:
         await database.dispose()
+        await _driver_threads_finished()
         raise StartupError(
             f"{_database_named(settings)} cannot be opened: {_reason(failure)}"
         ) from failure
