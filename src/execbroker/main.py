@@ -101,7 +101,9 @@ def create_app(  # noqa: PLR0915
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = await open_database(settings)
-        storage = StorageProbe(database, min_free_bytes=settings.healthz_min_free_bytes)
+        storage = StorageProbe(
+            database, clock=clock, min_free_bytes=settings.healthz_min_free_bytes
+        )
         authenticator = build_authenticator(settings, database)
         store = BrokerStore(
             database,

@@ -29,13 +29,13 @@ import os
 import sqlite3
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 
+from execbroker.clock import Clock
 from execbroker.storage.database import Database
 from execbroker.storage.tables import heartbeats
 
@@ -80,11 +80,13 @@ class StorageProbe:
         self,
         database: Database,
         *,
+        clock: Clock,
         min_free_bytes: int,
         cache_for: float = 2.0,
         write_timeout: float = 5.0,
     ) -> None:
         self.database = database
+        self.clock = clock
         self.min_free_bytes = min_free_bytes
         self.cache_for = cache_for
         self.write_timeout = write_timeout
@@ -156,7 +158,7 @@ class StorageProbe:
 
     async def _beat(self) -> None:
         insert = sqlite_insert if self.database.is_sqlite else postgresql_insert
-        now = datetime.now(UTC)
+        now = self.clock.now()
         statement = insert(heartbeats).values(name="healthz", beat_at=now)
         statement = statement.on_conflict_do_update(
             index_elements=[heartbeats.c.name], set_={"beat_at": now}
