@@ -77,7 +77,7 @@ async def test_while_the_issuer_hangs_known_keys_answer_at_once_and_unknown_ones
         slowest_unknown = max(seconds for _, seconds, _ in unknown_answers)
         print(f"hanging issuer: known keys within {slowest_known:.3f} s, ", end="")
         print(f"unknown keys refused within {slowest_unknown:.3f} s (20 concurrent each)")
-        assert slowest_known < 1
+        assert slowest_known < 1.2  # never behind the fetch, nor oidc_jwks_wait (1.5 s)
         assert slowest_unknown < 3
         assert "identity provider cannot be reached" in unknown_answers[0][2]
         # One fetch for all of them, still in flight (the issuer hangs).
