@@ -267,3 +267,32 @@ async def test_times_are_numbers_and_exp_is_bounded(
                 assert "exp" in message
             else:
                 assert f"{claim} is not a number" in message
+
+
+@pytest.mark.parametrize(
+    ("discovery", "jwks", "reason"),
+    [
+        ([1, 2], None, "discovery document is not a JSON object"),
+        (None, {"keys": "nonsense"}, "holds no usable key"),
+        (None, [{"kty": "RSA"}], "not a discovery document or JWKS"),
+    ],
+)
+async def test_an_issuer_answering_nonsense_is_503_not_500(
+    broker: BrokerClient, discovery: Any, jwks: Any, reason: str
+) -> None:
+    """Every request shares the fetch: what it raises must become a 503 for each of them."""
+
+    class Nonsense(FakeOIDCProvider):
+        def discovery_document(self) -> Any:
+            return discovery if discovery is not None else super().discovery_document()
+
+        def jwks(self) -> Any:
+            return jwks if jwks is not None else super().jwks()
+
+    provider = Nonsense(audience="execbroker")
+    with ServerThread(provider.app()) as server:
+        provider.issuer = server.url
+        async with broker(**oidc(provider)) as client:
+            answer = await client.get("/sessions", headers=bearer(provider.mint("alice")))
+            assert answer.status_code == 503, answer.text
+            assert reason in answer.json()["messages"][0]["message"]

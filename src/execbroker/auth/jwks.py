@@ -183,17 +183,16 @@ class IssuerKeys:
         try:
             async with asyncio.timeout(self._timeout):
                 keys = await self._read()
-        except (TimeoutError, httpx.HTTPError, ValueError, KeyError, TypeError) as failure:
-            problem = (
-                f"no answer within {self._timeout:g} s"
-                if isinstance(failure, TimeoutError)
-                else _describe(failure)
-            )
+        except TimeoutError:
+            problem = f"no answer within {self._timeout:g} s"
         except (jwt.PyJWKSetError, jwt.PyJWKError):
             problem = "its JWKS holds no usable key"
         except _UnusableIssuerError as failure:
             problem = str(failure)
             logger.error("the OIDC issuer cannot be used: %s", problem)  # noqa: TRY400
+        except Exception as failure:
+            # Waiters share this task: anything raised here would be a 500 for each of them.
+            problem = _describe(failure)
         else:
             self._keys = keys
             self._fetched_at = self._now()
@@ -217,6 +216,8 @@ class IssuerKeys:
             answer = await self._http.get(f"{self._issuer}/.well-known/openid-configuration")
             answer.raise_for_status()
             discovery = answer.json()
+            if not isinstance(discovery, dict):
+                raise _UnusableIssuerError("its discovery document is not a JSON object")
             if str(discovery.get("issuer", "")).rstrip("/") != self._issuer:
                 raise _UnusableIssuerError("its discovery document names another issuer")
             uri = str(discovery["jwks_uri"])
