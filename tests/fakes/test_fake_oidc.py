@@ -429,6 +429,28 @@ def test_idp_down_answers_503_with_retry_after_everywhere(
     assert refresh(http, refresh_token).status_code == 200, "the outage must not burn the token"
 
 
+def test_hanging_holds_discovery_and_jwks_until_cleared(
+    provider: FakeOIDCProvider, http: httpx.Client
+) -> None:
+    provider.hanging = True
+    with pytest.raises(httpx.ReadTimeout):
+        http.get("/jwks", timeout=0.5)
+    with pytest.raises(httpx.ReadTimeout):
+        http.get("/.well-known/openid-configuration", timeout=0.5)
+    assert provider.jwks_requests == provider.discovery_requests == 1
+    provider.hanging = False
+    assert http.get("/jwks").status_code == 200
+
+
+def test_mint_takes_extra_header_fields_and_another_sub(provider: FakeOIDCProvider) -> None:
+    provider.issuer = "http://127.0.0.1:1"
+    token = provider.mint("alice", extra_headers={"typ": "at+jwt"}, extra_claims={"sub": "s-2"})
+    header = jwt.get_unverified_header(token)
+    assert (header["typ"], header["kid"]) == ("at+jwt", provider.current_kid)
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert (claims["sub"], claims["preferred_username"]) == ("s-2", "alice")
+
+
 def test_injected_token_endpoint_failures_answer_500_then_recover(
     provider: FakeOIDCProvider, http: httpx.Client
 ) -> None:
