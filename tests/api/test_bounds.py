@@ -90,16 +90,18 @@ async def test_retention_deletes_old_ended_records_and_keeps_live_ones(
     broker: BrokerClient,
 ) -> None:
     async with broker(
-        retention=timedelta(seconds=1), retention_interval=0.2, quota_stored_records=4
+        retention=timedelta(seconds=3), retention_interval=0.2, quota_stored_records=4
     ) as client:
         deleted_sets = await _metric(client, "offer_set")
+        # The slow one first (it ends once released), so that all four are younger than
+        # the retention when the quota is checked below.
+        direct = (await post(client, "/direct", example("direct-request.json"))).json()
+        await post(client, direct["meta"]["url"], phase_update("CANCELLED"))
+        await _ended(client, direct["meta"]["url"])
         refused = (await post(client, "/requests", BOGUS)).json()
         rejected = await request_offers(client, notebook_request())
         for offer in rejected["offers"]:
             await post(client, offer["meta"]["url"], phase_update("REJECTED"))
-        direct = (await post(client, "/direct", example("direct-request.json"))).json()
-        await post(client, direct["meta"]["url"], phase_update("CANCELLED"))
-        await _ended(client, direct["meta"]["url"])
         live = await request_offers(client, notebook_request(start="2030-01-01T10:00:00Z/PT3H"))
         accepted = live["offers"][0]["meta"]["url"]
         assert (await post(client, accepted, phase_update("ACCEPTED"))).status_code == 200
