@@ -289,5 +289,5 @@ def test_a_huge_offer_set_as_yaml_does_not_stall_other_clients(tmp_path: Path) -
         )
         # What stalls others is reading the offer set and building its document, the same
         # for every format; writing the YAML (seconds) adds no stall of its own.
-        assert yaml_stall < json_stall + 1.0
+        assert yaml_stall < json_stall + 2.0
         assert yaml_stall < yaml_took / 3
