@@ -61,7 +61,7 @@ def database_url(
     with psycopg.connect(plain, autocommit=True) as connection:
         exists = connection.execute("SELECT to_regclass('public.sessions')").fetchone()
         if exists and exists[0]:
-            connection.execute("TRUNCATE messages, components, sessions, offer_sets")
+            connection.execute("TRUNCATE messages, components, sessions, offer_sets, name_bindings")
     return postgres_database
 
 
