@@ -101,11 +101,13 @@ def container_config(
     labels: dict[str, str],
     limits: ContainerLimits,
     host_ports: Mapping[str, int] | None = None,
+    user: str | None = None,
 ) -> dict[str, Any]:
     """The ``POST /containers/create`` document: the executable's command, entrypoint and
     environment; the offered cores and memory; the mounts with their modes; no network
     unless a port is asked for. A port is published on the host port the request names, or
-    on the one ``host_ports`` gives for its key (the platform picks it from its range)."""
+    on the one ``host_ports`` gives for its key (the platform picks it from its range).
+    With ``user`` (``uid:gid``) the container runs as that user, not as the image's."""
     ports = requested_ports(executable)
     cores = int((compute.get("cores") or {}).get("min") or 1)
     memory = int((compute.get("memory") or {}).get("min") or 1) * _GIB
@@ -129,6 +131,8 @@ def container_config(
         "Env": [f"{name}={value}" for name, value in (executable.get("environment") or {}).items()],
         "HostConfig": host,
     }
+    if user is not None:
+        config["User"] = user
     if executable.get("command"):
         config["Cmd"] = [str(arg) for arg in executable["command"]]
     if executable.get("entrypoint"):

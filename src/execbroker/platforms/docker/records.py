@@ -57,7 +57,9 @@ class ObjectRecords:
         self._root = root
 
     def open(self) -> None:
-        self._root.mkdir(parents=True, exist_ok=True)
+        # Private: the file names are the storage folders' names (see DockerPlatform).
+        self._root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._root.chmod(0o700)
         for stale in self._root.glob("*.tmp"):  # a write a crash interrupted
             stale.unlink(missing_ok=True)
 
@@ -76,7 +78,9 @@ class ObjectRecords:
         document.update(component=str(record.component), session=str(record.session))
         target = self._file(record.component)
         temporary = target.with_suffix(".tmp")
-        temporary.write_text(json.dumps(document), encoding="utf-8")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+            stream.write(json.dumps(document))
         os.replace(temporary, target)
         return record
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,7 +88,7 @@ async def stage(
     if scheme not in _SCHEMES:
         raise PlatformError(f"cannot stage {public_location(location)}: use http, https or file")
     name = staged_name(location)
-    await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+    await asyncio.to_thread(directory.mkdir, mode=0o700, parents=True, exist_ok=True)
     partial = directory / f".{name}.part"
     try:
         if scheme == "file":
@@ -118,7 +119,7 @@ async def _download(
                 raise PlatformError(
                     f"{shown} is {int(declared)} bytes, more than the {cap} bytes allowed"
                 )
-            stream = await asyncio.to_thread(target.open, "wb")
+            stream = await asyncio.to_thread(_create, target)
             try:
                 buffer = bytearray()
                 async for chunk in response.aiter_bytes():
@@ -142,6 +143,12 @@ async def _download(
     return size, digest.hexdigest()
 
 
+def _create(target: Path) -> BinaryIO:
+    """``target`` opened for writing, private to the broker's user (the containers run as
+    that user: see ``DockerPlatform``)."""
+    return os.fdopen(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
+
+
 def _finish(stream: BinaryIO, rest: bytes) -> None:
     stream.write(rest)
     stream.flush()
@@ -162,7 +169,7 @@ def _copy(source: Path, target: Path, cap: int, shown: str) -> tuple[int, str]:
         raise PlatformError(f"{shown} is not a file")
     digest = hashlib.sha256()
     size = 0
-    with source.open("rb") as reading, target.open("wb") as writing:
+    with source.open("rb") as reading, _create(target) as writing:
         while chunk := reading.read(_CHUNK):
             size += len(chunk)
             if size > cap:
