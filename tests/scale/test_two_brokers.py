@@ -8,43 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
-import secrets
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
-import pytest
 
 from execbroker.platforms.mock import read_ledger
-from tests.conftest import ADMIN_URL
 from tests.support.engine import ROLES
 from tests.support.live import LiveBroker
 from tests.support.wire import example, notebook_request, phase_update
 
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
-
-
-@pytest.fixture
-def shared_database() -> Iterator[str]:
-    name = f"execbroker_scale_{secrets.token_hex(4)}"
-    try:
-        with psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=3) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError as failure:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL is required under CI=true but unreachable: {failure}")
-        pytest.skip(f"PostgreSQL not reachable at {ADMIN_URL}: several brokers need it")
-    base = ADMIN_URL.rsplit("/", 1)[0]
-    yield f"{base}/{name}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _env(database: str, **extra: str) -> dict[str, str]:

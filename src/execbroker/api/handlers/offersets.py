@@ -33,6 +33,7 @@ _OFFER_SET_LIST = {
                 "required": ["meta", "result"],
                 "additionalProperties": False,
                 "properties": {
+                    "kind": {"type": "string", "format": "uri"},
                     "meta": schema_ref("ComponentMetadata"),
                     "result": schema_ref("OfferResult"),
                 },
