@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import aiodocker
 import aiohttp
 
+from execbroker.model.printable import printable_output
 from execbroker.platforms.base import PlatformError, PlatformUnavailableError
 
 __all__ = ["ContainerRuntime"]
@@ -187,8 +188,8 @@ class ContainerRuntime:
                 extra={"container": ident, "error": str(failure.message)},
             )
             return []
-        # A message, not a log store: long lines are cut.
-        return [
-            line if len(line) <= _LINE else line[: _LINE - 1] + "…"
-            for line in "".join(chunks).splitlines()[-lines:]
-        ]
+        # A message, not a log store: long lines are cut. A program's bytes: a NUL or an
+        # ESC is kept escaped (\x00, \x1b), never as is (aiodocker has already dropped
+        # what is not UTF-8).
+        kept = [printable_output(line) for line in "".join(chunks).splitlines()[-lines:]]
+        return [line if len(line) <= _LINE else line[: _LINE - 1] + "…" for line in kept]
