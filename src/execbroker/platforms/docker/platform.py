@@ -114,9 +114,11 @@ class DockerPlatform(Platform):
 
     async def start(self) -> None:
         root = self._options.root
-        root.mkdir(parents=True, exist_ok=True)
-        self._storage_root.mkdir(exist_ok=True)
-        self._storage_root.chmod(0o711)  # containers reach their storage; others cannot list
+        # Private all the way down: no other local user lists, reads or plants anything.
+        # A container reaches its own storage through its bind mount, not through these.
+        # Folders an older broker made open (0711, 0777) are closed here too.
+        for directory in (root, self._storage_root):
+            await asyncio.to_thread(_make_directory, directory)
         self._records.open()
         if not self._instance:
             self._instance = _instance_id(root / "instance")
@@ -611,6 +613,8 @@ class DockerPlatform(Platform):
                 pids=self._options.pids_limit,
             ),
             host_ports=host_ports,
+            # The mounted folders are the broker's user's, 0700: the container is that user.
+            user=container_user() if mounts else None,
         )
 
     def _mount(self, work: Work, volume: ComponentRecord) -> Mount | str:
@@ -782,7 +786,9 @@ def _instance_id(path: Path) -> str:
         return path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         value = f"eb-{secrets.token_hex(6)}"
-        path.write_text(value + "\n", encoding="utf-8")
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+            stream.write(value + "\n")
         return value
 
 
@@ -845,9 +851,16 @@ def _staged_notes(work: Work, found: LocalObject) -> tuple[PlatformNote, ...]:
 
 
 def _make_directory(directory: Path) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    # Writable whatever user the image runs as; only the broker can list its parent.
-    directory.chmod(0o777)
+    """A folder only the broker's OS user can reach. Containers that mount one run as that
+    user (:func:`container_user`), so they read and write it as its owner."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory.chmod(0o700)
+
+
+def container_user() -> str:
+    """``uid:gid`` for a container that mounts storage: the broker's own, the owner of
+    every folder and staged file it mounts (whatever user the image names)."""
+    return f"{os.geteuid()}:{os.getegid()}"
 
 
 def _remove_tree(directory: Path) -> None:
