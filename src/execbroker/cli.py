@@ -57,6 +57,7 @@ from execbroker.client.terminal import (
     offers_table,
     phase_changes,
     phase_style,
+    raw_log_line,
     session_status,
     sessions_table,
     span,
@@ -70,6 +71,7 @@ from execbroker.model.phases import (
     TERMINAL_SESSION_PHASES,
     SessionPhase,
 )
+from execbroker.model.printable import escape_controls
 from execbroker.model.wire import ExecutionSession, dump
 
 __all__ = ["EXIT_CODES", "app"]
@@ -388,9 +390,10 @@ def _stdout() -> Console:
 
 
 def _fail(summary: str, code: int, *, lines: list[str] | None = None) -> NoReturn:
-    console.print(Text(f"error: {summary}", style="bold red"), soft_wrap=True)
+    # The summary and lines often hold the broker's messages: shown escaped, as data.
+    console.print(Text(f"error: {escape_controls(summary)}", style="bold red"), soft_wrap=True)
     for line in lines or []:
-        console.print(Text(f"  {line}"), soft_wrap=True)
+        console.print(Text(f"  {escape_controls(line)}"), soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -683,8 +686,26 @@ def logs(
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing new messages until it ends.")
     ] = False,
+    raw: Annotated[
+        bool,
+        typer.Option(
+            "--raw",
+            help="Print the messages as stored, control characters unescaped; only to a "
+            "file or a pipe, never to a terminal.",
+        ),
+    ] = False,
 ) -> None:
-    """The session's and its components' messages, in time order."""
+    """The session's and its components' messages, in time order.
+
+    Names and output come from users and platforms: control characters in them are shown
+    escaped (``\\x1b``), unless ``--raw`` writes them, as they are, to a file or a pipe.
+    """
+    if raw and sys.stdout.isatty():
+        _fail(
+            "--raw writes control characters as they are, which a terminal would act on: "
+            "send it to a file or a pipe (execbroker logs --raw … > file)",
+            EXIT_ERROR,
+        )
     out = _stdout()
     seen: set[tuple[str, str, str, str]] = set()
     with _outcome(ctx), _client(ctx) as client:
@@ -693,7 +714,11 @@ def logs(
             for line in log_lines(reading):
                 if line.key not in seen:
                     seen.add(line.key)
-                    out.print(log_text(line), soft_wrap=True)
+                    if raw:
+                        sys.stdout.write(raw_log_line(line) + "\n")
+                        sys.stdout.flush()
+                    else:
+                        out.print(log_text(line), soft_wrap=True)
 
 
 @app.command("config")
