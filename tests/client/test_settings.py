@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -22,8 +23,12 @@ def local_tokens(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def test_a_local_broker_token_comes_from_its_tokens_file(local_tokens: str) -> None:
-    found = resolve_connection()
-    assert found.url == "http://127.0.0.1:8080"
+    assert resolve_connection().url == "http://127.0.0.1:8080"
+    # Sent only to a port that this user's own process listens on (see test_loopback).
+    with socket.socket() as own:
+        own.bind(("127.0.0.1", 0))
+        own.listen()
+        found = resolve_connection(f"http://127.0.0.1:{own.getsockname()[1]}")
     assert found.token == local_tokens
     assert found.token_source.endswith("tokens.yaml")
     assert local_tokens not in repr(found)

@@ -4,7 +4,9 @@ In order: the arguments given; ``EXECBROKER_URL`` and ``EXECBROKER_TOKEN``; and,
 on this machine (a loopback URL), the local tokens file the broker wrote on its first start
 (``<data dir>/tokens.yaml``, found through the broker's own settings, so that
 ``EXECBROKER_DATA_DIR`` and ``EXECBROKER_TOKENS_FILE`` are honoured). The local file is never
-read for a remote URL: its token means nothing there and must not travel.
+read for a remote URL: its token means nothing there and must not travel. Nor does it go to a
+loopback port that another OS user's process holds (:mod:`execbroker.client.loopback`):
+the connection then carries no token and says why (``withheld``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from execbroker.auth.tokens import local_token
+from execbroker.client.loopback import untrusted_listener
 
 __all__ = ["DEFAULT_URL", "ClientSettings", "Connection", "resolve_connection"]
 
@@ -47,11 +50,13 @@ class ClientSettings(BaseSettings):
 @dataclass(frozen=True)
 class Connection:
     """A broker's base URL and the token to call it with; ``token_source`` says where the
-    token came from (``argument``, ``environment``, the tokens file's path, or ``none``)."""
+    token came from (``argument``, ``environment``, the tokens file's path, or ``none``);
+    ``withheld`` why the local token was not attached, when it was not."""
 
     url: str
     token: str | None
     token_source: str
+    withheld: str | None = None
 
     def __repr__(self) -> str:  # never show the token
         return f"Connection(url={self.url!r}, token_source={self.token_source!r})"
@@ -68,14 +73,20 @@ def resolve_connection(url: str | None = None, token: str | None = None) -> Conn
     if is_local(base):
         found = _local_token()
         if found is not None:
+            parsed = httpx.URL(base)
+            port = parsed.port or (443 if parsed.scheme == "https" else 80)
+            withheld = untrusted_listener(parsed.host, port)
+            if withheld is not None:
+                return Connection(base, None, "none", withheld=withheld)
             return Connection(base, found[0], str(found[1]))
     return Connection(base, None, "none")
 
 
 def is_local(url: str) -> bool:
-    """True for a URL on this machine (``localhost`` or a loopback address)."""
+    """True for a URL on this machine: ``localhost`` or a literal loopback address (not
+    ``*.localhost``, which a resolver may send elsewhere)."""
     host = httpx.URL(url).host
-    if host == "localhost" or host.endswith(".localhost"):
+    if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
