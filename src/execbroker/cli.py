@@ -178,7 +178,10 @@ def serve(
     from execbroker.logs import configure_logging  # noqa: PLC0415
     from execbroker.main import create_app  # noqa: PLC0415
     from execbroker.serving import protocol_with_header_deadline  # noqa: PLC0415
+    from execbroker.storage.privacy import PRIVATE_UMASK, warn_if_shared  # noqa: PLC0415
 
+    # Before anything is created: what the broker writes is its OS user's alone.
+    os.umask(PRIVATE_UMASK)
     settings = load_settings()
     configure_logging(settings.log_level)
     # Storage first, so that what an operator must fix is one line naming the path, not a
@@ -188,6 +191,7 @@ def serve(
         asyncio.run(_check_storage(settings))
     except StartupError as failure:
         _fail(f"cannot start: {failure}", EXIT_ERROR)
+    warn_if_shared(settings)
     console.print(
         f"execbroker listening on [bold]http://{host}:{port}[/bold] "
         f"(platform {settings.platform}, database {_safe_url(settings.effective_database_url)})"
@@ -247,6 +251,8 @@ def dashboard(
     """
     target = ctx.find_object(_Target) or _Target(None, None)
     connection = resolve_connection(target.url, target.token)
+    if connection.withheld is not None:
+        _fail(f"no link printed: {connection.withheld}", EXIT_ERROR)
     if connection.token is None:
         _fail(
             f"no token for {connection.url}: give --token or EXECBROKER_TOKEN, or for a broker "
@@ -408,12 +414,18 @@ def _outcome(ctx: typer.Context) -> Iterator[None]:
         _fail(failure.summary, EXIT_REFUSED, lines=_texts(failure))
     except UnauthorizedError as failure:
         target = ctx.find_object(_Target) or _Target(None, None)
-        hint = (
-            "The token was refused."
-            if target.token
-            else "Give a token with --token or EXECBROKER_TOKEN (for a local broker, "
-            "`execbroker token` prints it)."
-        )
+        sent = resolve_connection(target.url, target.token)
+        if sent.withheld is not None:
+            hint = sent.withheld[:1].upper() + sent.withheld[1:] + "."
+        elif target.token:
+            hint = "The token from --token or EXECBROKER_TOKEN was refused."
+        elif sent.token is not None:
+            hint = f"The local token from {sent.token_source} was refused."
+        else:
+            hint = (
+                "Give a token with --token or EXECBROKER_TOKEN (for a local broker, "
+                "`execbroker token` prints it)."
+            )
         _fail(f"{failure.status} {failure.error}", EXIT_REFUSED, lines=[*_texts(failure), hint])
     except RefusedError as failure:
         _fail(f"{failure.status} {failure.error}", EXIT_REFUSED, lines=_texts(failure))

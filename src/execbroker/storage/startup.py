@@ -36,7 +36,7 @@ def _reason(failure: BaseException) -> str:
 
 def _writable_directory(path: Path) -> None:
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)  # private: see storage.privacy
     except OSError as failure:
         raise StartupError(
             f"data_dir {path} (EXECBROKER_DATA_DIR) cannot be created: {_reason(failure)}"
