@@ -119,8 +119,11 @@ class StorageProbe:
         self._integrity = asyncio.create_task(self._check_integrity(self.sqlite_file))
 
     async def stop(self) -> None:
-        if self._integrity_connection is not None:
-            self._integrity_connection.interrupt()
+        connection = self._integrity_connection
+        if connection is not None:
+            # The check's thread may have closed it meanwhile: nothing left to interrupt.
+            with contextlib.suppress(sqlite3.ProgrammingError):
+                connection.interrupt()
         for task in (self._integrity, self._refreshing):
             if task is not None:
                 task.cancel()
@@ -199,6 +202,7 @@ class StorageProbe:
         try:
             rows = connection.execute("PRAGMA quick_check(1)").fetchall()
         finally:
+            self._integrity_connection = None
             connection.close()
         first = " ".join(str(rows[0][0]).split()) if rows else "no answer"
         return None if first == "ok" else first[:200]
