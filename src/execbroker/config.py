@@ -275,7 +275,8 @@ class Settings(BaseSettings):
         pattern=r"^[a-z0-9][a-z0-9-]{0,19}$",
         description=(
             "Skaha session names are '<prefix>-<component uuid>'. Sessions with this prefix "
-            "that no live component owns are deleted at start-up: give every broker that "
+            "that no live component owns are deleted at start-up and by the periodic sweep "
+            "(skaha_sweep_interval): give every broker that "
             "shares a Skaha account its own prefix."
         ),
     )
@@ -318,6 +319,56 @@ class Settings(BaseSettings):
     )
     skaha_log_tail_lines: int = Field(
         default=20, ge=0, description="Lines of a failed session's log copied into its messages."
+    )
+    skaha_renew_interval: float = Field(
+        default=300,
+        gt=0,
+        description=(
+            "Fewest seconds between two renewals of one Skaha session; a session is renewed "
+            "again only once its expiry has moved since the last renewal. Keep it well below "
+            "the lifetime Skaha grants interactive sessions."
+        ),
+    )
+    skaha_create_grace: float = Field(
+        default=60,
+        ge=0,
+        description=(
+            "After a create whose outcome is unknown (no answer, a 5xx, cut off), no new "
+            "create is sent for that component until a session list taken skaha_timeout + "
+            "this many seconds after the last create shows no session of its name."
+        ),
+    )
+    skaha_lost_grace: float = Field(
+        default=60,
+        ge=0,
+        description=(
+            "A Skaha session missing from the list (and 404 by id) is declared lost only "
+            "after it has been missing from 3 consecutive lists spanning this many seconds."
+        ),
+    )
+    skaha_sweep_interval: float = Field(
+        default=60,
+        gt=0,
+        description=(
+            "Seconds between two sweeps that delete Skaha sessions with this broker's prefix "
+            "that no live component owns, or that duplicate one (the oldest is kept)."
+        ),
+    )
+    skaha_list_max_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        gt=0,
+        description=(
+            "Largest session list (bytes) the broker reads from Skaha. A larger one is not "
+            "read: the sessions get no news and /healthz says degraded, with the reason."
+        ),
+    )
+    skaha_connect_hosts: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Hosts a Skaha connectURL may point to (JSON list; empty: the host of "
+            "skaha_url). Only https URLs on them are published (http only on loopback); "
+            "others are left out with a message on the component."
+        ),
     )
     # --- end of Skaha platform ---
     egress_allow: list[str] = Field(

@@ -18,6 +18,7 @@ __all__ = [
     "PLATFORM_CALLS",
     "PLATFORM_CALL_SECONDS",
     "PLATFORM_ERRORS",
+    "PLATFORM_SWEPT",
     "RATE_LIMITED",
     "RETENTION_DELETED",
     "SESSIONS",
@@ -67,6 +68,12 @@ PLATFORM_CALL_SECONDS = Histogram(
     "How long platform calls took",
     ["platform", "endpoint"],
     buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+)
+PLATFORM_SWEPT = Counter(
+    "execbroker_platform_swept_total",
+    "Platform objects of the broker's that the broker deleted because no live component "
+    "owned them (orphan) or they duplicated a live component's (duplicate)",
+    ["platform", "reason"],
 )
 TOKEN_REFRESHES = Counter(
     "execbroker_token_refreshes_total",
