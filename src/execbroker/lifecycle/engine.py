@@ -88,6 +88,8 @@ class Engine(BackgroundLoop):
             if phase is None or phase in TERMINAL_COMPONENT_PHASES:
                 logger.warning("releasing orphaned platform object", extra={"component": str(uuid)})
                 await self._platform.release_orphan(uuid)
+        # From now on the platform sweeps orphans and duplicates itself (issue 22, item 3).
+        self._platform.sweep_periodically(self._store.component_phases)
 
     def poke(self) -> None:
         """Something is due now (an accept, a cancel, a direct run)."""

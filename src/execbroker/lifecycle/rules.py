@@ -615,11 +615,17 @@ class _Pass:
         part.due = None
 
     def publish_connectors(self, found: list[dict[str, Any]]) -> None:
-        known = {c.get("location") for c in self.connectors}
-        for connector in found:
-            if connector.get("location") not in known:
-                self.connectors.append({**connector, "status": ConnectorStatus.PREPARING.value})
-                self.progress = True
+        known = {c.get("location"): c for c in self.connectors}
+        if all(connector.get("location") in known for connector in found):
+            return
+        # The platform answers with the compute's whole set: a changed location replaces
+        # the old connector instead of piling up next to it.
+        self.connectors = [
+            known.get(connector.get("location"))
+            or {**connector, "status": ConnectorStatus.PREPARING.value}
+            for connector in found
+        ]
+        self.progress = True
 
     def connector_status(self) -> None:
         compute = self.compute

@@ -8,19 +8,21 @@ engine retry after a crash without starting or releasing anything twice.
 from __future__ import annotations
 
 import abc
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from execbroker.model.phases import MessageLevel
+from execbroker.model.phases import ComponentPhase, MessageLevel
 from execbroker.model.records import ComponentRecord, ComponentRole, SessionRecord
 
 if TYPE_CHECKING:
     from execbroker.planning.validation import Plan
 
 __all__ = [
+    "OwnerPhases",
     "Platform",
     "PlatformError",
     "PlatformHealth",
@@ -30,6 +32,10 @@ __all__ = [
     "PlatformUnavailableError",
     "Work",
 ]
+
+
+OwnerPhases = Callable[[set[UUID]], Awaitable[Mapping[UUID, ComponentPhase]]]
+"""The phases of the components the database knows among these (for a platform's sweep)."""
 
 
 class PlatformState(StrEnum):
@@ -146,3 +152,9 @@ class Platform(abc.ABC):
     @abc.abstractmethod
     async def release_orphan(self, uuid: UUID) -> None:
         """Release an object no live component owns (found when reconciling)."""
+
+    def sweep_periodically(self, phases: OwnerPhases) -> None:  # noqa: B027 - optional hook
+        """Called once the engine has reconciled: a platform whose objects can appear
+        behind the broker's back (a create that lands late) deletes, every so often, those
+        that no live component owns or that duplicate one, asking ``phases`` who is live.
+        Stopped by :meth:`stop`."""

@@ -11,7 +11,7 @@ from prometheus_client import Counter, Histogram
 
 from execbroker.metrics import PLATFORM_CALL_SECONDS, PLATFORM_CALLS, PLATFORM_ERRORS
 from execbroker.planning.validation import Plan
-from execbroker.platforms.base import Platform, PlatformStatus, Work
+from execbroker.platforms.base import OwnerPhases, Platform, PlatformStatus, Work
 
 __all__ = ["InstrumentedPlatform"]
 
@@ -76,3 +76,6 @@ class InstrumentedPlatform(Platform):
 
     async def release_orphan(self, uuid: UUID) -> None:
         await self._timed("release orphan", lambda: self.inner.release_orphan(uuid))
+
+    def sweep_periodically(self, phases: OwnerPhases) -> None:
+        self.inner.sweep_periodically(phases)
