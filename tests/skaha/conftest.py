@@ -54,6 +54,10 @@ FAST_BROKER: dict[str, Any] = {
     "skaha_list_interval": 0.3,
     "skaha_retry_budget": 5,
     "skaha_timeout": 5,
+    "skaha_renew_interval": 0.3,
+    "skaha_create_grace": 1,
+    "skaha_lost_grace": 1,
+    "skaha_sweep_interval": 1,
 }
 
 

@@ -8,9 +8,15 @@ Retries: 5xx answers (honouring ``Retry-After``), 429 and connection errors are 
 with exponential backoff, within a count and a total waiting budget; a 401 leads to one
 token refresh and one more try. A **create** is never simply sent again when its outcome
 is unknown (the answer was lost, or a 5xx came back, after the request left): the client
-first lists the sessions by name, and adopts the session if the lost create made it. That
-is why session names must identify what they run (the platform puts the component UUID in
-them).
+lists the sessions by name once, and adopts the session if the lost create made it; if it
+finds none it raises :class:`SkahaCreateUnknownError` and never POSTs again itself (a create
+can reach Skaha long after the client gave up: the platform decides when a new one is
+safe). That is why session names must identify what they run (the platform puts the
+component UUID in them).
+
+Session lists can be huge (an account shared with other tools): :meth:`SkahaClient.own_sessions`
+reads at most ``max_bytes`` and picks this broker's entries out in a worker thread, so the
+event loop never parses the foreign ones.
 """
 
 from __future__ import annotations
@@ -18,8 +24,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import logging
 import random
+import re
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -31,8 +40,10 @@ from pydantic import SecretStr
 import execbroker
 from execbroker.platforms.skaha.errors import (
     SkahaBadRequestError,
+    SkahaCreateUnknownError,
     SkahaError,
     SkahaForbiddenError,
+    SkahaListTooLargeError,
     SkahaNotFoundError,
     SkahaRequestError,
     SkahaServerError,
@@ -50,6 +61,7 @@ __all__ = [
     "SkahaStatus",
     "TokenSource",
     "normalise_name",
+    "own_sessions_in",
     "parse_skaha_time",
 ]
 
@@ -308,42 +320,36 @@ class SkahaClient:
         if self._registry_auth is not None:
             secret = self._registry_auth.get_secret_value().encode()
             headers["x-skaha-registry-auth"] = base64.b64encode(secret).decode("ascii")
-        waited = 0.0
-        attempt = 0
-        while True:
+        try:
+            response = await self._call(
+                "POST", "/session", form=request.form(), headers=headers, idempotent=False
+            )
+        except _OutcomeUnknownError as unknown:
+            logger.warning(
+                "Skaha create outcome unknown; looking for the session by name",
+                extra={"skaha_name": request.name, "reason": unknown.reason},
+            )
+            delay = min(self._retry.delay(0, unknown.retry_after), self._retry.budget)
+            await self._sleep(delay)
             try:
-                response = await self._call(
-                    "POST", "/session", form=request.form(), headers=headers, idempotent=False
-                )
-            except _OutcomeUnknownError as unknown:
-                logger.warning(
-                    "Skaha create outcome unknown; looking for the session by name",
-                    extra={"skaha_name": request.name, "reason": unknown.reason},
-                )
-                delay = self._retry.delay(attempt, unknown.retry_after)
-                attempt += 1
-                if attempt > self._retry.retries or waited + delay > self._retry.budget:
-                    found = await self.find(request.name)
-                    if found is not None:
-                        return found.id
-                    raise SkahaUnavailableError(
-                        f"Skaha did not confirm creating session {request.name}: {unknown.reason}",
-                        retry_after=timedelta(seconds=delay),
-                    ) from None
-                await self._sleep(delay)
-                waited += delay
                 found = await self.find(request.name)
-                if found is not None:
-                    logger.info(
-                        "Skaha session found after an unknown create outcome; adopted",
-                        extra={"skaha_name": request.name},
-                    )
-                    return found.id
-                continue
-            session_id = response.text.strip()
-            if not session_id:
-                raise SkahaServerError("Skaha answered a create without a session id")
-            return session_id
+            except SkahaError:
+                found = None
+            if found is not None:
+                logger.info(
+                    "Skaha session found after an unknown create outcome; adopted",
+                    extra={"skaha_name": request.name},
+                )
+                return found.id
+            # Not POSTed again here: this one may still reach Skaha (R2's duplicate).
+            raise SkahaCreateUnknownError(
+                f"Skaha did not confirm creating session {request.name}: {unknown.reason}",
+                retry_after=timedelta(seconds=max(delay, 1.0)),
+            ) from None
+        session_id = response.text.strip()
+        if not session_id:
+            raise SkahaServerError("Skaha answered a create without a session id")
+        return session_id
 
     async def sessions(
         self, *, session_type: str | None = None, status: str | None = None
@@ -357,6 +363,13 @@ class SkahaClient:
         if not isinstance(documents, list):
             raise SkahaServerError("Skaha's session list is not a JSON array")
         return [SkahaSession.from_json(d) for d in documents if isinstance(d, Mapping)]
+
+    async def own_sessions(self, prefix: str, *, max_bytes: int) -> list[SkahaSession]:
+        """``GET /session``, only the entries whose name starts with ``prefix``: at most
+        ``max_bytes`` are read (else :class:`SkahaListTooLargeError`), and the entries are
+        picked out in a worker thread."""
+        response = await self._call("GET", "/session", max_bytes=max_bytes)
+        return await asyncio.to_thread(own_sessions_in, response.content, prefix)
 
     async def find(self, name: str) -> SkahaSession | None:
         """The session named ``name`` (as Skaha stores names), a live one first."""
@@ -435,8 +448,10 @@ class SkahaClient:
         form: Mapping[str, str | Sequence[str]] | None = None,
         headers: Mapping[str, str] | None = None,
         idempotent: bool = True,
+        max_bytes: int | None = None,
     ) -> httpx.Response:
-        """One Skaha call, with its retries; a 2xx response, or a typed error."""
+        """One Skaha call, with its retries; a 2xx response, or a typed error. With
+        ``max_bytes``, a longer body is not read: :class:`SkahaListTooLargeError`."""
         waited = 0.0
         attempt = 0
         refreshed = False
@@ -449,13 +464,13 @@ class SkahaClient:
                 **(headers or {}),
             }
             try:
-                response = await self._http.request(
-                    method,
-                    self.base_url + path,
-                    params=query,
-                    data=form,
-                    headers=request_headers,
+                request = self._http.build_request(
+                    method, self.base_url + path, params=query, data=form, headers=request_headers
                 )
+                if max_bytes is None:
+                    response = await self._http.send(request)
+                else:
+                    response = await _read_bounded(self._http, request, max_bytes)
             except httpx.TransportError as failure:
                 reason = f"{type(failure).__name__}: {failure}".rstrip(": ")
                 if not idempotent and not isinstance(failure, _NOT_SENT):
@@ -497,6 +512,112 @@ class SkahaClient:
             )
             await self._sleep(delay)
             waited += delay
+
+
+async def _read_bounded(
+    http: httpx.AsyncClient, request: httpx.Request, max_bytes: int
+) -> httpx.Response:
+    """Send ``request`` and read at most ``max_bytes`` of its body."""
+    response = await http.send(request, stream=True)
+    try:
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise _too_large(max_bytes)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > max_bytes:
+                raise _too_large(max_bytes)
+            chunks.append(chunk)
+    finally:
+        await response.aclose()
+    # Decoded already: the copy must not say it is compressed.
+    headers = [
+        (key, value)
+        for key, value in response.headers.multi_items()
+        if key.lower() not in {"content-encoding", "content-length", "transfer-encoding"}
+    ]
+    return httpx.Response(
+        response.status_code, headers=headers, content=b"".join(chunks), request=request
+    )
+
+
+def _too_large(max_bytes: int) -> SkahaListTooLargeError:
+    return SkahaListTooLargeError(
+        f"Skaha's session list is larger than {max_bytes} bytes (skaha_list_max_bytes); "
+        "it was not read: raise the limit, or delete old sessions of the broker's account"
+    )
+
+
+_SMALL_LIST = 1 << 20  # parsed whole (strictly); larger lists are searched for our names
+_WINDOW = 1 << 20  # bytes searched per step, so that the thread lets go of the GIL often
+_NAME_KEY = re.compile(rb'"name"\s*:\s*$')
+
+
+def own_sessions_in(body: bytes, prefix: str) -> list[SkahaSession]:
+    """The entries of a ``GET /session`` body whose name starts with ``prefix``.
+
+    Runs in a worker thread. A small body is parsed whole. A large one (100,000 sessions of
+    other tools in the same account) is searched for ``"name": "<prefix>`` in windows, and
+    only the flat objects around the hits are parsed: the foreign entries are never turned
+    into Python objects, and no single step holds the GIL for long.
+    """
+    text = body  # not stripped: that would copy a large body
+    if not (text[:64].lstrip().startswith(b"[") and text[-64:].rstrip().endswith(b"]")):
+        raise SkahaServerError("Skaha's session list is not a JSON array")
+    if len(text) <= _SMALL_LIST:
+        try:
+            documents = json.loads(text)
+        except ValueError:
+            raise SkahaServerError("Skaha answered with something that is not JSON") from None
+        if not isinstance(documents, list):
+            raise SkahaServerError("Skaha's session list is not a JSON array")
+        return [
+            SkahaSession.from_json(d)
+            for d in documents
+            if isinstance(d, Mapping) and str(d.get("name", "")).startswith(prefix)
+        ]
+    needle = b'"' + prefix.encode()
+    found: list[SkahaSession] = []
+    position = 0
+    while position < len(text):
+        end = min(len(text), position + _WINDOW)
+        hit = text.find(needle, position, end + len(needle))
+        if hit < 0:
+            position = end
+            time.sleep(0)  # let the event loop's thread have the GIL
+            continue
+        position = hit + len(needle)
+        entry = _entry_around(text, hit)
+        if entry is not None and entry.name.startswith(prefix):
+            found.append(entry)
+    return found
+
+
+def _entry_around(text: bytes, hit: int) -> SkahaSession | None:
+    """The top-level flat object whose ``name`` value starts at ``hit``, if it is one."""
+    if not _NAME_KEY.search(text, max(0, hit - 64), hit):
+        return None
+    start = text.rfind(b"{", 0, hit)
+    before = start - 1
+    while before >= 0 and text[before] in b" \t\r\n":
+        before -= 1
+    if start < 0 or before < 0 or text[before] not in b"[,":
+        return None
+    end = hit
+    for _ in range(32):  # a "}" inside a string value: try the next one
+        end = text.find(b"}", end + 1)
+        if end < 0:
+            return None
+        try:
+            document = json.loads(text[start : end + 1])
+        except ValueError:
+            continue
+        if isinstance(document, dict) and document.get("id"):
+            return SkahaSession.from_json(document)
+        return None
+    return None
 
 
 def _json(response: httpx.Response) -> Any:

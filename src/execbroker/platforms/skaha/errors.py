@@ -22,9 +22,11 @@ from execbroker.platforms.base import PlatformError, PlatformUnavailableError
 
 __all__ = [
     "SkahaBadRequestError",
+    "SkahaCreateUnknownError",
     "SkahaCredentialsError",
     "SkahaError",
     "SkahaForbiddenError",
+    "SkahaListTooLargeError",
     "SkahaNotFoundError",
     "SkahaRequestError",
     "SkahaServerError",
@@ -70,6 +72,15 @@ class SkahaUnavailableError(SkahaError, PlatformUnavailableError):
     ) -> None:
         SkahaError.__init__(self, message, status=status)
         self.retry_after = retry_after
+
+
+class SkahaCreateUnknownError(SkahaUnavailableError):
+    """A create left and no answer says what it did, and a look by name found nothing yet:
+    the session may still appear (a slow Skaha), so it must not simply be sent again."""
+
+
+class SkahaListTooLargeError(SkahaServerError):
+    """Skaha's session list is larger than the broker reads (``skaha_list_max_bytes``)."""
 
 
 class SkahaCredentialsError(SkahaUnavailableError):

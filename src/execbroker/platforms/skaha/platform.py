@@ -5,9 +5,24 @@ Only the compute resource lives on Skaha. Its session is named
 never starts it twice; everything else it knows is a cache.
 
 Polling: one ``GET /session`` per ``list_interval`` answers every poll in that interval,
-however many sessions run (SKAHA.md §3: keep polling modest). A session created after the
+however many sessions run (SKAHA.md §3: keep polling modest). Only this broker's entries
+(its name prefix) are kept, picked out of the list in a worker thread, and a list larger
+than ``list_max_bytes`` is not read at all (health says why). A session created after the
 last list is answered from what the create said; one missing from a newer list is asked for
-by id once before it is declared lost.
+by id, and declared lost only once it has been missing from three lists spanning
+``lost_grace`` (a Skaha glitch must not end a running notebook).
+
+Creates are idempotent by name: after a create whose outcome is unknown, the component
+keeps an *outstanding create* marker, and no new create is sent until a list taken
+``timeout + create_grace`` after the last one shows no session of that name. Release
+deletes every session of the component's name (and the id it was created with), and a
+periodic sweep deletes sessions of the prefix that no live component owns, or that
+duplicate one (the oldest, or the one the broker tracks, is kept).
+
+The outstanding-create markers live in memory only. Persisting them would need a column in
+the broker's database (or a file that replicas would not share); what they protect against
+after a restart (a create that lands late, then a second one) is what the sweep removes
+within ``sweep_interval``, with any number of replicas.
 
 Status → what the engine sees (SKAHA.md §6.3):
 
@@ -34,12 +49,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from uuid import UUID
 
 import httpx
@@ -47,14 +64,17 @@ from pydantic import SecretStr
 
 from execbroker.clock import Clock
 from execbroker.config import Settings
+from execbroker.metrics import PLATFORM_SWEPT
 from execbroker.model import kinds
-from execbroker.model.phases import ComponentPhase
+from execbroker.model.phases import TERMINAL_COMPONENT_PHASES, ComponentPhase, MessageLevel
 from execbroker.model.records import ComponentRole
 from execbroker.planning.validation import Plan
 from execbroker.platforms.base import (
+    OwnerPhases,
     Platform,
     PlatformError,
     PlatformHealth,
+    PlatformNote,
     PlatformState,
     PlatformStatus,
     Work,
@@ -67,6 +87,7 @@ from execbroker.platforms.skaha.client import (
     normalise_name,
 )
 from execbroker.platforms.skaha.errors import (
+    SkahaCreateUnknownError,
     SkahaError,
     SkahaForbiddenError,
     SkahaNotFoundError,
@@ -86,6 +107,8 @@ _BROKEN = frozenset({SkahaStatus.FAILED, SkahaStatus.ERROR})
 _PULL_FAILURES = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")
 _MAX_EVENT_LINES = 8
 _MAX_TAIL_CHARS = 2000
+_LOST_LOOKS = 3  # consecutive lists a session must be missing from to be lost
+_UNSEEN_RENEWAL = 2  # intervals after which a renewal that never showed is tried again
 
 
 @dataclass(frozen=True)
@@ -108,6 +131,12 @@ class SkahaOptions:
     retry_budget: float = 20.0
     renew_before: float = 3600.0
     log_tail_lines: int = 20
+    renew_interval: float = 300.0
+    create_grace: float = 60.0
+    lost_grace: float = 60.0
+    sweep_interval: float = 60.0
+    list_max_bytes: int = 256 * 1024 * 1024
+    connect_hosts: tuple[str, ...] = ()  # empty: the host of ``url``
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SkahaOptions:
@@ -133,15 +162,50 @@ class SkahaOptions:
             retry_budget=settings.skaha_retry_budget,
             renew_before=settings.skaha_renew_before,
             log_tail_lines=settings.skaha_log_tail_lines,
+            renew_interval=settings.skaha_renew_interval,
+            create_grace=settings.skaha_create_grace,
+            lost_grace=settings.skaha_lost_grace,
+            sweep_interval=settings.skaha_sweep_interval,
+            list_max_bytes=settings.skaha_list_max_bytes,
+            connect_hosts=tuple(settings.skaha_connect_hosts),
         )
+
+    @property
+    def session_hosts(self) -> frozenset[str]:
+        """Hosts a connect URL may point to."""
+        hosts = self.connect_hosts or (urlsplit(self.url).hostname or "",)
+        return frozenset(host.strip().lower() for host in hosts if host.strip())
 
 
 @dataclass(frozen=True)
 class _Listing:
-    """One ``GET /session``: this broker's sessions by name, and when it was asked."""
+    """One ``GET /session``: this broker's sessions by name, and when it was asked.
+
+    ``named`` holds every session of a name (names are not unique on Skaha), ``by_name``
+    the one that stands for it: a live one before a terminating one, the oldest first.
+    """
 
     taken: float  # monotonic, just before the call
     by_name: dict[str, SkahaSession]
+    named: dict[str, list[SkahaSession]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Missing:
+    """A session missing from the lists: since which list, and from how many."""
+
+    first: float  # monotonic: when the first list without it was taken
+    last: float
+    looks: int
+
+
+@dataclass(frozen=True)
+class _Renewal:
+    """The broker's last renewal of a session: when, and the expiry it saw then (None:
+    the renewal failed, so the expiry cannot tell whether it worked)."""
+
+    at: float  # monotonic
+    expiry: datetime | None
 
 
 @dataclass(frozen=True)
@@ -177,9 +241,15 @@ class SkahaPlatform(Platform):
         self._list_failure: tuple[float, SkahaError] | None = None
         self._list_lock = asyncio.Lock()
         self._created: dict[UUID, _Created] = {}
-        self._renewed: dict[str, float] = {}
+        # Components whose last create has an unknown outcome: when it was sent (monotonic).
+        self._creating: dict[UUID, float] = {}
+        self._missing: dict[UUID, _Missing] = {}
+        self._renewed: dict[str, _Renewal] = {}
+        self._lifetime_warning: str | None = None
+        self._connect_refused: set[str] = set()
         self._events_read: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -245,11 +315,12 @@ class SkahaPlatform(Platform):
         )
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in (self._task, self._sweeper):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._sweeper = None
         if self._tokens is not None:
             await self._tokens.stop()
         if self._http is not None:
@@ -276,7 +347,8 @@ class SkahaPlatform(Platform):
                 available=False,
                 message=f"Skaha's resource options are not known yet: {self._catalogue_problem}",
             )
-        return PlatformHealth(available=True)
+        # Usable, but the operator should know (sessions are renewed every renew_interval).
+        return PlatformHealth(available=True, message=self._lifetime_warning)
 
     # -- the catalogue (/context, /repository, /image) ------------------------------------
 
@@ -336,16 +408,23 @@ class SkahaPlatform(Platform):
         except ValueError:
             return None
 
-    async def _sessions(self) -> _Listing:
-        """This broker's sessions: one list call per interval, shared by every caller."""
+    async def _sessions(self, *, newer_than: float | None = None) -> _Listing:
+        """This broker's sessions: one list call per interval, shared by every caller
+        (``newer_than``: a list taken after that monotonic instant)."""
         interval = self._options.list_interval
+
+        def recent(listing: _Listing) -> bool:
+            if time.monotonic() - listing.taken >= interval:
+                return False
+            return newer_than is None or listing.taken > newer_than
+
         listing = self._listing
-        if listing is not None and time.monotonic() - listing.taken < interval:
+        if listing is not None and recent(listing):
             return listing
         async with self._list_lock:
             listing = self._listing
             now = time.monotonic()
-            if listing is not None and now - listing.taken < interval:
+            if listing is not None and recent(listing):
                 return listing
             if self._list_failure is not None and now - self._list_failure[0] < interval:
                 # Failed moments ago: do not ask again before the interval is over.
@@ -355,20 +434,21 @@ class SkahaPlatform(Platform):
                 )
             taken = time.monotonic()
             try:
-                sessions = await self.client.sessions()
+                sessions = await self.client.own_sessions(
+                    f"{self._options.prefix}-", max_bytes=self._options.list_max_bytes
+                )
             except SkahaError as failure:
                 self._list_failure = (time.monotonic(), failure)
                 self._skaha_failed(failure)
                 raise
-            by_name: dict[str, SkahaSession] = {}
+            named: dict[str, list[SkahaSession]] = {}
             for session in sessions:
-                if self._owner_of(session.name) is None:
-                    continue
-                known = by_name.get(session.name)
-                # Names are not unique on Skaha: a live session wins over a terminating one.
-                if known is None or known.status == SkahaStatus.TERMINATING:
-                    by_name[session.name] = session
-            self._listing = _Listing(taken=taken, by_name=by_name)
+                if self._owner_of(session.name) is not None:
+                    named.setdefault(session.name, []).append(session)
+            # Names are not unique on Skaha: a live session stands for its name before a
+            # terminating one, the oldest first (the one the sweep keeps).
+            by_name = {name: _oldest(found) for name, found in named.items()}
+            self._listing = _Listing(taken=taken, by_name=by_name, named=named)
             self._list_failure = None
             self._skaha_answered()
             return self._listing
@@ -378,10 +458,12 @@ class SkahaPlatform(Platform):
         one missing from a newer list) from Skaha by id."""
         name = self.session_name(work.uuid)
         listing = await self._sessions()
-        found = listing.by_name.get(name)
+        created = self._created.get(work.uuid)
+        named = listing.named.get(name, [])
+        tracked = next((s for s in named if created is not None and s.id == created.id), None)
+        found = tracked or listing.by_name.get(name)
         if found is not None:
             return found
-        created = self._created.get(work.uuid)
         if created is None:
             return None
         if created.at >= listing.taken:
@@ -437,12 +519,24 @@ class SkahaPlatform(Platform):
             logger.info(
                 "Skaha session adopted", extra={"component": str(work.uuid), "skaha_name": name}
             )
+            self._creating.pop(work.uuid, None)
             self._created[work.uuid] = _Created(existing.id, existing.type, time.monotonic())
             return await self._status(work, existing)
+        self._wait_for_outstanding_create(work.uuid, name)
         request = create_request(
             work, name=name, catalogue=self._catalogue, notebook_image=self._options.notebook_image
         )
-        session_id = await self.client.create(request)
+        # Marked before it leaves: a create cut off by the engine's call deadline (a
+        # cancellation) has an unknown outcome too.
+        self._creating[work.uuid] = time.monotonic()
+        try:
+            session_id = await self.client.create(request)
+        except SkahaCreateUnknownError:
+            raise
+        except SkahaError:
+            self._creating.pop(work.uuid, None)  # a definite answer: nothing was made
+            raise
+        self._creating.pop(work.uuid, None)
         self._created[work.uuid] = _Created(session_id, request.type, time.monotonic())
         logger.info(
             "Skaha session created",
@@ -452,31 +546,88 @@ class SkahaPlatform(Platform):
             PlatformState.PREPARING, f"Skaha session {name} created", next_check=self._interval
         )
 
+    def _wait_for_outstanding_create(self, uuid: UUID, name: str) -> None:
+        """Refuse to create again while an earlier create of unknown outcome may still
+        land: until a list taken ``timeout + create_grace`` after it shows nothing."""
+        sent = self._creating.get(uuid)
+        if sent is None:
+            return
+        quiet = self._options.timeout + self._options.create_grace
+        listing = self._listing
+        taken = listing.taken if listing is not None else sent
+        wait = sent + quiet - taken
+        if wait > 0:
+            raise SkahaUnavailableError(
+                f"an earlier create of Skaha session {name} has an unknown outcome; no new "
+                f"create until a list {quiet:g} s after it shows no such session",
+                retry_after=timedelta(seconds=max(wait, self._options.list_interval)),
+            )
+        logger.info(
+            "no Skaha session after an unknown create outcome; creating again",
+            extra={"component": str(uuid), "skaha_name": name},
+        )
+        del self._creating[uuid]
+
     async def poll(self, work: Work) -> PlatformStatus:
         if work.role is not ComponentRole.COMPUTE:
             return _ready_at_once(work)
         try:
             session = await self._lookup(work)
             if session is None:
-                return self._lost(work)
+                return self._missing_now(work)
+            self._missing.pop(work.uuid, None)
             return await self._status(work, session)
         except SkahaError as failure:
             return self._no_news(work, failure)
 
+    def _missing_now(self, work: Work) -> PlatformStatus:
+        """The session is in no list and Skaha says 404 by id: lost only once that has
+        held for ``_LOST_LOOKS`` lists spanning ``lost_grace`` (R4: a glitch is not a loss)."""
+        listing = self._listing
+        taken = listing.taken if listing is not None else time.monotonic()
+        seen = self._missing.get(work.uuid) or _Missing(first=taken, last=-1.0, looks=0)
+        if taken != seen.last:
+            seen = _Missing(first=seen.first, last=taken, looks=seen.looks + 1)
+        self._missing[work.uuid] = seen
+        if seen.looks >= _LOST_LOOKS and taken - seen.first >= self._options.lost_grace:
+            del self._missing[work.uuid]
+            return self._lost(work)
+        if seen.looks == 1:
+            logger.warning(
+                "Skaha session missing; declared lost if it stays missing",
+                extra={"component": str(work.uuid), "grace": self._options.lost_grace},
+            )
+        status = self._no_news(work, None)
+        return PlatformStatus(
+            status.state,
+            f"the Skaha session is missing from Skaha's list ({seen.looks} in a row); it is "
+            f"declared lost if it is still missing after {self._options.lost_grace:g} s",
+            next_check=self._interval,
+        )
+
     async def release(self, work: Work) -> PlatformStatus:
+        """Delete every Skaha session of the component's name, and the one it was created
+        with even if no list shows it (a glitch, or a session declared lost): released once
+        Skaha has none of them left."""
         if work.role is not ComponentRole.COMPUTE:
             return PlatformStatus(PlatformState.RELEASED, "nothing to release on Skaha")
+        name = self.session_name(work.uuid)
         try:
             session = await self._lookup(work)
-            if session is None or session.status == SkahaStatus.TERMINATING:
+            targets = self._to_delete(work.uuid, name, session)
+            if not targets:
                 self._forget(work.uuid, session)
                 return PlatformStatus(PlatformState.RELEASED, "the Skaha session has gone")
-            exit_code = 0 if session.status in _ENDED else None
-            await self.client.delete(session.id)
-            try:
-                after = await self.client.session(session.id)
-            except SkahaNotFoundError:
-                after = None
+            exit_code = 0 if session is not None and session.status in _ENDED else None
+            remaining = 0
+            for target in targets:
+                await self.client.delete(target)
+                try:
+                    after = await self.client.session(target)
+                except SkahaNotFoundError:
+                    continue
+                if after.status != SkahaStatus.TERMINATING:
+                    remaining += 1
         except SkahaRequestError as failure:
             if isinstance(failure, SkahaServerError):
                 return self._no_news(work, failure)
@@ -485,11 +636,11 @@ class SkahaPlatform(Platform):
             )
         except SkahaError as failure:
             return self._no_news(work, failure)
-        if after is None or after.status == SkahaStatus.TERMINATING:
+        if not remaining:
             self._forget(work.uuid, session)
             logger.info(
                 "Skaha session deleted",
-                extra={"component": str(work.uuid), "skaha_name": session.name},
+                extra={"component": str(work.uuid), "skaha_name": name, "count": len(targets)},
             )
             return PlatformStatus(
                 PlatformState.RELEASED, "the Skaha session was deleted", exit_code=exit_code
@@ -498,6 +649,18 @@ class SkahaPlatform(Platform):
         return PlatformStatus(
             PlatformState.RELEASING, "the Skaha session is being deleted", next_check=self._interval
         )
+
+    def _to_delete(self, uuid: UUID, name: str, session: SkahaSession | None) -> list[str]:
+        """The ids of the component's sessions that are not being deleted already."""
+        listing = self._listing
+        named = listing.named.get(name, []) if listing is not None else []
+        ids = [s.id for s in named if s.status != SkahaStatus.TERMINATING]
+        if session is not None and session.status != SkahaStatus.TERMINATING:
+            ids.append(session.id)
+        created = self._created.get(uuid)
+        if created is not None and all(s.id != created.id for s in named):
+            ids.append(created.id)  # made after the list, or missing from it
+        return list(dict.fromkeys(i for i in ids if i))
 
     async def objects(self) -> set[UUID]:
         try:
@@ -519,15 +682,85 @@ class SkahaPlatform(Platform):
         name = self.session_name(uuid)
         try:
             listing = await self._sessions()
-            session = listing.by_name.get(name)
-            if session is not None:
-                await self.client.delete(session.id)
-                self._forget(uuid, session)
+            for session in listing.named.get(name, []):
+                if session.status != SkahaStatus.TERMINATING:
+                    await self.client.delete(session.id)
+                    PLATFORM_SWEPT.labels(self.name, "orphan").inc()
+            self._forget(uuid, listing.by_name.get(name))
         except SkahaError as failure:
             logger.warning(
                 "cannot delete an orphaned Skaha session",
                 extra={"component": str(uuid), "skaha_name": name, "reason": failure.message},
             )
+
+    # -- the sweep ------------------------------------------------------------------------
+
+    def sweep_periodically(self, phases: OwnerPhases) -> None:
+        """Sweep every ``sweep_interval`` from now on (until :meth:`stop`)."""
+        if self._sweeper is None:
+            self._sweeper = asyncio.create_task(
+                self._keep_sweeping(phases), name="execbroker-skaha-sweep"
+            )
+
+    async def _keep_sweeping(self, phases: OwnerPhases) -> None:
+        while True:
+            await asyncio.sleep(self._options.sweep_interval)
+            try:
+                await self.sweep(phases)
+            except SkahaError as failure:
+                logger.warning(
+                    "cannot sweep Skaha sessions; trying at the next sweep",
+                    extra={"reason": failure.message},
+                )
+            except Exception:
+                logger.exception("sweeping Skaha sessions failed; trying at the next sweep")
+
+    async def sweep(self, phases: OwnerPhases) -> int:
+        """Delete sessions of this broker's prefix that no live component owns (its
+        component is unknown or has ended), and the duplicates of live ones, keeping the
+        one the broker tracks, else the oldest; how many it deleted."""
+        listing = await self._sessions()
+        found: dict[UUID, list[SkahaSession]] = {}
+        for name, sessions in listing.named.items():
+            owner = self._owner_of(name)
+            alive = [s for s in sessions if s.status != SkahaStatus.TERMINATING]
+            if owner is not None and alive:
+                found[owner] = alive
+        if not found:
+            return 0
+        asked = time.monotonic()
+        known = await phases(set(found))
+        # Looked at again after the phases were read: a session released meanwhile (its
+        # component ended) is terminating or gone by then, not an orphan.
+        now = await self._sessions(newer_than=asked)
+        deleted = 0
+        for owner, listed in found.items():
+            sessions = [
+                s
+                for s in now.named.get(self.session_name(owner), [])
+                if s.status != SkahaStatus.TERMINATING and any(s.id == o.id for o in listed)
+            ]
+            if not sessions:
+                continue
+            phase = known.get(owner)
+            if phase is None or phase in TERMINAL_COMPONENT_PHASES:
+                doomed, reason = sessions, "orphan"
+            elif len(sessions) > 1:
+                created = self._created.get(owner)
+                keep = next((s for s in sessions if created and s.id == created.id), None)
+                keep = keep or _oldest(sessions)
+                doomed, reason = [s for s in sessions if s.id != keep.id], "duplicate"
+            else:
+                continue
+            for session in doomed:
+                await self.client.delete(session.id)
+                PLATFORM_SWEPT.labels(self.name, reason).inc()
+                deleted += 1
+                logger.warning(
+                    "Skaha session swept",
+                    extra={"component": str(owner), "skaha_name": session.name, "reason": reason},
+                )
+        return deleted
 
     # -- statuses -----------------------------------------------------------------------
 
@@ -539,10 +772,12 @@ class SkahaPlatform(Platform):
             if not session.interactive:
                 return PlatformStatus(PlatformState.RUNNING, next_check=self._interval)
             await self._renew_if_due(work, session)
+            connectors, refused = self._connectors(work, session)
             return PlatformStatus(
                 PlatformState.READY,
                 next_check=self._interval,
-                connectors=_connectors(work, session),
+                connectors=connectors,
+                notes=refused,
             )
         if status in _ENDED:
             return PlatformStatus(PlatformState.EXITED, "the Skaha session completed", exit_code=0)
@@ -614,7 +849,7 @@ class SkahaPlatform(Platform):
         return "\n".join(parts)
 
     def _lost(self, work: Work) -> PlatformStatus:
-        self._created.pop(work.uuid, None)
+        # The created id is kept: the release that follows still deletes it (and the name).
         logger.warning(
             "Skaha session lost",
             extra={"component": str(work.uuid), "skaha_name": self.session_name(work.uuid)},
@@ -643,35 +878,141 @@ class SkahaPlatform(Platform):
 
     def _forget(self, uuid: UUID, session: SkahaSession | None) -> None:
         self._created.pop(uuid, None)
+        self._missing.pop(uuid, None)
         if session is not None:
+            self._connect_refused.discard(session.id)
             self._renewed.pop(session.id, None)
             self._events_read.pop(session.id, None)
         listing = self._listing
         if listing is not None:
             listing.by_name.pop(self.session_name(uuid), None)
+            listing.named.pop(self.session_name(uuid), None)
 
     async def _renew_if_due(self, work: Work, session: SkahaSession) -> None:
-        """Push an interactive session's Skaha expiry while the offered time lasts."""
+        """Push an interactive session's Skaha expiry while the offered time lasts: when
+        the expiry is within ``renew_before``, it moved since the last renewal (else the
+        renewal has not shown yet: tried again only after 2 intervals) and ``renew_interval``
+        has passed."""
         expiry = session.expiry_time
         if expiry is None:
             return
+        last = self._renewed.get(session.id)
+        if last is None:
+            self._check_lifetime(session, expiry)
         now = self._clock.now()
         offered_end = work.component.schedule.release_start
         if offered_end <= expiry or expiry - now > timedelta(seconds=self._options.renew_before):
             return
-        last = self._renewed.get(session.id)
-        if last is not None and time.monotonic() - last < self._options.list_interval:
-            return  # the list has not caught up with the last renewal yet
-        self._renewed[session.id] = time.monotonic()
+        if last is not None:
+            since = time.monotonic() - last.at
+            if since < self._options.renew_interval:
+                return
+            if expiry == last.expiry and since < _UNSEEN_RENEWAL * self._options.renew_interval:
+                return  # the last renewal has not shown yet (Skaha prints whole seconds)
         try:
             await self.client.renew(session.id)
         except SkahaError as failure:
+            self._renewed[session.id] = _Renewal(at=time.monotonic(), expiry=None)
             logger.warning(
                 "cannot renew a Skaha session",
                 extra={"component": str(work.uuid), "reason": failure.message},
             )
             return
+        self._renewed[session.id] = _Renewal(at=time.monotonic(), expiry=expiry)
         logger.info("Skaha session renewed", extra={"component": str(work.uuid)})
+
+    def _check_lifetime(self, session: SkahaSession, expiry: datetime) -> None:
+        """Warn once (log and /healthz) when Skaha grants interactive sessions no more than
+        the renew window: every look would find them due for renewal."""
+        if self._lifetime_warning is not None or session.start_time is None:
+            return
+        lifetime = (expiry - session.start_time).total_seconds()
+        window = self._options.renew_before
+        if lifetime <= 0 or lifetime > window:
+            return
+        self._lifetime_warning = (
+            f"Skaha grants interactive sessions {lifetime:.0f} s, no more than "
+            f"skaha_renew_before ({window:g} s): they are renewed at most every "
+            f"skaha_renew_interval ({self._options.renew_interval:g} s); set "
+            "skaha_renew_before below the lifetime"
+        )
+        if self._options.renew_interval >= lifetime:
+            self._lifetime_warning += (
+                ", and skaha_renew_interval below it, or sessions expire before renewal"
+            )
+        logger.warning(
+            "Skaha session lifetime within the renew window",
+            extra={"lifetime": lifetime, "renew_before": window},
+        )
+
+    def _connectors(
+        self, work: Work, session: SkahaSession
+    ) -> tuple[list[dict[str, Any]], tuple[PlatformNote, ...]]:
+        """The session's ``connectURL`` (only once it is Running, SKAHA.md §6.4), if it is
+        safe to hand to the user: ``https`` (``http`` only on loopback) on a Skaha host.
+        Otherwise none, and a note saying why (without the URL: it holds a token)."""
+        url = session.connect_url
+        if not url:
+            return [], ()
+        problem = _unsafe_url(url, self._options.session_hosts)
+        if problem is None:
+            return _connector(work, session, url), ()
+        if session.id not in self._connect_refused:
+            self._connect_refused.add(session.id)
+            logger.warning(
+                "Skaha connect URL left out", extra={"component": str(work.uuid), "why": problem}
+            )
+        note = PlatformNote(
+            "The platform's connect URL was left out: {problem}",
+            {"problem": problem},
+            level=MessageLevel.WARN,
+        )
+        return [], (note,)
+
+
+def _oldest(sessions: list[SkahaSession]) -> SkahaSession:
+    """The session that stands for its name: live before terminating, then the earliest
+    started (not started yet counts as newest), then the first listed."""
+
+    def rank(item: tuple[int, SkahaSession]) -> tuple[bool, bool, float, int]:
+        index, session = item
+        started = session.start_time
+        return (
+            session.status == SkahaStatus.TERMINATING,
+            started is None,
+            started.timestamp() if started is not None else 0.0,
+            index,
+        )
+
+    return min(enumerate(sessions), key=rank)[1]
+
+
+def _unsafe_url(url: str, hosts: frozenset[str]) -> str | None:
+    """Why ``url`` must not be published as a connector, or None if it may."""
+    try:
+        parts = urlsplit(url.strip())
+        host = (parts.hostname or "").lower()
+    except ValueError:
+        return "it is not a URL"
+    scheme = parts.scheme.lower()
+    if scheme not in ("https", "http"):
+        return f"its scheme '{scheme[:20]}' is neither https nor http"
+    if parts.username is not None or parts.password is not None:
+        return "it carries credentials before its host"
+    if host not in hosts:
+        return f"its host '{host[:100]}' is not a Skaha host ({', '.join(sorted(hosts))})"
+    if scheme == "http" and not _loopback(host):
+        return "it is http (unencrypted) on a host other than loopback"
+    return None
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _ready_at_once(work: Work) -> PlatformStatus:
@@ -687,11 +1028,7 @@ def _ready_at_once(work: Work) -> PlatformStatus:
     return PlatformStatus(PlatformState.READY, message)
 
 
-def _connectors(work: Work, session: SkahaSession) -> list[dict[str, Any]]:
-    """The session's ``connectURL``, only once it is Running (SKAHA.md §6.4)."""
-    url = session.connect_url
-    if not url:
-        return []
+def _connector(work: Work, session: SkahaSession, url: str) -> list[dict[str, Any]]:
     executable = work.session.component(ComponentRole.EXECUTABLE)
     kind = (
         "urn:execbroker:connector:jupyter-notebook"
