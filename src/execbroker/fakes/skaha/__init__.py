@@ -20,6 +20,7 @@ from execbroker.fakes.skaha.config import (
     SkahaTimings,
 )
 from execbroker.fakes.skaha.errors import SkahaError
+from execbroker.fakes.skaha.proxy import SkahaFaults, create_fault_proxy
 from execbroker.fakes.skaha.state import (
     NOT_AUTHORIZED,
     REGISTRY_AUTH_REQUIRED,
@@ -39,9 +40,11 @@ __all__ = [
     "RecordedRequest",
     "SkahaCatalogue",
     "SkahaError",
+    "SkahaFaults",
     "SkahaQuirks",
     "SkahaTimings",
     "StaticTokens",
     "TokenAuthority",
+    "create_fault_proxy",
     "create_skaha_app",
 ]
