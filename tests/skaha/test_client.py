@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -19,6 +20,7 @@ from execbroker.platforms.skaha import (
     SkahaServerError,
     SkahaUnavailableError,
 )
+from execbroker.platforms.skaha.client import SkahaSession, own_sessions_in
 from tests.skaha.conftest import ACCOUNT, TERMINAL, SkahaWorld
 
 
@@ -205,3 +207,40 @@ async def test_a_401_refreshes_once_and_retries_once(
     with pytest.raises(SkahaUnavailableError, match="did not accept the broker's token"):
         await client.context()
     assert tokens.refreshes == 2, "one refresh per call, not a loop"
+
+
+def test_a_large_list_yields_the_same_own_entries_as_a_full_parse() -> None:
+    """Above 1 MiB the list is searched for the prefix instead of parsed whole: the same
+    entries come out, a ``}`` inside a value included, and nothing nested is taken."""
+    mine = [
+        {
+            "id": f"m{n}",
+            "name": f"execbroker-{n}",
+            "status": "Running",
+            "type": "notebook",
+            "connectURL": f"https://h/session/notebook/m{n}/lab?x={{}}" if n % 2 else "",
+        }
+        for n in range(50)
+    ]
+    foreign = [
+        {
+            "id": f"f{n}",
+            "name": f"other-{n}",
+            "status": "Running",
+            "type": "headless",
+            "image": '"name": "execbroker-fake',
+            "extra": [{"name": "execbroker-nested"}],
+        }
+        for n in range(20_000)
+    ]
+    documents = [entry for pair in zip(foreign, mine * 400, strict=False) for entry in pair]
+    body = json.dumps(documents, indent=2).encode()
+    assert len(body) > 1 << 20
+
+    found = own_sessions_in(body, "execbroker-")
+
+    expected = [SkahaSession.from_json(d) for d in documents if d["name"].startswith("execbroker-")]
+    assert found == expected
+    assert len(found) == 20_000
+    with pytest.raises(SkahaServerError, match="not a JSON array"):
+        own_sessions_in(b'{"a": 1}' + b" " * (2 << 20), "execbroker-")
