@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -212,7 +213,7 @@ async def test_a_401_refreshes_once_and_retries_once(
 def test_a_large_list_yields_the_same_own_entries_as_a_full_parse() -> None:
     """Above 1 MiB the list is searched for the prefix instead of parsed whole: the same
     entries come out, a ``}`` inside a value included, and nothing nested is taken."""
-    mine = [
+    mine: list[dict[str, Any]] = [
         {
             "id": f"m{n}",
             "name": f"execbroker-{n}",
@@ -222,7 +223,7 @@ def test_a_large_list_yields_the_same_own_entries_as_a_full_parse() -> None:
         }
         for n in range(50)
     ]
-    foreign = [
+    foreign: list[dict[str, Any]] = [
         {
             "id": f"f{n}",
             "name": f"other-{n}",
@@ -239,7 +240,9 @@ def test_a_large_list_yields_the_same_own_entries_as_a_full_parse() -> None:
 
     found = own_sessions_in(body, "execbroker-")
 
-    expected = [SkahaSession.from_json(d) for d in documents if d["name"].startswith("execbroker-")]
+    expected = [
+        SkahaSession.from_json(d) for d in documents if str(d["name"]).startswith("execbroker-")
+    ]
     assert found == expected
     assert len(found) == 20_000
     with pytest.raises(SkahaServerError, match="not a JSON array"):
