@@ -38,10 +38,10 @@ class BodyWriters:
         self._users = 0
 
     def start(self) -> None:
-        """Start the worker processes (one more user of them: each start needs a stop)."""
+        """Allow worker processes (one more user of them: each start needs a stop). The
+        pool itself starts with the first answer that needs it: most brokers never write
+        one, and a spawned worker costs a second of CPU at every start."""
         self._users += 1
-        if self._pool is None:
-            self._pool = self._new_pool()
 
     def stop(self) -> None:
         self._users = max(0, self._users - 1)
@@ -51,18 +51,18 @@ class BodyWriters:
 
     def _new_pool(self) -> ProcessPoolExecutor:
         # spawn: the broker runs threads (database, platform); forking them is unsafe.
-        pool = ProcessPoolExecutor(
+        return ProcessPoolExecutor(
             max_workers=self._workers, mp_context=multiprocessing.get_context("spawn")
         )
-        pool.submit(int)  # start the worker now, not on the first large answer
-        return pool
 
     async def write(self, document: Any, fmt: MediaFormat, *, root: str) -> bytes:
         """``document`` in ``fmt``, written away from the event loop."""
         work = functools.partial(render_body, document, fmt, root=root)
-        pool = self._pool
-        if pool is None or fmt is MediaFormat.JSON:
+        if self._users == 0 or fmt is MediaFormat.JSON:
             return await anyio.to_thread.run_sync(work)
+        if self._pool is None:
+            self._pool = self._new_pool()
+        pool = self._pool
         try:
             return await asyncio.get_running_loop().run_in_executor(pool, work)
         except BrokenProcessPool:
