@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 import pytest
@@ -194,3 +195,20 @@ async def test_a_component_url_of_another_collection_is_404(client: httpx.AsyncC
     compute_uuid = offer["compute"]["meta"]["uuid"]
     assert (await client.get(f"/compute/{compute_uuid}")).status_code == 200
     assert (await client.get(f"/storage/{compute_uuid}")).status_code == 404
+
+
+async def test_a_long_poll_on_a_sibling_hears_at_once_that_it_was_rejected(
+    client: httpx.AsyncClient,
+) -> None:
+    offers = (await request_offers(client, example("notebook-request.yaml")))["offers"]
+    assert len(offers) >= 2
+    sibling = offers[1]["meta"]["url"]
+    waiting = asyncio.ensure_future(client.get(sibling, params={"wait": 10}))
+    await asyncio.sleep(0.2)
+    started = time.monotonic()
+    accepted = await post(client, offers[0]["meta"]["url"], phase_update("ACCEPTED"))
+    assert accepted.status_code == 200
+    heard = await waiting
+    assert heard.json()["phase"] == "REJECTED"
+    # Woken by the accept, not by the safety-net re-read (seconds later).
+    assert time.monotonic() - started < 2

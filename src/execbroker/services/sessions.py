@@ -497,6 +497,8 @@ class SessionService:
             if current.phase is SessionPhase.ACCEPTED:
                 return
             raise _wrong_phase(current, SessionPhase.ACCEPTED)
+        for sibling in won:  # their waiters hear that they were rejected, at once
+            self._on_change(sibling)
 
     async def _expired(self, expires: datetime) -> NoReturn:
         await self.expire_due_offers()

@@ -239,8 +239,9 @@ class Booking:
         now: datetime,
         note: MessageItem,
         sibling_note: MessageItem,
-    ) -> None:
-        """Accept an OFFERED offer unexpired at ``now`` and reject its OFFERED siblings.
+    ) -> list[UUID]:
+        """Accept an OFFERED offer unexpired at ``now`` and reject its OFFERED siblings (the
+        uuids of those rejected).
 
         :class:`OfferExpiredError` if it expired by ``now``; :class:`_LostRaceError` if it is
         not OFFERED or a sibling was accepted first (the offer set's ``accepted_session``
@@ -296,7 +297,7 @@ class Booking:
             )
         ]
         if not siblings:
-            return
+            return []
         connection.execute(
             sessions.update()
             .where(
@@ -316,6 +317,7 @@ class Booking:
                 MessageTarget(sibling, session_uuid=sibling, offer_set_uuid=UUID(offer_set_uuid)),
                 [sibling_note],
             )
+        return siblings
 
     def extend(
         self,
@@ -649,10 +651,10 @@ class BrokerStore:
         note: Callable[[datetime], MessageItem],
         sibling_note: Callable[[datetime], MessageItem],
         active_limit: int | None = None,
-    ) -> datetime | None:
+    ) -> list[UUID] | None:
         """Accept an OFFERED, unexpired offer and reject its OFFERED siblings, atomically,
-        under the pool's lock; the instant it was accepted at (``note`` and ``sibling_note``
-        make the messages stamped with it).
+        under the pool's lock (``note`` and ``sibling_note`` make the messages, stamped
+        with the instant of the accept); the siblings it rejected.
 
         The expiry is judged at an instant read under the lock (:meth:`Booking.now`), not
         one read before waiting for it: meanwhile a booking may have found the offer
@@ -662,13 +664,12 @@ class BrokerStore:
         ``active_limit`` active sessions.
         """
 
-        def accept(booking: Booking) -> datetime:
+        def accept(booking: Booking) -> list[UUID]:
             now = booking.now()
             booking.check_active_quota(owner, active_limit)
-            booking.accept(
+            return booking.accept(
                 uuid, owner=owner, now=now, note=note(now), sibling_note=sibling_note(now)
             )
-            return now
 
         try:
             return await self.book(accept, optimistic=False)
