@@ -61,17 +61,22 @@ class ManualClock:
 
 
 class Broker:
-    def __init__(self, url: str, tmp: Path) -> None:
+    """Services, an engine and the mock platform on a clock that moves when told to."""
+
+    def __init__(self, url: str, tmp: Path, **overrides: Any) -> None:
         self.clock = ManualClock(START)
         self.settings = Settings(
-            data_dir=tmp,
-            database_url=url,
-            prepare_estimates=dict.fromkeys(ROLES, 1.0),
-            release_estimates=dict.fromkeys(ROLES, 1.0),
-            planning_slack=0,
-            mock_prepare_seconds=dict.fromkeys(ROLES, 0.0),
-            mock_release_seconds=dict.fromkeys(ROLES, 0.0),
-            mock_run_seconds=3600,
+            **{
+                "data_dir": tmp,
+                "database_url": url,
+                "prepare_estimates": dict.fromkeys(ROLES, 1.0),
+                "release_estimates": dict.fromkeys(ROLES, 1.0),
+                "planning_slack": 0,
+                "mock_prepare_seconds": dict.fromkeys(ROLES, 0.0),
+                "mock_release_seconds": dict.fromkeys(ROLES, 0.0),
+                "mock_run_seconds": 3600,
+                **overrides,
+            }
         )
         self.database = Database(self.settings.effective_database_url)
         self.store = BrokerStore(self.database, pool="mock", clock=self.clock)

@@ -320,16 +320,29 @@ class _Pass:
         await self.apply(part, status)
 
     def late_dependencies(self, part: _Component) -> list[_Component]:
-        """Dependencies still preparing that have not yet had their planned preparing time
-        since they actually started: they started late (the broker was down, or the offer
-        was accepted close to its start), so the platform is not to blame for them."""
-        return [
-            needed
-            for needed in self.dependencies(part)
-            if needed.phase is ComponentPhase.PREPARING
-            and needed.started_at is not None
-            and self.now < needed.started_at + needed.record.schedule.prepare_duration
-        ]
+        """Dependencies not ready for reasons that are not the platform's fault: waited
+        for, rather than failing ``part``."""
+        return [needed for needed in self.dependencies(part) if self.late(needed)]
+
+    def late(self, part: _Component) -> bool:
+        """Whether ``part`` is behind its plan through no fault of the platform's: it is
+        preparing and has not yet had its planned preparing time since it actually started
+        (it started late: the broker was down, or the offer was accepted close to its
+        start); or it has not started, because its own start has not come or because what
+        it needs is late in the same way (transitively: a data resource waiting behind a
+        late storage makes its compute wait too)."""
+        match part.phase:
+            case ComponentPhase.PREPARING:
+                return (
+                    part.started_at is not None
+                    and self.now < part.started_at + part.record.schedule.prepare_duration
+                )
+            case ComponentPhase.INITIALIZING | ComponentPhase.WAITING:
+                if self.now < part.record.schedule.prepare_start:
+                    return True
+                return any(self.late(needed) for needed in self.dependencies(part))
+            case _:
+                return False
 
     def dependencies(self, part: _Component) -> list[_Component]:
         needed: list[_Component] = []
