@@ -36,8 +36,9 @@ async def test_a_run_that_exits_0_completes_and_releases_everything(
     async with broker(**FAST) as client:
         session = await run_to_end(client, container())
 
-    assert session["phase"] == "COMPLETED"
     parts = components(session)
+    # On a failure, say what every component went through.
+    assert session["phase"] == "COMPLETED", {n: texts(p) for n, p in parts.items()}
     assert {p["phase"] for p in parts.values()} == {"COMPLETED"}
     assert "exited with code 0" in texts(session["compute"])
     prepared, released = ledger_counts(tmp_path)
