@@ -16,26 +16,21 @@ from pathlib import Path
 import pytest
 
 from execbroker.model.phases import SessionPhase
-from tests.lifecycle.test_time_up import ALICE, START, Broker
 from tests.support.engine import ROLES, container
+from tests.support.manual import ALICE, START, Broker, started
 
 
 @pytest.fixture
 async def late(database_url: str, tmp_path: Path) -> AsyncIterator[Broker]:
     # Storage takes half its planned second; everything else is ready at once.
-    made = Broker(
+    async with started(
         database_url,
         tmp_path,
+        Broker,
         mock_prepare_seconds={**dict.fromkeys(ROLES, 0.0), "storage": 0.5},
         mock_run_seconds=5,
-    )
-    await made.database.migrate()
-    await made.platform.start()
-    try:
+    ) as made:
         yield made
-    finally:
-        await made.platform.stop()
-        await made.database.dispose()
 
 
 async def test_a_compute_waits_for_data_waiting_behind_a_late_storage(late: Broker) -> None:

@@ -11,30 +11,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 import pytest
 import sqlalchemy as sa
 
-from execbroker.auth.identity import Caller
-from execbroker.config import Settings
-from execbroker.lifecycle.changes import ChangeFeed
-from execbroker.lifecycle.engine import Engine
-from execbroker.lifecycle.rules import EngineTimings, advance
+from execbroker.lifecycle.rules import advance
 from execbroker.model.phases import MessageLevel, SessionPhase
 from execbroker.model.records import SessionRecord
 from execbroker.model.wire import MessageItem
-from execbroker.planning.profile import profile_from_settings
-from execbroker.platforms.factory import build_platform
-from execbroker.services.offers import OfferService
-from execbroker.services.sessions import SessionService
-from execbroker.storage.database import Database
-from execbroker.storage.store import UNWRITTEN_STEP_RETRY, BrokerStore
+from execbroker.storage.store import UNWRITTEN_STEP_RETRY
 from execbroker.storage.tables import sessions
-from tests.support.engine import FAST, ROLES, container, texts, until_ended
+from tests.support.engine import FAST, container, texts, until_ended
+from tests.support.manual import ALICE, START, TIMINGS, Broker, started
 from tests.support.wire import post
 
 # A NUL, two bytes that are not UTF-8, a window-title sequence and a screen clear.
@@ -74,80 +65,13 @@ async def test_output_with_nul_and_invalid_utf8_is_kept_escaped_and_the_neighbou
 
 # ------------------------------------------------------------------ one bad step, by hand
 
-ALICE = Caller("alice")
-START = datetime(2030, 1, 1, tzinfo=UTC)
-TIMINGS = EngineTimings(
-    budget_slack=timedelta(seconds=60),
-    poll_interval=timedelta(seconds=1),
-    end_warning=timedelta(seconds=5),
-)
 WORKER = "hand"
 
 
-class ManualClock:
-    def __init__(self, start: datetime) -> None:
-        self.moment = start
-
-    def now(self) -> datetime:
-        return self.moment
-
-
-class Harness:
-    """A store, the mock platform and an engine on a clock that moves only when told."""
-
-    def __init__(self, url: str, tmp: Path) -> None:
-        self.clock = ManualClock(START)
-        settings = Settings(
-            data_dir=tmp,
-            database_url=url,
-            prepare_estimates=dict.fromkeys(ROLES, 1.0),
-            release_estimates=dict.fromkeys(ROLES, 1.0),
-            planning_slack=0,
-            mock_prepare_seconds=dict.fromkeys(ROLES, 0.0),
-            mock_release_seconds=dict.fromkeys(ROLES, 0.0),
-            mock_run_seconds=5,
-        )
-        self.database = Database(settings.effective_database_url)
-        self.store = BrokerStore(self.database, pool="mock", clock=self.clock)
-        profile = profile_from_settings(settings)
-        self.offers = OfferService(
-            store=self.store, settings=settings, profile=profile, clock=self.clock
-        )
-        self.sessions = SessionService(
-            store=self.store,
-            clock=self.clock,
-            profile=profile,
-            max_duration=settings.max_duration,
-        )
-        self.platform = build_platform(settings, self.clock)
-        self.engine = Engine(
-            store=self.store,
-            platform=self.platform,
-            clock=self.clock,
-            changes=ChangeFeed(),
-            timings=TIMINGS,
-        )
-
-    async def settle(self, at: datetime) -> None:
-        self.clock.moment = at
-        for _ in range(20):
-            if not await self.engine.run_once():
-                return
-
-    async def read(self, uuid: UUID) -> SessionRecord:
-        return await self.sessions.get_session(uuid, caller=ALICE)
-
-
 @pytest.fixture
-async def harness(database_url: str, tmp_path: Path) -> AsyncIterator[Harness]:
-    made = Harness(database_url, tmp_path)
-    await made.database.migrate()
-    await made.platform.start()
-    try:
+async def harness(database_url: str, tmp_path: Path) -> AsyncIterator[Broker]:
+    async with started(database_url, tmp_path, Broker, mock_run_seconds=5) as made:
         yield made
-    finally:
-        await made.platform.stop()
-        await made.database.dispose()
 
 
 def _said(session: SessionRecord) -> list[str]:
@@ -159,7 +83,7 @@ def _said(session: SessionRecord) -> list[str]:
 
 
 async def test_a_step_the_database_refuses_does_not_cost_its_batch_the_others(
-    harness: Harness,
+    harness: Broker,
 ) -> None:
     first = await harness.offers.execute_directly(container(duration="PT1M"), caller=ALICE)
     second = await harness.offers.execute_directly(container(duration="PT1M"), caller=ALICE)

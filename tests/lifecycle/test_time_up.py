@@ -14,97 +14,27 @@ order of events happens exactly.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 import pytest
 
-from execbroker.auth.identity import Caller
-from execbroker.config import Settings
 from execbroker.exceptions import ConflictError
-from execbroker.lifecycle.changes import ChangeFeed
-from execbroker.lifecycle.engine import Engine
-from execbroker.lifecycle.rules import EngineTimings, advance
+from execbroker.lifecycle.rules import advance
 from execbroker.model.phases import SessionPhase
 from execbroker.model.records import ComponentRole, SessionRecord
-from execbroker.planning.profile import profile_from_settings
-from execbroker.platforms.factory import build_platform
 from execbroker.platforms.mock import read_ledger
-from execbroker.services.offers import OfferService
-from execbroker.services.sessions import SessionService
-from execbroker.storage.database import Database
-from execbroker.storage.store import BrokerStore
-from tests.support.engine import ROLES, container
+from tests.support import manual
+from tests.support.engine import container
+from tests.support.manual import ALICE, START, TIMINGS
 
-ALICE = Caller("alice")
-START = datetime(2030, 1, 1, tzinfo=UTC)
-TIMINGS = EngineTimings(
-    budget_slack=timedelta(seconds=60),
-    poll_interval=timedelta(seconds=1),
-    end_warning=timedelta(seconds=5),
-)
 EXTEND = {"kind": "uri:integer-delta-update", "path": "/schedule/available/duration"}
 WORKER = "slow-pass"
 
 
-class ManualClock:
-    def __init__(self, start: datetime) -> None:
-        self._now = start
-
-    def now(self) -> datetime:
-        return self._now
-
-    def set(self, when: datetime) -> None:
-        self._now = when
-
-
-class Broker:
-    """Services, an engine and the mock platform on a clock that moves when told to."""
-
-    def __init__(self, url: str, tmp: Path, **overrides: Any) -> None:
-        self.clock = ManualClock(START)
-        self.settings = Settings(
-            **{
-                "data_dir": tmp,
-                "database_url": url,
-                "prepare_estimates": dict.fromkeys(ROLES, 1.0),
-                "release_estimates": dict.fromkeys(ROLES, 1.0),
-                "planning_slack": 0,
-                "mock_prepare_seconds": dict.fromkeys(ROLES, 0.0),
-                "mock_release_seconds": dict.fromkeys(ROLES, 0.0),
-                "mock_run_seconds": 3600,
-                **overrides,
-            }
-        )
-        self.database = Database(self.settings.effective_database_url)
-        self.store = BrokerStore(self.database, pool="mock", clock=self.clock)
-        profile = profile_from_settings(self.settings)
-        self.offers = OfferService(
-            store=self.store, settings=self.settings, profile=profile, clock=self.clock
-        )
-        self.sessions = SessionService(
-            store=self.store,
-            clock=self.clock,
-            profile=profile,
-            max_duration=self.settings.max_duration,
-        )
-        self.platform = build_platform(self.settings, self.clock)
-        self.engine = Engine(
-            store=self.store,
-            platform=self.platform,
-            clock=self.clock,
-            changes=ChangeFeed(),
-            timings=TIMINGS,
-        )
-
-    async def settle(self, at: datetime) -> None:
-        """The engine catches up with ``at``."""
-        self.clock.set(at)
-        for _ in range(20):
-            if not await self.engine.run_once():
-                return
+class Broker(manual.Broker):
+    """The hand-driven broker, with the steps of a run reaching its end."""
 
     async def running(self) -> SessionRecord:
         """A direct run of one minute, RUNNING."""
@@ -115,9 +45,6 @@ class Broker:
             if session.phase is SessionPhase.RUNNING:
                 return session
         raise AssertionError(f"never RUNNING: {session.phase}")
-
-    async def read(self, uuid: UUID) -> SessionRecord:
-        return await self.sessions.get_session(uuid, caller=ALICE)
 
     async def slow_pass_deciding_time_up(self, at: datetime) -> Any:
         """An engine pass that reads the session at ``at`` (the run's time is up) and has
@@ -144,14 +71,8 @@ def _run_end(session: SessionRecord) -> datetime:
 
 @pytest.fixture
 async def broker(database_url: str, tmp_path: Path) -> AsyncIterator[Broker]:
-    made = Broker(database_url, tmp_path)
-    await made.database.migrate()
-    await made.platform.start()
-    try:
+    async with manual.started(database_url, tmp_path, Broker) as made:
         yield made
-    finally:
-        await made.platform.stop()
-        await made.database.dispose()
 
 
 async def test_an_extension_that_lands_first_wins_over_a_pass_ending_the_run(
