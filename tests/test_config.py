@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,8 @@ def test_environment_and_file_with_the_environment_winning(
 
     settings = load_settings()
 
-    assert settings.offer_ttl == 30
-    assert settings.max_offers == 2
+    assert settings.planning.offer_ttl == timedelta(seconds=30)
+    assert settings.planning.max_offers == 2
     assert settings.effective_database_url == "sqlite+aiosqlite:////srv/broker/execbroker.db"
 
 
@@ -30,7 +31,7 @@ def test_defaults_are_the_embedded_ones(monkeypatch: pytest.MonkeyPatch) -> None
         monkeypatch.delenv(name, raising=False)
     settings = load_settings()
     assert settings.platform == "mock"
-    assert settings.offer_ttl == 300
+    assert settings.planning.offer_ttl == timedelta(seconds=300)
     assert settings.effective_database_url == "sqlite+aiosqlite:///var/execbroker.db"
 
 

@@ -63,7 +63,7 @@ from execbroker.client.terminal import (
     span,
     when,
 )
-from execbroker.config import Settings, load_settings
+from execbroker.config import Settings, load_settings, setting_fields
 from execbroker.config_reference import render_markdown
 from execbroker.exceptions import StartupError
 from execbroker.model.phases import (
@@ -207,12 +207,12 @@ def serve(
         # Slow or idle clients do not hold connections: headers, then the idle keep-alive
         # (the body's deadline is the app's: BodyDeadline).
         http=protocol_with_header_deadline(
-            settings.header_timeout,
+            settings.server.header_timeout.total_seconds(),
             # Room for a long request line (httptools refuses URLs from 64 KiB) and a read
             # that carries body bytes; HeaderLimits answers complete headers exactly.
-            max_head_bytes=settings.max_header_bytes + 128 * 1024,
+            max_head_bytes=settings.server.max_header_bytes + 128 * 1024,
         ),
-        timeout_keep_alive=settings.idle_timeout,
+        timeout_keep_alive=int(settings.server.idle_timeout.total_seconds()),
     )
 
 
@@ -225,10 +225,10 @@ def token(
     """Print a bearer token from the local tokens file (created on the broker's first start)."""
     settings = load_settings()
     path = settings.effective_tokens_file
-    found = local_token(path, user=user or settings.default_owner)
+    found = local_token(path, user=user or settings.auth.default_owner)
     if found is None:
         typer.echo(
-            f"No token for {user or settings.default_owner} in {path}; "
+            f"No token for {user or settings.auth.default_owner} in {path}; "
             "start the broker once (make run) to create one.",
             err=True,
         )
@@ -755,8 +755,9 @@ def config_command(
     table.add_column("setting")
     table.add_column("environment variable")
     table.add_column("value", overflow="fold")
-    for name in type(settings).model_fields:
-        value: Any = getattr(settings, name)
+    for section, name, attribute, _ in setting_fields():
+        holder = settings if section is None else getattr(settings, section)
+        value: Any = getattr(holder, attribute)
         if name == "database_url" and value:
             value = _safe_url(value)
         table.add_row(name, f"EXECBROKER_{name.upper()}", _setting_text(value))
@@ -768,8 +769,14 @@ def _setting_text(value: Any) -> str:
         case None:
             return "—"
         case timedelta():
-            return span(value)
+            seconds = f"{value.total_seconds():g} s"  # as the variable takes it
+            return seconds if span(value) == seconds else f"{span(value)} ({seconds})"
         case dict() | list():
-            return json.dumps(value, default=str)
+            return json.dumps(value, default=_json_seconds)
         case _:
             return str(value)  # a SecretStr prints as stars
+
+
+def _json_seconds(value: Any) -> Any:
+    """Durations in a mapping print as seconds, as the environment takes them."""
+    return value.total_seconds() if isinstance(value, timedelta) else str(value)

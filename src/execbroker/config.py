@@ -1,77 +1,116 @@
-"""The broker's settings: one typed object, read from ``EXECBROKER_*`` variables or a file.
+"""The broker's settings: one typed object of per-subsystem sections.
 
-Every field is described; ``execbroker config`` (and docs/configuration.md) list them.
-A YAML or JSON file named by ``EXECBROKER_CONFIG_FILE`` may set any field by its name; the
-environment wins over the file.
+They are read from ``EXECBROKER_*`` variables or a file. Each section (``settings.planning``,
+``settings.skaha``, ...) is a model of its own that the subsystem takes whole; every field keeps
+its flat setting name (``skaha_timeout``, ``offer_ttl``) as its alias, which is the name of its
+environment variable (``EXECBROKER_SKAHA_TIMEOUT``) and its key in the config file. Every field
+is described; ``execbroker config`` (and docs/configuration.md) list them by section.
+
+A YAML or JSON file named by ``EXECBROKER_CONFIG_FILE`` may set any setting by its flat name;
+the environment wins over the file. Durations are ``timedelta``; they read as seconds (a
+number) or ISO-8601 (``PT2H``).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
-__all__ = ["PlatformName", "Settings", "load_settings"]
+__all__ = [
+    "ENV_PREFIX",
+    "AuthSettings",
+    "CostSettings",
+    "DatabaseSettings",
+    "DockerSettings",
+    "EngineSettings",
+    "MockSettings",
+    "PlanningSettings",
+    "PlatformName",
+    "ServerSettings",
+    "Settings",
+    "SkahaSettings",
+    "load_settings",
+    "setting_fields",
+]
 
 PlatformName = Literal["mock", "skaha", "docker"]
 
-
-class _ConfigFileSource(PydanticBaseSettingsSource):
-    """Settings from the YAML/JSON file named by ``EXECBROKER_CONFIG_FILE``, if any."""
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        raise NotImplementedError  # __call__ below returns the whole mapping at once
-
-    def __call__(self) -> dict[str, Any]:
-        path = os.environ.get("EXECBROKER_CONFIG_FILE")
-        if not path:
-            return {}
-        with Path(path).open(encoding="utf-8") as stream:
-            loaded = yaml.safe_load(stream) or {}
-        if not isinstance(loaded, dict):
-            raise TypeError(f"The config file {path} must hold a mapping of setting names")
-        return loaded
+ENV_PREFIX = "EXECBROKER_"
 
 
-class Settings(BaseSettings):
-    """Everything an operator can set. Durations are seconds unless named otherwise."""
+def _seconds_text(value: Any) -> Any:
+    """A duration written as plain seconds in text (an environment variable) reads as them."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
-    model_config = SettingsConfigDict(env_prefix="EXECBROKER_", extra="forbid")
 
-    data_dir: Path = Field(
-        default=Path("var"),
-        description="Directory for the embedded database and local state; created if missing.",
-    )
-    database_url: str | None = Field(
+Seconds = Annotated[timedelta, BeforeValidator(_seconds_text)]
+"""A duration: seconds (a number, also in text) or ISO-8601 (``PT2H``)."""
+
+
+class _Section(BaseModel):
+    """One subsystem's settings; its fields are set by their flat names (aliases) or names."""
+
+    model_config = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True)
+
+    title: ClassVar[str]
+
+
+class DatabaseSettings(_Section):
+    """Where records are kept, and how long."""
+
+    title: ClassVar[str] = "Database and retention"
+
+    url: str | None = Field(
+        alias="database_url",
         default=None,
         description=(
             "SQLAlchemy async URL, e.g. sqlite+aiosqlite:///var/execbroker.db or "
             "postgresql+psycopg://user@host/db. Default: SQLite in data_dir."
         ),
     )
-    database_statement_timeout: float = Field(
-        default=30,
-        ge=0,
+    statement_timeout: Seconds = Field(
+        alias="database_statement_timeout",
+        default=timedelta(seconds=30),
+        ge=timedelta(),
         description=(
             "PostgreSQL: seconds any one statement may run (statement_timeout; 0: no limit). "
             "Migrations run without it."
         ),
     )
-    database_idle_in_transaction_timeout: float = Field(
-        default=60,
-        ge=0,
+    idle_in_transaction_timeout: Seconds = Field(
+        alias="database_idle_in_transaction_timeout",
+        default=timedelta(seconds=60),
+        ge=timedelta(),
         description=(
             "PostgreSQL: seconds a transaction may sit idle before the server ends it "
             "(idle_in_transaction_session_timeout; 0: no limit). A broker whose link to the "
@@ -79,15 +118,17 @@ class Settings(BaseSettings):
             "among it."
         ),
     )
-    database_tcp_timeout: float = Field(
-        default=30,
-        ge=1,
+    tcp_timeout: Seconds = Field(
+        alias="database_tcp_timeout",
+        default=timedelta(seconds=30),
+        ge=timedelta(seconds=1),
         description=(
             "PostgreSQL: seconds of silence after which a broker's connection is probed with "
             "TCP keepalives and given up (tcp_user_timeout, keepalives)."
         ),
     )
-    database_session_options: bool = Field(
+    session_options: bool = Field(
+        alias="database_session_options",
         default=True,
         description=(
             "PostgreSQL: send statement_timeout and idle_in_transaction_session_timeout as "
@@ -95,18 +136,47 @@ class Settings(BaseSettings):
             "set false and set them as the role's defaults (docs/operations.md)."
         ),
     )
-    booking_lock_timeout: float = Field(
-        default=5,
-        gt=0,
+    booking_lock_timeout: Seconds = Field(
+        default=timedelta(seconds=5),
+        gt=timedelta(),
         description=(
             "PostgreSQL: seconds a booking waits for the pool's lock before it is answered 503 "
             "with Retry-After (lock_timeout): a stalled replica holding the lock delays "
             "others' bookings by at most this."
         ),
     )
-    platform: PlatformName = Field(default="mock", description="The platform sessions run on.")
-    offer_ttl: float = Field(
-        default=300, gt=0, description="Seconds an offer lives before it becomes EXPIRED."
+    healthz_min_free_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=0,
+        description=(
+            "SQLite: /healthz says degraded when the file system holding the database has "
+            "less free space than this, in bytes (0: not checked)."
+        ),
+    )
+    retention: timedelta | None = Field(
+        default=timedelta(days=30),
+        description=(
+            "How long ended sessions and offer sets are kept after their last change before "
+            "the retention job deletes them, with their messages and components (null: "
+            "forever)."
+        ),
+    )
+    retention_interval: Seconds = Field(
+        default=timedelta(seconds=3600),
+        gt=timedelta(),
+        description="Seconds between two passes of the retention job.",
+    )
+
+
+class PlanningSettings(_Section):
+    """What the planner offers: defaults, limits, the pool, estimates, quotas."""
+
+    title: ClassVar[str] = "Planning and quotas"
+
+    offer_ttl: Seconds = Field(
+        default=timedelta(seconds=300),
+        gt=timedelta(),
+        description="Seconds an offer lives before it becomes EXPIRED.",
     )
     max_offers: int = Field(
         default=4, ge=1, le=16, description="How many alternative offers one request gets at most."
@@ -135,20 +205,25 @@ class Settings(BaseSettings):
     capacity_storage_gib: int = Field(
         default=2048, ge=1, description="Storage (GiB) in the platform's pool."
     )
-    prepare_estimates: dict[str, float] = Field(
+    prepare_estimates: dict[str, Seconds] = Field(
         default_factory=lambda: {
-            "executable": 5.0,
-            "compute": 5.0,
-            "storage": 2.0,
-            "data": 5.0,
+            "executable": timedelta(seconds=5.0),
+            "compute": timedelta(seconds=5.0),
+            "storage": timedelta(seconds=2.0),
+            "data": timedelta(seconds=5.0),
         },
         description=(
             "Seconds each kind of component is planned to take to prepare, by role "
             "(executable, compute, storage, data). The defaults suit the mock platform."
         ),
     )
-    release_estimates: dict[str, float] = Field(
-        default_factory=lambda: {"executable": 1.0, "compute": 2.0, "storage": 2.0, "data": 2.0},
+    release_estimates: dict[str, Seconds] = Field(
+        default_factory=lambda: {
+            "executable": timedelta(seconds=1.0),
+            "compute": timedelta(seconds=2.0),
+            "storage": timedelta(seconds=2.0),
+            "data": timedelta(seconds=2.0),
+        },
         description="Seconds each role is planned to take to release.",
     )
     staging_mib_per_second: float = Field(
@@ -167,27 +242,11 @@ class Settings(BaseSettings):
             "answered NO. Bounds the calendar's window queries."
         ),
     )
-    planning_slack: float = Field(
-        default=2,
-        ge=0,
+    slack: Seconds = Field(
+        alias="planning_slack",
+        default=timedelta(seconds=2),
+        ge=timedelta(),
         description="Seconds added to every planned preparing step, so that all is ready on time.",
-    )
-    cost_currency: str = Field(default="EUR", description="Currency of monetary costs.")
-    cost_per_core_hour: float = Field(default=0.05, ge=0, description="Money per core-hour.")
-    cost_per_memory_gib_hour: float = Field(
-        default=0.005, ge=0, description="Money per GiB-hour of memory."
-    )
-    cost_per_storage_gib_hour: float = Field(
-        default=0.0002, ge=0, description="Money per GiB-hour of storage."
-    )
-    energy_kwh_per_core_hour: float = Field(
-        default=0.01, ge=0, description="Energy (kWh) per core-hour."
-    )
-    energy_kwh_per_memory_gib_hour: float = Field(
-        default=0.0004, ge=0, description="Energy (kWh) per GiB-hour of memory."
-    )
-    carbon_g_per_kwh: float = Field(
-        default=200, ge=0, description="Carbon intensity (g CO2e per kWh) of the platform."
     )
     compute_performance: dict[str, float] = Field(
         default_factory=lambda: {"standard": 150.0, "fast": 200.0},
@@ -206,305 +265,118 @@ class Settings(BaseSettings):
             "number means one storage type."
         ),
     )
-    mock_prepare_seconds: dict[str, float] = Field(
-        default_factory=lambda: {"executable": 2.0, "storage": 1.0, "data": 3.0, "compute": 3.0},
-        description="Mock platform: seconds each role takes to prepare (zero allowed).",
+    quota_live_offers: int | None = Field(
+        default=200,
+        ge=1,
+        description="Most unexpired offers one user may hold at once (null: no limit).",
     )
-    mock_run_seconds: float | None = Field(
-        default=10.0,
-        ge=0,
-        description=(
-            "Mock platform: seconds a container runs before exiting 0; null: until its time "
-            "is up. Notebooks always run until their time is up."
-        ),
+    quota_active_sessions: int | None = Field(
+        default=100,
+        ge=1,
+        description="Most accepted, not yet ended sessions one user may have (null: no limit).",
     )
-    mock_release_seconds: dict[str, float] = Field(
-        default_factory=lambda: {"executable": 0.0, "storage": 1.0, "data": 1.0, "compute": 1.0},
-        description="Mock platform: seconds each role takes to release (zero allowed).",
-    )
-    # --- Skaha platform (platform = skaha) -------------------------------------------------
-    skaha_url: str | None = Field(
-        default=None,
-        description=(
-            "Skaha service URL, e.g. https://ws-uv.canfar.net/skaha (platform = skaha); "
-            "'/v1' is appended unless the URL already ends with it."
-        ),
-    )
-    skaha_token_file: Path | None = Field(
-        default=None,
-        description=(
-            "JSON file with the broker's Skaha credentials: access_token, refresh_token, "
-            "expires_at (ISO-8601 or Unix seconds). Rewritten atomically, owner-only (0600), "
-            "when the identity provider rotates the refresh token; re-read when an operator "
-            "replaces it."
-        ),
-    )
-    skaha_oidc_issuer: str | None = Field(
-        default=None,
-        description=(
-            "OIDC issuer of the Skaha tokens (e.g. https://ska-iam.stfc.ac.uk/); its discovery "
-            "document names the token endpoint used to refresh. Unset: never refreshed."
-        ),
-    )
-    skaha_client_id: str | None = Field(
-        default=None, description="OIDC client id for the refresh_token grant."
-    )
-    skaha_client_secret: SecretStr | None = Field(
-        default=None,
-        description="OIDC client secret (client_secret_basic); never logged. Unset: public client.",
-    )
-    skaha_refresh_fraction: float = Field(
-        default=0.8,
-        gt=0,
-        lt=1,
-        description="Refresh the access token when this fraction of its lifetime has passed.",
-    )
-    skaha_notebook_image: str = Field(
-        default="images.canfar.net/skaha/astroml:latest",
-        description="Image of the Skaha notebook sessions that jupyter-notebook executables get.",
-    )
-    skaha_registry_auth: SecretStr | None = Field(
-        default=None,
-        description=(
-            "'username:secret' for images outside Skaha's public image cache "
-            "(sent as x-skaha-registry-auth); never logged. Unset: such images are refused."
-        ),
-    )
-    skaha_session_prefix: str = Field(
-        default="execbroker",
-        pattern=r"^[a-z0-9][a-z0-9-]{0,19}$",
-        description=(
-            "Skaha session names are '<prefix>-<component uuid>'. Sessions with this prefix "
-            "that no live component owns are deleted at start-up and by the periodic sweep "
-            "(skaha_sweep_interval): give every broker that "
-            "shares a Skaha account its own prefix."
-        ),
-    )
-    skaha_list_interval: float = Field(
-        default=5,
-        gt=0,
-        description=(
-            "Seconds between two session list calls; polls in between answer from the last "
-            "list (one list call per interval, however many sessions run)."
-        ),
-    )
-    skaha_catalogue_interval: float = Field(
-        default=300,
-        gt=0,
-        description="Seconds between two readings of /context, /repository and /image.",
-    )
-    skaha_timeout: float = Field(
-        default=30, gt=0, description="Seconds one HTTP call to Skaha or the IdP may take."
-    )
-    skaha_retries: int = Field(
-        default=4,
-        ge=0,
-        description="Retries of a Skaha call after a 5xx, a 503 or a connection error.",
-    )
-    skaha_retry_budget: float = Field(
-        default=20,
-        ge=0,
-        description=(
-            "Most seconds one Skaha call spends waiting between retries (Retry-After is "
-            "honoured up to this); after that the step is tried again later."
-        ),
-    )
-    skaha_renew_before: float = Field(
-        default=3600,
-        ge=0,
-        description=(
-            "Renew an interactive Skaha session when less than this many seconds remain "
-            "before its Skaha expiry and the offered time goes on beyond it."
-        ),
-    )
-    skaha_log_tail_lines: int = Field(
-        default=20, ge=0, description="Lines of a failed session's log copied into its messages."
-    )
-    skaha_renew_interval: float = Field(
-        default=300,
-        gt=0,
-        description=(
-            "Fewest seconds between two renewals of one Skaha session; a session is renewed "
-            "again only once its expiry has moved since the last renewal. Keep it well below "
-            "the lifetime Skaha grants interactive sessions."
-        ),
-    )
-    skaha_create_grace: float = Field(
-        default=60,
-        ge=0,
-        description=(
-            "After a create whose outcome is unknown (no answer, a 5xx, cut off), no new "
-            "create is sent for that component until a session list taken skaha_timeout + "
-            "this many seconds after the last create shows no session of its name."
-        ),
-    )
-    skaha_lost_grace: float = Field(
-        default=60,
-        ge=0,
-        description=(
-            "A Skaha session missing from the list (and 404 by id) is declared lost only "
-            "after it has been missing from 3 consecutive lists spanning this many seconds."
-        ),
-    )
-    skaha_sweep_interval: float = Field(
-        default=60,
-        gt=0,
-        description=(
-            "Seconds between two sweeps that delete Skaha sessions with this broker's prefix "
-            "that no live component owns, or that duplicate one (the oldest is kept)."
-        ),
-    )
-    skaha_list_max_bytes: int = Field(
-        default=256 * 1024 * 1024,
-        gt=0,
-        description=(
-            "Largest session list (bytes) the broker reads from Skaha. A larger one is not "
-            "read: the sessions get no news and /healthz says degraded, with the reason."
-        ),
-    )
-    skaha_connect_hosts: list[str] = Field(
-        default_factory=list,
-        description=(
-            "Hosts a Skaha connectURL may point to (JSON list; empty: the host of "
-            "skaha_url). Only https URLs on them are published (http only on loopback); "
-            "others are left out with a message on the component."
-        ),
-    )
-    # --- end of Skaha platform ---
-    egress_allow: list[str] = Field(
-        default_factory=list,
-        description=(
-            "Destinations the broker may fetch from on a user's behalf although the egress "
-            "policy denies them by default (loopback, link-local, private, shared, "
-            "unique-local, multicast, reserved, and this machine's own addresses): CIDR "
-            "blocks or addresses (10.1.0.0/16, 127.0.0.1) and host names with an optional "
-            "port (data.internal.example, localhost:8491). JSON list."
-        ),
-    )
-    # --- Docker platform (platform = docker) -----------------------------------------------
-    docker_host: str | None = Field(
-        default=None,
-        description=(
-            "Docker Engine API of the container runtime (Docker or Podman), e.g. "
-            "unix:///run/podman/podman.sock. Default: found as Docker clients do (DOCKER_HOST, "
-            "then the Docker context, then /var/run/docker.sock). It must run on this machine: "
-            "storage directories are bind-mounted by their path."
-        ),
-    )
-    docker_instance: str | None = Field(
-        default=None,
-        description=(
-            "Value of the label that marks this broker's containers, so that brokers sharing "
-            "one runtime leave each other's alone. Default: a random id kept in docker_root."
-        ),
-    )
-    docker_root: Path | None = Field(
-        default=None,
-        description=(
-            "Directory for storage resources (one directory each, bind-mounted into "
-            "containers) and the platform's own records. Default: data_dir/docker."
-        ),
-    )
-    docker_pull: Literal["never", "missing"] = Field(
-        default="missing",
-        description=(
-            "Whether an image that is not on this machine is pulled ('missing') or the "
-            "executable fails at once ('never')."
-        ),
-    )
-    docker_pull_registries: list[str] = Field(
-        default_factory=list,
-        description=(
-            "Registries (host[:port], e.g. docker.io or images.canfar.net) images may be "
-            "pulled from; empty: any registry."
-        ),
-    )
-    docker_network: str = Field(
-        default="bridge",
-        description=(
-            "Network mode of a container that publishes ports (e.g. bridge, or slirp4netns "
-            "on Podman); a container without ports has no network at all."
-        ),
-    )
-    docker_publish_address: str = Field(
-        default="127.0.0.1",
-        description="Host address that requested ports are published on.",
-    )
-    docker_port_range: str = Field(
-        default="20000-29999",
-        description=(
-            "Host ports that requested ports are published on (low-high, within 1024-65535: "
-            "never a privileged port). A request naming a host port outside it is refused; "
-            "one naming none gets a free port of the range."
-        ),
-    )
-    docker_connector_host: str | None = Field(
-        default=None,
-        description=(
-            "Host name written in port connectors (http://host:port/path). Default: "
-            "docker_publish_address, or this machine's name when that is 0.0.0.0."
-        ),
-    )
-    docker_stop_seconds: float = Field(
-        default=5,
-        ge=0,
-        description="Seconds a stopped container gets between SIGTERM and SIGKILL.",
-    )
-    docker_pids_limit: int | None = Field(
-        default=1024, ge=16, description="Most processes one container may run (null: no limit)."
-    )
-    docker_log_lines: int = Field(
-        default=20,
-        ge=0,
-        le=1000,
-        description="Lines of a finished container's output kept in the compute's messages.",
-    )
-    docker_max_data_bytes: int = Field(
-        default=10 * 2**30,
+    quota_stored_records: int | None = Field(
+        default=2000,
         ge=1,
         description=(
-            "Largest data resource staged, in bytes; a download is also capped by the size "
-            "offered for its storage."
+            "Most offer sets (result NO included) and direct sessions one user may have "
+            "stored at once; the retention job deletes ended ones (null: no limit)."
         ),
     )
-    docker_data_timeout: float = Field(
-        default=30,
-        gt=0,
-        description="Seconds a data download may wait to connect or for the next bytes.",
+
+    @field_validator("compute_performance", "io_throughput", mode="before")
+    @classmethod
+    def _one_type(cls, value: Any) -> Any:
+        """A single figure is one type's; older settings gave compute_performance so."""
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return {"default": float(value)}
+        return value
+
+    @field_validator("compute_performance", "io_throughput")
+    @classmethod
+    def _positive_figures(cls, value: dict[str, float]) -> dict[str, float]:
+        if not value:
+            raise ValueError("name at least one type and its figure")
+        for name, figure in value.items():
+            if not figure > 0:
+                raise ValueError(f"the figure of {name!r} must be more than 0, not {figure}")
+        return value
+
+    @model_validator(mode="after")
+    def _durations_consistent(self) -> PlanningSettings:
+        if self.default_duration > self.max_duration:
+            raise ValueError("default_duration must not exceed max_duration")
+        return self
+
+
+class CostSettings(_Section):
+    """What a session costs: money, energy and carbon."""
+
+    title: ClassVar[str] = "Costs"
+
+    currency: str = Field(
+        alias="cost_currency", default="EUR", description="Currency of monetary costs."
     )
-    docker_file_roots: list[Path] = Field(
-        default_factory=list,
-        description=(
-            "Directories that file:// data resources may be copied from; empty: file:// "
-            "locations are refused (they would expose the broker's own files)."
-        ),
+    per_core_hour: float = Field(
+        alias="cost_per_core_hour", default=0.05, ge=0, description="Money per core-hour."
     )
-    # --- end of Docker platform ---
-    budget_slack: float = Field(
-        default=60,
+    per_memory_gib_hour: float = Field(
+        alias="cost_per_memory_gib_hour",
+        default=0.005,
         ge=0,
+        description="Money per GiB-hour of memory.",
+    )
+    per_storage_gib_hour: float = Field(
+        alias="cost_per_storage_gib_hour",
+        default=0.0002,
+        ge=0,
+        description="Money per GiB-hour of storage.",
+    )
+    energy_kwh_per_core_hour: float = Field(
+        default=0.01, ge=0, description="Energy (kWh) per core-hour."
+    )
+    energy_kwh_per_memory_gib_hour: float = Field(
+        default=0.0004, ge=0, description="Energy (kWh) per GiB-hour of memory."
+    )
+    carbon_g_per_kwh: float = Field(
+        default=200, ge=0, description="Carbon intensity (g CO2e per kWh) of the platform."
+    )
+
+
+class EngineSettings(_Section):
+    """How the lifecycle engine and the offer-expiry timer pace themselves."""
+
+    title: ClassVar[str] = "Engine"
+
+    budget_slack: Seconds = Field(
+        default=timedelta(seconds=60),
+        ge=timedelta(),
         description=(
             "Seconds a component may go on preparing beyond its planned preparing duration "
             "before it is cancelled."
         ),
     )
-    poll_interval: float = Field(
-        default=5,
-        gt=0,
+    poll_interval: Seconds = Field(
+        default=timedelta(seconds=5),
+        gt=timedelta(),
         description="Seconds between platform polls when the platform gives no better hint.",
     )
-    end_warning: float = Field(
-        default=300,
-        ge=0,
+    end_warning: Seconds = Field(
+        default=timedelta(seconds=300),
+        ge=timedelta(),
         description="Seconds before an interactive session ends that its user is warned.",
     )
-    engine_batch_size: int = Field(
-        default=200, ge=1, description="Sessions the engine advances in one transaction."
+    batch_size: int = Field(
+        alias="engine_batch_size",
+        default=200,
+        ge=1,
+        description="Sessions the engine advances in one transaction.",
     )
-    engine_batch_window: float = Field(
-        default=0.02,
-        ge=0,
-        le=1,
+    batch_window: Seconds = Field(
+        alias="engine_batch_window",
+        default=timedelta(seconds=0.02),
+        ge=timedelta(),
+        le=timedelta(seconds=1),
         description=(
             "Seconds the engine waits after a pass that found less than a full batch, so "
             "that steps falling due meanwhile are advanced together: fewer, larger "
@@ -512,98 +384,115 @@ class Settings(BaseSettings):
             "again at once."
         ),
     )
-    engine_retry: float = Field(
-        default=5,
-        gt=0,
+    retry: Seconds = Field(
+        alias="engine_retry",
+        default=timedelta(seconds=5),
+        gt=timedelta(),
         description=(
             "Seconds before a session whose step failed unexpectedly (an error in the broker, "
             "logged with its traceback) is tried again; nothing of the failed step is kept."
         ),
     )
-    engine_step_deadline: float = Field(
-        default=2,
-        gt=0,
+    step_deadline: Seconds = Field(
+        alias="engine_step_deadline",
+        default=timedelta(seconds=2),
+        gt=timedelta(),
         description=(
             "Seconds an engine pass waits for its sessions' steps before it commits those that "
             "finished; a slower step (a slow platform call) goes on and commits on its own, "
             "so it never holds up the others."
         ),
     )
-    engine_call_deadline: float = Field(
-        default=30,
-        gt=0,
+    call_deadline: Seconds = Field(
+        alias="engine_call_deadline",
+        default=timedelta(seconds=30),
+        gt=timedelta(),
         description=(
             "Seconds one platform call may take before it is given up and tried again; at most "
             "half of engine_lease is used, so that a step never outlives its claim."
         ),
     )
-    engine_lease: float = Field(
-        default=60,
-        gt=0,
+    lease: Seconds = Field(
+        alias="engine_lease",
+        default=timedelta(seconds=60),
+        gt=timedelta(),
         description=(
             "Seconds a broker process holds the sessions it claimed; if it dies, another "
             "process takes them over after this long (PostgreSQL)."
         ),
     )
-    change_recheck_shared: float = Field(
-        default=10,
-        gt=0,
+    expiry_interval: Seconds = Field(
+        default=timedelta(seconds=1.0),
+        gt=timedelta(),
+        description="Longest pause (seconds) of the timer that marks unaccepted offers EXPIRED.",
+    )
+
+    @property
+    def effective_call_deadline(self) -> timedelta:
+        """The platform call deadline in force: within half the engine's lease."""
+        return min(self.call_deadline, self.lease / 2)
+
+
+class ServerSettings(_Section):
+    """The HTTP server: URLs, proxies, limits, deadlines, long-polls."""
+
+    title: ClassVar[str] = "HTTP server"
+
+    public_url: str | None = Field(
+        default=None,
         description=(
-            "On PostgreSQL, how often a long-poll or event stream re-reads its session "
-            "besides the LISTEN/NOTIFY wake-ups (a safety net), in seconds."
+            "The broker's external base URL (http(s)://host[:port][/prefix]): every absolute "
+            "URL it emits (meta.url, Location, redirects) starts with it. Unset: the address "
+            "the connection came in on (never the Host header), with the trusted proxies' "
+            "X-Forwarded-* on top."
         ),
     )
-    max_wait: float = Field(
-        default=60, gt=0, description="Longest ?wait= a GET may block, in seconds."
-    )
-    change_recheck_local: float = Field(
-        default=5,
-        gt=0,
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
         description=(
-            "On SQLite (one process: every change is published in it), how often a session "
-            "that long-polls or event streams wait on is read again anyway, in seconds; one "
-            "read shared by all its waiters (a safety net)."
+            "Addresses or networks (CIDR) whose X-Forwarded-Proto/-Host/-Prefix headers are "
+            "believed when building component URLs. Empty: never believed."
         ),
     )
-    max_waiters_per_user: int | None = Field(
-        default=32,
-        ge=1,
-        description=(
-            "Most long-polls (GET ?wait=) and event streams one user may hold open at once; "
-            "one more is answered 429 (null: no limit)."
-        ),
-    )
-    credential_recheck: float = Field(
-        default=5,
-        gt=0,
-        description=(
-            "How often a long-poll or event stream checks its bearer token again, in seconds: "
-            "a revoked or expired token ends it."
-        ),
-    )
-    header_timeout: float = Field(
-        default=10,
-        gt=0,
+    header_timeout: Seconds = Field(
+        default=timedelta(seconds=10),
+        gt=timedelta(),
         description=(
             "Seconds a client may take to send a request's headers, from connecting or from "
             "its first byte; then the connection is closed (`execbroker serve`)."
         ),
     )
-    idle_timeout: int = Field(
-        default=5,
-        ge=1,
+    idle_timeout: Seconds = Field(
+        default=timedelta(seconds=5),
+        ge=timedelta(seconds=1),
         description=(
             "Seconds an idle keep-alive connection is held open between requests "
             "(`execbroker serve`)."
         ),
     )
-    body_timeout: float = Field(
-        default=30,
-        gt=0,
+    body_timeout: Seconds = Field(
+        default=timedelta(seconds=30),
+        gt=timedelta(),
         description=(
             "Seconds a client may take to send a request's whole body once its headers are in; "
             "then it is answered 408."
         ),
+    )
+    max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, description="Largest request body accepted, in bytes."
+    )
+    max_header_bytes: int = Field(
+        default=32_768,
+        ge=4096,
+        description=(
+            "Most bytes a request's header lines may hold in all (names and values); a request "
+            "with more is answered 431 before anything else is done with it."
+        ),
+    )
+    max_header_count: int = Field(
+        default=100,
+        ge=16,
+        description="Most header lines a request may have; one with more is answered 431.",
     )
     anonymous_rate: float = Field(
         default=20,
@@ -626,271 +515,44 @@ class Settings(BaseSettings):
             "open like /healthz."
         ),
     )
-    quota_stored_records: int | None = Field(
-        default=2000,
+    max_wait: Seconds = Field(
+        default=timedelta(seconds=60),
+        gt=timedelta(),
+        description="Longest ?wait= a GET may block, in seconds.",
+    )
+    change_recheck_shared: Seconds = Field(
+        default=timedelta(seconds=10),
+        gt=timedelta(),
+        description=(
+            "On PostgreSQL, how often a long-poll or event stream re-reads its session "
+            "besides the LISTEN/NOTIFY wake-ups (a safety net), in seconds."
+        ),
+    )
+    change_recheck_local: Seconds = Field(
+        default=timedelta(seconds=5),
+        gt=timedelta(),
+        description=(
+            "On SQLite (one process: every change is published in it), how often a session "
+            "that long-polls or event streams wait on is read again anyway, in seconds; one "
+            "read shared by all its waiters (a safety net)."
+        ),
+    )
+    credential_recheck: Seconds = Field(
+        default=timedelta(seconds=5),
+        gt=timedelta(),
+        description=(
+            "How often a long-poll or event stream checks its bearer token again, in seconds: "
+            "a revoked or expired token ends it."
+        ),
+    )
+    max_waiters_per_user: int | None = Field(
+        default=32,
         ge=1,
         description=(
-            "Most offer sets (result NO included) and direct sessions one user may have "
-            "stored at once; the retention job deletes ended ones (null: no limit)."
+            "Most long-polls (GET ?wait=) and event streams one user may hold open at once; "
+            "one more is answered 429 (null: no limit)."
         ),
     )
-    retention: timedelta | None = Field(
-        default=timedelta(days=30),
-        description=(
-            "How long ended sessions and offer sets are kept after their last change before "
-            "the retention job deletes them, with their messages and components (null: "
-            "forever)."
-        ),
-    )
-    retention_interval: float = Field(
-        default=3600,
-        gt=0,
-        description="Seconds between two passes of the retention job.",
-    )
-    expiry_interval: float = Field(
-        default=1.0,
-        gt=0,
-        description="Longest pause (seconds) of the timer that marks unaccepted offers EXPIRED.",
-    )
-    trusted_proxies: list[str] = Field(
-        default_factory=list,
-        description=(
-            "Addresses or networks (CIDR) whose X-Forwarded-Proto/-Host/-Prefix headers are "
-            "believed when building component URLs. Empty: never believed."
-        ),
-    )
-    public_url: str | None = Field(
-        default=None,
-        description=(
-            "The broker's external base URL (http(s)://host[:port][/prefix]): every absolute "
-            "URL it emits (meta.url, Location, redirects) starts with it. Unset: the address "
-            "the connection came in on (never the Host header), with the trusted proxies' "
-            "X-Forwarded-* on top."
-        ),
-    )
-    default_owner: str = Field(
-        default="local",
-        description=(
-            "The local user: the one user of the tokens file the broker creates on first start."
-        ),
-    )
-    auth: Literal["tokens", "oidc"] = Field(
-        default="tokens",
-        description=(
-            "How callers are identified: 'tokens' (bearer tokens listed in tokens_file) or "
-            "'oidc' (JWT bearer tokens from oidc_issuer)."
-        ),
-    )
-    tokens_file: Path | None = Field(
-        default=None,
-        description=(
-            "YAML file mapping bearer tokens to usernames (auth = tokens). Default: "
-            "data_dir/tokens.yaml, created with one random token for default_owner if missing."
-        ),
-    )
-    oidc_issuer: str | None = Field(
-        default=None,
-        description="OIDC issuer URL (auth = oidc); its discovery document names the JWKS.",
-    )
-    oidc_audience: str | None = Field(
-        default=None,
-        description="Required 'aud' of OIDC tokens (auth = oidc).",
-    )
-    oidc_owner_claim: str = Field(
-        default="sub",
-        description=(
-            "The token claim whose value owns records and is listed in admins (auth = oidc). "
-            "Default sub: immutable, never reassigned by the issuer. A name claim (e.g. "
-            "preferred_username, to keep records owned by names) binds each name to the "
-            "first sub seen with it and refuses any other sub (docs/security.md)."
-        ),
-    )
-    oidc_username_claim: str = Field(
-        default="preferred_username",
-        description=(
-            "The token claim shown as the user's name in messages (auth = oidc); it grants "
-            "nothing. Without it, the owner key is shown."
-        ),
-    )
-    oidc_algorithms: list[str] = Field(
-        default_factory=lambda: ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"],
-        description="Signature algorithms accepted on OIDC tokens (asymmetric only).",
-    )
-    oidc_leeway: float = Field(
-        default=30, ge=0, le=300, description="Clock skew allowed on exp/nbf/iat, in seconds."
-    )
-    oidc_jwks_refresh: float = Field(
-        default=30,
-        ge=0,
-        description=(
-            "Least time between two fetches of the JWKS, failed ones included, when a token "
-            "names an unknown key (key rotation), in seconds; after failures the gap grows "
-            "up to 60 s."
-        ),
-    )
-    oidc_jwks_max_age: float = Field(
-        default=600,
-        gt=0,
-        description=(
-            "Seconds after which the JWKS is read again (so a withdrawn key stops working); "
-            "the cached keys answer meanwhile."
-        ),
-    )
-    oidc_jwks_stale_grace: float = Field(
-        default=86_400,
-        ge=0,
-        description=(
-            "Seconds past oidc_jwks_max_age that the cached keys stay in use while the issuer "
-            "cannot be reached; after that, requests are answered 503."
-        ),
-    )
-    oidc_jwks_timeout: float = Field(
-        default=5, gt=0, description="Seconds one fetch of discovery and the JWKS may take."
-    )
-    oidc_jwks_wait: float = Field(
-        default=1.5,
-        gt=0,
-        description=(
-            "Most seconds a request waits for a JWKS fetch in progress (all requests share "
-            "one fetch); after that it is answered 503 while the fetch goes on."
-        ),
-    )
-    oidc_max_token_lifetime: float = Field(
-        default=86_400,
-        gt=0,
-        description="Tokens whose exp is further ahead than this many seconds are refused.",
-    )
-    oidc_require_at_jwt: bool = Field(
-        default=False,
-        description=(
-            "Accept only tokens typed at+jwt (RFC 9068). Otherwise a typ of JWT or none is "
-            "accepted too; any other typ is always refused."
-        ),
-    )
-    oidc_authorized_parties: Annotated[list[str], NoDecode] = Field(
-        default_factory=list,
-        description=(
-            "Client ids whose tokens are accepted, by azp (or client_id); empty: not checked "
-            "(comma-separated or a JSON list)."
-        ),
-    )
-    admins: Annotated[list[str], NoDecode] = Field(
-        default_factory=list,
-        description=(
-            "Owner keys that may see and act on every user's offer sets and sessions: "
-            "usernames of the tokens file, or with OIDC values of oidc_owner_claim (sub by "
-            "default) (comma-separated or a JSON list)."
-        ),
-    )
-    quota_live_offers: int | None = Field(
-        default=200,
-        ge=1,
-        description="Most unexpired offers one user may hold at once (null: no limit).",
-    )
-    quota_active_sessions: int | None = Field(
-        default=100,
-        ge=1,
-        description="Most accepted, not yet ended sessions one user may have (null: no limit).",
-    )
-    max_body_bytes: int = Field(
-        default=1_048_576, ge=1024, description="Largest request body accepted, in bytes."
-    )
-    healthz_min_free_bytes: int = Field(
-        default=32 * 1024 * 1024,
-        ge=0,
-        description=(
-            "SQLite: /healthz says degraded when the file system holding the database has "
-            "less free space than this, in bytes (0: not checked)."
-        ),
-    )
-    max_header_bytes: int = Field(
-        default=32_768,
-        ge=4096,
-        description=(
-            "Most bytes a request's header lines may hold in all (names and values); a request "
-            "with more is answered 431 before anything else is done with it."
-        ),
-    )
-    max_header_count: int = Field(
-        default=100,
-        ge=16,
-        description="Most header lines a request may have; one with more is answered 431.",
-    )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        default="INFO", description="Logging threshold."
-    )
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _ConfigFileSource(settings_cls))
-
-    @field_validator("admins", "oidc_authorized_parties", mode="before")
-    @classmethod
-    def _admins_parse(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                return yaml.safe_load(text)
-            return [name.strip() for name in text.split(",") if name.strip()]
-        return value
-
-    @field_validator("compute_performance", "io_throughput", mode="before")
-    @classmethod
-    def _one_type(cls, value: Any) -> Any:
-        """A single figure is one type's; older settings gave compute_performance so."""
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return {"default": float(value)}
-        return value
-
-    @field_validator("compute_performance", "io_throughput")
-    @classmethod
-    def _positive_figures(cls, value: dict[str, float]) -> dict[str, float]:
-        if not value:
-            raise ValueError("name at least one type and its figure")
-        for name, figure in value.items():
-            if not figure > 0:
-                raise ValueError(f"the figure of {name!r} must be more than 0, not {figure}")
-        return value
-
-    @field_validator("oidc_algorithms")
-    @classmethod
-    def _asymmetric_only(cls, value: list[str]) -> list[str]:
-        for name in value:
-            if not name.startswith(("RS", "ES", "PS", "EdDSA")):
-                raise ValueError(f"{name} is not an asymmetric JWT algorithm")
-        return value
-
-    @model_validator(mode="after")
-    def _oidc_complete(self) -> Settings:
-        if self.auth == "oidc" and not (self.oidc_issuer and self.oidc_audience):
-            raise ValueError("auth = oidc needs oidc_issuer and oidc_audience")
-        return self
-
-    @property
-    def effective_tokens_file(self) -> Path:
-        return self.tokens_file or self.data_dir / "tokens.yaml"
-
-    @field_validator("docker_port_range")
-    @classmethod
-    def _port_range_parse(cls, value: str) -> str:
-        from execbroker.platforms.docker.ports import PortRange  # noqa: PLC0415
-
-        return str(PortRange.parse(value))
-
-    @field_validator("egress_allow")
-    @classmethod
-    def _egress_parse(cls, value: list[str]) -> list[str]:
-        from execbroker.egress import EgressPolicy  # noqa: PLC0415 - httpx only when used
-
-        EgressPolicy(value)  # raises ValueError naming the entry that does not read
-        return value
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -911,26 +573,683 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} must not carry credentials, a query or a fragment")
         return value
 
+
+class AuthSettings(_Section):
+    """How callers are identified, and who is an administrator."""
+
+    title: ClassVar[str] = "Authentication"
+
+    mode: Literal["tokens", "oidc"] = Field(
+        alias="auth",
+        default="tokens",
+        description=(
+            "How callers are identified: 'tokens' (bearer tokens listed in tokens_file) or "
+            "'oidc' (JWT bearer tokens from oidc_issuer)."
+        ),
+    )
+    tokens_file: Path | None = Field(
+        default=None,
+        description=(
+            "YAML file mapping bearer tokens to usernames (auth = tokens). Default: "
+            "data_dir/tokens.yaml, created with one random token for default_owner if missing."
+        ),
+    )
+    default_owner: str = Field(
+        default="local",
+        description=(
+            "The local user: the one user of the tokens file the broker creates on first start."
+        ),
+    )
+    issuer: str | None = Field(
+        alias="oidc_issuer",
+        default=None,
+        description="OIDC issuer URL (auth = oidc); its discovery document names the JWKS.",
+    )
+    audience: str | None = Field(
+        alias="oidc_audience",
+        default=None,
+        description="Required 'aud' of OIDC tokens (auth = oidc).",
+    )
+    owner_claim: str = Field(
+        alias="oidc_owner_claim",
+        default="sub",
+        description=(
+            "The token claim whose value owns records and is listed in admins (auth = oidc). "
+            "Default sub: immutable, never reassigned by the issuer. A name claim (e.g. "
+            "preferred_username, to keep records owned by names) binds each name to the "
+            "first sub seen with it and refuses any other sub (docs/security.md)."
+        ),
+    )
+    username_claim: str = Field(
+        alias="oidc_username_claim",
+        default="preferred_username",
+        description=(
+            "The token claim shown as the user's name in messages (auth = oidc); it grants "
+            "nothing. Without it, the owner key is shown."
+        ),
+    )
+    algorithms: list[str] = Field(
+        alias="oidc_algorithms",
+        default_factory=lambda: ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"],
+        description="Signature algorithms accepted on OIDC tokens (asymmetric only).",
+    )
+    leeway: Seconds = Field(
+        alias="oidc_leeway",
+        default=timedelta(seconds=30),
+        ge=timedelta(),
+        le=timedelta(seconds=300),
+        description="Clock skew allowed on exp/nbf/iat, in seconds.",
+    )
+    jwks_refresh: Seconds = Field(
+        alias="oidc_jwks_refresh",
+        default=timedelta(seconds=30),
+        ge=timedelta(),
+        description=(
+            "Least time between two fetches of the JWKS, failed ones included, when a token "
+            "names an unknown key (key rotation), in seconds; after failures the gap grows "
+            "up to 60 s."
+        ),
+    )
+    jwks_max_age: Seconds = Field(
+        alias="oidc_jwks_max_age",
+        default=timedelta(seconds=600),
+        gt=timedelta(),
+        description=(
+            "Seconds after which the JWKS is read again (so a withdrawn key stops working); "
+            "the cached keys answer meanwhile."
+        ),
+    )
+    jwks_stale_grace: Seconds = Field(
+        alias="oidc_jwks_stale_grace",
+        default=timedelta(seconds=86_400),
+        ge=timedelta(),
+        description=(
+            "Seconds past oidc_jwks_max_age that the cached keys stay in use while the issuer "
+            "cannot be reached; after that, requests are answered 503."
+        ),
+    )
+    jwks_timeout: Seconds = Field(
+        alias="oidc_jwks_timeout",
+        default=timedelta(seconds=5),
+        gt=timedelta(),
+        description="Seconds one fetch of discovery and the JWKS may take.",
+    )
+    jwks_wait: Seconds = Field(
+        alias="oidc_jwks_wait",
+        default=timedelta(seconds=1.5),
+        gt=timedelta(),
+        description=(
+            "Most seconds a request waits for a JWKS fetch in progress (all requests share "
+            "one fetch); after that it is answered 503 while the fetch goes on."
+        ),
+    )
+    max_token_lifetime: Seconds = Field(
+        alias="oidc_max_token_lifetime",
+        default=timedelta(seconds=86_400),
+        gt=timedelta(),
+        description="Tokens whose exp is further ahead than this many seconds are refused.",
+    )
+    require_at_jwt: bool = Field(
+        alias="oidc_require_at_jwt",
+        default=False,
+        description=(
+            "Accept only tokens typed at+jwt (RFC 9068). Otherwise a typ of JWT or none is "
+            "accepted too; any other typ is always refused."
+        ),
+    )
+    authorized_parties: Annotated[list[str], NoDecode] = Field(
+        alias="oidc_authorized_parties",
+        default_factory=list,
+        description=(
+            "Client ids whose tokens are accepted, by azp (or client_id); empty: not checked "
+            "(comma-separated or a JSON list)."
+        ),
+    )
+    admins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Owner keys that may see and act on every user's offer sets and sessions: "
+            "usernames of the tokens file, or with OIDC values of oidc_owner_claim (sub by "
+            "default) (comma-separated or a JSON list)."
+        ),
+    )
+
+    @field_validator("admins", "authorized_parties", mode="before")
+    @classmethod
+    def _admins_parse(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return yaml.safe_load(text)
+            return [name.strip() for name in text.split(",") if name.strip()]
+        return value
+
+    @field_validator("algorithms")
+    @classmethod
+    def _asymmetric_only(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not name.startswith(("RS", "ES", "PS", "EdDSA")):
+                raise ValueError(f"{name} is not an asymmetric JWT algorithm")
+        return value
+
     @model_validator(mode="after")
-    def _durations_consistent(self) -> Settings:
-        if self.default_duration > self.max_duration:
-            raise ValueError("default_duration must not exceed max_duration")
+    def _oidc_complete(self) -> AuthSettings:
+        if self.mode == "oidc" and not (self.issuer and self.audience):
+            raise ValueError("auth = oidc needs oidc_issuer and oidc_audience")
         return self
+
+
+class MockSettings(_Section):
+    """The mock platform (platform = mock)."""
+
+    title: ClassVar[str] = "Mock platform (`platform = mock`)"
+
+    prepare: dict[str, Seconds] = Field(
+        alias="mock_prepare_seconds",
+        default_factory=lambda: {
+            "executable": timedelta(seconds=2.0),
+            "storage": timedelta(seconds=1.0),
+            "data": timedelta(seconds=3.0),
+            "compute": timedelta(seconds=3.0),
+        },
+        description="Mock platform: seconds each role takes to prepare (zero allowed).",
+    )
+    run: Seconds | None = Field(
+        alias="mock_run_seconds",
+        default=timedelta(seconds=10.0),
+        ge=timedelta(),
+        description=(
+            "Mock platform: seconds a container runs before exiting 0; null: until its time "
+            "is up. Notebooks always run until their time is up."
+        ),
+    )
+    release: dict[str, Seconds] = Field(
+        alias="mock_release_seconds",
+        default_factory=lambda: {
+            "executable": timedelta(seconds=0.0),
+            "storage": timedelta(seconds=1.0),
+            "data": timedelta(seconds=1.0),
+            "compute": timedelta(seconds=1.0),
+        },
+        description="Mock platform: seconds each role takes to release (zero allowed).",
+    )
+
+
+class SkahaSettings(_Section):
+    """The Skaha platform (platform = skaha)."""
+
+    title: ClassVar[str] = "Skaha platform (`platform = skaha`)"
+
+    url: str | None = Field(
+        alias="skaha_url",
+        default=None,
+        description=(
+            "Skaha service URL, e.g. https://ws-uv.canfar.net/skaha (platform = skaha); "
+            "'/v1' is appended unless the URL already ends with it."
+        ),
+    )
+    token_file: Path | None = Field(
+        alias="skaha_token_file",
+        default=None,
+        description=(
+            "JSON file with the broker's Skaha credentials: access_token, refresh_token, "
+            "expires_at (ISO-8601 or Unix seconds). Rewritten atomically, owner-only (0600), "
+            "when the identity provider rotates the refresh token; re-read when an operator "
+            "replaces it."
+        ),
+    )
+    oidc_issuer: str | None = Field(
+        alias="skaha_oidc_issuer",
+        default=None,
+        description=(
+            "OIDC issuer of the Skaha tokens (e.g. https://ska-iam.stfc.ac.uk/); its discovery "
+            "document names the token endpoint used to refresh. Unset: never refreshed."
+        ),
+    )
+    client_id: str | None = Field(
+        alias="skaha_client_id",
+        default=None,
+        description="OIDC client id for the refresh_token grant.",
+    )
+    client_secret: SecretStr | None = Field(
+        alias="skaha_client_secret",
+        default=None,
+        description="OIDC client secret (client_secret_basic); never logged. Unset: public client.",
+    )
+    refresh_fraction: float = Field(
+        alias="skaha_refresh_fraction",
+        default=0.8,
+        gt=0,
+        lt=1,
+        description="Refresh the access token when this fraction of its lifetime has passed.",
+    )
+    notebook_image: str = Field(
+        alias="skaha_notebook_image",
+        default="images.canfar.net/skaha/astroml:latest",
+        description="Image of the Skaha notebook sessions that jupyter-notebook executables get.",
+    )
+    registry_auth: SecretStr | None = Field(
+        alias="skaha_registry_auth",
+        default=None,
+        description=(
+            "'username:secret' for images outside Skaha's public image cache "
+            "(sent as x-skaha-registry-auth); never logged. Unset: such images are refused."
+        ),
+    )
+    session_prefix: str = Field(
+        alias="skaha_session_prefix",
+        default="execbroker",
+        pattern=r"^[a-z0-9][a-z0-9-]{0,19}$",
+        description=(
+            "Skaha session names are '<prefix>-<component uuid>'. Sessions with this prefix "
+            "that no live component owns are deleted at start-up and by the periodic sweep "
+            "(skaha_sweep_interval): give every broker that "
+            "shares a Skaha account its own prefix."
+        ),
+    )
+    list_interval: Seconds = Field(
+        alias="skaha_list_interval",
+        default=timedelta(seconds=5),
+        gt=timedelta(),
+        description=(
+            "Seconds between two session list calls; polls in between answer from the last "
+            "list (one list call per interval, however many sessions run)."
+        ),
+    )
+    catalogue_interval: Seconds = Field(
+        alias="skaha_catalogue_interval",
+        default=timedelta(seconds=300),
+        gt=timedelta(),
+        description="Seconds between two readings of /context, /repository and /image.",
+    )
+    timeout: Seconds = Field(
+        alias="skaha_timeout",
+        default=timedelta(seconds=30),
+        gt=timedelta(),
+        description="Seconds one HTTP call to Skaha or the IdP may take.",
+    )
+    retries: int = Field(
+        alias="skaha_retries",
+        default=4,
+        ge=0,
+        description="Retries of a Skaha call after a 5xx, a 503 or a connection error.",
+    )
+    retry_budget: Seconds = Field(
+        alias="skaha_retry_budget",
+        default=timedelta(seconds=20),
+        ge=timedelta(),
+        description=(
+            "Most seconds one Skaha call spends waiting between retries (Retry-After is "
+            "honoured up to this); after that the step is tried again later."
+        ),
+    )
+    renew_before: Seconds = Field(
+        alias="skaha_renew_before",
+        default=timedelta(seconds=3600),
+        ge=timedelta(),
+        description=(
+            "Renew an interactive Skaha session when less than this many seconds remain "
+            "before its Skaha expiry and the offered time goes on beyond it."
+        ),
+    )
+    log_tail_lines: int = Field(
+        alias="skaha_log_tail_lines",
+        default=20,
+        ge=0,
+        description="Lines of a failed session's log copied into its messages.",
+    )
+    renew_interval: Seconds = Field(
+        alias="skaha_renew_interval",
+        default=timedelta(seconds=300),
+        gt=timedelta(),
+        description=(
+            "Fewest seconds between two renewals of one Skaha session; a session is renewed "
+            "again only once its expiry has moved since the last renewal. Keep it well below "
+            "the lifetime Skaha grants interactive sessions."
+        ),
+    )
+    create_grace: Seconds = Field(
+        alias="skaha_create_grace",
+        default=timedelta(seconds=60),
+        ge=timedelta(),
+        description=(
+            "After a create whose outcome is unknown (no answer, a 5xx, cut off), no new "
+            "create is sent for that component until a session list taken skaha_timeout + "
+            "this many seconds after the last create shows no session of its name."
+        ),
+    )
+    lost_grace: Seconds = Field(
+        alias="skaha_lost_grace",
+        default=timedelta(seconds=60),
+        ge=timedelta(),
+        description=(
+            "A Skaha session missing from the list (and 404 by id) is declared lost only "
+            "after it has been missing from 3 consecutive lists spanning this many seconds."
+        ),
+    )
+    sweep_interval: Seconds = Field(
+        alias="skaha_sweep_interval",
+        default=timedelta(seconds=60),
+        gt=timedelta(),
+        description=(
+            "Seconds between two sweeps that delete Skaha sessions with this broker's prefix "
+            "that no live component owns, or that duplicate one (the oldest is kept)."
+        ),
+    )
+    list_max_bytes: int = Field(
+        alias="skaha_list_max_bytes",
+        default=256 * 1024 * 1024,
+        gt=0,
+        description=(
+            "Largest session list (bytes) the broker reads from Skaha. A larger one is not "
+            "read: the sessions get no news and /healthz says degraded, with the reason."
+        ),
+    )
+    connect_hosts: list[str] = Field(
+        alias="skaha_connect_hosts",
+        default_factory=list,
+        description=(
+            "Hosts a Skaha connectURL may point to (JSON list; empty: the host of "
+            "skaha_url). Only https URLs on them are published (http only on loopback); "
+            "others are left out with a message on the component."
+        ),
+    )
+
+
+class DockerSettings(_Section):
+    """The Docker platform (platform = docker)."""
+
+    title: ClassVar[str] = "Docker platform (`platform = docker`)"
+
+    host: str | None = Field(
+        alias="docker_host",
+        default=None,
+        description=(
+            "Docker Engine API of the container runtime (Docker or Podman), e.g. "
+            "unix:///run/podman/podman.sock. Default: found as Docker clients do (DOCKER_HOST, "
+            "then the Docker context, then /var/run/docker.sock). It must run on this machine: "
+            "storage directories are bind-mounted by their path."
+        ),
+    )
+    instance: str | None = Field(
+        alias="docker_instance",
+        default=None,
+        description=(
+            "Value of the label that marks this broker's containers, so that brokers sharing "
+            "one runtime leave each other's alone. Default: a random id kept in docker_root."
+        ),
+    )
+    root: Path | None = Field(
+        alias="docker_root",
+        default=None,
+        description=(
+            "Directory for storage resources (one directory each, bind-mounted into "
+            "containers) and the platform's own records. Default: data_dir/docker."
+        ),
+    )
+    pull: Literal["never", "missing"] = Field(
+        alias="docker_pull",
+        default="missing",
+        description=(
+            "Whether an image that is not on this machine is pulled ('missing') or the "
+            "executable fails at once ('never')."
+        ),
+    )
+    pull_registries: list[str] = Field(
+        alias="docker_pull_registries",
+        default_factory=list,
+        description=(
+            "Registries (host[:port], e.g. docker.io or images.canfar.net) images may be "
+            "pulled from; empty: any registry."
+        ),
+    )
+    network: str = Field(
+        alias="docker_network",
+        default="bridge",
+        description=(
+            "Network mode of a container that publishes ports (e.g. bridge, or slirp4netns "
+            "on Podman); a container without ports has no network at all."
+        ),
+    )
+    publish_address: str = Field(
+        alias="docker_publish_address",
+        default="127.0.0.1",
+        description="Host address that requested ports are published on.",
+    )
+    port_range: str = Field(
+        alias="docker_port_range",
+        default="20000-29999",
+        description=(
+            "Host ports that requested ports are published on (low-high, within 1024-65535: "
+            "never a privileged port). A request naming a host port outside it is refused; "
+            "one naming none gets a free port of the range."
+        ),
+    )
+    connector_host: str | None = Field(
+        alias="docker_connector_host",
+        default=None,
+        description=(
+            "Host name written in port connectors (http://host:port/path). Default: "
+            "docker_publish_address, or this machine's name when that is 0.0.0.0."
+        ),
+    )
+    stop_seconds: Seconds = Field(
+        alias="docker_stop_seconds",
+        default=timedelta(seconds=5),
+        ge=timedelta(),
+        description="Seconds a stopped container gets between SIGTERM and SIGKILL.",
+    )
+    pids_limit: int | None = Field(
+        alias="docker_pids_limit",
+        default=1024,
+        ge=16,
+        description="Most processes one container may run (null: no limit).",
+    )
+    log_lines: int = Field(
+        alias="docker_log_lines",
+        default=20,
+        ge=0,
+        le=1000,
+        description="Lines of a finished container's output kept in the compute's messages.",
+    )
+    max_data_bytes: int = Field(
+        alias="docker_max_data_bytes",
+        default=10 * 2**30,
+        ge=1,
+        description=(
+            "Largest data resource staged, in bytes; a download is also capped by the size "
+            "offered for its storage."
+        ),
+    )
+    data_timeout: Seconds = Field(
+        alias="docker_data_timeout",
+        default=timedelta(seconds=30),
+        gt=timedelta(),
+        description="Seconds a data download may wait to connect or for the next bytes.",
+    )
+    file_roots: list[Path] = Field(
+        alias="docker_file_roots",
+        default_factory=list,
+        description=(
+            "Directories that file:// data resources may be copied from; empty: file:// "
+            "locations are refused (they would expose the broker's own files)."
+        ),
+    )
+
+    @field_validator("port_range")
+    @classmethod
+    def _port_range_parse(cls, value: str) -> str:
+        from execbroker.platforms.docker.ports import PortRange  # noqa: PLC0415
+
+        return str(PortRange.parse(value))
+
+
+_SECTIONS: dict[str, type[_Section]] = {
+    "database": DatabaseSettings,
+    "planning": PlanningSettings,
+    "cost": CostSettings,
+    "engine": EngineSettings,
+    "server": ServerSettings,
+    "auth": AuthSettings,
+    "mock": MockSettings,
+    "skaha": SkahaSettings,
+    "docker": DockerSettings,
+}
+
+
+def setting_fields() -> Iterator[tuple[str | None, str, str, FieldInfo]]:
+    """Every setting: its section (None: top level), its flat name (the file's key and, upper
+    case after ``EXECBROKER_``, its variable), its attribute in the section, and its field."""
+    for name, field in Settings.model_fields.items():
+        if name not in _SECTIONS:
+            yield None, name, name, field
+    for section, model in _SECTIONS.items():
+        for name, field in model.model_fields.items():
+            yield section, field.alias or name, name, field
+
+
+def _route() -> dict[str, str | None]:
+    """Flat setting name -> its section (None: top level)."""
+    return {flat: section for section, flat, _, _ in setting_fields()}
+
+
+class _EnvSource(PydanticBaseSettingsSource):
+    """``EXECBROKER_<SETTING>`` for every setting, by its flat name, sections included."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        raise NotImplementedError  # __call__ below returns the whole mapping at once
+
+    def __call__(self) -> dict[str, Any]:
+        environ = {key.upper(): value for key, value in os.environ.items()}
+        found: dict[str, Any] = {}
+        for _, flat, _, field in setting_fields():
+            value = environ.get(f"{ENV_PREFIX}{flat}".upper())
+            if value is None:
+                continue
+            if self.field_is_complex(field) and not any(m is NoDecode for m in field.metadata):
+                try:
+                    found[flat] = json.loads(value)
+                except ValueError as failure:
+                    raise SettingsError(
+                        f'error parsing value for field "{flat}" from source "EnvSettingsSource"'
+                    ) from failure
+            else:
+                found[flat] = value
+        return found
+
+
+class _ConfigFileSource(PydanticBaseSettingsSource):
+    """Settings from the YAML/JSON file named by ``EXECBROKER_CONFIG_FILE``, if any."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        raise NotImplementedError  # __call__ below returns the whole mapping at once
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get("EXECBROKER_CONFIG_FILE")
+        if not path:
+            return {}
+        with Path(path).open(encoding="utf-8") as stream:
+            loaded = yaml.safe_load(stream) or {}
+        if not isinstance(loaded, dict):
+            raise TypeError(f"The config file {path} must hold a mapping of setting names")
+        return loaded
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set: a few general settings, then one section per subsystem.
+
+    Sources, the first winning: the constructor's arguments (sections, or settings by flat
+    name), ``EXECBROKER_*`` variables, the config file.
+    """
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
+
+    data_dir: Path = Field(
+        default=Path("var"),
+        description="Directory for the embedded database and local state; created if missing.",
+    )
+    platform: PlatformName = Field(default="mock", description="The platform sessions run on.")
+    egress_allow: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Destinations the broker may fetch from on a user's behalf although the egress "
+            "policy denies them by default (loopback, link-local, private, shared, "
+            "unique-local, multicast, reserved, and this machine's own addresses): CIDR "
+            "blocks or addresses (10.1.0.0/16, 127.0.0.1) and host names with an optional "
+            "port (data.internal.example, localhost:8491). JSON list."
+        ),
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Logging threshold."
+    )
+
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    planning: PlanningSettings = Field(default_factory=PlanningSettings)
+    cost: CostSettings = Field(default_factory=CostSettings)
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    mock: MockSettings = Field(default_factory=MockSettings)
+    skaha: SkahaSettings = Field(default_factory=SkahaSettings)
+    docker: DockerSettings = Field(default_factory=DockerSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, _EnvSource(settings_cls), _ConfigFileSource(settings_cls))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _into_sections(cls, data: Any) -> Any:
+        """Put each setting given by its flat name into its section.
+
+        A section given whole (a model or a mapping) wins over flat names of its settings.
+        """
+        if not isinstance(data, dict):
+            return data
+        route = _route()
+        folded: dict[str, Any] = {}
+        given: dict[str, dict[str, Any]] = {}
+        for key, value in data.items():
+            if key in _SECTIONS and (isinstance(value, BaseModel | dict)):
+                given[key] = (
+                    value.model_dump(exclude_unset=True, by_alias=True)
+                    if isinstance(value, BaseModel)
+                    else value
+                )
+                continue
+            section = route.get(key, "")
+            if section is None or section == "":
+                folded[key] = value  # a general setting, or an unknown name pydantic refuses
+            else:
+                folded.setdefault(section, {})[key] = value
+        for section, values in given.items():
+            folded[section] = {**folded.get(section, {}), **values}
+        return folded
+
+    @field_validator("egress_allow")
+    @classmethod
+    def _egress_parse(cls, value: list[str]) -> list[str]:
+        from execbroker.egress import EgressPolicy  # noqa: PLC0415 - httpx only when used
+
+        EgressPolicy(value)  # raises ValueError naming the entry that does not read
+        return value
 
     @property
     def effective_database_url(self) -> str:
-        if self.database_url:
-            return self.database_url
+        if self.database.url:
+            return self.database.url
         return f"sqlite+aiosqlite:///{self.data_dir / 'execbroker.db'}"
 
     @property
-    def call_deadline(self) -> timedelta:
-        """The platform call deadline in force: within half the engine's lease."""
-        return timedelta(seconds=min(self.engine_call_deadline, self.engine_lease / 2))
-
-    @property
-    def offer_lifetime(self) -> timedelta:
-        return timedelta(seconds=self.offer_ttl)
+    def effective_tokens_file(self) -> Path:
+        return self.auth.tokens_file or self.data_dir / "tokens.yaml"
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
@@ -86,7 +85,7 @@ async def _hear_other_brokers(
     )
     await notifier.start()
     changes.outbox = notifier.send
-    changes.recheck = settings.change_recheck_shared
+    changes.recheck = settings.server.change_recheck_shared.total_seconds()
     return notifier
 
 
@@ -102,21 +101,22 @@ def create_app(  # noqa: PLR0915
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = await open_database(settings)
         storage = StorageProbe(
-            database, clock=clock, min_free_bytes=settings.healthz_min_free_bytes
+            database, clock=clock, min_free_bytes=settings.database.healthz_min_free_bytes
         )
         authenticator = build_authenticator(settings, database)
         store = BrokerStore(
             database,
             pool=settings.platform,
-            longest_booking=settings.max_duration + settings.max_preparation,
+            longest_booking=settings.planning.max_duration + settings.planning.max_preparation,
             clock=clock,
-            lock_timeout=settings.booking_lock_timeout,
+            lock_timeout=settings.database.booking_lock_timeout.total_seconds(),
         )
         profile = profile_from_settings(settings)
         platform = InstrumentedPlatform(build_platform(settings, clock))
         await platform.start()
         changes = ChangeFeed(
-            recheck=settings.change_recheck_local, max_per_user=settings.max_waiters_per_user
+            recheck=settings.server.change_recheck_local.total_seconds(),
+            max_per_user=settings.server.max_waiters_per_user,
         )
         notifier = None
         engine = Engine(
@@ -125,16 +125,16 @@ def create_app(  # noqa: PLR0915
             clock=clock,
             changes=changes,
             timings=EngineTimings(
-                budget_slack=timedelta(seconds=settings.budget_slack),
-                poll_interval=timedelta(seconds=settings.poll_interval),
-                end_warning=timedelta(seconds=settings.end_warning),
-                call_deadline=settings.call_deadline,
+                budget_slack=settings.engine.budget_slack,
+                poll_interval=settings.engine.poll_interval,
+                end_warning=settings.engine.end_warning,
+                call_deadline=settings.engine.effective_call_deadline,
             ),
-            step_deadline=settings.engine_step_deadline,
-            batch_size=settings.engine_batch_size,
-            batch_window=settings.engine_batch_window,
-            lease=timedelta(seconds=settings.engine_lease),
-            retry=timedelta(seconds=settings.engine_retry),
+            step_deadline=settings.engine.step_deadline.total_seconds(),
+            batch_size=settings.engine.batch_size,
+            batch_window=settings.engine.batch_window.total_seconds(),
+            lease=settings.engine.lease,
+            retry=settings.engine.retry,
             single_process=database.is_sqlite,
         )
 
@@ -146,15 +146,15 @@ def create_app(  # noqa: PLR0915
             store=store,
             clock=clock,
             profile=profile,
-            max_duration=settings.max_duration,
-            active_limit=settings.quota_active_sessions,
+            max_duration=settings.planning.max_duration,
+            active_limit=settings.planning.quota_active_sessions,
             on_change=changed,
         )
         expiry = ExpiryTimer(
             sessions=session_service,
             store=store,
             clock=clock,
-            interval=settings.expiry_interval,
+            interval=settings.engine.expiry_interval.total_seconds(),
         )
         offer_service = OfferService(
             store=store,
@@ -175,7 +175,7 @@ def create_app(  # noqa: PLR0915
             database=database,
             offers=offer_service,
             sessions=session_service,
-            limits=ParseLimits(max_bytes=settings.max_body_bytes),
+            limits=ParseLimits(max_bytes=settings.server.max_body_bytes),
             changes=changes,
             authenticator=authenticator,
             platform=platform,
@@ -226,7 +226,9 @@ def create_app(  # noqa: PLR0915
     install_refusal_handler(app)
     _install_limits(app, settings)
     app.add_middleware(
-        HeaderLimits, max_bytes=settings.max_header_bytes, max_count=settings.max_header_count
+        HeaderLimits,
+        max_bytes=settings.server.max_header_bytes,
+        max_count=settings.server.max_header_count,
     )
     # Inside the security headers, so that a 500 carries them like every other answer.
     app.add_middleware(UnhandledErrors)
@@ -241,25 +243,25 @@ def create_app(  # noqa: PLR0915
 
 
 def _retention_job(database: Database, settings: Settings, clock: Clock) -> RetentionJob | None:
-    if settings.retention is None:
+    if settings.database.retention is None:
         return None
     return RetentionJob(
         database=database,
         clock=clock,
-        keep=settings.retention,
-        interval=settings.retention_interval,
+        keep=settings.database.retention,
+        interval=settings.database.retention_interval.total_seconds(),
     )
 
 
 def _install_limits(app: FastAPI, settings: Settings) -> None:
     """Deadlines and rates that bound what a client costs before and while it is served
     (outermost last: the rate limit answers before the body's deadline starts)."""
-    app.add_middleware(BodyDeadline, seconds=settings.body_timeout)
+    app.add_middleware(BodyDeadline, seconds=settings.server.body_timeout.total_seconds())
     app.add_middleware(
         AnonymousRateLimit,
-        rate=settings.anonymous_rate,
-        burst=settings.anonymous_burst,
-        trusted_proxies=settings.trusted_proxies,
+        rate=settings.server.anonymous_rate,
+        burst=settings.server.anonymous_burst,
+        trusted_proxies=settings.server.trusted_proxies,
     )
 
 

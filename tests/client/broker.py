@@ -37,7 +37,7 @@ def running_broker(data_dir: Path) -> Iterator[RunningBroker]:
         **FAST,
     )
     with ServerThread(create_app(settings)) as server:
-        token = local_token(settings.effective_tokens_file, user=settings.default_owner)
+        token = local_token(settings.effective_tokens_file, user=settings.auth.default_owner)
         assert token is not None
         yield RunningBroker(url=server.url, token=token, data_dir=data_dir)
 

@@ -79,7 +79,10 @@ class Broker:
             store=self.store, settings=settings, profile=profile, clock=self.clock
         )
         self.sessions = SessionService(
-            store=self.store, clock=self.clock, profile=profile, max_duration=settings.max_duration
+            store=self.store,
+            clock=self.clock,
+            profile=profile,
+            max_duration=settings.planning.max_duration,
         )
 
     async def cores_held_at_most(self) -> int:
@@ -235,7 +238,7 @@ async def test_replicas_whose_clocks_disagree_judge_expiry_by_the_database(
             store=BrokerStore(database, clock=_SlowClock()),
             clock=_SlowClock(),
             profile=profile,
-            max_duration=settings.max_duration,
+            max_duration=settings.planning.max_duration,
         )
         offer = (await on_time.request_offers(_all_four_cores(), caller=ALICE)).offers[0]
         await asyncio.sleep(1.2)

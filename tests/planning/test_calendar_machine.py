@@ -486,7 +486,10 @@ class CalendarMachine(RuleBasedStateMachine):
             store=store, settings=self.settings, profile=profile, clock=self.clock
         )
         self.session_service = SessionService(
-            store=store, clock=self.clock, profile=profile, max_duration=self.settings.max_duration
+            store=store,
+            clock=self.clock,
+            profile=profile,
+            max_duration=self.settings.planning.max_duration,
         )
         self.platform = build_platform(self.settings, self.clock)
         self.run(self.platform.start())
@@ -496,9 +499,9 @@ class CalendarMachine(RuleBasedStateMachine):
             clock=self.clock,
             changes=ChangeFeed(),
             timings=EngineTimings(
-                budget_slack=timedelta(seconds=self.settings.budget_slack),
-                poll_interval=timedelta(seconds=self.settings.poll_interval),
-                end_warning=timedelta(seconds=self.settings.end_warning),
+                budget_slack=self.settings.engine.budget_slack,
+                poll_interval=self.settings.engine.poll_interval,
+                end_warning=self.settings.engine.end_warning,
             ),
             single_process=True,
         )

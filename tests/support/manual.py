@@ -73,7 +73,7 @@ class Broker:
             store=self.store,
             clock=self.clock,
             profile=profile,
-            max_duration=self.settings.max_duration,
+            max_duration=self.settings.planning.max_duration,
         )
         self.platform = build_platform(self.settings, self.clock)
         self.engine = Engine(

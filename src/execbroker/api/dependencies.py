@@ -62,7 +62,9 @@ async def _caller(
         raise UnauthorizedError("This needs a bearer token (Authorization: Bearer <token>)")
     identity = await broker.authenticator.identify(credentials.credentials)
     return Caller(
-        name=identity.key, admin=identity.key in broker.settings.admins, display=identity.display
+        name=identity.key,
+        admin=identity.key in broker.settings.auth.admins,
+        display=identity.display,
     )
 
 

@@ -38,13 +38,13 @@ def _networks(
 
 
 def _trusted(request: Request, settings: Settings) -> bool:
-    if not settings.trusted_proxies or request.client is None:
+    if not settings.server.trusted_proxies or request.client is None:
         return False
     try:
         address = ipaddress.ip_address(request.client.host)
     except ValueError:
         return False
-    return any(address in network for network in _networks(tuple(settings.trusted_proxies)))
+    return any(address in network for network in _networks(tuple(settings.server.trusted_proxies)))
 
 
 def _first(value: str) -> str:
@@ -76,8 +76,8 @@ def _listen_authority(scope: Scope, scheme: str) -> str:
 
 def base_url(request: Request, settings: Settings) -> str:
     """``scheme://host[:port][/prefix]`` with no trailing slash."""
-    if settings.public_url:
-        return settings.public_url.rstrip("/")
+    if settings.server.public_url:
+        return settings.server.public_url.rstrip("/")
     scheme = request.url.scheme if request.url.scheme in _DEFAULT_PORTS else "http"
     host = _listen_authority(request.scope, scheme)
     prefix = request.scope.get("root_path", "")

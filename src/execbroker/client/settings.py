@@ -103,5 +103,5 @@ def _local_token() -> tuple[str, Path] | None:
     except (ValidationError, OSError, TypeError, ValueError, yaml.YAMLError):
         return None  # the broker's settings do not read here: no local token to offer
     path = settings.effective_tokens_file
-    found = local_token(path, user=settings.default_owner)
+    found = local_token(path, user=settings.auth.default_owner)
     return None if found is None else (found, path)

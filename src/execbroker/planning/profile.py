@@ -36,8 +36,8 @@ class Rates:
     io_throughput: tuple[float, float]  # MB/s: min, max
 
 
-def _seconds(values: dict[str, float]) -> dict[ComponentRole, timedelta]:
-    return {ComponentRole(role): timedelta(seconds=value) for role, value in values.items()}
+def _by_role(values: dict[str, timedelta]) -> dict[ComponentRole, timedelta]:
+    return {ComponentRole(role): value for role, value in values.items()}
 
 
 @dataclass(frozen=True)
@@ -83,22 +83,24 @@ def profile_from_settings(settings: Settings) -> PlatformProfile:
     return PlatformProfile(
         name=settings.platform,
         capacity=Amounts(
-            settings.capacity_cores, settings.capacity_memory_gib, settings.capacity_storage_gib
+            settings.planning.capacity_cores,
+            settings.planning.capacity_memory_gib,
+            settings.planning.capacity_storage_gib,
         ),
         executable_kinds=_EXECUTABLES[settings.platform],
-        prepare=_seconds(settings.prepare_estimates),
-        release=_seconds(settings.release_estimates),
-        slack=timedelta(seconds=settings.planning_slack),
-        staging_bytes_per_second=settings.staging_mib_per_second * 2**20,
+        prepare=_by_role(settings.planning.prepare_estimates),
+        release=_by_role(settings.planning.release_estimates),
+        slack=settings.planning.slack,
+        staging_bytes_per_second=settings.planning.staging_mib_per_second * 2**20,
         rates=Rates(
-            currency=settings.cost_currency,
-            money_per_core_hour=settings.cost_per_core_hour,
-            money_per_memory_gib_hour=settings.cost_per_memory_gib_hour,
-            money_per_storage_gib_hour=settings.cost_per_storage_gib_hour,
-            kwh_per_core_hour=settings.energy_kwh_per_core_hour,
-            kwh_per_memory_gib_hour=settings.energy_kwh_per_memory_gib_hour,
-            carbon_g_per_kwh=settings.carbon_g_per_kwh,
-            compute_performance=_span(settings.compute_performance),
-            io_throughput=_span(settings.io_throughput),
+            currency=settings.cost.currency,
+            money_per_core_hour=settings.cost.per_core_hour,
+            money_per_memory_gib_hour=settings.cost.per_memory_gib_hour,
+            money_per_storage_gib_hour=settings.cost.per_storage_gib_hour,
+            kwh_per_core_hour=settings.cost.energy_kwh_per_core_hour,
+            kwh_per_memory_gib_hour=settings.cost.energy_kwh_per_memory_gib_hour,
+            carbon_g_per_kwh=settings.cost.carbon_g_per_kwh,
+            compute_performance=_span(settings.planning.compute_performance),
+            io_throughput=_span(settings.planning.io_throughput),
         ),
     )

@@ -320,8 +320,8 @@ class _Checker:
                 info(
                     "The request names no compute resource; offering {cores} core(s) and "
                     "{memory} GiB of memory",
-                    cores=self.settings.default_cores,
-                    memory=self.settings.default_memory_gib,
+                    cores=self.settings.planning.default_cores,
+                    memory=self.settings.planning.default_memory_gib,
                 )
             )
             planned = PlannedComponent(
@@ -332,20 +332,23 @@ class _Checker:
             )
             return (
                 planned,
-                Range(self.settings.default_cores, self.settings.default_cores),
-                Range(self.settings.default_memory_gib, self.settings.default_memory_gib),
+                Range(self.settings.planning.default_cores, self.settings.planning.default_cores),
+                Range(
+                    self.settings.planning.default_memory_gib,
+                    self.settings.planning.default_memory_gib,
+                ),
             )
         cores = self.check_amount(
             "/compute/cores",
             compute.cores,
-            default=self.settings.default_cores,
+            default=self.settings.planning.default_cores,
             capacity=self.profile.cores,
             unit="cores",
         )
         memory = self.check_amount(
             "/compute/memory",
             compute.memory,
-            default=self.settings.default_memory_gib,
+            default=self.settings.planning.default_memory_gib,
             capacity=self.profile.memory_gib,
             unit="GiB of memory",
         )
@@ -408,7 +411,7 @@ class _Checker:
             component.size = self.check_amount(
                 f"/storage/{index}/size",
                 storage.size,
-                default=self.settings.default_storage_gib,
+                default=self.settings.planning.default_storage_gib,
                 capacity=self.profile.storage_gib,
                 unit="GiB of storage",
             )
@@ -443,7 +446,8 @@ class _Checker:
                     kind=kinds.STORAGE_SIMPLE,
                     spec={"kind": kinds.STORAGE_SIMPLE},
                     size=Range(
-                        self.settings.default_storage_gib, self.settings.default_storage_gib
+                        self.settings.planning.default_storage_gib,
+                        self.settings.planning.default_storage_gib,
                     ),
                 )
                 storage.append(implicit)
@@ -454,7 +458,7 @@ class _Checker:
                         "of {size} GiB for it",
                         data=component.name,
                         storage=implicit.name,
-                        size=self.settings.default_storage_gib,
+                        size=self.settings.planning.default_storage_gib,
                     )
                 )
             planned.append(component)
@@ -607,7 +611,7 @@ class _Checker:
 
     def check_schedule(self, request: ExecutionRequest) -> tuple[timedelta | None, Interval | None]:
         requested = request.schedule.requested if request.schedule else None
-        duration: timedelta | None = self.settings.default_duration
+        duration: timedelta | None = self.settings.planning.default_duration
         if requested and requested.duration is not None:
             try:
                 duration = parse_duration(requested.duration, anchor=self.now)
@@ -622,15 +626,17 @@ class _Checker:
                         duration=requested.duration,
                     )
                     duration = None
-                elif duration > self.settings.max_duration:
+                elif duration > self.settings.planning.max_duration:
                     self.problem(
                         "/schedule/requested/duration",
                         "{duration} is longer than the longest run this broker offers, {max}",
                         duration=requested.duration,
-                        max=format_duration(self.settings.max_duration),
+                        max=format_duration(self.settings.planning.max_duration),
                     )
                     duration = None
-        window: Interval | None = Interval(self.now, self.now + self.settings.default_start_window)
+        window: Interval | None = Interval(
+            self.now, self.now + self.settings.planning.default_start_window
+        )
         if requested and requested.start is not None:
             try:
                 window = parse_interval(requested.start)
@@ -639,7 +645,11 @@ class _Checker:
                 window = None
             else:
                 # The longest run, prepared and released, must fit before the calendar ends.
-                latest = _LATEST - self.settings.max_duration - self.settings.max_preparation
+                latest = (
+                    _LATEST
+                    - self.settings.planning.max_duration
+                    - self.settings.planning.max_preparation
+                )
                 if window.end < self.now:
                     self.problem(
                         "/schedule/requested/start",

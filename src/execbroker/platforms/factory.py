@@ -5,7 +5,7 @@ from __future__ import annotations
 from execbroker.clock import Clock
 from execbroker.config import Settings
 from execbroker.platforms.base import Platform
-from execbroker.platforms.mock import MockPlatform, MockTimings
+from execbroker.platforms.mock import MockPlatform
 
 __all__ = ["build_platform"]
 
@@ -16,11 +16,7 @@ def build_platform(settings: Settings, clock: Clock) -> Platform:
             return MockPlatform(
                 ledger=settings.data_dir / "mock-ledger.jsonl",
                 clock=clock,
-                timings=MockTimings(
-                    prepare=settings.mock_prepare_seconds,
-                    release=settings.mock_release_seconds,
-                    run=settings.mock_run_seconds,
-                ),
+                timings=settings.mock,
             )
         case "skaha":
             from execbroker.platforms.skaha import (  # noqa: PLC0415 - only when chosen

@@ -38,6 +38,7 @@ from typing import Any, TextIO
 from uuid import UUID
 
 from execbroker.clock import Clock
+from execbroker.config import MockSettings
 from execbroker.model import kinds
 from execbroker.model.printable import printable_output
 from execbroker.model.records import ComponentRole
@@ -49,16 +50,9 @@ from execbroker.platforms.base import (
     Work,
 )
 
-__all__ = ["MockPlatform", "MockTimings", "read_ledger"]
+__all__ = ["MockPlatform", "read_ledger"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class MockTimings:
-    prepare: dict[str, float]
-    release: dict[str, float]
-    run: float | None
 
 
 @dataclass
@@ -87,7 +81,7 @@ def read_ledger(path: Path) -> list[dict[str, Any]]:
 class MockPlatform(Platform):
     name = "mock"
 
-    def __init__(self, *, ledger: Path, clock: Clock, timings: MockTimings) -> None:
+    def __init__(self, *, ledger: Path, clock: Clock, timings: MockSettings) -> None:
         self._ledger_path = ledger
         self._clock = clock
         self._timings = timings
@@ -160,15 +154,19 @@ class MockPlatform(Platform):
         if executable is not None:
             environment = executable.spec.get("environment") or {}
         role = work.role.value
-        run = self._timings.run
+        run = None if self._timings.run is None else self._timings.run.total_seconds()
         if executable is not None and executable.kind == kinds.EXECUTABLE_JUPYTER:
             run = None  # a notebook server runs until its time is up
         return {
             "prepare": _number(
-                environment, "MOCK_PREPARE_SECONDS", self._timings.prepare.get(role, 0)
+                environment,
+                "MOCK_PREPARE_SECONDS",
+                self._timings.prepare.get(role, timedelta()).total_seconds(),
             ),
             "release": _number(
-                environment, "MOCK_RELEASE_SECONDS", self._timings.release.get(role, 0)
+                environment,
+                "MOCK_RELEASE_SECONDS",
+                self._timings.release.get(role, timedelta()).total_seconds(),
             ),
             "run": _number(environment, "MOCK_RUN_SECONDS", run)
             if run is not None or "MOCK_RUN_SECONDS" in environment

@@ -86,7 +86,7 @@ class OfferService:
 
         def book(booking: Booking) -> OfferSetRecord:
             moment = booking.now()
-            expires = moment + self._settings.offer_lifetime
+            expires = moment + self._settings.planning.offer_ttl
             room = self._offer_room(booking, owner, now=moment)
             search = self._search(booking, plan, now=moment, max_offers=room)
             sessions = [
@@ -150,7 +150,7 @@ class OfferService:
         """429 when ``owner`` already has as many offer sets (NO included) and direct
         sessions stored as one user may. Checked before planning, not under the pool's
         lock: concurrent requests may pass it together, by at most their number."""
-        limit = self._settings.quota_stored_records
+        limit = self._settings.planning.quota_stored_records
         if limit is None or self._stored_records is None:
             return
         stored = await self._stored_records(owner)
@@ -164,9 +164,9 @@ class OfferService:
 
     def _offer_room(self, booking: Booking, owner: str, *, now: datetime) -> int:
         """How many offers ``owner`` may be made now: 429 when their quota is used up."""
-        limit = self._settings.quota_live_offers
+        limit = self._settings.planning.quota_live_offers
         if limit is None:
-            return self._settings.max_offers
+            return self._settings.planning.max_offers
         live = booking.live_offers(owner, now=now, limit=limit)
         if live >= limit:
             raise QuotaExceededError(
@@ -174,7 +174,7 @@ class OfferService:
                 "accept or reject some, or wait for them to expire",
                 {"user": owner, "count": live},
             )
-        return min(self._settings.max_offers, limit - live)
+        return min(self._settings.planning.max_offers, limit - live)
 
     def _search(
         self, booking: Booking, plan: Plan, *, now: datetime, max_offers: int
@@ -182,7 +182,7 @@ class OfferService:
         """Offers against what is held over the window the plan could book, then filtered by
         the request's cost and metric limits."""
         times = SessionTimes.of(plan, self._profile)
-        if times.lead + times.tail > self._settings.max_preparation:
+        if times.lead + times.tail > self._settings.planning.max_preparation:
             return OfferSearch(
                 [],
                 [
@@ -191,7 +191,7 @@ class OfferService:
                         "the {limit} this broker plans for",
                         path="/data",
                         needed=format_duration(times.lead + times.tail),
-                        limit=format_duration(self._settings.max_preparation),
+                        limit=format_duration(self._settings.planning.max_preparation),
                     )
                 ],
             )
@@ -231,7 +231,7 @@ class OfferService:
 
         def book(booking: Booking) -> SessionRecord:
             moment = booking.now()
-            booking.check_active_quota(owner, self._settings.quota_active_sessions)
+            booking.check_active_quota(owner, self._settings.planning.quota_active_sessions)
             search = self._search(booking, plan, now=moment, max_offers=1)
             if not search.offers:
                 OFFERS.labels("refused").inc()

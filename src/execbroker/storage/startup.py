@@ -53,7 +53,7 @@ def _writable_directory(path: Path) -> None:
 def _database_named(settings: Settings) -> str:
     url = make_url(settings.effective_database_url)
     if url.get_backend_name() == "sqlite":
-        setting = "EXECBROKER_DATABASE_URL" if settings.database_url else "EXECBROKER_DATA_DIR"
+        setting = "EXECBROKER_DATABASE_URL" if settings.database.url else "EXECBROKER_DATA_DIR"
         return f"the database file {url.database} ({setting})"
     return f"the database {url.render_as_string(hide_password=True)} (EXECBROKER_DATABASE_URL)"
 
@@ -75,10 +75,10 @@ async def open_database(settings: Settings) -> Database:
         database = Database(
             settings.effective_database_url,
             postgres=PostgresLimits(
-                statement_timeout=settings.database_statement_timeout,
-                idle_in_transaction_timeout=settings.database_idle_in_transaction_timeout,
-                tcp_timeout=settings.database_tcp_timeout,
-                session_options=settings.database_session_options,
+                statement_timeout=settings.database.statement_timeout.total_seconds(),
+                idle_in_transaction_timeout=settings.database.idle_in_transaction_timeout.total_seconds(),
+                tcp_timeout=settings.database.tcp_timeout.total_seconds(),
+                session_options=settings.database.session_options,
             ),
         )
     except OSError as failure:

@@ -32,7 +32,7 @@ router = APIRouter(tags=["operations"])
     },
 )
 async def metrics(request: Request, broker: BrokerDep) -> Response:
-    if broker.settings.metrics_token_required:
+    if broker.settings.server.metrics_token_required:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise UnauthorizedError("This broker's metrics need a bearer token")

@@ -75,11 +75,11 @@ async def get_session(
             broker.sessions.wait_for_change(
                 session_uuid,
                 caller=caller,
-                seconds=min(wait, broker.settings.max_wait),
+                seconds=min(wait, broker.settings.server.max_wait.total_seconds()),
                 phase=phase,
                 changes=broker.changes,
                 still_allowed=credential_check(request, broker, caller),
-                check_every=broker.settings.credential_recheck,
+                check_every=broker.settings.server.credential_recheck.total_seconds(),
             ),
         )
         if waited is None:  # the client went away; nobody reads this answer
@@ -139,7 +139,7 @@ async def session_events(
         caller=caller,
         changes=broker.changes,
         still_allowed=credential_check(request, broker, caller),
-        check_every=broker.settings.credential_recheck,
+        check_every=broker.settings.server.credential_recheck.total_seconds(),
         keepalive=_KEEPALIVE,
     )
 

@@ -41,26 +41,26 @@ class DockerOptions:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DockerOptions:
-        connector_host = settings.docker_connector_host
+        connector_host = settings.docker.connector_host
         if connector_host is None:
-            address = settings.docker_publish_address
+            address = settings.docker.publish_address
             connector_host = socket.gethostname() if address in _ANY_ADDRESS else address
         return cls(
-            root=settings.docker_root or settings.data_dir / "docker",
-            host=settings.docker_host,
-            instance=settings.docker_instance,
-            pull=settings.docker_pull == "missing",
-            pull_registries=tuple(settings.docker_pull_registries),
-            network=settings.docker_network,
-            publish_address=settings.docker_publish_address,
-            port_range=PortRange.parse(settings.docker_port_range),
+            root=settings.docker.root or settings.data_dir / "docker",
+            host=settings.docker.host,
+            instance=settings.docker.instance,
+            pull=settings.docker.pull == "missing",
+            pull_registries=tuple(settings.docker.pull_registries),
+            network=settings.docker.network,
+            publish_address=settings.docker.publish_address,
+            port_range=PortRange.parse(settings.docker.port_range),
             connector_host=connector_host,
-            stop_seconds=settings.docker_stop_seconds,
-            pids_limit=settings.docker_pids_limit,
-            log_lines=settings.docker_log_lines,
-            max_data_bytes=settings.docker_max_data_bytes,
-            data_timeout=settings.docker_data_timeout,
-            file_roots=tuple(settings.docker_file_roots),
+            stop_seconds=settings.docker.stop_seconds.total_seconds(),
+            pids_limit=settings.docker.pids_limit,
+            log_lines=settings.docker.log_lines,
+            max_data_bytes=settings.docker.max_data_bytes,
+            data_timeout=settings.docker.data_timeout.total_seconds(),
+            file_roots=tuple(settings.docker.file_roots),
             egress_allow=tuple(settings.egress_allow),
-            listing_seconds=min(settings.poll_interval / 2, 1.0),
+            listing_seconds=min(settings.engine.poll_interval.total_seconds() / 2, 1.0),
         )

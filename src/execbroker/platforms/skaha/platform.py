@@ -140,34 +140,34 @@ class SkahaOptions:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SkahaOptions:
-        if not settings.skaha_url or settings.skaha_token_file is None:
+        if not settings.skaha.url or settings.skaha.token_file is None:
             raise ValueError(
                 "platform = skaha needs skaha_url and skaha_token_file "
                 "(EXECBROKER_SKAHA_URL, EXECBROKER_SKAHA_TOKEN_FILE)"
             )
         return cls(
-            url=settings.skaha_url,
-            token_file=settings.skaha_token_file,
-            issuer=settings.skaha_oidc_issuer,
-            client_id=settings.skaha_client_id,
-            client_secret=settings.skaha_client_secret,
-            refresh_fraction=settings.skaha_refresh_fraction,
-            notebook_image=settings.skaha_notebook_image,
-            registry_auth=settings.skaha_registry_auth,
-            prefix=settings.skaha_session_prefix,
-            list_interval=settings.skaha_list_interval,
-            catalogue_interval=settings.skaha_catalogue_interval,
-            timeout=settings.skaha_timeout,
-            retries=settings.skaha_retries,
-            retry_budget=settings.skaha_retry_budget,
-            renew_before=settings.skaha_renew_before,
-            log_tail_lines=settings.skaha_log_tail_lines,
-            renew_interval=settings.skaha_renew_interval,
-            create_grace=settings.skaha_create_grace,
-            lost_grace=settings.skaha_lost_grace,
-            sweep_interval=settings.skaha_sweep_interval,
-            list_max_bytes=settings.skaha_list_max_bytes,
-            connect_hosts=tuple(settings.skaha_connect_hosts),
+            url=settings.skaha.url,
+            token_file=settings.skaha.token_file,
+            issuer=settings.skaha.oidc_issuer,
+            client_id=settings.skaha.client_id,
+            client_secret=settings.skaha.client_secret,
+            refresh_fraction=settings.skaha.refresh_fraction,
+            notebook_image=settings.skaha.notebook_image,
+            registry_auth=settings.skaha.registry_auth,
+            prefix=settings.skaha.session_prefix,
+            list_interval=settings.skaha.list_interval.total_seconds(),
+            catalogue_interval=settings.skaha.catalogue_interval.total_seconds(),
+            timeout=settings.skaha.timeout.total_seconds(),
+            retries=settings.skaha.retries,
+            retry_budget=settings.skaha.retry_budget.total_seconds(),
+            renew_before=settings.skaha.renew_before.total_seconds(),
+            log_tail_lines=settings.skaha.log_tail_lines,
+            renew_interval=settings.skaha.renew_interval.total_seconds(),
+            create_grace=settings.skaha.create_grace.total_seconds(),
+            lost_grace=settings.skaha.lost_grace.total_seconds(),
+            sweep_interval=settings.skaha.sweep_interval.total_seconds(),
+            list_max_bytes=settings.skaha.list_max_bytes,
+            connect_hosts=tuple(settings.skaha.connect_hosts),
         )
 
     @property
