@@ -35,6 +35,7 @@ from uuid import UUID
 
 import httpx
 
+from execbroker.background import TaskGroup
 from execbroker.egress import EgressPolicy, egress_client
 from execbroker.exceptions import RequestRefusedError
 from execbroker.model import kinds
@@ -89,7 +90,13 @@ _NAME_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 class DockerPlatform(Platform):
     name = "docker"
 
-    def __init__(self, options: DockerOptions, *, runtime: ContainerRuntime | None = None) -> None:
+    def __init__(
+        self,
+        options: DockerOptions,
+        *,
+        tasks: TaskGroup,
+        runtime: ContainerRuntime | None = None,
+    ) -> None:
         self._options = options
         self._runtime = runtime or ContainerRuntime(options.host)
         self._records = ObjectRecords(options.root / "objects")
@@ -97,7 +104,7 @@ class DockerPlatform(Platform):
         self._instance = options.instance or ""
         self._http: httpx.AsyncClient | None = None
         # Background work by component: an image pull, a data download, a container stop.
-        self._tasks: dict[UUID, asyncio.Task[None]] = {}
+        self._tasks = tasks
         # One container listing shared by every poll, refreshed at most every few moments.
         self._listing: dict[str, dict[str, Any]] = {}
         self._listed_at = -math.inf
@@ -145,11 +152,7 @@ class DockerPlatform(Platform):
         )
 
     async def stop(self) -> None:
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._tasks.clear()
+        await self._tasks.stop()
         if self._http is not None:
             await self._http.aclose()
             self._http = None
@@ -299,21 +302,17 @@ class DockerPlatform(Platform):
     # ------------------------------------------------------------------ background work
 
     def _spawn(self, uuid: UUID, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work, name=f"docker-{uuid}")
-        self._tasks[uuid] = task
+        self._tasks.spawn(uuid, work)
 
     async def _cancel(self, uuid: UUID) -> None:
-        task = self._tasks.pop(uuid, None)
-        if task is not None and not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await self._tasks.cancel(uuid)
 
     def _finished(self, uuid: UUID) -> tuple[bool, BaseException | None]:
         """Whether background work for ``uuid`` ran and ended (and how), forgetting it."""
         task = self._tasks.get(uuid)
         if task is None or not task.done():
             return False, None
-        del self._tasks[uuid]
+        self._tasks.forget(uuid)
         if task.cancelled():
             return True, None
         return True, task.exception()
@@ -455,7 +454,7 @@ class DockerPlatform(Platform):
             case ObjectState.PREPARING:
                 if not self._busy(work.uuid):
                     # Not started yet, or a broker restart interrupted it: (re)start it.
-                    self._tasks.pop(work.uuid, None)
+                    self._tasks.forget(work.uuid)
                     self._spawn(work.uuid, self._stage(found, work.component))
                 return PlatformStatus(PlatformState.PREPARING, next_check=_SOON)
             case _:
