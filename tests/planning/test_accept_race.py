@@ -23,7 +23,7 @@ import pytest
 import sqlalchemy as sa
 
 from execbroker.auth.identity import Caller
-from execbroker.clock import SystemClock
+from execbroker.clock import ManualClock, SystemClock
 from execbroker.config import Settings
 from execbroker.exceptions import ConflictError
 from execbroker.model.phases import HOLDING_SESSION_PHASES, OfferResult, SessionPhase
@@ -40,17 +40,6 @@ NOW = datetime(2030, 1, 1, tzinfo=UTC)
 TTL = timedelta(seconds=4)
 POOL_CORES = 4
 ACCEPT = {"kind": "uri:enum-value-update", "path": "/phase", "value": "ACCEPTED"}
-
-
-class ManualClock:
-    def __init__(self, start: datetime) -> None:
-        self._now = start
-
-    def now(self) -> datetime:
-        return self._now
-
-    def advance(self, span: timedelta) -> None:
-        self._now += span
 
 
 def _all_four_cores() -> dict[str, Any]:

@@ -36,6 +36,7 @@ from uuid import UUID
 from execbroker.clock import Clock
 from execbroker.lifecycle.derive import derive_session_phase, still_releasing
 from execbroker.model import kinds
+from execbroker.model.graph import SessionGraph
 from execbroker.model.isotime import format_duration, format_instant
 from execbroker.model.messages import make_message
 from execbroker.model.phases import (
@@ -176,6 +177,7 @@ class _Pass:
             for c in sorted(session.components_of(role), key=lambda c: c.position)
         ]
         self.by_uuid = {str(p.record.uuid): p for p in self.parts}
+        self.graph = SessionGraph.of(session)
         self.compute = next((p for p in self.parts if p.role is ComponentRole.COMPUTE), None)
         self.progress = False
         # Releases decided in this pass whose platform call waits for the next one.
@@ -345,18 +347,7 @@ class _Pass:
                 return False
 
     def dependencies(self, part: _Component) -> list[_Component]:
-        needed: list[_Component] = []
-        if part.role is ComponentRole.DATA:
-            storage = self.by_uuid.get(str(part.record.spec.get("storage")))
-            if storage is not None:
-                needed.append(storage)
-        elif part.role is ComponentRole.COMPUTE:
-            needed.extend(p for p in self.parts if p.role is ComponentRole.EXECUTABLE)
-            for volume in (p for p in self.parts if p.role is ComponentRole.VOLUME):
-                target = self.by_uuid.get(str(volume.record.spec.get("resource")))
-                if target is not None:
-                    needed.append(target)
-        return needed
+        return [self.by_uuid[str(c.uuid)] for c in self.graph.needs(part.record)]
 
     def unready_dependencies(self, part: _Component) -> str:
         return ", ".join(
@@ -543,12 +534,7 @@ class _Pass:
             case ComponentRole.EXECUTABLE | ComponentRole.DATA:
                 return compute_done
             case ComponentRole.STORAGE:
-                held = [
-                    p
-                    for p in self.parts
-                    if p.role is ComponentRole.DATA
-                    and str(p.record.spec.get("storage")) == str(part.record.uuid)
-                ]
+                held = [self.by_uuid[str(c.uuid)] for c in self.graph.held_data(part.record)]
                 return compute_done and all(p.ended for p in held)
             case _:
                 return True

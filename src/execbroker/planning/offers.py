@@ -25,7 +25,13 @@ from execbroker.model import kinds
 from execbroker.model.isotime import format_duration, format_instant
 from execbroker.model.messages import make_message
 from execbroker.model.phases import ComponentPhase, MessageLevel, SessionPhase
-from execbroker.model.records import ComponentRecord, ComponentRole, Schedule, SessionRecord
+from execbroker.model.records import (
+    ComponentRecord,
+    ComponentRole,
+    Refs,
+    Schedule,
+    SessionRecord,
+)
 from execbroker.model.wire import MessageItem
 from execbroker.planning.calendar import Amounts, Usage
 from execbroker.planning.profile import PlatformProfile
@@ -512,21 +518,18 @@ def build_session(
             "size": {"min": size, "max": size},
             "costs": storage_costs[storage.name],
         }
-        held = [str(uuids[d.name]) for d in plan.data if d.storage == storage.name]
-        if held:
-            spec["data"] = held
+        held = tuple(uuids[d.name] for d in plan.data if d.storage == storage.name)
+        spec.update(Refs(data=held).fields())
         records.append(record(storage, storage_schedule, spec, index))
     for index, data in enumerate(plan.data):
-        spec = dict(data.spec)
-        if data.storage:
-            spec["storage"] = str(uuids[data.storage])
+        refs = Refs(storage=uuids[data.storage] if data.storage else None)
+        spec = {**data.spec, **refs.fields()}
         prepare = times.data_prepare[data.name]
         schedule = before_compute(prepare, times.data_release, until=after_compute)
         records.append(record(data, schedule, spec, index))
     for index, volume in enumerate(plan.volumes):
-        spec = dict(volume.spec)
-        if volume.resource:
-            spec["resource"] = str(uuids[volume.resource])
+        refs = Refs(resource=uuids[volume.resource] if volume.resource else None)
+        spec = {**volume.spec, **refs.fields()}
         records.append(record(volume, compute_schedule, spec, index))
 
     first_prepare = min(r.schedule.prepare_start for r in records)
