@@ -22,6 +22,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from execbroker.model import kinds
+from execbroker.model.capacity import Amounts
 from execbroker.model.isotime import format_duration, format_instant
 from execbroker.model.messages import make_message
 from execbroker.model.phases import ComponentPhase, MessageLevel, SessionPhase
@@ -33,7 +34,7 @@ from execbroker.model.records import (
     SessionRecord,
 )
 from execbroker.model.wire import MessageItem
-from execbroker.planning.calendar import Amounts, Usage
+from execbroker.planning.calendar import Usage
 from execbroker.planning.profile import PlatformProfile
 from execbroker.planning.validation import Plan, PlannedComponent
 
