@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from execbroker.metrics import CLAIMS_TAKEN_OVER
+from execbroker.model.advance import Advance
 from execbroker.model.phases import ComponentPhase
 from execbroker.model.records import SessionRecord
 from execbroker.storage.database import Database
@@ -80,7 +81,7 @@ class ClaimStore:
             return await connection.run_sync(load_sessions, rows, with_messages=False)
 
     async def commit_advances(
-        self, advances: Sequence[Any], *, worker: str, now: datetime
+        self, advances: Sequence[Advance], *, worker: str, now: datetime
     ) -> tuple[list[UUID], datetime | None]:
         """Write what the engine did, for the sessions ``worker`` still holds; release them.
 
@@ -118,13 +119,13 @@ class ClaimStore:
         return [a.session_uuid for a in written], upcoming
 
     async def _write_isolated(
-        self, connection: AsyncConnection, kept: list[Any], now: datetime
-    ) -> list[Any]:
+        self, connection: AsyncConnection, kept: list[Advance], now: datetime
+    ) -> list[Advance]:
         """Write the advances, the batch at once if it can; the ones written."""
         failure = await self._write_saved(connection, kept, now)
         if failure is None:
             return kept
-        written: list[Any] = []
+        written: list[Advance] = []
         unwritten: dict[UUID, BaseException] = {}
         if len(kept) == 1:
             unwritten[kept[0].session_uuid] = failure
@@ -149,7 +150,7 @@ class ClaimStore:
         return written
 
     async def _write_saved(
-        self, connection: AsyncConnection, kept: list[Any], now: datetime
+        self, connection: AsyncConnection, kept: list[Advance], now: datetime
     ) -> BaseException | None:
         """Write in a savepoint; what the database refused, rolled back to it (None: written)."""
         try:
@@ -160,7 +161,7 @@ class ClaimStore:
         return None
 
     async def _write_advances(
-        self, connection: AsyncConnection, kept: list[Any], now: datetime
+        self, connection: AsyncConnection, kept: list[Advance], now: datetime
     ) -> None:
         same = sessions.c.revision == sa.bindparam("b_revision")
         await connection.execute(
@@ -277,7 +278,7 @@ class ClaimStore:
         return found
 
 
-def _undecided(advance: Any) -> Any:
+def _undecided(advance: Advance) -> Advance:
     """``advance`` without the decisions it made on a view a user has since changed: no
     ending, no deferred releases (nothing was asked of the platform for them), no session
     messages. The next pass decides again on what is there now."""
