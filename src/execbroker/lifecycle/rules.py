@@ -34,7 +34,6 @@ from typing import Any
 from uuid import UUID
 
 from execbroker.clock import Clock
-from execbroker.lifecycle.derive import derive_session_phase, still_releasing
 from execbroker.model import kinds
 from execbroker.model.graph import SessionGraph
 from execbroker.model.isotime import format_duration, format_instant
@@ -45,6 +44,8 @@ from execbroker.model.phases import (
     ConnectorStatus,
     MessageLevel,
     SessionPhase,
+    derive_session_phase,
+    still_releasing,
 )
 from execbroker.model.records import ComponentRecord, ComponentRole, SessionRecord
 from execbroker.model.wire import MessageItem

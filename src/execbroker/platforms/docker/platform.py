@@ -70,8 +70,8 @@ from execbroker.platforms.docker.runtime import ContainerRuntime
 from execbroker.platforms.docker.staging import file_location_allowed, public_location, stage
 
 if TYPE_CHECKING:
+    from execbroker.model.plan import Plan
     from execbroker.model.wire import MessageItem
-    from execbroker.planning.validation import Plan
 
 __all__ = ["DockerPlatform"]
 
