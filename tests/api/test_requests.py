@@ -101,6 +101,24 @@ async def test_container_request_wires_data_storage_and_mounts(client: httpx.Asy
     )
 
 
+async def test_storage_and_the_executable_prepare_from_the_accept(
+    client: httpx.AsyncClient,
+) -> None:
+    """DESIGN §3 rule 1 (the seed rule): storage and the executable start preparing as soon
+    as the session holds anything (at accept, for the earliest offer), not just in time, so
+    that an image pull is done well before the compute starts."""
+    body = (await post(client, "/requests", example("container-with-data-request.yaml"))).json()
+    for offer in body["offers"]:
+        session_start = _when(offer["schedule"]["preparing"]["start"])
+        (storage,) = offer["storage"]
+        assert _when(storage["schedule"]["preparing"]["start"]) == session_start
+        executable = offer["executable"]["schedule"]
+        assert _when(executable["preparing"]["start"]) == session_start
+        ready = _when(executable["available"]["start"].split("/")[0])
+        compute_start = _when(offer["compute"]["schedule"]["preparing"]["start"])
+        assert ready < compute_start
+
+
 async def test_defaults_fill_in_compute_storage_and_mounts(client: httpx.AsyncClient) -> None:
     document = {
         "executable": example("direct-request.json")["executable"],

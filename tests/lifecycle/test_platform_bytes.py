@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from execbroker.lifecycle.rules import advance
+from execbroker.lifecycle.apply import advance
 from execbroker.model.phases import MessageLevel, SessionPhase
 from execbroker.model.records import SessionRecord
 from execbroker.model.wire import MessageItem

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from execbroker.exceptions import ConflictError
-from execbroker.lifecycle.rules import advance
+from execbroker.lifecycle.apply import advance
 from execbroker.model.phases import SessionPhase
 from execbroker.model.records import ComponentRole, SessionRecord
 from execbroker.platforms.mock import read_ledger

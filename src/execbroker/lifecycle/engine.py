@@ -2,15 +2,18 @@
 
 Every pending action lives in the database as a due time (``sessions.next_due``, and
 ``components.due`` for each component's own next action). The engine claims due sessions
-in batches with a lease, runs :func:`~execbroker.lifecycle.rules.advance` on each of them
+in batches with a lease, runs :func:`~execbroker.lifecycle.apply.advance` on each of them
 concurrently (platform calls included), and commits the results in one transaction.
 A failure in one session is logged with its id and retried later; it never holds up the
 rest. Nothing sleeps inside a step: a step that has to wait says when to come back.
 
 A slow platform cannot stall the others either. A pass waits ``step_deadline`` for its
 steps, commits those that finished, and lets the slow ones go on in the background: each
-commits on its own when its platform calls return (it still holds its session's lease,
-and every platform call has a deadline shorter than the lease: ``EngineTimings``).
+commits on its own when its platform calls return. It still holds its session's claim
+then: every platform call has a deadline (``EngineTimings.call_deadline``, at most half the
+lease), and the whole step has one too (half the lease, counted from its claim), past which
+it makes no platform call and leaves the rest to a later pass. So a step never outlives its
+claim, and no other broker takes the session over while a step of this one still acts on it.
 """
 
 from __future__ import annotations
@@ -24,10 +27,12 @@ from datetime import datetime, timedelta
 from uuid import uuid4
 
 from execbroker.clock import Clock
+from execbroker.lifecycle.apply import advance
 from execbroker.lifecycle.background import BackgroundLoop
 from execbroker.lifecycle.changes import ChangeFeed
-from execbroker.lifecycle.rules import Advance, EngineTimings, advance
+from execbroker.lifecycle.rules import EngineTimings
 from execbroker.metrics import ENGINE_PASSES, LATE_STEPS, STEP_DURATION, STEP_LATENESS
+from execbroker.model.advance import Advance
 from execbroker.model.phases import (
     TERMINAL_COMPONENT_PHASES,
     derive_session_phase,
@@ -151,7 +156,12 @@ class Engine(BackgroundLoop):
         started = time.perf_counter()
         try:
             return await advance(
-                session, self._platform, now=now, timings=self._timings, clock=self._clock
+                session,
+                self._platform,
+                now=now,
+                timings=self._timings,
+                clock=self._clock,
+                budget=self._lease / 2,  # the rest of the lease is for committing
             )
         except Exception:
             logger.exception(

@@ -22,6 +22,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from execbroker.model import kinds
+from execbroker.model.capacity import Amounts
 from execbroker.model.isotime import format_duration, format_instant
 from execbroker.model.messages import make_message
 from execbroker.model.phases import ComponentPhase, MessageLevel, SessionPhase
@@ -34,7 +35,7 @@ from execbroker.model.records import (
     SessionRecord,
 )
 from execbroker.model.wire import MessageItem
-from execbroker.planning.calendar import Amounts, Usage
+from execbroker.planning.calendar import Usage
 from execbroker.planning.profile import PlatformProfile
 
 __all__ = [
@@ -427,10 +428,19 @@ def build_session(
 
     Dependency order (DESIGN §3): storage, then data into it; executable alongside; compute
     last, once everything it mounts is ready. Release runs the other way round.
+
+    The seed rule: storage and the executable start preparing as soon as the session may
+    hold anything, its booking start (``start - lead``), not just in time. For an offer at
+    the earliest start that is the moment it is made, so they start at accept and an image
+    pull gets its head start; for a later offer it is that offer's own lead before its start
+    (the planner puts it later, as DESIGN allows for a session that starts days ahead).
+    Data and compute stay just in time: each starts when what it needs is planned ready.
+    So the calendar books exactly the span it searched, ``[start - lead, end + tail]``.
     """
     times = SessionTimes.of(plan, profile)
     start, duration = offer.start, plan.duration
     end = start + duration
+    booking_start = start - times.lead
     compute_schedule = Schedule(
         prepare_start=start - times.compute_prepare,
         prepare_duration=times.compute_prepare,
@@ -450,17 +460,22 @@ def build_session(
             release_duration=release,
         )
 
-    executable_schedule = before_compute(
+    def at_booking_start(prepare: timedelta, release: timedelta, *, until: datetime) -> Schedule:
+        ready = booking_start + prepare
+        return Schedule(
+            prepare_start=booking_start,
+            prepare_duration=prepare,
+            available_start=ready,
+            available_duration=until - ready,
+            release_duration=release,
+        )
+
+    executable_schedule = at_booking_start(
         times.executable_prepare, times.executable_release, until=after_compute
     )
-    storage_ready = ready_for_compute - times.slowest_data
     after_data = after_compute + times.data_release
-    storage_schedule = Schedule(
-        prepare_start=storage_ready - times.storage_prepare,
-        prepare_duration=times.storage_prepare,
-        available_start=storage_ready,
-        available_duration=after_data - storage_ready,
-        release_duration=times.storage_release,
+    storage_schedule = at_booking_start(
+        times.storage_prepare, times.storage_release, until=after_data
     )
 
     session_uuid = uuid4()

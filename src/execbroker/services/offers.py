@@ -13,13 +13,14 @@ from execbroker.clock import Clock
 from execbroker.config import Settings
 from execbroker.exceptions import NotFoundError, QuotaExceededError, RequestRefusedError
 from execbroker.metrics import OFFER_SETS, OFFERS
+from execbroker.model.capacity import Amounts, Hold
 from execbroker.model.isotime import format_duration, format_instant
 from execbroker.model.messages import error, info
 from execbroker.model.phases import OfferResult, SessionPhase
 from execbroker.model.plan import Plan
 from execbroker.model.records import OfferSetRecord, SessionRecord
 from execbroker.model.wire import dump
-from execbroker.planning.calendar import Amounts, Hold, Usage
+from execbroker.planning.calendar import Usage
 from execbroker.planning.limits import apply_limits
 from execbroker.planning.offers import OfferSearch, SessionTimes, build_session, generate_offers
 from execbroker.planning.profile import PlatformProfile

@@ -16,6 +16,7 @@ from execbroker.clock import Clock
 from execbroker.exceptions import ConflictError, NotFoundError, UnprocessableError
 from execbroker.lifecycle.changes import ChangeFeed, WaiterSlot
 from execbroker.metrics import OFFERS
+from execbroker.model.capacity import Amounts
 from execbroker.model.isotime import format_duration, format_instant
 from execbroker.model.messages import info
 from execbroker.model.phases import (
@@ -30,7 +31,7 @@ from execbroker.model.phases import (
 )
 from execbroker.model.records import ComponentRecord, ComponentRole, SessionRecord
 from execbroker.model.wire import EnumValueUpdate, IntegerDeltaUpdate, MessageItem, Update
-from execbroker.planning.calendar import Amounts, Usage
+from execbroker.planning.calendar import Usage
 from execbroker.planning.offers import component_costs, summed_costs
 from execbroker.planning.profile import PlatformProfile
 from execbroker.planning.validation import schema_messages

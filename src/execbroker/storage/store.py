@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from execbroker.clock import Clock, SystemClock
 from execbroker.exceptions import QuotaExceededError, ServiceUnavailableError
 from execbroker.metrics import BOOKINGS, CLAIMS_TAKEN_OVER
+from execbroker.model.capacity import Amounts, Hold
 from execbroker.model.phases import (
     HOLDING_SESSION_PHASES,
     ComponentPhase,
@@ -39,7 +40,6 @@ from execbroker.model.records import (
     SessionRecord,
 )
 from execbroker.model.wire import MessageItem
-from execbroker.planning.calendar import Amounts, Hold
 from execbroker.storage.database import Database
 from execbroker.storage.tables import UTCDateTime, components, messages, offer_sets, sessions
 
