@@ -30,8 +30,9 @@ from execbroker.model.phases import HOLDING_SESSION_PHASES, OfferResult, Session
 from execbroker.planning.profile import profile_from_settings
 from execbroker.services.offers import OfferService
 from execbroker.services.sessions import SessionService
+from execbroker.storage.booking import pool_lock_key
 from execbroker.storage.database import Database
-from execbroker.storage.store import BrokerStore, _lock_key
+from execbroker.storage.store import BrokerStore
 from execbroker.storage.tables import sessions
 from tests.support.wire import example
 
@@ -117,9 +118,7 @@ async def pool_lock_held(broker: Broker) -> AsyncIterator[Callable[[], None]]:
 
         async def hold() -> None:
             async with await psycopg.AsyncConnection.connect(url, autocommit=True) as other:
-                await other.execute(
-                    "SELECT pg_advisory_lock(%s)", (_lock_key("execbroker:pool:mock"),)
-                )
+                await other.execute("SELECT pg_advisory_lock(%s)", (pool_lock_key("mock"),))
                 held.set()
                 await release.wait()
                 await other.execute("SELECT pg_advisory_unlock_all()")

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from execbroker.storage.store import Booking
+from execbroker.storage.booking import Booking
 from tests.support.live import LiveBroker
 from tests.support.users import auth, write_tokens_file
 from tests.support.wire import example, post

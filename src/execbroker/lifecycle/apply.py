@@ -79,10 +79,10 @@ _ORDER = (
 # one component can make another's rule apply at once (the compute exits, so the executable
 # and storage, looked at earlier in the round, may now be released). A round that changes
 # something moves a component one phase on, or settles the session's ending or warning, so
-# the rounds end by themselves; the longest chain in practice (an exit releasing the compute,
-# then the executable and data, then storage) takes four. The bound is for a platform that
+# the rounds end by themselves: across tests/lifecycle no pass takes more than four (three
+# that change something, then one that finds nothing left). The bound is for a platform that
 # keeps answering "look again now" about a component: it is polled at most this many times
-# in one pass, then on the next pass.
+# in one pass, then again on the next pass.
 _MAX_ROUNDS = 12
 
 

@@ -86,18 +86,18 @@ class Engine(BackgroundLoop):
         """Before serving: resume what the database says is under way, and release what
         the platform has that no live component owns."""
         if self._single_process:
-            released = await self._store.release_all_claims()
+            released = await self._store.claims.release_all()
             if released:
                 logger.info("claims of a previous run released", extra={"count": released})
         live = await self._platform.objects()
-        phases = await self._store.component_phases(live)
+        phases = await self._store.claims.component_phases(live)
         for uuid in live:
             phase = phases.get(uuid)
             if phase is None or phase in TERMINAL_COMPONENT_PHASES:
                 logger.warning("releasing orphaned platform object", extra={"component": str(uuid)})
                 await self._platform.release_orphan(uuid)
         # From now on the platform sweeps orphans and duplicates itself (issue 22, item 3).
-        self._platform.sweep_periodically(self._store.component_phases)
+        self._platform.sweep_periodically(self._store.claims.component_phases)
 
     def poke(self) -> None:
         """Something is due now (an accept, a cancel, a direct run)."""
@@ -111,16 +111,18 @@ class Engine(BackgroundLoop):
         """One pass: how many sessions it took up, and when the next step nobody holds is
         due (None: nothing is)."""
         now = self._clock.now()
-        batch = await self._store.claim_due(
+        batch = await self._store.claims.claim_due(
             worker=self.worker, now=now, lease_until=now + self._lease, limit=self._batch_size
         )
         if not batch:
-            return 0, await self._store.next_step_due(now=now)
+            return 0, await self._store.claims.next_step_due(now=now)
         ENGINE_PASSES.observe(len(batch))
         steps = [asyncio.ensure_future(self._advance(session, now)) for session in batch]
         done, slow = await asyncio.wait(steps, timeout=self._step_deadline)
         advances = [step.result() for step in steps if step in done]
-        written, upcoming = await self._store.commit_advances(advances, worker=self.worker, now=now)
+        written, upcoming = await self._store.claims.commit_advances(
+            advances, worker=self.worker, now=now
+        )
         for uuid in written:
             self._changes.publish(uuid)
         for step in slow:
@@ -134,7 +136,7 @@ class Engine(BackgroundLoop):
         LATE_STEPS.inc()
         try:
             found = await step
-            written, _ = await self._store.commit_advances(
+            written, _ = await self._store.claims.commit_advances(
                 [found], worker=self.worker, now=self._clock.now()
             )
         except Exception:
