@@ -36,6 +36,7 @@ async def test_the_brokers_connections_carry_their_time_limits(database_url: str
                 for name in ("statement_timeout", "idle_in_transaction_session_timeout")
             }
             raw = (await connection.get_raw_connection()).driver_connection
+            assert raw is not None
             parameters = raw.info.get_parameters()
     finally:
         await database.dispose()
