@@ -34,7 +34,6 @@ from rich.text import Text
 from typer._click.exceptions import UsageError
 from typer.core import TyperGroup
 
-from execbroker.auth.tokens import local_token
 from execbroker.client import (
     BrokerClient,
     BrokerError,
@@ -66,6 +65,7 @@ from execbroker.client.terminal import (
 from execbroker.config import Settings, load_settings
 from execbroker.config_reference import render_markdown
 from execbroker.exceptions import StartupError
+from execbroker.localtoken import local_token
 from execbroker.model.phases import (
     ACTIVE_SESSION_PHASES,
     TERMINAL_SESSION_PHASES,

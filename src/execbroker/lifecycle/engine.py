@@ -30,11 +30,14 @@ from execbroker.clock import Clock
 from execbroker.lifecycle.apply import advance
 from execbroker.lifecycle.background import BackgroundLoop
 from execbroker.lifecycle.changes import ChangeFeed
-from execbroker.lifecycle.derive import derive_session_phase, still_releasing
 from execbroker.lifecycle.rules import EngineTimings
 from execbroker.metrics import ENGINE_PASSES, LATE_STEPS, STEP_DURATION, STEP_LATENESS
 from execbroker.model.advance import Advance
-from execbroker.model.phases import TERMINAL_COMPONENT_PHASES
+from execbroker.model.phases import (
+    TERMINAL_COMPONENT_PHASES,
+    derive_session_phase,
+    still_releasing,
+)
 from execbroker.model.records import SessionRecord
 from execbroker.platforms.base import Platform
 from execbroker.storage.store import BrokerStore

@@ -50,8 +50,8 @@ from execbroker.platforms.docker.runtime import ContainerRuntime
 from execbroker.platforms.docker.tasks import ComponentTasks
 
 if TYPE_CHECKING:
+    from execbroker.model.plan import Plan
     from execbroker.model.wire import MessageItem
-    from execbroker.planning.validation import Plan
 
 __all__ = ["Compute", "container_user", "port_problems"]
 

@@ -40,8 +40,8 @@ from execbroker.platforms.docker.staging import file_location_allowed, public_lo
 from execbroker.platforms.docker.tasks import ComponentTasks
 
 if TYPE_CHECKING:
+    from execbroker.model.plan import Plan
     from execbroker.model.wire import MessageItem
-    from execbroker.planning.validation import Plan
 
 __all__ = ["Data", "Storage", "data_problems", "make_private_directory", "release_directory"]
 

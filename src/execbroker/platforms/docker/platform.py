@@ -57,7 +57,7 @@ from execbroker.platforms.docker.runtime import ContainerRuntime
 from execbroker.platforms.docker.tasks import ComponentTasks
 
 if TYPE_CHECKING:
-    from execbroker.planning.validation import Plan
+    from execbroker.model.plan import Plan
 
 __all__ = ["DockerPlatform"]
 
