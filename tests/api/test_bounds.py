@@ -141,7 +141,7 @@ async def test_anonymous_requests_are_rate_limited_per_address(broker: BrokerCli
         assert (await client.get("/sessions", headers=auth("alice"))).status_code == 200
         # Another address has its own bucket.
         other = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=client._transport.app, client=("10.1.2.3", 1)),  # type: ignore[attr-defined]
+            transport=httpx.ASGITransport(app=client._transport.app, client=("10.1.2.3", 1)),
             base_url=client.base_url,
         )
         async with other:

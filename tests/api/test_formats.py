@@ -633,7 +633,7 @@ SCALARS = (
     | st.integers(min_value=-(2**63), max_value=2**63)
     | st.floats(allow_nan=False, allow_infinity=False)
     # Any text but NUL, which every format refuses (test_nul_is_refused_in_every_format).
-    | st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=12)
+    | st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=12)
 )
 DOCUMENTS = st.recursive(
     SCALARS,

@@ -184,7 +184,11 @@ async def test_on_start_up_orphans_are_removed_and_other_brokers_objects_kept(
         "org.ivoa.execbroker.session": str(uuid4()),
         "org.ivoa.execbroker.component": str(orphan),
     }
-    config = {"Image": TEST_IMAGE, "Cmd": ["sleep", "60"], "HostConfig": {"NetworkMode": "none"}}
+    config: dict[str, Any] = {
+        "Image": TEST_IMAGE,
+        "Cmd": ["sleep", "60"],
+        "HostConfig": {"NetworkMode": "none"},
+    }
     mine = await docker.containers.create({**config, "Labels": labels}, name=f"execbroker-{orphan}")
     await mine.start()
     theirs = await docker.containers.create(

@@ -86,7 +86,7 @@ async def test_a_broker_killed_mid_run_adopts_its_containers_on_restart(
 
 def _storage(case: DockerCase, session: dict[str, Any]) -> Path:
     """The host directory of the session's storage (where the test opens its gate)."""
-    return case.data_dir / "docker" / "storage" / session["storage"][0]["meta"]["uuid"]
+    return case.data_dir / "docker" / "storage" / str(session["storage"][0]["meta"]["uuid"])
 
 
 async def _until_exited(case: DockerCase, *, count: int) -> None:

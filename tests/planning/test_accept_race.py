@@ -23,15 +23,16 @@ import pytest
 import sqlalchemy as sa
 
 from execbroker.auth.identity import Caller
-from execbroker.clock import SystemClock
+from execbroker.clock import ManualClock, SystemClock
 from execbroker.config import Settings
 from execbroker.exceptions import ConflictError
 from execbroker.model.phases import HOLDING_SESSION_PHASES, OfferResult, SessionPhase
 from execbroker.planning.profile import profile_from_settings
 from execbroker.services.offers import OfferService
 from execbroker.services.sessions import SessionService
+from execbroker.storage.booking import pool_lock_key
 from execbroker.storage.database import Database
-from execbroker.storage.store import BrokerStore, _lock_key
+from execbroker.storage.store import BrokerStore
 from execbroker.storage.tables import sessions
 from tests.support.wire import example
 
@@ -40,17 +41,6 @@ NOW = datetime(2030, 1, 1, tzinfo=UTC)
 TTL = timedelta(seconds=4)
 POOL_CORES = 4
 ACCEPT = {"kind": "uri:enum-value-update", "path": "/phase", "value": "ACCEPTED"}
-
-
-class ManualClock:
-    def __init__(self, start: datetime) -> None:
-        self._now = start
-
-    def now(self) -> datetime:
-        return self._now
-
-    def advance(self, span: timedelta) -> None:
-        self._now += span
 
 
 def _all_four_cores() -> dict[str, Any]:
@@ -128,9 +118,7 @@ async def pool_lock_held(broker: Broker) -> AsyncIterator[Callable[[], None]]:
 
         async def hold() -> None:
             async with await psycopg.AsyncConnection.connect(url, autocommit=True) as other:
-                await other.execute(
-                    "SELECT pg_advisory_lock(%s)", (_lock_key("execbroker:pool:mock"),)
-                )
+                await other.execute("SELECT pg_advisory_lock(%s)", (pool_lock_key("mock"),))
                 held.set()
                 await release.wait()
                 await other.execute("SELECT pg_advisory_unlock_all()")

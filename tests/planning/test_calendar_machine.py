@@ -36,6 +36,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multip
 
 from execbroker.auth.identity import Caller
 from execbroker.background import BackgroundTaskManager
+from execbroker.clock import ManualClock
 from execbroker.config import Settings
 from execbroker.exceptions import ConflictError, RequestRefusedError
 from execbroker.lifecycle.changes import ChangeFeed
@@ -115,27 +116,6 @@ REJECT = {"kind": "uri:enum-value-update", "path": "/phase", "value": "REJECTED"
 CANCEL = {"kind": "uri:enum-value-update", "path": "/phase", "value": "CANCELLED"}
 
 Amounts = tuple[int, int, int]
-
-
-class ManualClock:
-    """A clock that moves only when told to."""
-
-    def __init__(self, start: datetime) -> None:
-        self._now = start
-        self._after_read = timedelta(0)
-
-    def now(self) -> datetime:
-        now = self._now
-        self._now += self._after_read
-        self._after_read = timedelta(0)
-        return now
-
-    def advance(self, span: timedelta) -> None:
-        self._now += span
-
-    def advance_after_next_read(self, span: timedelta) -> None:
-        """Time passes just after the next look at the clock (between a check and a lock)."""
-        self._after_read = span
 
 
 # ---------------------------------------------------------------------- requests

@@ -27,6 +27,8 @@ from tests.scale.test_two_brokers import _env
 from tests.support.live import LiveBroker
 from tests.support.wire import example, phase_update
 
+pytestmark = pytest.mark.slow  # two broker processes and a proxy between them and the database
+
 LOCK_TIMEOUT = 1.0
 IDLE_TIMEOUT = 3.0
 

@@ -13,6 +13,7 @@ from uuid import UUID
 
 from execbroker.auth.identity import Caller
 from execbroker.background import BackgroundTaskManager
+from execbroker.clock import ManualClock
 from execbroker.config import Settings
 from execbroker.lifecycle.changes import ChangeFeed
 from execbroker.lifecycle.engine import Engine
@@ -33,17 +34,6 @@ TIMINGS = EngineTimings(
     poll_interval=timedelta(seconds=1),
     end_warning=timedelta(seconds=5),
 )
-
-
-class ManualClock:
-    def __init__(self, start: datetime) -> None:
-        self._now = start
-
-    def now(self) -> datetime:
-        return self._now
-
-    def set(self, when: datetime) -> None:
-        self._now = when
 
 
 class Broker:

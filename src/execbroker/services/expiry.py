@@ -45,7 +45,7 @@ class ExpiryTimer:
         self._next_pass = None
         pause = self.interval
         await self._sessions.expire_due_offers()
-        upcoming = await self._store.next_expiry()
+        upcoming = await self._store.offers.next_expiry()
         if upcoming is not None:
             until = (upcoming - self._clock.now()) / timedelta(seconds=1)
             pause = min(self.interval, max(until, _MIN_PAUSE))

@@ -11,19 +11,23 @@ from uuid import UUID, uuid4
 from execbroker.auth.identity import Caller
 from execbroker.clock import Clock
 from execbroker.config import Settings
-from execbroker.exceptions import NotFoundError, QuotaExceededError, RequestRefusedError
+from execbroker.exceptions import NotFoundError, RequestRefusedError
 from execbroker.metrics import OFFER_SETS, OFFERS
+from execbroker.model.capacity import Amounts, Hold
 from execbroker.model.isotime import format_duration, format_instant
 from execbroker.model.messages import error, info
 from execbroker.model.phases import OfferResult, SessionPhase
+from execbroker.model.plan import Plan
 from execbroker.model.records import OfferSetRecord, SessionRecord
 from execbroker.model.wire import dump
-from execbroker.planning.calendar import Amounts, Hold, Usage
+from execbroker.planning.calendar import Usage
 from execbroker.planning.limits import apply_limits
 from execbroker.planning.offers import OfferSearch, SessionTimes, build_session, generate_offers
 from execbroker.planning.profile import PlatformProfile
-from execbroker.planning.validation import Plan, validate_request
-from execbroker.storage.store import Booking, BrokerStore
+from execbroker.planning.validation import validate_request
+from execbroker.services import admission
+from execbroker.storage.booking import Booking
+from execbroker.storage.store import BrokerStore
 
 __all__ = ["OfferService"]
 
@@ -78,7 +82,7 @@ class OfferService:
                 modified=now,
                 messages=refusal.messages,
             )
-            await self._store.insert_offer_set(refused, request=None)
+            await self._store.offers.insert(refused, request=None)
             OFFER_SETS.labels(OfferResult.NO.value).inc()
             OFFERS.labels("refused").inc()
             logger.info("offer set refused", extra={"offer_set": str(offer_set_uuid)})
@@ -87,7 +91,13 @@ class OfferService:
         def book(booking: Booking) -> OfferSetRecord:
             moment = booking.now()
             expires = moment + self._settings.offer_lifetime
-            room = self._offer_room(booking, owner, now=moment)
+            room = admission.offers_allowed(
+                booking,
+                owner,
+                now=moment,
+                limit=self._settings.quota_live_offers,
+                most=self._settings.max_offers,
+            )
             search = self._search(booking, plan, now=moment, max_offers=room)
             sessions = [
                 build_session(
@@ -127,7 +137,7 @@ class OfferService:
             booking.insert_offer_set(made, request=dump(request))
             return made
 
-        offer_set = await self._store.book(book)
+        offer_set = await self._store.calendar.book(book)
         OFFER_SETS.labels(offer_set.result.value).inc()
         if offer_set.offers:
             OFFERS.labels("made").inc(len(offer_set.offers))
@@ -147,34 +157,13 @@ class OfferService:
         return offer_set
 
     async def _check_stored_quota(self, owner: str) -> None:
-        """429 when ``owner`` already has as many offer sets (NO included) and direct
-        sessions stored as one user may. Checked before planning, not under the pool's
-        lock: concurrent requests may pass it together, by at most their number."""
+        """The stored-records quota (:func:`admission.check_stored_records`), checked
+        before planning, not under the pool's lock: concurrent requests may pass it
+        together, by at most their number."""
         limit = self._settings.quota_stored_records
         if limit is None or self._stored_records is None:
             return
-        stored = await self._stored_records(owner)
-        if stored >= limit:
-            raise QuotaExceededError(
-                "{user} already has {count} offer sets and direct sessions stored, the most "
-                "one user may store ({limit}); ended ones are deleted after the retention "
-                "period",
-                {"user": owner, "count": stored, "limit": limit},
-            )
-
-    def _offer_room(self, booking: Booking, owner: str, *, now: datetime) -> int:
-        """How many offers ``owner`` may be made now: 429 when their quota is used up."""
-        limit = self._settings.quota_live_offers
-        if limit is None:
-            return self._settings.max_offers
-        live = booking.live_offers(owner, now=now, limit=limit)
-        if live >= limit:
-            raise QuotaExceededError(
-                "{user} already holds {count} unexpired offers, the most one user may hold; "
-                "accept or reject some, or wait for them to expire",
-                {"user": owner, "count": live},
-            )
-        return min(self._settings.max_offers, limit - live)
+        admission.check_stored_records(owner, stored=await self._stored_records(owner), limit=limit)
 
     def _search(
         self, booking: Booking, plan: Plan, *, now: datetime, max_offers: int
@@ -199,7 +188,8 @@ class OfferService:
         end = plan.window.end + plan.duration + times.tail
         # Fast path: if even the sum of every overlapping hold leaves room for the largest
         # this request may use, the exact calendar cannot say otherwise — skip building it.
-        total = booking.room_for(
+        total = admission.total_if_it_fits(
+            booking,
             start,
             end,
             now=now,
@@ -231,7 +221,9 @@ class OfferService:
 
         def book(booking: Booking) -> SessionRecord:
             moment = booking.now()
-            booking.check_active_quota(owner, self._settings.quota_active_sessions)
+            admission.check_active_sessions(
+                booking, owner, limit=self._settings.quota_active_sessions
+            )
             search = self._search(booking, plan, now=moment, max_offers=1)
             if not search.offers:
                 OFFERS.labels("refused").inc()
@@ -264,7 +256,7 @@ class OfferService:
                 self._extension(booking, created, moment)
             return created
 
-        session = await self._store.book(book)
+        session = await self._store.calendar.book(book)
         OFFERS.labels("direct").inc()
         self._on_session_started(session.uuid)
         logger.info("direct session created", extra={"session": str(session.uuid)})
@@ -273,10 +265,10 @@ class OfferService:
     async def list_offer_sets(
         self, *, caller: Caller, after: datetime | None, last: int | None
     ) -> list[OfferSetRecord]:
-        return await self._store.list_offer_sets(owner=caller.scope, after=after, last=last)
+        return await self._store.offers.listing(owner=caller.scope, after=after, last=last)
 
     async def get_offer_set(self, uuid: UUID, *, caller: Caller) -> OfferSetRecord:
-        found = await self._store.get_offer_set(uuid, owner=caller.scope)
+        found = await self._store.offers.get(uuid, owner=caller.scope)
         if found is None:
             raise NotFoundError("No offer set {uuid}", {"uuid": uuid})
         return found

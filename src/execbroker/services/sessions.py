@@ -15,25 +15,31 @@ from execbroker.auth.identity import Caller
 from execbroker.clock import Clock
 from execbroker.exceptions import ConflictError, NotFoundError, UnprocessableError
 from execbroker.lifecycle.changes import ChangeFeed, WaiterSlot
-from execbroker.lifecycle.derive import derive_session_phase, still_releasing
 from execbroker.metrics import OFFERS
+from execbroker.model.capacity import Amounts
 from execbroker.model.isotime import format_duration, format_instant
 from execbroker.model.messages import info
 from execbroker.model.phases import (
     ACTIVE_SESSION_PHASES,
+    EXTEND_PATH,
     TERMINAL_SESSION_PHASES,
-    ComponentPhase,
     SessionPhase,
+    derive_session_phase,
+    phase_options,
+    still_releasing,
 )
 from execbroker.model.records import ComponentRecord, ComponentRole, SessionRecord
 from execbroker.model.wire import EnumValueUpdate, IntegerDeltaUpdate, MessageItem, Update
-from execbroker.planning.calendar import Amounts, Usage
+from execbroker.planning.calendar import Usage
 from execbroker.planning.offers import component_costs, summed_costs
 from execbroker.planning.profile import PlatformProfile
 from execbroker.planning.validation import schema_messages
-from execbroker.storage.store import Booking, BrokerStore, OfferExpiredError
+from execbroker.services import admission
+from execbroker.storage.booking import Booking
+from execbroker.storage.offers import OfferExpiredError
+from execbroker.storage.store import BrokerStore
 
-__all__ = ["SessionService", "phase_options"]
+__all__ = ["SessionService"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,16 +52,6 @@ _UPDATE_KINDS = (
 )
 
 
-def phase_options(phase: SessionPhase) -> list[SessionPhase]:
-    """The phases a client may set ``/phase`` to now."""
-    if phase is SessionPhase.OFFERED:
-        return [SessionPhase.ACCEPTED, SessionPhase.REJECTED]
-    if phase in ACTIVE_SESSION_PHASES:
-        return [SessionPhase.CANCELLED]
-    return []
-
-
-EXTEND_PATH = "/schedule/available/duration"
 _SECONDS_PER_UNIT = {
     None: 1,
     "s": 1,
@@ -95,7 +91,7 @@ class SessionService:
         return await self._get(uuid, owner=caller.scope)
 
     async def _get(self, uuid: UUID, *, owner: str | None) -> SessionRecord:
-        found = await self._store.get_session(uuid, owner=owner)
+        found = await self._store.sessions.get(uuid, owner=owner)
         if found is None:
             raise NotFoundError("No session {uuid}", {"uuid": uuid})
         await self.work_out_extension(found)
@@ -108,10 +104,10 @@ class SessionService:
             return
         start, end = self._extension_window(session)
         now = self._clock.now()
-        total = await self._store.hold_total(start, end, now=now, exclude=session.uuid)
+        total = await self._store.calendar.hold_total(start, end, now=now, exclude=session.uuid)
         if self._nothing_in_the_way(session, total):
             return
-        holds = await self._store.holds(start, end, now=now, exclude=session.uuid)
+        holds = await self._store.calendar.holds(start, end, now=now, exclude=session.uuid)
         session.extension_limit = self._extension_limit(session, Usage(holds))
 
     def work_out_extension_in(
@@ -132,7 +128,7 @@ class SessionService:
     def _nothing_in_the_way(self, session: SessionRecord, total: Amounts) -> bool:
         """If even every overlapping hold leaves room, the whole room is the limit (set)."""
         own = Amounts(session.cores, session.memory_gib, session.storage_gib)
-        if not (total + own).fits_within(self._profile.capacity):
+        if not admission.fits(total, own, self._profile.capacity):
             return False
         session.extension_limit = self._room(session)
         return True
@@ -238,7 +234,7 @@ class SessionService:
                 )
 
         # It reads the session and the exact calendar: locked from the start.
-        await self._store.book(book, optimistic=False)
+        await self._store.calendar.book(book, optimistic=False)
         self._on_change(session.uuid)
 
     def _costed_specs(
@@ -387,7 +383,7 @@ class SessionService:
         after: datetime | None,
         last: int | None,
     ) -> list[SessionRecord]:
-        return await self._store.list_sessions(
+        return await self._store.sessions.listing(
             owner=caller.scope, phases=phases, after=after, last=last
         )
 
@@ -395,7 +391,7 @@ class SessionService:
         self, role: ComponentRole, uuid: UUID, *, caller: Caller
     ) -> tuple[ComponentRecord, list[ComponentRecord]]:
         """The component, and (for compute) its volume mounts."""
-        found = await self._store.find_component(uuid, owner=caller.scope)
+        found = await self._store.sessions.find_component(uuid, owner=caller.scope)
         if found is None or found.role is not role:
             raise NotFoundError("No {role} component {uuid}", {"role": role.value, "uuid": uuid})
         if role is not ComponentRole.COMPUTE:
@@ -459,10 +455,8 @@ class SessionService:
                 await self._accept(session, now=now, by=caller.label)
                 OFFERS.labels("accepted").inc()
             case SessionPhase.REJECTED:
-                await self._move(
+                await self._reject(
                     session,
-                    target,
-                    ComponentPhase.CANCELLED,
                     now=now,
                     note=info("Offer rejected by {user}", time=now, user=caller.label),
                 )
@@ -476,18 +470,27 @@ class SessionService:
     async def _accept(self, session: SessionRecord, *, now: datetime, by: str) -> None:
         if session.expires is not None and session.expires <= now:
             await self._expired(session.expires)
-        try:
-            won = await self._store.accept_offer(
+
+        def accept(booking: Booking) -> list[UUID] | None:
+            at = booking.now()
+            admission.check_active_sessions(booking, session.owner, limit=self._active_limit)
+            return booking.mark_accepted(
                 session.uuid,
                 owner=session.owner,
-                note=lambda at: info("Offer accepted by {user}", time=at, user=by),
-                active_limit=self._active_limit,
-                sibling_note=lambda at: info(
+                now=at,
+                note=info("Offer accepted by {user}", time=at, user=by),
+                sibling_note=info(
                     "Rejected because offer {accepted} of the same set was accepted",
                     time=at,
                     accepted=session.uuid,
                 ),
             )
+
+        # Under the pool's lock from the start: the expiry is judged at an instant read
+        # under it (Booking.now), not one read before waiting for it, since meanwhile a
+        # booking may have found the offer expired and planned with its capacity.
+        try:
+            won = await self._store.calendar.book(accept, optimistic=False)
         except OfferExpiredError as expired:
             # It expired while the accept waited for the pool's lock: its capacity may
             # already be another booking's.
@@ -512,7 +515,7 @@ class SessionService:
         """Record the user's decision: the session is CANCELLED from now on, and the engine
         releases its components (the calendar holds its booking until it has)."""
         components = [(c.role, c.phase) for c in session.components]
-        moved = await self._store.request_ending(
+        moved = await self._store.sessions.mark_ending(
             session.uuid,
             owner=session.owner,
             from_phases=ACTIVE_SESSION_PHASES,
@@ -529,37 +532,23 @@ class SessionService:
             if current.ending is None:
                 raise _wrong_phase(current, SessionPhase.CANCELLED)
 
-    async def _move(
-        self,
-        session: SessionRecord,
-        target: SessionPhase,
-        component_phase: ComponentPhase,
-        *,
-        now: datetime,
-        note: MessageItem,
-    ) -> None:
-        moved = await self._store.transition_session(
-            session.uuid,
-            owner=session.owner,
-            from_phases=[session.phase],
-            to_phase=target,
-            component_phase=component_phase,
-            now=now,
-            note=note,
+    async def _reject(self, session: SessionRecord, *, now: datetime, note: MessageItem) -> None:
+        moved = await self._store.offers.mark_rejected(
+            session.uuid, owner=session.owner, now=now, note=note
         )
         if not moved:
             current = await self._get(session.uuid, owner=session.owner)
-            if current.phase is not target:
-                raise _wrong_phase(current, target)
+            if current.phase is not SessionPhase.REJECTED:
+                raise _wrong_phase(current, SessionPhase.REJECTED)
 
     async def phase_counts(self) -> dict[str, int]:
         """Every user's sessions and offers, counted by phase (for metrics)."""
-        return await self._store.count_by_phase()
+        return await self._store.sessions.count_by_phase()
 
     async def expire_due_offers(self) -> list[UUID]:
         """Mark every offer whose time is up EXPIRED. Run by the expiry timer."""
         now = self._clock.now()
-        expired = await self._store.expire_offers(
+        expired = await self._store.offers.expire(
             now=now,
             note=lambda expires: info(
                 "Offer expired at {expires} without being accepted",

@@ -19,26 +19,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from execbroker.api.dependencies import BrokerDep
-from execbroker.platforms.base import Platform, PlatformHealth
+from execbroker.platforms.base import PlatformHealth
 from execbroker.storage.health import StorageHealth
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["operations"])
-
-
-def _platform_health(platform: Platform | None) -> PlatformHealth:
-    """What the platform says of itself, if it can tell (``health()``, e.g. Skaha)."""
-    report = getattr(platform, "health", None)
-    if platform is None or not callable(report):
-        return PlatformHealth(available=True)
-    health = report()
-    return health if isinstance(health, PlatformHealth) else PlatformHealth(available=True)
 
 
 @router.get(
@@ -55,14 +45,13 @@ def _platform_health(platform: Platform | None) -> PlatformHealth:
 )
 async def healthz(broker: BrokerDep) -> JSONResponse:
     try:
-        async with broker.database.read() as connection:
-            await connection.execute(sa.text("SELECT 1"))
+        await broker.database.ping()
     except Exception as failure:  # any database failure means "not ready"
         return JSONResponse(
             {"status": "unavailable", "database": type(failure).__name__}, status_code=503
         )
     storage = await broker.storage.check() if broker.storage else StorageHealth()
-    platform = _platform_health(broker.platform)
+    platform = broker.platform.health() if broker.platform else PlatformHealth(available=True)
     dead = broker.background.dead() if broker.background else {}
     body: dict[str, Any] = {
         "status": "ok" if platform.available and storage.ok and not dead else "degraded",

@@ -38,9 +38,8 @@ async def create_direct_session(
     request: Request, fmt: OutputFormat, broker: BrokerDep, caller: CallerDep, render: RendererDep
 ) -> Response:
     document = await read_document(request, broker.limits)
+    # The session as any reader sees it: its extension limit was worked out while booking.
     created = await broker.offers.execute_directly(document, caller=caller)
-    # Answer with the session as any reader sees it (options worked out from the calendar).
-    await broker.sessions.work_out_extension(created)
     body = render.session(created)
     return respond(
         body,

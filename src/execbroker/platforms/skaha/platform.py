@@ -68,8 +68,8 @@ from execbroker.config import Settings
 from execbroker.metrics import PLATFORM_SWEPT
 from execbroker.model import kinds
 from execbroker.model.phases import TERMINAL_COMPONENT_PHASES, ComponentPhase, MessageLevel
+from execbroker.model.plan import Plan
 from execbroker.model.records import ComponentRole
-from execbroker.planning.validation import Plan
 from execbroker.platforms.base import (
     OwnerPhases,
     Platform,
