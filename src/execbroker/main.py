@@ -21,7 +21,7 @@ from execbroker.api.errors import (
     install_error_handlers,
     install_refusal_handler,
 )
-from execbroker.api.formats import ParseLimits
+from execbroker.api.formats.limits import ParseLimits
 from execbroker.api.handlers import (
     components,
     health,

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from execbroker.api.formats import ParseLimits
+from execbroker.api.formats.limits import ParseLimits
 from execbroker.api.render import Renderer
 from execbroker.api.urls import base_url
 from execbroker.auth.identity import Authenticator, Caller

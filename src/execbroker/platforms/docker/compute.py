@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from execbroker.model.graph import SessionGraph
 from execbroker.model.messages import error
 from execbroker.model.phases import MessageLevel
 from execbroker.model.records import ComponentRecord, ComponentRole, SessionRecord
@@ -173,9 +174,10 @@ class Compute:
             return PlatformStatus(
                 PlatformState.FAILED, f"image {', '.join(locations)} is no longer on this machine"
             )
+        graph = SessionGraph.of(session)
         mounts: list[Mount] = []
         for volume in session.components_of(ComponentRole.VOLUME):
-            mount = self._mount(work, volume)
+            mount = self._mount(volume, graph.mounted(volume))
             if isinstance(mount, str):
                 return PlatformStatus(PlatformState.FAILED, mount)
             mounts.append(mount)
@@ -212,10 +214,9 @@ class Compute:
             user=container_user() if mounts else None,
         )
 
-    def _mount(self, work: Work, volume: ComponentRecord) -> Mount | str:
-        """The bind mount for a volume component, or why it cannot be made."""
-        reference = str(volume.spec.get("resource") or "")
-        target = next((c for c in work.session.components if str(c.uuid) == reference), None)
+    def _mount(self, volume: ComponentRecord, target: ComponentRecord | None) -> Mount | str:
+        """The bind mount for a volume component of ``target`` (the storage or data it
+        names), or why it cannot be made."""
         path = str(volume.spec.get("path") or "")
         if target is None or not path:
             return f"volume mount '{volume.name}' names no resource of this session"

@@ -24,6 +24,7 @@ import httpx
 
 from execbroker.egress import EgressPolicy, egress_client
 from execbroker.model import kinds
+from execbroker.model.graph import SessionGraph
 from execbroker.model.messages import error
 from execbroker.model.records import ComponentRecord, ComponentRole
 from execbroker.platforms.base import (
@@ -166,8 +167,8 @@ class Data:
         if found is None:
             if not start:
                 return PlatformStatus(PlatformState.MISSING, "the staged data is gone")
-            held_by = _uuid(work.component.spec.get("storage"))
-            storage = self._records.get(held_by) if held_by else None
+            held_by = SessionGraph.of(work.session).storage_of(work.component)
+            storage = self._records.get(held_by.uuid) if held_by is not None else None
             if storage is None or storage.state is not ObjectState.READY:
                 return PlatformStatus(
                     PlatformState.FAILED, "its storage resource is not on the platform"
@@ -258,13 +259,6 @@ def make_private_directory(directory: Path) -> None:
     write it as its owner."""
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     directory.chmod(0o700)
-
-
-def _uuid(value: object) -> UUID | None:
-    try:
-        return UUID(str(value))
-    except ValueError:
-        return None
 
 
 def _directory_name(component: ComponentRecord) -> str:
