@@ -13,6 +13,7 @@ import httpx
 
 from tests.conftest import BrokerClient
 from tests.support.users import auth
+from tests.support.waiting import eventually
 from tests.support.wire import example, notebook_request, phase_update, post, request_offers
 
 BOGUS = {"executable": {"kind": "bogus"}}
@@ -110,12 +111,16 @@ async def test_retention_deletes_old_ended_records_and_keeps_live_ones(
 
         gone = [refused["meta"]["url"], rejected["meta"]["url"], direct["meta"]["url"]]
         gone += [o["meta"]["url"] for o in rejected["offers"]]
-        for _ in range(50):
-            if [(await client.get(url)).status_code for url in gone] == [404] * len(gone):
-                break
-            await asyncio.sleep(0.2)
-        for url in gone:
-            assert (await client.get(url)).status_code == 404, url
+
+        async def statuses() -> dict[str, int]:
+            return {url: (await client.get(url)).status_code for url in gone}
+
+        await eventually(
+            statuses,
+            lambda seen: set(seen.values()) == {404},
+            what="retention deleted the ended sessions and offer sets",
+            interval=0.2,
+        )
         # The accepted session, its offer set and its rejected siblings stay: one is live.
         assert (await client.get(accepted)).json()["phase"] == "WAITING"
         assert len((await client.get(live["meta"]["url"])).json()["offers"]) == len(live["offers"])
