@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from execbroker.api.formats import MediaFormat
+from execbroker.api.formats.negotiation import MediaFormat
 from tests.support.engine import until_ended
 from tests.support.wire import example, notebook_request, phase_update, post, request_offers
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import yaml
 
-from execbroker.auth.tokens import local_token
 from execbroker.config import Settings
 from execbroker.fakes.server import ServerThread
+from execbroker.localtoken import local_token
 from execbroker.main import create_app
 from tests.support.engine import FAST, container
 

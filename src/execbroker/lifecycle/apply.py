@@ -24,7 +24,6 @@ from uuid import UUID
 
 from execbroker.clock import Clock
 from execbroker.lifecycle import rules
-from execbroker.lifecycle.derive import derive_session_phase, still_releasing
 from execbroker.lifecycle.rules import (
     Action,
     Become,
@@ -50,6 +49,8 @@ from execbroker.model.phases import (
     ConnectorStatus,
     MessageLevel,
     SessionPhase,
+    derive_session_phase,
+    still_releasing,
 )
 from execbroker.model.records import ComponentRecord, ComponentRole, SessionRecord
 from execbroker.model.wire import MessageItem

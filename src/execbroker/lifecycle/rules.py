@@ -41,7 +41,7 @@ Platform answers are decisions too: :func:`on_status` (while preparing or up),
 :func:`released` (while releasing) and :func:`adopted_release` (the platform is releasing
 what the broker thought was up). A volume mount follows its compute: :func:`volume_phase`.
 The session's own phase is derived from its components by
-:func:`execbroker.lifecycle.derive.derive_session_phase`.
+:func:`execbroker.model.phases.derive_session_phase`.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from execbroker.model.capacity import Amounts
 from execbroker.model.isotime import format_duration, format_instant
 from execbroker.model.messages import make_message
 from execbroker.model.phases import ComponentPhase, MessageLevel, SessionPhase
+from execbroker.model.plan import Plan, PlannedComponent
 from execbroker.model.records import (
     ComponentRecord,
     ComponentRole,
@@ -36,7 +37,6 @@ from execbroker.model.records import (
 from execbroker.model.wire import MessageItem
 from execbroker.planning.calendar import Usage
 from execbroker.planning.profile import PlatformProfile
-from execbroker.planning.validation import Plan, PlannedComponent
 
 __all__ = [
     "COST_CARBON",

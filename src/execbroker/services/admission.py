@@ -1,7 +1,10 @@
-"""What a booking may take: the per-user quotas on live offers and active sessions, and
-whether a request fits in the pool. Each decision, with its 429 message, is made here once.
+"""What a request may take: the per-user quotas (stored records, live offers, active
+sessions) and whether a request fits in the pool. Each decision, with its 429 message, is
+made here once.
 
-Each is called from inside a booking (:meth:`Calendar.book
+The stored-records quota is checked before planning, outside any booking: concurrent
+requests may pass it together, by at most their number. The others are called from inside a
+booking (:meth:`Calendar.book
 <execbroker.storage.booking.Calendar.book>`), so that it is made on facts read in the same
 transaction as the writes that follow: under the pool's lock, or (optimistically) with the
 booking told what the decision relied on, which it checks again when it settles. Two
@@ -16,7 +19,25 @@ from execbroker.exceptions import QuotaExceededError
 from execbroker.model.capacity import Amounts
 from execbroker.storage.booking import Booking
 
-__all__ = ["check_active_sessions", "fits", "offers_allowed", "total_if_it_fits"]
+__all__ = [
+    "check_active_sessions",
+    "check_stored_records",
+    "fits",
+    "offers_allowed",
+    "total_if_it_fits",
+]
+
+
+def check_stored_records(owner: str, *, stored: int, limit: int) -> None:
+    """429 when ``owner`` already has ``stored`` offer sets (NO included) and direct
+    sessions stored, as many as one user may (``limit``)."""
+    if stored >= limit:
+        raise QuotaExceededError(
+            "{user} already has {count} offer sets and direct sessions stored, the most "
+            "one user may store ({limit}); ended ones are deleted after the retention "
+            "period",
+            {"user": owner, "count": stored, "limit": limit},
+        )
 
 
 def offers_allowed(

@@ -11,19 +11,20 @@ from uuid import UUID, uuid4
 from execbroker.auth.identity import Caller
 from execbroker.clock import Clock
 from execbroker.config import Settings
-from execbroker.exceptions import NotFoundError, QuotaExceededError, RequestRefusedError
+from execbroker.exceptions import NotFoundError, RequestRefusedError
 from execbroker.metrics import OFFER_SETS, OFFERS
 from execbroker.model.capacity import Amounts, Hold
 from execbroker.model.isotime import format_duration, format_instant
 from execbroker.model.messages import error, info
 from execbroker.model.phases import OfferResult, SessionPhase
+from execbroker.model.plan import Plan
 from execbroker.model.records import OfferSetRecord, SessionRecord
 from execbroker.model.wire import dump
 from execbroker.planning.calendar import Usage
 from execbroker.planning.limits import apply_limits
 from execbroker.planning.offers import OfferSearch, SessionTimes, build_session, generate_offers
 from execbroker.planning.profile import PlatformProfile
-from execbroker.planning.validation import Plan, validate_request
+from execbroker.planning.validation import validate_request
 from execbroker.services import admission
 from execbroker.storage.booking import Booking
 from execbroker.storage.store import BrokerStore
@@ -156,20 +157,13 @@ class OfferService:
         return offer_set
 
     async def _check_stored_quota(self, owner: str) -> None:
-        """429 when ``owner`` already has as many offer sets (NO included) and direct
-        sessions stored as one user may. Checked before planning, not under the pool's
-        lock: concurrent requests may pass it together, by at most their number."""
+        """The stored-records quota (:func:`admission.check_stored_records`), checked
+        before planning, not under the pool's lock: concurrent requests may pass it
+        together, by at most their number."""
         limit = self._settings.quota_stored_records
         if limit is None or self._stored_records is None:
             return
-        stored = await self._stored_records(owner)
-        if stored >= limit:
-            raise QuotaExceededError(
-                "{user} already has {count} offer sets and direct sessions stored, the most "
-                "one user may store ({limit}); ended ones are deleted after the retention "
-                "period",
-                {"user": owner, "count": stored, "limit": limit},
-            )
+        admission.check_stored_records(owner, stored=await self._stored_records(owner), limit=limit)
 
     def _search(
         self, booking: Booking, plan: Plan, *, now: datetime, max_offers: int

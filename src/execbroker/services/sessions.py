@@ -15,15 +15,18 @@ from execbroker.auth.identity import Caller
 from execbroker.clock import Clock
 from execbroker.exceptions import ConflictError, NotFoundError, UnprocessableError
 from execbroker.lifecycle.changes import ChangeFeed, WaiterSlot
-from execbroker.lifecycle.derive import derive_session_phase, still_releasing
 from execbroker.metrics import OFFERS
 from execbroker.model.capacity import Amounts
 from execbroker.model.isotime import format_duration, format_instant
 from execbroker.model.messages import info
 from execbroker.model.phases import (
     ACTIVE_SESSION_PHASES,
+    EXTEND_PATH,
     TERMINAL_SESSION_PHASES,
     SessionPhase,
+    derive_session_phase,
+    phase_options,
+    still_releasing,
 )
 from execbroker.model.records import ComponentRecord, ComponentRole, SessionRecord
 from execbroker.model.wire import EnumValueUpdate, IntegerDeltaUpdate, MessageItem, Update
@@ -36,7 +39,7 @@ from execbroker.storage.booking import Booking
 from execbroker.storage.offers import OfferExpiredError
 from execbroker.storage.store import BrokerStore
 
-__all__ = ["SessionService", "phase_options"]
+__all__ = ["SessionService"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,16 +52,6 @@ _UPDATE_KINDS = (
 )
 
 
-def phase_options(phase: SessionPhase) -> list[SessionPhase]:
-    """The phases a client may set ``/phase`` to now."""
-    if phase is SessionPhase.OFFERED:
-        return [SessionPhase.ACCEPTED, SessionPhase.REJECTED]
-    if phase in ACTIVE_SESSION_PHASES:
-        return [SessionPhase.CANCELLED]
-    return []
-
-
-EXTEND_PATH = "/schedule/available/duration"
 _SECONDS_PER_UNIT = {
     None: 1,
     "s": 1,
