@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from tests.conftest import BrokerClient
+from tests.support.inprocess import until_waiting
 from tests.support.users import auth
 from tests.support.waiting import eventually
 from tests.support.wire import example, notebook_request, phase_update, post, request_offers
@@ -26,7 +27,7 @@ async def test_waiters_beyond_a_users_cap_get_429_and_others_are_not_held_up(
         offers = (await request_offers(client, notebook_request()))["offers"]
         url = offers[0]["meta"]["url"]
         held = [asyncio.ensure_future(client.get(url, params={"wait": 30})) for _ in range(3)]
-        await asyncio.sleep(0.3)
+        await until_waiting(client, 3)
         assert not any(poll.done() for poll in held)
 
         refused = await client.get(url, params={"wait": 30})
