@@ -41,7 +41,7 @@ from execbroker.platforms.factory import build_platform
 from execbroker.platforms.instrumented import InstrumentedPlatform
 from execbroker.services.expiry import ExpiryTimer
 from execbroker.services.offers import OfferLimits, OfferService
-from execbroker.services.sessions import SessionService
+from execbroker.services.sessions import SessionLimits, SessionService
 from execbroker.storage.database import Database
 from execbroker.storage.health import StorageProbe
 from execbroker.storage.startup import open_database
@@ -210,8 +210,7 @@ class Factory:
             profile=context.profile,
             changes=context.changes,
             expiry=context.expiry,
-            max_duration=context.settings.max_duration,
-            active_limit=context.settings.quota_active_sessions,
+            limits=SessionLimits.from_settings(context.settings),
         )
 
     def create_offer_service(self, sessions: SessionService | None = None) -> OfferService:

@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Self
 from uuid import UUID
 
 from pydantic import TypeAdapter, ValidationError
 
 from execbroker.auth.identity import Caller
 from execbroker.clock import Clock
+from execbroker.config import Settings
 from execbroker.exceptions import ConflictError, NotFoundError, UnprocessableError
 from execbroker.lifecycle.changes import SessionChanges, WaiterSlot
 from execbroker.metrics import OFFERS
@@ -40,7 +42,7 @@ from execbroker.storage.booking import Booking
 from execbroker.storage.offers import OfferExpiredError
 from execbroker.storage.store import BrokerStore
 
-__all__ = ["SessionService"]
+__all__ = ["SessionLimits", "SessionService"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +70,22 @@ _SECONDS_PER_UNIT = {
 }
 
 
+@dataclass(frozen=True, kw_only=True)
+class SessionLimits:
+    """What the session service reads of the settings: the longest a session may run
+    (extensions included) and the per-user quota of active sessions (None: no quota)."""
+
+    max_duration: timedelta
+    active_sessions: int | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        """The limits ``settings`` set."""
+        return cls(
+            max_duration=settings.max_duration, active_sessions=settings.quota_active_sessions
+        )
+
+
 class SessionService:
     """Reads sessions and components, applies a client's updates, and waits for changes.
 
@@ -83,14 +101,12 @@ class SessionService:
         profile: PlatformProfile,
         changes: SessionChanges,
         expiry: ExpiryTimer,
-        max_duration: timedelta,
-        active_limit: int | None = None,
+        limits: SessionLimits,
     ) -> None:
-        self._active_limit = active_limit
+        self._limits = limits
         self._store = store
         self._clock = clock
         self._profile = profile
-        self._max_duration = max_duration
         self._changes = changes
         self._feed = changes.feed
         self._expiry = expiry
@@ -145,7 +161,7 @@ class SessionService:
 
     def _room(self, session: SessionRecord) -> timedelta:
         """How much longer the session may run before it reaches the longest run offered."""
-        return max(timedelta(0), self._max_duration - session.schedule.available_duration)
+        return max(timedelta(0), self._limits.max_duration - session.schedule.available_duration)
 
     def _extension_limit(self, session: SessionRecord, usage: Usage) -> timedelta:
         start = session.schedule.release_end
@@ -172,7 +188,7 @@ class SessionService:
         asked = update.delta * _SECONDS_PER_UNIT[unit]
         # No run may grow past max_duration, so a longer delta is refused below whatever it
         # is, as is any delta not positive; clamping keeps ±2^63 hours in timedelta's range.
-        longest = int(self._max_duration.total_seconds()) + 1
+        longest = int(self._limits.max_duration.total_seconds()) + 1
         delta = timedelta(seconds=min(max(asked, -1), longest))
         if delta <= timedelta(0):
             raise UnprocessableError(
@@ -479,7 +495,9 @@ class SessionService:
 
         def accept(booking: Booking) -> list[UUID] | None:
             at = booking.now()
-            admission.check_active_sessions(booking, session.owner, limit=self._active_limit)
+            admission.check_active_sessions(
+                booking, session.owner, limit=self._limits.active_sessions
+            )
             return booking.mark_accepted(
                 session.uuid,
                 owner=session.owner,
