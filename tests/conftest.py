@@ -26,6 +26,7 @@ from asgi_lifespan import LifespanManager
 
 from execbroker.config import Settings
 from execbroker.main import create_app
+from tests.support.inprocess import InProcessClient
 from tests.support.users import ADMINS, auth, write_tokens_file
 
 ADMIN_URL = os.environ.get(
@@ -129,7 +130,8 @@ def broker(make_settings: Callable[..., Settings]) -> BrokerClient:
         app = create_app(make_settings(**overrides))
         async with (
             LifespanManager(app) as manager,
-            httpx.AsyncClient(
+            InProcessClient(
+                app,
                 transport=httpx.ASGITransport(app=manager.app),
                 base_url="http://broker.test",
                 headers=auth(user) if user else None,

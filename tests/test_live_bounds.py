@@ -18,6 +18,7 @@ import pytest
 
 from tests.support.live import LiveBroker
 from tests.support.users import TOKENS, auth, write_tokens_file
+from tests.support.waiting import eventually_sync
 from tests.support.wire import notebook_request
 
 pytestmark = pytest.mark.slow  # a broker process under floods of connections
@@ -153,12 +154,16 @@ def test_a_revoked_token_ends_its_event_stream(tmp_path: Path) -> None:
         ended = threading.Event()
         reader = threading.Thread(target=_events, args=(live, url, lines, ended), daemon=True)
         reader.start()
+        second_lines: list[str] = []
         second = threading.Thread(
-            target=_events, args=(live, url, [], threading.Event()), daemon=True
+            target=_events, args=(live, url, second_lines, threading.Event()), daemon=True
         )
         second.start()
-        time.sleep(1)
-        assert "event: phase" in lines
+        # Each stream's first event comes once the broker has counted it.
+        eventually_sync(
+            lambda: "event: phase" in lines and "event: phase" in second_lines,
+            what="both streams opened",
+        )
         # Streams count against the cap like long-polls.
         with live.client() as client:
             refused = client.get(f"{url}/events")

@@ -21,7 +21,7 @@ from execbroker.api.errors import (
     install_error_handlers,
     install_refusal_handler,
 )
-from execbroker.api.formats import ParseLimits
+from execbroker.api.formats.limits import ParseLimits
 from execbroker.api.handlers import (
     components,
     health,
@@ -37,11 +37,11 @@ from execbroker.api.security import SecurityHeaders
 from execbroker.api.urls import SlashRedirects
 from execbroker.api.writers import WRITERS
 from execbroker.auth.setup import build_authenticator
+from execbroker.background import BackgroundTaskManager
 from execbroker.clock import Clock, SystemClock
 from execbroker.config import Settings, load_settings
 from execbroker.lifecycle.changes import ChangeFeed
 from execbroker.lifecycle.engine import Engine
-from execbroker.lifecycle.expiry import ExpiryTimer
 from execbroker.lifecycle.notify import PostgresNotifier
 from execbroker.lifecycle.retention import RetentionJob
 from execbroker.lifecycle.rules import EngineTimings
@@ -55,6 +55,7 @@ from execbroker.model.wire import (
 from execbroker.planning.profile import profile_from_settings
 from execbroker.platforms.factory import build_platform
 from execbroker.platforms.instrumented import InstrumentedPlatform
+from execbroker.services.expiry import ExpiryTimer
 from execbroker.services.offers import OfferService
 from execbroker.services.sessions import SessionService
 from execbroker.storage.database import Database
@@ -75,8 +76,8 @@ class AbstractUpdate(RootModel[Update]):
 
 
 async def _hear_other_brokers(
-    database: Database, changes: ChangeFeed, settings: Settings
-) -> PostgresNotifier:
+    database: Database, changes: ChangeFeed, settings: Settings, background: BackgroundTaskManager
+) -> None:
     """Several brokers may share this database: hear each other's changes (NOTIFY)."""
 
     # Only waiters need waking: the process that made a change pokes its own engine, and
@@ -84,10 +85,10 @@ async def _hear_other_brokers(
     notifier = PostgresNotifier(
         database.url, deliver=changes.deliver, connect_args=database.postgres.connect_args()
     )
-    await notifier.start()
+    notifier.start(background)
+    await notifier.listening()
     changes.outbox = notifier.send
     changes.recheck = settings.change_recheck_shared
-    return notifier
 
 
 # The lifespan wires every collaborator in one readable place, hence its length.
@@ -101,6 +102,7 @@ def create_app(  # noqa: PLR0915
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = await open_database(settings)
+        background = BackgroundTaskManager()
         storage = StorageProbe(
             database, clock=clock, min_free_bytes=settings.healthz_min_free_bytes
         )
@@ -113,17 +115,17 @@ def create_app(  # noqa: PLR0915
             lock_timeout=settings.booking_lock_timeout,
         )
         profile = profile_from_settings(settings)
-        platform = InstrumentedPlatform(build_platform(settings, clock))
+        platform = InstrumentedPlatform(build_platform(settings, clock, background))
         await platform.start()
         changes = ChangeFeed(
             recheck=settings.change_recheck_local, max_per_user=settings.max_waiters_per_user
         )
-        notifier = None
         engine = Engine(
             store=store,
             platform=platform,
             clock=clock,
             changes=changes,
+            late_steps=background.group("late-steps"),
             timings=EngineTimings(
                 budget_slack=timedelta(seconds=settings.budget_slack),
                 poll_interval=timedelta(seconds=settings.poll_interval),
@@ -180,16 +182,17 @@ def create_app(  # noqa: PLR0915
             authenticator=authenticator,
             platform=platform,
             storage=storage,
+            background=background,
         )
         if not database.is_sqlite:
-            notifier = await _hear_other_brokers(database, changes, settings)
+            await _hear_other_brokers(database, changes, settings, background)
         # Reconcile before serving: resume what was under way, release what is orphaned.
         await engine.reconcile()
-        engine.start()
-        expiry.start()
+        background.loop("engine", engine.run_pass, retry=engine.idle, wake=engine.wake)
+        background.loop("expiry", expiry.run_pass, retry=expiry.interval, wake=expiry.wake)
         storage.start()
         if retention is not None:
-            retention.start()
+            background.loop("retention", retention.run_pass, retry=retention.interval)
         WRITERS.start()
         logger.info(
             "broker ready",
@@ -199,13 +202,8 @@ def create_app(  # noqa: PLR0915
             yield
         finally:
             WRITERS.stop()
-            if retention is not None:
-                await retention.stop()
             await storage.stop()
-            await expiry.stop()
-            await engine.stop()
-            if notifier is not None:
-                await notifier.stop()
+            await background.stop()
             await platform.stop()
             await database.dispose()
             await authenticator.aclose()

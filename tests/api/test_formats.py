@@ -13,15 +13,14 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from execbroker.api.formats import (
+from execbroker.api.formats import parse_body, render_body
+from execbroker.api.formats.limits import ParseLimits
+from execbroker.api.formats.negotiation import (
     MAX_ACCEPT_RANGES,
     MEDIA_TYPES,
     MediaFormat,
-    ParseLimits,
     format_for_accept,
     format_for_content_type,
-    parse_body,
-    render_body,
 )
 from execbroker.exceptions import (
     BodyTooLargeError,

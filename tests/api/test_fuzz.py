@@ -379,6 +379,7 @@ def _fail_on(fuzzer: Fuzzer) -> None:
         )
 
 
+@pytest.mark.slow  # about a minute of cases
 def test_every_answer_conforms_to_the_openapi_document(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from execbroker.api.formats import MEDIA_TYPES, MediaFormat
+from execbroker.api.formats.negotiation import MEDIA_TYPES, MediaFormat
 from execbroker.model import kinds
 from execbroker.model.wire import (
     ComponentMetadata,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Protocol
 
@@ -16,6 +15,7 @@ from typer.testing import CliRunner, Result
 from execbroker.cli import app
 from tests.client.broker import RunningBroker, request_file
 from tests.support.live import free_port
+from tests.support.waiting import eventually_sync
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -205,11 +205,11 @@ def test_dashboard_open_hands_the_link_to_the_browser(
     assert printed.returncode == 0, printed.stderr
     link = printed.stdout.strip()
     assert link == f"{cli_broker.url}/ui/#token=a%20token%20with%20%2F%20%26%20%23%20in%20it"
-    for _ in range(50):  # the browser command runs in the background
-        if opened.exists() and opened.read_text():
-            break
-        time.sleep(0.1)
-    assert opened.read_text() == link
+    # The browser command runs in the background.
+    shown = eventually_sync(
+        lambda: opened.exists() and opened.read_text(), what="the browser was given the link"
+    )
+    assert shown == link
 
 
 def test_dashboard_without_a_token_says_how_to_get_one(tmp_path: Path) -> None:

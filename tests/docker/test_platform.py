@@ -13,6 +13,7 @@ from uuid import UUID, uuid4
 import aiodocker
 import pytest
 
+from execbroker.background import TaskGroup
 from execbroker.model import kinds
 from execbroker.model.phases import ComponentPhase, SessionPhase
 from execbroker.model.records import ComponentRecord, ComponentRole, Schedule, SessionRecord
@@ -110,7 +111,8 @@ async def platform(
     runtime: RuntimeInfo, instance: str, tmp_path: Path, docker: aiodocker.Docker
 ) -> AsyncIterator[DockerPlatform]:
     started = DockerPlatform(
-        DockerOptions(root=tmp_path / "docker", host=runtime.url, instance=instance, pull=False)
+        DockerOptions(root=tmp_path / "docker", host=runtime.url, instance=instance, pull=False),
+        tasks=TaskGroup("docker"),
     )
     await started.start()
     try:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from uuid import UUID, uuid4
 
+from execbroker.background import TaskGroup
 from execbroker.clock import ManualClock
 from execbroker.lifecycle import rules
 from execbroker.lifecycle.apply import advance
@@ -745,6 +746,7 @@ async def test_an_engine_step_ends_within_its_claim() -> None:
         platform=Hung(clock),
         clock=clock,
         changes=ChangeFeed(),
+        late_steps=TaskGroup("late-steps"),
         timings=dataclasses.replace(TIMINGS, call_deadline=timedelta(seconds=10)),
         lease=lease,
         step_deadline=None,  # wait for the step, however long

@@ -35,6 +35,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multiple, rule
 
 from execbroker.auth.identity import Caller
+from execbroker.background import BackgroundTaskManager
 from execbroker.clock import ManualClock
 from execbroker.config import Settings
 from execbroker.exceptions import ConflictError, RequestRefusedError
@@ -468,13 +469,15 @@ class CalendarMachine(RuleBasedStateMachine):
         self.session_service = SessionService(
             store=store, clock=self.clock, profile=profile, max_duration=self.settings.max_duration
         )
-        self.platform = build_platform(self.settings, self.clock)
+        self.background = BackgroundTaskManager()
+        self.platform = build_platform(self.settings, self.clock, self.background)
         self.run(self.platform.start())
         self.engine = Engine(
             store=store,
             platform=self.platform,
             clock=self.clock,
             changes=ChangeFeed(),
+            late_steps=self.background.group("late-steps"),
             timings=EngineTimings(
                 budget_slack=timedelta(seconds=self.settings.budget_slack),
                 poll_interval=timedelta(seconds=self.settings.poll_interval),
@@ -487,6 +490,7 @@ class CalendarMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         try:
+            self.run(self.background.stop())
             self.run(self.platform.stop())
             self.run(self.database.dispose())
             self.loop.run_until_complete(self.loop.shutdown_asyncgens())

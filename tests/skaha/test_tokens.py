@@ -14,6 +14,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from execbroker.background import BackgroundTaskManager
 from execbroker.clock import SystemClock
 from execbroker.platforms.skaha import (
     SkahaCredentialsError,
@@ -34,11 +35,13 @@ from tests.support.waiting import eventually
 
 @asynccontextmanager
 async def _manager(world: SkahaWorld, **options: object) -> AsyncIterator[TokenManager]:
+    background = BackgroundTaskManager()
     async with httpx.AsyncClient(timeout=5) as http:
         manager = TokenManager(
             token_file=world.token_file,
             http=http,
             clock=SystemClock(),
+            background=background,
             issuer=world.issuer,
             client_id=CLIENT_ID,
             client_secret=SecretStr(CLIENT_SECRET),
@@ -50,7 +53,7 @@ async def _manager(world: SkahaWorld, **options: object) -> AsyncIterator[TokenM
         try:
             yield manager
         finally:
-            await manager.stop()
+            await background.stop()
 
 
 async def test_refreshed_at_80_percent_with_the_rotated_token_persisted(

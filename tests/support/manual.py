@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from execbroker.auth.identity import Caller
+from execbroker.background import BackgroundTaskManager
 from execbroker.clock import ManualClock
 from execbroker.config import Settings
 from execbroker.lifecycle.changes import ChangeFeed
@@ -65,12 +66,14 @@ class Broker:
             profile=profile,
             max_duration=self.settings.max_duration,
         )
-        self.platform = build_platform(self.settings, self.clock)
+        self.background = BackgroundTaskManager()
+        self.platform = build_platform(self.settings, self.clock, self.background)
         self.engine = Engine(
             store=self.store,
             platform=self.platform,
             clock=self.clock,
             changes=ChangeFeed(),
+            late_steps=self.background.group("late-steps"),
             timings=TIMINGS,
         )
 
@@ -97,5 +100,6 @@ async def started(url: str, tmp: Path, kind: type[B], **overrides: Any) -> Async
     try:
         yield made
     finally:
+        await made.background.stop()
         await made.platform.stop()
         await made.database.dispose()

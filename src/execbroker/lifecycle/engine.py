@@ -26,9 +26,9 @@ import time
 from datetime import datetime, timedelta
 from uuid import uuid4
 
+from execbroker.background import TaskGroup, Wake
 from execbroker.clock import Clock
 from execbroker.lifecycle.apply import advance
-from execbroker.lifecycle.background import BackgroundLoop
 from execbroker.lifecycle.changes import ChangeFeed
 from execbroker.lifecycle.rules import EngineTimings
 from execbroker.metrics import ENGINE_PASSES, LATE_STEPS, STEP_DURATION, STEP_LATENESS
@@ -47,8 +47,9 @@ __all__ = ["Engine"]
 logger = logging.getLogger(__name__)
 
 
-class Engine(BackgroundLoop):
-    name = "execbroker-engine"
+class Engine:
+    """Advances due sessions. The background manager repeats :meth:`run_pass` (waking it
+    through :attr:`wake`); tests call :meth:`run_once` on a manual clock."""
 
     def __init__(
         self,
@@ -58,6 +59,7 @@ class Engine(BackgroundLoop):
         clock: Clock,
         changes: ChangeFeed,
         timings: EngineTimings,
+        late_steps: TaskGroup,
         batch_size: int = 200,
         batch_window: float = 0.0,
         lease: timedelta = timedelta(seconds=60),
@@ -66,7 +68,7 @@ class Engine(BackgroundLoop):
         single_process: bool = True,
         step_deadline: float | None = 2.0,
     ) -> None:
-        super().__init__()
+        self.wake = Wake()
         self._store = store
         self._platform = platform
         self._clock = clock
@@ -79,7 +81,7 @@ class Engine(BackgroundLoop):
         self._retry = retry
         self._single_process = single_process
         self._step_deadline = step_deadline
-        self._late: set[asyncio.Task[None]] = set()
+        self._late = late_steps
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:8]}"
 
     async def reconcile(self) -> None:
@@ -101,7 +103,7 @@ class Engine(BackgroundLoop):
 
     def poke(self) -> None:
         """Something is due now (an accept, a cancel, a direct run)."""
-        self._wake.set()
+        self.wake.set()
 
     async def run_once(self) -> int:
         """Claim one batch of due sessions, advance and commit them; how many there were."""
@@ -126,14 +128,18 @@ class Engine(BackgroundLoop):
         for uuid in written:
             self._changes.publish(uuid)
         for step in slow:
-            late = asyncio.create_task(self._commit_late(step), name="execbroker-late-step")
-            self._late.add(late)
-            late.add_done_callback(self._late.discard)
+            self._late.spawn(step, self._commit_late(step))
         return len(batch), upcoming
 
     async def _commit_late(self, step: asyncio.Future[Advance]) -> None:
         """A step that outlived its pass's deadline commits on its own when it is done."""
         LATE_STEPS.inc()
+        try:
+            await self._commit_step(step)
+        finally:
+            self._late.forget(step)
+
+    async def _commit_step(self, step: asyncio.Future[Advance]) -> None:
         try:
             found = await step
             written, _ = await self._store.claims.commit_advances(
@@ -145,12 +151,6 @@ class Engine(BackgroundLoop):
         for uuid in written:
             self._changes.publish(uuid)
         self.poke()
-
-    async def stop(self) -> None:
-        await super().stop()
-        for late in list(self._late):
-            late.cancel()
-        await asyncio.gather(*self._late, return_exceptions=True)
 
     async def _advance(self, session: SessionRecord, now: datetime) -> Advance:
         if session.next_due is not None:
@@ -189,24 +189,22 @@ class Engine(BackgroundLoop):
         finally:
             STEP_DURATION.observe(time.perf_counter() - started)
 
-    async def _run(self) -> None:
-        while True:
-            # Clear before the pass, so that a poke during it is not lost.
-            self._wake.clear()
-            try:
-                taken, upcoming = await self._pass()
-                if taken >= self._batch_size:
-                    continue  # more may be due: no pause
-                pause = self._idle
-                if upcoming is not None:
-                    until = (upcoming - self._clock.now()).total_seconds()
-                    pause = min(self._idle, max(until, 0.01))
-            except Exception:
-                logger.exception("engine pass failed; trying again")
-                pause = self._idle
-            if self._batch_window:
-                # Not woken early: what falls due meanwhile is taken in one pass.
-                await asyncio.sleep(min(self._batch_window, pause))
-                pause -= self._batch_window
-            if pause > 0:
-                await self._sleep(pause)
+    async def run_pass(self) -> float:
+        """One pass of the engine's loop; seconds until the next is due (0: at once)."""
+        taken, upcoming = await self._pass()
+        if taken >= self._batch_size:
+            return 0.0  # more may be due: no pause
+        pause = self._idle
+        if upcoming is not None:
+            until = (upcoming - self._clock.now()).total_seconds()
+            pause = min(self._idle, max(until, 0.01))
+        if self._batch_window:
+            # Not woken early: what falls due meanwhile is taken in one pass.
+            await asyncio.sleep(min(self._batch_window, pause))
+            pause -= self._batch_window
+        return max(pause, 0.0)
+
+    @property
+    def idle(self) -> float:
+        """Seconds between passes when nothing is due (and after a failed pass)."""
+        return self._idle

@@ -9,6 +9,10 @@ The body also says whether the platform can be used now. A platform that cannot 
 Skaha's refresh token was refused and an operator must provide a new one) makes the status
 ``degraded``, still with 200: the broker serves, and sessions within their budgets wait
 for the platform rather than fail; ``platform_message`` says what the operator must do.
+
+A long-lived background task that died (the engine loop, the offer-expiry timer, the
+change notifier...) answers 503 ``degraded``, and ``dead_tasks`` names each with how it
+ended: such a broker no longer moves sessions on, and only a restart brings the task back.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ router = APIRouter(tags=["operations"])
     responses={
         503: {
             "description": "Not ready: the database cannot be reached (unavailable), or it "
-            "cannot take writes (degraded; database_message says why)."
+            "cannot take writes, or a background task died (degraded; database_message "
+            "or dead_tasks says why)."
         }
     },
 )
@@ -47,8 +52,9 @@ async def healthz(broker: BrokerDep) -> JSONResponse:
         )
     storage = await broker.storage.check() if broker.storage else StorageHealth()
     platform = broker.platform.health() if broker.platform else PlatformHealth(available=True)
+    dead = broker.background.dead() if broker.background else {}
     body: dict[str, Any] = {
-        "status": "ok" if platform.available and storage.ok else "degraded",
+        "status": "ok" if platform.available and storage.ok and not dead else "degraded",
         "database": "writable" if storage.ok else "failing",
         "platform": broker.settings.platform,
         "platform_status": "available" if platform.available else "unavailable",
@@ -57,4 +63,6 @@ async def healthz(broker: BrokerDep) -> JSONResponse:
         body["database_message"] = storage.problem
     if platform.message:
         body["platform_message"] = platform.message
-    return JSONResponse(body, status_code=200 if storage.ok else 503)
+    if dead:
+        body["dead_tasks"] = dead
+    return JSONResponse(body, status_code=200 if storage.ok and not dead else 503)

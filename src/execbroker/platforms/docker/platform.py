@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from uuid import UUID
 
+from execbroker.background import TaskGroup
 from execbroker.exceptions import RequestRefusedError
 from execbroker.model.records import ComponentRole
 from execbroker.platforms.base import (
@@ -67,11 +68,17 @@ logger = logging.getLogger(__name__)
 class DockerPlatform(Platform):
     name = "docker"
 
-    def __init__(self, options: DockerOptions, *, runtime: ContainerRuntime | None = None) -> None:
+    def __init__(
+        self,
+        options: DockerOptions,
+        *,
+        tasks: TaskGroup,
+        runtime: ContainerRuntime | None = None,
+    ) -> None:
         self._options = options
         self._runtime = runtime or ContainerRuntime(options.host)
         self._records = ObjectRecords(options.root / "objects")
-        self._tasks = ComponentTasks()
+        self._tasks = ComponentTasks(tasks)
         self._executables = Executables(options, self._runtime, self._tasks)
         self._storage = Storage(options.root / "storage", self._records)
         self._data = Data(options, self._records, self._tasks)
