@@ -35,13 +35,10 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multiple, rule
 
 from execbroker.auth.identity import Caller
-from execbroker.background import BackgroundTaskManager
 from execbroker.clock import ManualClock
 from execbroker.config import Settings
 from execbroker.exceptions import ConflictError, RequestRefusedError
-from execbroker.lifecycle.changes import ChangeFeed
-from execbroker.lifecycle.engine import Engine
-from execbroker.lifecycle.rules import EngineTimings
+from execbroker.factory import Factory, ProcessContext
 from execbroker.model import kinds
 from execbroker.model.isotime import format_instant
 from execbroker.model.phases import (
@@ -52,12 +49,7 @@ from execbroker.model.phases import (
 )
 from execbroker.model.records import SessionRecord
 from execbroker.model.wire import MessageItem
-from execbroker.planning.profile import profile_from_settings
-from execbroker.platforms.factory import build_platform
-from execbroker.services.offers import OfferService
-from execbroker.services.sessions import SessionService
 from execbroker.storage.database import Database
-from execbroker.storage.store import BrokerStore
 from execbroker.storage.tables import sessions as sessions_table
 from tests.support.wire import example
 
@@ -459,40 +451,21 @@ class CalendarMachine(RuleBasedStateMachine):
             release_estimates=RELEASE_SECONDS,
             planning_slack=0,
         )
-        self.database = Database(self.settings.effective_database_url)
-        self.run(self.database.migrate())
-        store = BrokerStore(self.database, pool="mock", clock=self.clock)
-        profile = profile_from_settings(self.settings)
-        self.offer_service = OfferService(
-            store=store, settings=self.settings, profile=profile, clock=self.clock
-        )
-        self.session_service = SessionService(
-            store=store, clock=self.clock, profile=profile, max_duration=self.settings.max_duration
-        )
-        self.background = BackgroundTaskManager()
-        self.platform = build_platform(self.settings, self.clock, self.background)
-        self.run(self.platform.start())
-        self.engine = Engine(
-            store=store,
-            platform=self.platform,
-            clock=self.clock,
-            changes=ChangeFeed(),
-            late_steps=self.background.group("late-steps"),
-            timings=EngineTimings(
-                budget_slack=timedelta(seconds=self.settings.budget_slack),
-                poll_interval=timedelta(seconds=self.settings.poll_interval),
-                end_warning=timedelta(seconds=self.settings.end_warning),
-            ),
-            single_process=True,
-        )
+        # The broker as the lifespan builds it, without its background loops: the rules
+        # below drive the engine and the expiry by hand.
+        self.context = self.run(ProcessContext.from_settings(self.settings, self.clock))
+        self.run(self.context.start(loops=False))
+        factory = Factory(self.context)
+        self.session_service = factory.create_session_service()
+        self.offer_service = factory.create_offer_service(self.session_service)
+        self.database = self.context.database
+        self.engine = self.context.engine
         self.model = Model()
         self._rows: list[Row] | None = None
 
     def teardown(self) -> None:
         try:
-            self.run(self.background.stop())
-            self.run(self.platform.stop())
-            self.run(self.database.dispose())
+            self.run(self.context.aclose())
             self.loop.run_until_complete(self.loop.shutdown_asyncgens())
             self.loop.run_until_complete(self.loop.shutdown_default_executor())
         finally:
@@ -799,7 +772,7 @@ class CalendarMachine(RuleBasedStateMachine):
     def tick(self, seconds: int) -> None:
         """Time passes; the expiry timer and the lifecycle engine catch up with it."""
         self.clock.advance(timedelta(seconds=seconds))
-        expired = self.run(self.session_service.expire_due_offers())
+        expired = self.run(self.context.expiry.expire_due_offers())
         swept = self.model.sweep(self.clock.now())
         assert {str(u) for u in expired} == swept
         for _ in range(ENGINE_PASSES):

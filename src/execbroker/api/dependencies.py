@@ -15,7 +15,6 @@ from execbroker.auth.identity import Authenticator, Caller
 from execbroker.background import BackgroundTaskManager
 from execbroker.config import Settings
 from execbroker.exceptions import UnauthorizedError
-from execbroker.lifecycle.changes import ChangeFeed
 from execbroker.platforms.base import Platform
 from execbroker.services.offers import OfferService
 from execbroker.services.sessions import SessionService
@@ -34,7 +33,6 @@ class Broker:
     offers: OfferService
     sessions: SessionService
     limits: ParseLimits
-    changes: ChangeFeed
     authenticator: Authenticator
     platform: Platform | None = None
     storage: StorageProbe | None = None

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from datetime import datetime
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Self
 from uuid import UUID, uuid4
 
 from execbroker.auth.identity import Caller
 from execbroker.clock import Clock
 from execbroker.config import Settings
 from execbroker.exceptions import NotFoundError, RequestRefusedError
+from execbroker.lifecycle.changes import SessionChanges
 from execbroker.metrics import OFFER_SETS, OFFERS
 from execbroker.model.capacity import Amounts, Hold
 from execbroker.model.isotime import format_duration, format_instant
@@ -25,38 +26,79 @@ from execbroker.planning.limits import apply_limits
 from execbroker.planning.offers import OfferSearch, SessionTimes, build_session, generate_offers
 from execbroker.planning.profile import PlatformProfile
 from execbroker.planning.validation import validate_request
+from execbroker.platforms.base import Platform
 from execbroker.services import admission
+from execbroker.services.expiry import ExpiryTimer
+from execbroker.services.sessions import SessionService
 from execbroker.storage.booking import Booking
+from execbroker.storage.database import Database
+from execbroker.storage.retention import stored_records
 from execbroker.storage.store import BrokerStore
 
-__all__ = ["OfferService"]
+__all__ = ["OfferLimits", "OfferService"]
 
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, kw_only=True)
+class OfferLimits:
+    """What the offer service reads of the settings itself: how many offers, for how
+    long, and the per-user quotas (None: no quota)."""
+
+    offer_lifetime: timedelta
+    max_offers: int
+    max_preparation: timedelta
+    live_offers: int | None = None
+    stored_records: int | None = None
+    active_sessions: int | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        """The limits ``settings`` set."""
+        return cls(
+            offer_lifetime=settings.offer_lifetime,
+            max_offers=settings.max_offers,
+            max_preparation=settings.max_preparation,
+            live_offers=settings.quota_live_offers,
+            stored_records=settings.quota_stored_records,
+            active_sessions=settings.quota_active_sessions,
+        )
+
+
 class OfferService:
+    """Plans offer sets and direct runs, and books them in the pool's calendar.
+
+    Built by :class:`~execbroker.factory.Factory`. ``planning`` is what request validation
+    reads (the defaults and bounds of a request); ``platform`` shapes each plan to what it
+    can run; ``sessions`` works out a direct run's extension limit while it is booked;
+    ``changes`` wakes the engine for a direct run; ``expiry`` is told when new offers
+    expire; ``database`` counts a user's stored records for their quota.
+    """
+
     def __init__(
         self,
         *,
         store: BrokerStore,
-        settings: Settings,
+        database: Database,
+        planning: Settings,
+        limits: OfferLimits,
         profile: PlatformProfile,
         clock: Clock,
-        on_offers_made: Callable[[datetime], None] | None = None,
-        on_session_started: Callable[[UUID], None] | None = None,
-        shape: Callable[[Plan], Plan] | None = None,
-        extension: Callable[[Booking, SessionRecord, datetime], None] | None = None,
-        stored_records: Callable[[str], Awaitable[int]] | None = None,
+        platform: Platform,
+        changes: SessionChanges,
+        expiry: ExpiryTimer,
+        sessions: SessionService,
     ) -> None:
-        self._stored_records = stored_records
-        self._extension = extension
-        self._shape = shape or (lambda plan: plan)
-        self._on_session_started = on_session_started or (lambda _uuid: None)
         self._store = store
-        self._settings = settings
+        self._database = database
+        self._planning = planning
+        self._limits = limits
         self._profile = profile
         self._clock = clock
-        self._on_offers_made = on_offers_made
+        self._platform = platform
+        self._changes = changes
+        self._expiry = expiry
+        self._sessions = sessions
 
     async def request_offers(self, document: Any, *, caller: Caller) -> OfferSetRecord:
         """Plan ``document`` and store the offer set: ``YES`` with offers, or ``NO`` with why.
@@ -70,9 +112,9 @@ class OfferService:
         offer_set_uuid = uuid4()
         try:
             plan, request = validate_request(
-                document, settings=self._settings, profile=self._profile, now=now
+                document, settings=self._planning, profile=self._profile, now=now
             )
-            plan = self._shape(plan)
+            plan = self._platform.shape(plan)
         except RequestRefusedError as refusal:
             refused = OfferSetRecord(
                 uuid=offer_set_uuid,
@@ -90,13 +132,13 @@ class OfferService:
 
         def book(booking: Booking) -> OfferSetRecord:
             moment = booking.now()
-            expires = moment + self._settings.offer_lifetime
+            expires = moment + self._limits.offer_lifetime
             room = admission.offers_allowed(
                 booking,
                 owner,
                 now=moment,
-                limit=self._settings.quota_live_offers,
-                most=self._settings.max_offers,
+                limit=self._limits.live_offers,
+                most=self._limits.max_offers,
             )
             search = self._search(booking, plan, now=moment, max_offers=room)
             sessions = [
@@ -152,18 +194,19 @@ class OfferService:
             },
         )
         expires = offer_set.offers[0].expires if offer_set.offers else None
-        if expires is not None and self._on_offers_made:
-            self._on_offers_made(expires)
+        if expires is not None:
+            self._expiry.notice(expires)
         return offer_set
 
     async def _check_stored_quota(self, owner: str) -> None:
         """The stored-records quota (:func:`admission.check_stored_records`), checked
         before planning, not under the pool's lock: concurrent requests may pass it
         together, by at most their number."""
-        limit = self._settings.quota_stored_records
-        if limit is None or self._stored_records is None:
+        limit = self._limits.stored_records
+        if limit is None:
             return
-        admission.check_stored_records(owner, stored=await self._stored_records(owner), limit=limit)
+        stored = await stored_records(self._database, owner)
+        admission.check_stored_records(owner, stored=stored, limit=limit)
 
     def _search(
         self, booking: Booking, plan: Plan, *, now: datetime, max_offers: int
@@ -171,7 +214,7 @@ class OfferService:
         """Offers against what is held over the window the plan could book, then filtered by
         the request's cost and metric limits."""
         times = SessionTimes.of(plan, self._profile)
-        if times.lead + times.tail > self._settings.max_preparation:
+        if times.lead + times.tail > self._limits.max_preparation:
             return OfferSearch(
                 [],
                 [
@@ -180,7 +223,7 @@ class OfferService:
                         "the {limit} this broker plans for",
                         path="/data",
                         needed=format_duration(times.lead + times.tail),
-                        limit=format_duration(self._settings.max_preparation),
+                        limit=format_duration(self._limits.max_preparation),
                     )
                 ],
             )
@@ -212,18 +255,16 @@ class OfferService:
         await self._check_stored_quota(owner)
         try:
             plan, _ = validate_request(
-                document, settings=self._settings, profile=self._profile, now=now
+                document, settings=self._planning, profile=self._profile, now=now
             )
-            plan = self._shape(plan)
+            plan = self._platform.shape(plan)
         except RequestRefusedError:
             OFFERS.labels("refused").inc()
             raise
 
         def book(booking: Booking) -> SessionRecord:
             moment = booking.now()
-            admission.check_active_sessions(
-                booking, owner, limit=self._settings.quota_active_sessions
-            )
+            admission.check_active_sessions(booking, owner, limit=self._limits.active_sessions)
             search = self._search(booking, plan, now=moment, max_offers=1)
             if not search.offers:
                 OFFERS.labels("refused").inc()
@@ -251,14 +292,13 @@ class OfferService:
                 ],
             )
             booking.insert_session(created)
-            if self._extension is not None:
-                # The answer shows how far it may be extended: work it out while booking.
-                self._extension(booking, created, moment)
+            # The answer shows how far it may be extended: work it out while booking.
+            self._sessions.work_out_extension_in(booking, created, now=moment)
             return created
 
         session = await self._store.calendar.book(book)
         OFFERS.labels("direct").inc()
-        self._on_session_started(session.uuid)
+        self._changes.changed(session.uuid)
         logger.info("direct session created", extra={"session": str(session.uuid)})
         return session
 

@@ -14,7 +14,7 @@ from pydantic import TypeAdapter, ValidationError
 from execbroker.auth.identity import Caller
 from execbroker.clock import Clock
 from execbroker.exceptions import ConflictError, NotFoundError, UnprocessableError
-from execbroker.lifecycle.changes import ChangeFeed, WaiterSlot
+from execbroker.lifecycle.changes import SessionChanges, WaiterSlot
 from execbroker.metrics import OFFERS
 from execbroker.model.capacity import Amounts
 from execbroker.model.isotime import format_duration, format_instant
@@ -35,6 +35,7 @@ from execbroker.planning.offers import component_costs, summed_costs
 from execbroker.planning.profile import PlatformProfile
 from execbroker.planning.validation import schema_messages
 from execbroker.services import admission
+from execbroker.services.expiry import ExpiryTimer
 from execbroker.storage.booking import Booking
 from execbroker.storage.offers import OfferExpiredError
 from execbroker.storage.store import BrokerStore
@@ -68,22 +69,31 @@ _SECONDS_PER_UNIT = {
 
 
 class SessionService:
+    """Reads sessions and components, applies a client's updates, and waits for changes.
+
+    Built by :class:`~execbroker.factory.Factory`: ``changes`` wakes the waiters and the
+    engine when it changes a session; ``expiry`` expires offers found too late to accept.
+    """
+
     def __init__(
         self,
         *,
         store: BrokerStore,
         clock: Clock,
         profile: PlatformProfile,
+        changes: SessionChanges,
+        expiry: ExpiryTimer,
         max_duration: timedelta,
         active_limit: int | None = None,
-        on_change: Callable[[UUID], None] | None = None,
     ) -> None:
         self._active_limit = active_limit
         self._store = store
         self._clock = clock
         self._profile = profile
         self._max_duration = max_duration
-        self._on_change = on_change or (lambda _uuid: None)
+        self._changes = changes
+        self._feed = changes.feed
+        self._expiry = expiry
 
     async def get_session(self, uuid: UUID, *, caller: Caller) -> SessionRecord:
         """The session, if ``caller`` may see it; while it is active, with how far the
@@ -235,7 +245,7 @@ class SessionService:
 
         # It reads the session and the exact calendar: locked from the start.
         await self._store.calendar.book(book, optimistic=False)
-        self._on_change(session.uuid)
+        self._changes.changed(session.uuid)
 
     def _costed_specs(
         self, session: SessionRecord, duration: timedelta
@@ -262,7 +272,6 @@ class SessionService:
         caller: Caller,
         seconds: float,
         phase: SessionPhase | None,
-        changes: ChangeFeed,
         still_allowed: Callable[[], Awaitable[object]] | None = None,
         check_every: float = 5.0,
     ) -> SessionRecord:
@@ -278,12 +287,12 @@ class SessionService:
         deadline = loop.time() + seconds
         next_check = loop.time() + check_every
         # Admitted before anything is read: a flood beyond the cap costs no database read.
-        with changes.admit(caller.name):
+        with self._feed.admit(caller.name):
             session = await self.get_session(uuid, caller=caller)
             waiting_on = phase or session.phase
             if session.phase is not waiting_on or session.phase in TERMINAL_SESSION_PHASES:
                 return session
-            async with changes.watch(uuid, lambda: self._get(uuid, owner=None)) as watch:
+            async with self._feed.watch(uuid, lambda: self._get(uuid, owner=None)) as watch:
                 snapshot = await watch.read()
                 while True:
                     session = _visible(snapshot.record, caller)
@@ -305,7 +314,6 @@ class SessionService:
         uuid: UUID,
         *,
         caller: Caller,
-        changes: ChangeFeed,
         still_allowed: Callable[[], Awaitable[object]] | None = None,
         check_every: float = 5.0,
         keepalive: float = 15.0,
@@ -316,7 +324,7 @@ class SessionService:
         from the iterator; the slot counts until the iterator is closed or released.
         ``still_allowed`` is awaited every ``check_every`` seconds and ends the iteration
         by raising (e.g. 401) once the caller's credentials are no longer valid."""
-        slot = changes.admit(caller.name)  # before any read: a flood costs no database read
+        slot = self._feed.admit(caller.name)  # before any read: a flood costs no database read
         try:
             first = await self.get_session(uuid, caller=caller)
         except BaseException:
@@ -325,7 +333,6 @@ class SessionService:
         follow = self._follow(
             first,
             caller=caller,
-            changes=changes,
             slot=slot,
             still_allowed=still_allowed,
             check_every=check_every,
@@ -338,7 +345,6 @@ class SessionService:
         first: SessionRecord,
         *,
         caller: Caller,
-        changes: ChangeFeed,
         slot: WaiterSlot,
         still_allowed: Callable[[], Awaitable[object]] | None,
         check_every: float,
@@ -350,7 +356,7 @@ class SessionService:
             if first.phase in TERMINAL_SESSION_PHASES:
                 return
             last = _phases(first)
-            async with changes.watch(
+            async with self._feed.watch(
                 first.uuid, lambda: self._get(first.uuid, owner=None)
             ) as watch:
                 snapshot = await watch.read()
@@ -463,7 +469,7 @@ class SessionService:
                 OFFERS.labels("rejected").inc()
             case SessionPhase.CANCELLED:
                 await self._cancel(session, now=now, by=caller.label)
-        self._on_change(uuid)
+        self._changes.changed(uuid)
         logger.info("session updated", extra={"session": str(uuid), "phase": target.value})
         return await self.get_session(uuid, caller=caller)
 
@@ -501,10 +507,10 @@ class SessionService:
                 return
             raise _wrong_phase(current, SessionPhase.ACCEPTED)
         for sibling in won:  # their waiters hear that they were rejected, at once
-            self._on_change(sibling)
+            self._changes.changed(sibling)
 
     async def _expired(self, expires: datetime) -> NoReturn:
-        await self.expire_due_offers()
+        await self._expiry.expire_due_offers()
         raise ConflictError(
             "The offer expired at {expires} and can no longer be accepted",
             {"expires": format_instant(expires)},
@@ -544,24 +550,6 @@ class SessionService:
     async def phase_counts(self) -> dict[str, int]:
         """Every user's sessions and offers, counted by phase (for metrics)."""
         return await self._store.sessions.count_by_phase()
-
-    async def expire_due_offers(self) -> list[UUID]:
-        """Mark every offer whose time is up EXPIRED. Run by the expiry timer."""
-        now = self._clock.now()
-        expired = await self._store.offers.expire(
-            now=now,
-            note=lambda expires: info(
-                "Offer expired at {expires} without being accepted",
-                time=now,
-                expires=format_instant(expires),
-            ),
-        )
-        for uuid in expired:
-            self._on_change(uuid)  # wakes whoever waits on the offer
-        if expired:
-            OFFERS.labels("expired").inc(len(expired))
-            logger.info("offers expired", extra={"count": len(expired)})
-        return expired
 
 
 def _phases(session: SessionRecord) -> dict[str, str]:
