@@ -203,7 +203,7 @@ async def test_a_short_glitch_does_not_end_a_running_notebook(
         await until_phase(client, url, {"AVAILABLE"})
         # The list leaves it out and GET by id says 404, for 2 s (R4 had 4 s of 30 min).
         hostile.faults.set(vanish=2)
-        await asyncio.sleep(2.5)
+        await asyncio.sleep(2.5)  # the scenario: the glitch runs its course
         assert (await client.get(url)).json()["phase"] == "AVAILABLE"
         session = await until_ended(client, url, seconds=20)
 
@@ -301,7 +301,7 @@ def test_a_huge_list_of_foreign_sessions_does_not_block_the_api(
             began = time.perf_counter()
             assert client.get("/sessions", params={"last": 5}).status_code == 200
             times.append(time.perf_counter() - began)
-            time.sleep(0.05)
+            time.sleep(0.05)  # the scenario: a steady trickle of requests
         return max(times)
 
     env = hostile.world.env(
