@@ -3,7 +3,6 @@ cannot be made, and what it does on start-up with objects no session owns."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -21,6 +20,7 @@ from execbroker.model.records import ComponentRecord, ComponentRole, Schedule, S
 from execbroker.platforms.base import PlatformState, Work
 from execbroker.platforms.docker import DockerOptions, DockerPlatform
 from tests.docker.support import TEST_IMAGE, RuntimeInfo, assert_nothing_left, leftovers
+from tests.support.waiting import eventually
 
 NOW = datetime.now(UTC)
 SCHEDULE = Schedule(NOW, timedelta(seconds=1), NOW, timedelta(minutes=5), timedelta(seconds=1))
@@ -159,10 +159,11 @@ async def test_preparing_twice_adopts_and_releasing_twice_is_harmless(
     assert host["Memory"] == 2**30
     assert await platform.objects() == {storage.uuid, compute.uuid}
 
-    for _ in range(200):  # the stop runs in the background
-        if (await platform.release(compute)).state is PlatformState.RELEASED:
-            break
-        await asyncio.sleep(0.05)
+    await eventually(  # the stop runs in the background
+        lambda: platform.release(compute),
+        lambda status: status.state is PlatformState.RELEASED,
+        what="the compute released",
+    )
     assert (await platform.release(compute)).state is PlatformState.RELEASED
     assert (await platform.release(storage)).state is PlatformState.RELEASED
     assert (await platform.release(_work(session, ComponentRole.EXECUTABLE))).state is (
