@@ -4,6 +4,10 @@ Every API test runs against both databases. PostgreSQL is the server named by
 ``EXECBROKER_TEST_POSTGRES_URL`` (default: this machine's, database ``test``); each test run
 creates a fresh database on it and drops it afterwards. Without a server the PostgreSQL
 cases are skipped with a message, except under ``CI=true``, where that is a failure.
+
+The markers that say what a test needs (``postgres``, ``containers``, ``browser``,
+``skaha``) are given here, from the fixtures the test uses or the folder it is in, so that
+no test can forget one; ``slow`` is written on the modules it describes.
 """
 
 from __future__ import annotations
@@ -22,12 +26,41 @@ from asgi_lifespan import LifespanManager
 
 from execbroker.config import Settings
 from execbroker.main import create_app
+from tests.support.inprocess import InProcessClient
 from tests.support.users import ADMINS, auth, write_tokens_file
 
 ADMIN_URL = os.environ.get(
     "EXECBROKER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 DATA = Path(__file__).parent / "data"
+TESTS = Path(__file__).parent
+
+# Fixtures that hand a test a PostgreSQL database of its own (`database_url` does only in its
+# "postgresql" case), and the fixtures of the other outside things a test may need.
+_POSTGRES_FIXTURES = frozenset({"postgres_database", "shared_database"})
+_CONTAINER_FIXTURES = frozenset({"runtime"})  # tests/docker/conftest.py: the container runtime
+_BROWSER_FIXTURES = frozenset({"browser_ready"})  # tests/web/test_browser.py: Chromium
+
+
+def _needs_postgres(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and "database_url" in callspec.params:
+        return bool(callspec.params["database_url"] == "postgresql")
+    return not _POSTGRES_FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with what it needs, so that ``-m`` can leave those out."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if _needs_postgres(item):
+            item.add_marker(pytest.mark.postgres)
+        if fixtures & _CONTAINER_FIXTURES or item.path.is_relative_to(TESTS / "docker"):
+            item.add_marker(pytest.mark.containers)
+        if fixtures & _BROWSER_FIXTURES:
+            item.add_marker(pytest.mark.browser)
+        if item.path.is_relative_to(TESTS / "skaha"):
+            item.add_marker(pytest.mark.skaha)
 
 
 @pytest.fixture(scope="session")
@@ -97,7 +130,8 @@ def broker(make_settings: Callable[..., Settings]) -> BrokerClient:
         app = create_app(make_settings(**overrides))
         async with (
             LifespanManager(app) as manager,
-            httpx.AsyncClient(
+            InProcessClient(
+                app,
                 transport=httpx.ASGITransport(app=manager.app),
                 base_url="http://broker.test",
                 headers=auth(user) if user else None,

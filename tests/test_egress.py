@@ -123,7 +123,7 @@ def test_this_machines_own_addresses_are_refused() -> None:
     own = {info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None)}
     assert own
     for text in own:
-        address = ipaddress.ip_address(text.partition("%")[0])
+        address = ipaddress.ip_address(str(text).partition("%")[0])
         assert policy.refusal(socket.gethostname(), 80, address) is not None
 
 

@@ -18,7 +18,10 @@ import pytest
 
 from tests.support.live import LiveBroker
 from tests.support.users import TOKENS, auth, write_tokens_file
+from tests.support.waiting import eventually_sync
 from tests.support.wire import notebook_request
+
+pytestmark = pytest.mark.slow  # a broker process under floods of connections
 
 LATER = "2030-01-01T10:00:00Z/PT3H"  # offers that stay OFFERED while the test runs
 
@@ -65,6 +68,7 @@ def test_one_users_flood_of_waiters_is_capped_and_others_stay_fast(
 ) -> None:
     with _broker(tmp_path, EXECBROKER_DATABASE_URL=database_url) as live:
         assert live.process is not None
+        pid = live.process.pid
         url = _offer(live)
 
         async def flood() -> tuple[Counter[int], list[float], float]:
@@ -78,10 +82,10 @@ def test_one_users_flood_of_waiters_is_capped_and_others_stay_fast(
                     await asyncio.sleep(0.1)
                 await asyncio.sleep(0.5)
                 answered = Counter(p.result().status_code for p in polls if p.done())
-                cpu = _cpu_seconds(live.process.pid)
+                cpu = _cpu_seconds(pid)
                 started = time.monotonic()
                 bob = await asyncio.to_thread(_latencies, live.url, "bob", 30)
-                share = (_cpu_seconds(live.process.pid) - cpu) / (time.monotonic() - started)
+                share = (_cpu_seconds(pid) - cpu) / (time.monotonic() - started)
                 for poll in polls:
                     poll.cancel()
                 await asyncio.gather(*polls, return_exceptions=True)
@@ -150,12 +154,16 @@ def test_a_revoked_token_ends_its_event_stream(tmp_path: Path) -> None:
         ended = threading.Event()
         reader = threading.Thread(target=_events, args=(live, url, lines, ended), daemon=True)
         reader.start()
+        second_lines: list[str] = []
         second = threading.Thread(
-            target=_events, args=(live, url, [], threading.Event()), daemon=True
+            target=_events, args=(live, url, second_lines, threading.Event()), daemon=True
         )
         second.start()
-        time.sleep(1)
-        assert "event: phase" in lines
+        # Each stream's first event comes once the broker has counted it.
+        eventually_sync(
+            lambda: "event: phase" in lines and "event: phase" in second_lines,
+            what="both streams opened",
+        )
         # Streams count against the cap like long-polls.
         with live.client() as client:
             refused = client.get(f"{url}/events")

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 
 from tests.support.live import LiveBroker
 from tests.support.wire import example, phase_update
 
+pytestmark = pytest.mark.slow  # broker processes, killed and restarted
 
-def _snapshot(client: httpx.Client, urls: list[str]) -> dict[str, object]:
+
+def _snapshot(client: httpx.Client, urls: list[str]) -> dict[str, Any]:
     return {url: client.get(url).json() for url in urls}
 
 

@@ -32,3 +32,25 @@ def test_make_run_honours_port_and_serves_on_loopback() -> None:
     ).stdout
     assert "pip install --quiet -e '.[test]'" in tested
     assert "-m pytest" in tested
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_check_lints_typechecks_and_runs_the_suite() -> None:
+    """What CI runs: ruff and mypy on the tests too, then the same suite as ``make test``."""
+    printed = subprocess.run(
+        ["make", "-n", "-W", "pyproject.toml", "check"],  # noqa: S607
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    commands = [line.split("/bin/", 1)[-1] for line in printed.splitlines()]
+    expected = [
+        "ruff check src tests bench",
+        "ruff format --check src tests bench",
+        "mypy src tests",
+        "python -m pytest",
+    ]
+    positions = [next(i for i, c in enumerate(commands) if c.startswith(e)) for e in expected]
+    assert positions == sorted(positions), printed
+    assert (ROOT / ".ci" / "run").read_text().rstrip().endswith("\nmake check")

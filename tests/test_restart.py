@@ -10,9 +10,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from execbroker.platforms.mock import read_ledger
 from tests.support.engine import ROLES, container
 from tests.support.live import LiveBroker
+
+pytestmark = pytest.mark.slow  # 200 sessions through a broker process killed twice
 
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 SESSIONS = 200

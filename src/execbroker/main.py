@@ -6,7 +6,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
-from uuid import UUID
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
@@ -20,7 +19,7 @@ from execbroker.api.errors import (
     install_error_handlers,
     install_refusal_handler,
 )
-from execbroker.api.formats import ParseLimits
+from execbroker.api.formats.limits import ParseLimits
 from execbroker.api.handlers import (
     components,
     health,
@@ -34,16 +33,9 @@ from execbroker.api.header_limits import HeaderLimits
 from execbroker.api.limits import AnonymousRateLimit, BodyDeadline
 from execbroker.api.security import SecurityHeaders
 from execbroker.api.urls import SlashRedirects
-from execbroker.api.writers import WRITERS
-from execbroker.auth.setup import build_authenticator
-from execbroker.clock import Clock, SystemClock
+from execbroker.clock import Clock
 from execbroker.config import Settings, load_settings
-from execbroker.lifecycle.changes import ChangeFeed
-from execbroker.lifecycle.engine import Engine
-from execbroker.lifecycle.expiry import ExpiryTimer
-from execbroker.lifecycle.notify import PostgresNotifier
-from execbroker.lifecycle.retention import RetentionJob
-from execbroker.lifecycle.rules import EngineTimings
+from execbroker.factory import Factory, ProcessContext
 from execbroker.model.wire import (
     ErrorResponse,
     ExecutionRequest,
@@ -51,16 +43,6 @@ from execbroker.model.wire import (
     OfferSetResponse,
     Update,
 )
-from execbroker.planning.profile import profile_from_settings
-from execbroker.platforms.factory import build_platform
-from execbroker.platforms.instrumented import InstrumentedPlatform
-from execbroker.services.offers import OfferService
-from execbroker.services.sessions import SessionService
-from execbroker.storage.database import Database
-from execbroker.storage.health import StorageProbe
-from execbroker.storage.retention import stored_records
-from execbroker.storage.startup import open_database
-from execbroker.storage.store import BrokerStore
 from execbroker.web import docs
 from execbroker.web import router as dashboard_router
 
@@ -73,142 +55,39 @@ class AbstractUpdate(RootModel[Update]):
     """An update to a session, discriminated on ``kind`` (for the OpenAPI document)."""
 
 
-async def _hear_other_brokers(
-    database: Database, changes: ChangeFeed, settings: Settings
-) -> PostgresNotifier:
-    """Several brokers may share this database: hear each other's changes (NOTIFY)."""
-
-    # Only waiters need waking: the process that made a change pokes its own engine, and
-    # poking every engine at every change elsewhere would break up their batches.
-    notifier = PostgresNotifier(
-        database.url, deliver=changes.deliver, connect_args=database.postgres.connect_args()
-    )
-    await notifier.start()
-    changes.outbox = notifier.send
-    changes.recheck = settings.server.change_recheck_shared.total_seconds()
-    return notifier
-
-
-# The lifespan wires every collaborator in one readable place, hence its length.
-def create_app(  # noqa: PLR0915
-    settings: Settings | None = None, *, clock: Clock | None = None
-) -> FastAPI:
-    """The broker as an ASGI app; it starts its database and timers in its lifespan."""
+def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:
+    """The broker as an ASGI app; its lifespan builds, starts and closes the process
+    context (:mod:`execbroker.factory`)."""
     settings = settings or load_settings()
-    clock = clock or SystemClock()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        database = await open_database(settings)
-        storage = StorageProbe(
-            database, clock=clock, min_free_bytes=settings.database.healthz_min_free_bytes
-        )
-        authenticator = build_authenticator(settings, database)
-        store = BrokerStore(
-            database,
-            pool=settings.platform,
-            longest_booking=settings.planning.max_duration + settings.planning.max_preparation,
-            clock=clock,
-            lock_timeout=settings.database.booking_lock_timeout.total_seconds(),
-        )
-        profile = profile_from_settings(settings)
-        platform = InstrumentedPlatform(build_platform(settings, clock))
-        await platform.start()
-        changes = ChangeFeed(
-            recheck=settings.server.change_recheck_local.total_seconds(),
-            max_per_user=settings.server.max_waiters_per_user,
-        )
-        notifier = None
-        engine = Engine(
-            store=store,
-            platform=platform,
-            clock=clock,
-            changes=changes,
-            timings=EngineTimings(
-                budget_slack=settings.engine.budget_slack,
-                poll_interval=settings.engine.poll_interval,
-                end_warning=settings.engine.end_warning,
-                call_deadline=settings.engine.effective_call_deadline,
-            ),
-            step_deadline=settings.engine.step_deadline.total_seconds(),
-            batch_size=settings.engine.batch_size,
-            batch_window=settings.engine.batch_window.total_seconds(),
-            lease=settings.engine.lease,
-            retry=settings.engine.retry,
-            single_process=database.is_sqlite,
-        )
-
-        def changed(uuid: UUID) -> None:
-            changes.publish(uuid)
-            engine.poke()
-
-        session_service = SessionService(
-            store=store,
-            clock=clock,
-            profile=profile,
-            max_duration=settings.planning.max_duration,
-            active_limit=settings.planning.quota_active_sessions,
-            on_change=changed,
-        )
-        expiry = ExpiryTimer(
-            sessions=session_service,
-            store=store,
-            clock=clock,
-            interval=settings.engine.expiry_interval.total_seconds(),
-        )
-        offer_service = OfferService(
-            store=store,
-            settings=settings,
-            profile=profile,
-            clock=clock,
-            on_offers_made=expiry.notice,
-            on_session_started=changed,
-            shape=platform.shape,
-            extension=lambda booking, session, now: session_service.work_out_extension_in(
-                booking, session, now=now
-            ),
-            stored_records=lambda owner: stored_records(database, owner),
-        )
-        retention = _retention_job(database, settings, clock)
-        app.state.broker = Broker(
-            settings=settings,
-            database=database,
-            offers=offer_service,
-            sessions=session_service,
-            limits=ParseLimits(max_bytes=settings.server.max_body_bytes),
-            changes=changes,
-            authenticator=authenticator,
-            platform=platform,
-            storage=storage,
-        )
-        if not database.is_sqlite:
-            notifier = await _hear_other_brokers(database, changes, settings)
-        # Reconcile before serving: resume what was under way, release what is orphaned.
-        await engine.reconcile()
-        engine.start()
-        expiry.start()
-        storage.start()
-        if retention is not None:
-            retention.start()
-        WRITERS.start()
-        logger.info(
-            "broker ready",
-            extra={"platform": settings.platform, "database": database.url.get_backend_name()},
-        )
+        context = await ProcessContext.from_settings(settings, clock)
         try:
+            await context.start()
+            factory = Factory(context)
+            sessions = factory.create_session_service()
+            app.state.broker = Broker(
+                settings=settings,
+                database=context.database,
+                offers=factory.create_offer_service(sessions),
+                sessions=sessions,
+                limits=ParseLimits(max_bytes=settings.server.max_body_bytes),
+                authenticator=context.authenticator,
+                platform=context.platform,
+                storage=context.storage,
+                background=context.background,
+            )
+            logger.info(
+                "broker ready",
+                extra={
+                    "platform": settings.platform,
+                    "database": context.database.url.get_backend_name(),
+                },
+            )
             yield
         finally:
-            WRITERS.stop()
-            if retention is not None:
-                await retention.stop()
-            await storage.stop()
-            await expiry.stop()
-            await engine.stop()
-            if notifier is not None:
-                await notifier.stop()
-            await platform.stop()
-            await database.dispose()
-            await authenticator.aclose()
+            await context.aclose()
 
     app = FastAPI(
         title="execbroker",
@@ -240,17 +119,6 @@ def create_app(  # noqa: PLR0915
 
     _install_openapi(app)
     return app
-
-
-def _retention_job(database: Database, settings: Settings, clock: Clock) -> RetentionJob | None:
-    if settings.database.retention is None:
-        return None
-    return RetentionJob(
-        database=database,
-        clock=clock,
-        keep=settings.database.retention,
-        interval=settings.database.retention_interval.total_seconds(),
-    )
 
 
 def _install_limits(app: FastAPI, settings: Settings) -> None:

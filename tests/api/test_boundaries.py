@@ -20,7 +20,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
-from execbroker.api.formats import MediaFormat, render_body
+from execbroker.api.formats import render_body
+from execbroker.api.formats.negotiation import MediaFormat
 from execbroker.config import Settings
 from execbroker.fakes.server import ServerThread
 from execbroker.main import create_app

@@ -12,7 +12,9 @@ from typing import Any
 import httpx
 
 from tests.conftest import BrokerClient
+from tests.support.inprocess import until_waiting
 from tests.support.users import auth
+from tests.support.waiting import eventually
 from tests.support.wire import example, notebook_request, phase_update, post, request_offers
 
 BOGUS = {"executable": {"kind": "bogus"}}
@@ -25,7 +27,7 @@ async def test_waiters_beyond_a_users_cap_get_429_and_others_are_not_held_up(
         offers = (await request_offers(client, notebook_request()))["offers"]
         url = offers[0]["meta"]["url"]
         held = [asyncio.ensure_future(client.get(url, params={"wait": 30})) for _ in range(3)]
-        await asyncio.sleep(0.3)
+        await until_waiting(client, 3)
         assert not any(poll.done() for poll in held)
 
         refused = await client.get(url, params={"wait": 30})
@@ -110,12 +112,16 @@ async def test_retention_deletes_old_ended_records_and_keeps_live_ones(
 
         gone = [refused["meta"]["url"], rejected["meta"]["url"], direct["meta"]["url"]]
         gone += [o["meta"]["url"] for o in rejected["offers"]]
-        for _ in range(50):
-            if [(await client.get(url)).status_code for url in gone] == [404] * len(gone):
-                break
-            await asyncio.sleep(0.2)
-        for url in gone:
-            assert (await client.get(url)).status_code == 404, url
+
+        async def statuses() -> dict[str, int]:
+            return {url: (await client.get(url)).status_code for url in gone}
+
+        await eventually(
+            statuses,
+            lambda seen: set(seen.values()) == {404},
+            what="retention deleted the ended sessions and offer sets",
+            interval=0.2,
+        )
         # The accepted session, its offer set and its rejected siblings stay: one is live.
         assert (await client.get(accepted)).json()["phase"] == "WAITING"
         assert len((await client.get(live["meta"]["url"])).json()["offers"]) == len(live["offers"])
@@ -141,7 +147,7 @@ async def test_anonymous_requests_are_rate_limited_per_address(broker: BrokerCli
         assert (await client.get("/sessions", headers=auth("alice"))).status_code == 200
         # Another address has its own bucket.
         other = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=client._transport.app, client=("10.1.2.3", 1)),  # type: ignore[attr-defined]
+            transport=httpx.ASGITransport(app=client._transport.app, client=("10.1.2.3", 1)),
             base_url=client.base_url,
         )
         async with other:

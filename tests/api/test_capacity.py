@@ -11,6 +11,7 @@ import pytest
 
 from execbroker.model.isotime import parse_duration
 from tests.support.engine import FAST, ROLES, container, texts, until_ended
+from tests.support.waiting import eventually
 from tests.support.wire import example, phase_update, post
 
 SMALL_POOL = {"capacity_cores": 8, "capacity_memory_gib": 32, "capacity_storage_gib": 100}
@@ -99,9 +100,15 @@ async def test_a_cancelled_run_holds_its_cores_until_its_components_are_released
 
 async def test_expired_offers_hold_nothing(broker: Any) -> None:
     async with broker(offer_ttl=0.5, **SMALL_POOL) as client:
-        assert (await _offers(client, _request(6)))["result"] == "YES"
+        first = await _offers(client, _request(6))
+        assert first["result"] == "YES"
         assert (await _offers(client, _request(6)))["result"] == "NO"
-        await asyncio.sleep(1.0)
+
+        async def phases() -> set[str]:
+            offer_set = (await client.get(first["meta"]["url"])).json()
+            return {offer["phase"] for offer in offer_set["offers"]}
+
+        await eventually(phases, lambda seen: seen == {"EXPIRED"}, what="the offers expired")
         assert (await _offers(client, _request(6)))["result"] == "YES"
 
 

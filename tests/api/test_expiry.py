@@ -6,11 +6,25 @@ import asyncio
 from datetime import datetime
 from typing import Any
 
+import httpx
+
+from tests.support.waiting import eventually
 from tests.support.wire import notebook_request, phase_update, post, request_offers
 
 
 def _when(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+async def until_phase(client: httpx.AsyncClient, url: str, phase: str) -> None:
+    """Until the offer at ``url`` says ``phase``, read with the server's long-poll (which
+    answers as soon as the offer leaves the phase it is in)."""
+
+    async def read() -> str:
+        found: str = (await client.get(url, params={"wait": 1})).json()["phase"]
+        return found
+
+    await eventually(read, lambda found: found == phase, what=f"{url} {phase}")
 
 
 async def test_unaccepted_offers_expire_by_timer(broker: Any) -> None:
@@ -34,7 +48,7 @@ async def test_unaccepted_offers_expire_by_timer(broker: Any) -> None:
 async def test_an_expired_offer_cannot_be_accepted(broker: Any) -> None:
     async with broker(offer_ttl=0.3) as client:
         offer = (await request_offers(client, notebook_request()))["offers"][0]
-        await asyncio.sleep(0.6)
+        await until_phase(client, offer["meta"]["url"], "EXPIRED")
         response = await post(client, offer["meta"]["url"], phase_update("ACCEPTED"))
         assert response.status_code == 409
         assert (

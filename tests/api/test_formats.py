@@ -13,15 +13,14 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from execbroker.api.formats import (
+from execbroker.api.formats import parse_body, render_body
+from execbroker.api.formats.limits import ParseLimits
+from execbroker.api.formats.negotiation import (
     MAX_ACCEPT_RANGES,
     MEDIA_TYPES,
     MediaFormat,
-    ParseLimits,
     format_for_accept,
     format_for_content_type,
-    parse_body,
-    render_body,
 )
 from execbroker.exceptions import (
     BodyTooLargeError,
@@ -633,7 +632,7 @@ SCALARS = (
     | st.integers(min_value=-(2**63), max_value=2**63)
     | st.floats(allow_nan=False, allow_infinity=False)
     # Any text but NUL, which every format refuses (test_nul_is_refused_in_every_format).
-    | st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=12)
+    | st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=12)
 )
 DOCUMENTS = st.recursive(
     SCALARS,

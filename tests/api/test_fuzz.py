@@ -47,7 +47,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
@@ -55,7 +55,7 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
-from schemathesis import APIOperation, Case, GenerationMode
+from schemathesis import GenerationMode, Response
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi.checks import (
@@ -72,6 +72,9 @@ from tests.support.boundaries import INSTANTS
 from tests.support.live import free_port
 from tests.support.users import ADMINS, auth, write_tokens_file
 from tests.support.wire import example, phase_update
+
+if TYPE_CHECKING:
+    from schemathesis.specs.openapi.schemas import OpenApiCase, OpenApiOperation
 
 EXAMPLES = int(os.environ.get("EXECBROKER_FUZZ_EXAMPLES", "25"))
 COVERAGE = int(os.environ.get("EXECBROKER_FUZZ_COVERAGE", "120"))
@@ -172,15 +175,13 @@ class Fuzzer:
         self.url = url
         self.checks = checks
         self.session = requests.Session()
-        self.operations: dict[str, APIOperation] = {
+        self.operations: dict[str, OpenApiOperation] = {
             result.ok().label: result.ok() for result in schema.get_all_operations()
         }
         self.cases: Counter[str] = Counter()
         self.findings: dict[tuple[str, str, int | None], Finding] = {}
 
-    def send(
-        self, case: Case, *, headers: dict[str, str] | None = None
-    ) -> requests.Response | None:
+    def send(self, case: OpenApiCase, *, headers: dict[str, str] | None = None) -> Response | None:
         label = case.operation.label
         self.cases[label] += 1
         if headers is None:
@@ -207,14 +208,14 @@ class Fuzzer:
                 transport_kwargs={"base_url": self.url, "session": self.session},
             )
         except FailureGroup as group:
-            for failure in group.exceptions:
+            for found in group.exceptions:
                 self._record(
                     label,
-                    getattr(failure, "title", type(failure).__name__),
+                    getattr(found, "title", type(found).__name__),
                     response.status_code,
                     request=request,
                     answer=response.text[:500],
-                    detail=getattr(failure, "message", str(failure)),
+                    detail=getattr(found, "message", str(found)),
                 )
         return response
 
@@ -255,7 +256,7 @@ class Fuzzer:
         answer: dict[str, Any] = response.json() if response.content else {}
         return answer
 
-    def coverage(self, operation: APIOperation) -> None:
+    def coverage(self, operation: OpenApiOperation) -> None:
         """A seeded sample of the operation's coverage cases (all of them with COVERAGE=0)."""
         config = self.schema.config.generation_for(operation=operation, phase="coverage")
         cases = list(
@@ -273,7 +274,7 @@ class Fuzzer:
             self.send(case)
 
     def fuzz(
-        self, operation: APIOperation, mode: GenerationMode, *, uuid: str | None = None
+        self, operation: OpenApiOperation, mode: GenerationMode, *, uuid: str | None = None
     ) -> None:
         """EXAMPLES cases from Hypothesis, seeded; none when the mode has nothing to vary."""
         strategy = operation.as_strategy(
@@ -289,7 +290,7 @@ class Fuzzer:
             suppress_health_check=list(HealthCheck),
         )
         @given(case=strategy)
-        def run(case: Case) -> None:
+        def run(case: OpenApiCase) -> None:
             self.send(case)
 
         # Unsatisfiable: negative cases of an operation without parameters or body.
@@ -378,6 +379,7 @@ def _fail_on(fuzzer: Fuzzer) -> None:
         )
 
 
+@pytest.mark.slow  # about a minute of cases
 def test_every_answer_conforms_to_the_openapi_document(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from execbroker.config import Settings
+from execbroker.config import AuthSettings, ServerSettings, Settings
 from execbroker.fakes.server import ServerThread
 from execbroker.main import create_app
 from tests.support.live import LiveBroker
@@ -217,8 +217,7 @@ def test_a_500_keeps_the_security_headers_and_the_connection(
 ) -> None:
     settings = Settings(
         data_dir=tmp_path,
-        tokens_file=write_tokens_file(tmp_path / "tokens.yaml"),
-        admins=ADMINS,
+        auth=AuthSettings(tokens_file=write_tokens_file(tmp_path / "tokens.yaml"), admins=ADMINS),
     )
     app = create_app(settings)
     secret = "password=hunter2hunter2"
@@ -246,9 +245,8 @@ def test_a_500_keeps_the_security_headers_and_the_connection(
 def test_header_limits_come_from_the_settings(tmp_path: Path) -> None:
     settings = Settings(
         data_dir=tmp_path,
-        tokens_file=write_tokens_file(tmp_path / "tokens.yaml"),
-        max_header_bytes=4096,
-        max_header_count=20,
+        auth=AuthSettings(tokens_file=write_tokens_file(tmp_path / "tokens.yaml")),
+        server=ServerSettings(max_header_bytes=4096, max_header_count=20),
     )
     with (
         ServerThread(create_app(settings)) as server,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -12,13 +13,16 @@ from tests.support.wire import example, notebook_request, post
 V1 = "https://www.purl.org/ivoa.net/Calycopis-openapi/schema/v1.0/kinds/"
 
 
-def _with(change: Any) -> dict[str, Any]:
-    document = example("container-with-data-request.yaml")
+Change = Callable[[dict[str, Any]], None]
+
+
+def _with(change: Change) -> dict[str, Any]:
+    document: dict[str, Any] = example("container-with-data-request.yaml")
     change(document)
     return document
 
 
-def _set(path: str, value: Any) -> Any:
+def _set(path: str, value: Any) -> Change:
     def change(document: dict[str, Any]) -> None:
         *parents, last = path.strip("/").split("/")
         target: Any = document
@@ -283,7 +287,7 @@ REFUSED = [
     [pytest.param(change, path, words, id=case) for case, change, path, words in REFUSED],
 )
 async def test_unservable_requests_get_no_with_the_field_named(
-    client: httpx.AsyncClient, change: Any, path: str, words: str
+    client: httpx.AsyncClient, change: Change, path: str, words: str
 ) -> None:
     response = await post(client, "/requests", _with(change))
 

@@ -8,9 +8,14 @@ from typing import Any
 import httpx
 import pytest
 
-from execbroker.api.formats import MEDIA_TYPES, MediaFormat
+from execbroker.api.formats.negotiation import MEDIA_TYPES, MediaFormat
 from execbroker.model import kinds
-from execbroker.model.wire import ExecutionSession, OfferSetResponse
+from execbroker.model.wire import (
+    ComponentMetadata,
+    EnumValueOption,
+    ExecutionSession,
+    OfferSetResponse,
+)
 from tests.support.wire import FORMATS, decode, example, notebook_request, post
 
 V1 = "https://www.purl.org/ivoa.net/Calycopis-openapi/schema/v1.0/kinds/"
@@ -18,6 +23,15 @@ V1 = "https://www.purl.org/ivoa.net/Calycopis-openapi/schema/v1.0/kinds/"
 
 def _when(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _phase_choices(meta: ComponentMetadata | None) -> list[str]:
+    """The phases a client may ask for next, from the first option of ``meta``."""
+    assert meta is not None
+    assert meta.options
+    option = meta.options[0]
+    assert isinstance(option, EnumValueOption)
+    return option.values
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -32,14 +46,16 @@ async def test_examples_get_offers_in_every_format(
     assert response.headers["content-type"].startswith(MEDIA_TYPES[fmt])
     body = decode(response)
     offer_set = OfferSetResponse.model_validate(body)
+    assert offer_set.meta is not None
     assert response.headers["location"] == offer_set.meta.url
     assert offer_set.result == "YES", body
     assert 1 <= len(offer_set.offers) <= 4
     for offer in offer_set.offers:
         assert offer.phase == "OFFERED"
         assert offer.expires is not None
+        assert offer.executable is not None
         assert offer.executable.kind == document["executable"]["kind"]
-        assert offer.meta.options[0].values == ["ACCEPTED", "REJECTED"]
+        assert _phase_choices(offer.meta) == ["ACCEPTED", "REJECTED"]
         assert offer.connectors == []
 
 
@@ -99,6 +115,24 @@ async def test_container_request_wires_data_storage_and_mounts(client: httpx.Asy
     assert _when(data["catalogue"]["schedule"]["available"]["start"].split("/")[0]) <= _when(
         offer["compute"]["schedule"]["preparing"]["start"]
     )
+
+
+async def test_storage_and_the_executable_prepare_from_the_accept(
+    client: httpx.AsyncClient,
+) -> None:
+    """DESIGN §3 rule 1 (the seed rule): storage and the executable start preparing as soon
+    as the session holds anything (at accept, for the earliest offer), not just in time, so
+    that an image pull is done well before the compute starts."""
+    body = (await post(client, "/requests", example("container-with-data-request.yaml"))).json()
+    for offer in body["offers"]:
+        session_start = _when(offer["schedule"]["preparing"]["start"])
+        (storage,) = offer["storage"]
+        assert _when(storage["schedule"]["preparing"]["start"]) == session_start
+        executable = offer["executable"]["schedule"]
+        assert _when(executable["preparing"]["start"]) == session_start
+        ready = _when(executable["available"]["start"].split("/")[0])
+        compute_start = _when(offer["compute"]["schedule"]["preparing"]["start"])
+        assert ready < compute_start
 
 
 async def test_defaults_fill_in_compute_storage_and_mounts(client: httpx.AsyncClient) -> None:
@@ -161,11 +195,16 @@ async def test_direct_execution_starts_accepted(
 
     assert response.status_code == 303
     session = ExecutionSession.model_validate(decode(response))
+    assert session.meta is not None
     assert response.headers["location"] == session.meta.url
     assert session.phase == "ACCEPTED"
     assert session.expires is None
-    assert session.meta.options[0].values == ["CANCELLED"]
+    assert _phase_choices(session.meta) == ["CANCELLED"]
+    assert session.executable is not None
     assert session.executable.phase == "WAITING"
+    assert session.schedule is not None
+    assert session.schedule.available is not None
+    assert session.schedule.available.start is not None
     start = _when(session.schedule.available.start.split("/")[0])
     assert start - datetime.now(UTC) < timedelta(minutes=5)
 
@@ -240,7 +279,7 @@ async def test_urls_follow_trusted_proxy_headers_only(broker: Any) -> None:
 
 
 async def test_every_executable_and_data_kind_round_trips(client: httpx.AsyncClient) -> None:
-    data = [
+    data: list[dict[str, Any]] = [
         {
             "kind": f"{V1}data/S3-data-resource.yaml",
             "meta": {"name": "s3"},

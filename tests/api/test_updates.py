@@ -8,8 +8,9 @@ import time
 import httpx
 import pytest
 
-from execbroker.api.formats import MediaFormat
+from execbroker.api.formats.negotiation import MediaFormat
 from tests.support.engine import until_ended
+from tests.support.inprocess import until_waiting
 from tests.support.wire import example, notebook_request, phase_update, post, request_offers
 
 
@@ -204,7 +205,7 @@ async def test_a_long_poll_on_a_sibling_hears_at_once_that_it_was_rejected(
     assert len(offers) >= 2
     sibling = offers[1]["meta"]["url"]
     waiting = asyncio.ensure_future(client.get(sibling, params={"wait": 10}))
-    await asyncio.sleep(0.2)
+    await until_waiting(client, 1)
     started = time.monotonic()
     accepted = await post(client, offers[0]["meta"]["url"], phase_update("ACCEPTED"))
     assert accepted.status_code == 200

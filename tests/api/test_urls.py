@@ -9,7 +9,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from execbroker.config import Settings
+from execbroker.config import ServerSettings
 from tests.support.live import LiveBroker
 from tests.support.wire import example, notebook_request, phase_update
 
@@ -141,4 +141,4 @@ def test_a_live_broker_names_its_listen_address_whatever_the_host(tmp_path: Path
 )
 def test_a_public_url_that_cannot_start_urls_is_refused(value: str) -> None:
     with pytest.raises(ValidationError, match="public_url"):
-        Settings(public_url=value)
+        ServerSettings(public_url=value)

@@ -20,6 +20,7 @@ from execbroker.fakes.oidc import FakeOIDCProvider
 from execbroker.fakes.server import ServerThread
 from tests.conftest import BrokerClient
 from tests.support.live import free_port
+from tests.support.waiting import eventually
 
 
 @pytest.fixture
@@ -134,11 +135,13 @@ async def test_stale_keys_serve_while_the_issuer_is_down_then_503_after_the_grac
         assert int(answer.headers["retry-after"]) >= 1
         # The issuer answers again: so does the broker, once the back-off allows a fetch.
         issuer.hanging = False
-        for _ in range(40):
-            if (await timed(client, token))[0] == 200:
-                break
-            await asyncio.sleep(0.1)
-        assert (await timed(client, token))[0] == 200
+        await eventually(
+            lambda: timed(client, token),
+            lambda answer: answer[0] == 200,
+            what="the broker answers again",
+            within=4,
+            interval=0.1,
+        )
 
 
 def _serve(data_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:

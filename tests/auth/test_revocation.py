@@ -15,6 +15,7 @@ import pytest
 from execbroker.fakes.oidc import FakeOIDCProvider
 from execbroker.fakes.server import ServerThread
 from tests.conftest import BrokerClient
+from tests.support.inprocess import until_waiting
 from tests.support.users import TOKENS, auth, write_tokens_file
 from tests.support.wire import notebook_request, request_offers
 
@@ -71,7 +72,7 @@ async def test_a_revoked_token_ends_its_long_poll_with_401(
         offer = offered["offers"][0]["meta"]["url"]
         started = time.monotonic()
         poll = asyncio.ensure_future(client.get(offer, params={"wait": 30}))
-        await asyncio.sleep(0.3)
+        await until_waiting(client, 1)
         assert not poll.done()
         path = tmp_path / "test-tokens.yaml"
         path.write_text(path.read_text().replace(TOKENS["alice"], "alice-new-token-0123456789"))

@@ -7,12 +7,15 @@ import logging
 import time
 from pathlib import Path
 
+import pytest
+
 from execbroker.logs import RedactSecrets, redact
 from tests.support.engine import ROLES
 from tests.support.live import LiveBroker
 from tests.support.wire import example
 
 
+@pytest.mark.slow  # a broker process through a whole session, logging at DEBUG
 def test_no_token_appears_in_a_debug_log_of_a_whole_session(tmp_path: Path) -> None:
     env = {
         "EXECBROKER_LOG_LEVEL": "DEBUG",

@@ -12,8 +12,8 @@ import httpx
 import yaml
 from asgi_lifespan import LifespanManager
 
-from execbroker.auth.tokens import local_token
 from execbroker.config import Settings
+from execbroker.localtoken import local_token
 from execbroker.main import create_app
 from execbroker.web.docs import DOCS_POLICY
 from tests.conftest import BrokerClient

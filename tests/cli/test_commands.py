@@ -5,26 +5,33 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from execbroker.cli import app
 from tests.client.broker import RunningBroker, request_file
 from tests.support.live import free_port
+from tests.support.waiting import eventually_sync
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
+class Run(Protocol):
+    """The ``run`` fixture: the command line against the test broker."""
+
+    def __call__(self, *args: str, input: str | None = None) -> Result: ...
+
+
 @pytest.fixture
-def run(cli_broker: RunningBroker):
+def run(cli_broker: RunningBroker) -> Run:
     """``run(*args)``: the command line against the test broker; the click Result."""
     runner = CliRunner()
 
-    def invoke(*args: str, input: str | None = None):
+    def invoke(*args: str, input: str | None = None) -> Result:
         return runner.invoke(
             app,
             ["--url", cli_broker.url, "--token", cli_broker.token, *args],
@@ -35,7 +42,7 @@ def run(cli_broker: RunningBroker):
     return invoke
 
 
-def test_request_accept_best_status_and_watch_to_completion(run, tmp_path: Path) -> None:
+def test_request_accept_best_status_and_watch_to_completion(run: Run, tmp_path: Path) -> None:
     path = request_file(tmp_path, "ok", MOCK_RUN_SECONDS="0.5")
     requested = run("request", str(path), "--accept", "best")
     assert requested.exit_code == 0, requested.output
@@ -57,7 +64,7 @@ def test_request_accept_best_status_and_watch_to_completion(run, tmp_path: Path)
     assert "compute batch-compute" in watched.stdout
 
 
-def test_a_failed_session_exits_3_and_its_logs_say_why(run, tmp_path: Path) -> None:
+def test_a_failed_session_exits_3_and_its_logs_say_why(run: Run, tmp_path: Path) -> None:
     path = request_file(tmp_path, "fails", MOCK_RUN_SECONDS="0.3", MOCK_EXIT_CODE="1")
     requested = run("request", str(path), "--accept", "1", "--quiet")
     assert requested.exit_code == 0, requested.output
@@ -81,7 +88,7 @@ def test_a_failed_session_exits_3_and_its_logs_say_why(run, tmp_path: Path) -> N
     assert session not in completed.stdout
 
 
-def test_cancel_extend_and_watch_a_cancelled_session(run, tmp_path: Path) -> None:
+def test_cancel_extend_and_watch_a_cancelled_session(run: Run, tmp_path: Path) -> None:
     path = request_file(tmp_path, "long", MOCK_RUN_SECONDS="60")
     session = run("request", str(path), "--accept", "best", "-q").stdout.strip()
     extended = run("extend", session, "120")
@@ -98,14 +105,14 @@ def test_cancel_extend_and_watch_a_cancelled_session(run, tmp_path: Path) -> Non
     assert "CANCELLED" in too_late.stderr
 
 
-def test_request_watch_from_standard_input(run, tmp_path: Path) -> None:
+def test_request_watch_from_standard_input(run: Run, tmp_path: Path) -> None:
     text = request_file(tmp_path, "stdin", MOCK_RUN_SECONDS="0.2").read_text()
     result = run("request", "-", "--accept", "best", "--watch", input=text)
     assert result.exit_code == 0, result.output
     assert "ended COMPLETED" in result.stdout
 
 
-def test_exit_codes_for_refusals_and_usage(run, cli_broker: RunningBroker) -> None:
+def test_exit_codes_for_refusals_and_usage(run: Run, cli_broker: RunningBroker) -> None:
     unknown = run("status", "00000000-0000-4000-8000-000000000000")
     assert unknown.exit_code == 2
     assert "404 not_found" in unknown.stderr
@@ -128,7 +135,7 @@ def test_exit_codes_for_refusals_and_usage(run, cli_broker: RunningBroker) -> No
 
 
 def test_the_installed_command_reports_a_failed_session(
-    run, cli_broker: RunningBroker, tmp_path: Path
+    run: Run, cli_broker: RunningBroker, tmp_path: Path
 ) -> None:
     """The real entry point (a new process, env for URL and token) and its exit code."""
     path = request_file(tmp_path, "fails", MOCK_RUN_SECONDS="0.1", MOCK_EXIT_CODE="2")
@@ -198,11 +205,11 @@ def test_dashboard_open_hands_the_link_to_the_browser(
     assert printed.returncode == 0, printed.stderr
     link = printed.stdout.strip()
     assert link == f"{cli_broker.url}/ui/#token=a%20token%20with%20%2F%20%26%20%23%20in%20it"
-    for _ in range(50):  # the browser command runs in the background
-        if opened.exists() and opened.read_text():
-            break
-        time.sleep(0.1)
-    assert opened.read_text() == link
+    # The browser command runs in the background.
+    shown = eventually_sync(
+        lambda: opened.exists() and opened.read_text(), what="the browser was given the link"
+    )
+    assert shown == link
 
 
 def test_dashboard_without_a_token_says_how_to_get_one(tmp_path: Path) -> None:

@@ -25,8 +25,8 @@ def test_every_setting_is_documented_with_its_variable_and_default() -> None:
     for _, name, _, _ in setting_fields():
         assert f"| `{name}` | `EXECBROKER_{name.upper()}` |" in text
     assert (
-        "| `default_duration` | `EXECBROKER_DEFAULT_DURATION` | duration (seconds or ISO-8601) | `PT1H` |"
-        in text
+        "| `default_duration` | `EXECBROKER_DEFAULT_DURATION` "
+        "| duration (seconds or ISO-8601) | `PT1H` |" in text
     )
     assert "`EXECBROKER_URL`" in text
     assert "`EXECBROKER_TOKEN`" in text

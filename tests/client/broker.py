@@ -15,9 +15,9 @@ from typing import Any
 
 import yaml
 
-from execbroker.auth.tokens import local_token
-from execbroker.config import Settings
+from execbroker.config import DatabaseSettings, Settings
 from execbroker.fakes.server import ServerThread
+from execbroker.localtoken import local_token
 from execbroker.main import create_app
 from tests.support.engine import FAST, container
 
@@ -33,7 +33,7 @@ class RunningBroker:
 def running_broker(data_dir: Path) -> Iterator[RunningBroker]:
     settings = Settings(
         data_dir=data_dir,
-        database_url=f"sqlite+aiosqlite:///{data_dir / 'broker.db'}",
+        database=DatabaseSettings(url=f"sqlite+aiosqlite:///{data_dir / 'broker.db'}"),
         **FAST,
     )
     with ServerThread(create_app(settings)) as server:

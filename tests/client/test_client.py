@@ -26,6 +26,7 @@ from execbroker.client import (
     summarise_offers,
 )
 from execbroker.client.offers import available_window
+from execbroker.model.wire import DockerContainer
 from tests.client.broker import RunningBroker, request_file, run_request
 from tests.support.live import free_port
 
@@ -53,7 +54,9 @@ def test_request_accept_and_wait_until_completed(broker: BrokerClient, tmp_path:
     assert ended.phase is SessionPhase.COMPLETED
     assert exit_code(ended) == 0
     # Its siblings were rejected when it was accepted.
-    siblings = broker.offer_set(offers.meta.uuid).offers  # type: ignore[union-attr]
+    assert offers.meta is not None
+    assert offers.meta.uuid is not None
+    siblings = broker.offer_set(offers.meta.uuid).offers
     others = {o.phase for o in siblings if o.meta and o.meta.uuid != best.uuid}
     assert others == {SessionPhase.REJECTED}
 
@@ -197,7 +200,11 @@ def test_requests_go_out_as_json_whatever_yaml_holds(broker: BrokerClient, tmp_p
     text = path.read_text().replace("    OUTPUT_DIR:", "    RUN_DATE: 2030-01-02\n    OUTPUT_DIR:")
     path.write_text(text, encoding="utf-8")
     offers = broker.request_offers(path)
-    environment = offers.offers[0].executable.environment  # type: ignore[union-attr]
+    executable = offers.offers[0].executable
+    assert executable is not None
+    assert isinstance(executable, DockerContainer)
+    assert executable.environment is not None
+    environment = executable.environment
     assert environment["RUN_DATE"] == "2030-01-02"
     broker.reject(best_offer(offers))
 

@@ -10,11 +10,12 @@ as the reference's client wrapper does.
 
 from __future__ import annotations
 
-import time
 from types import ModuleType
 from typing import Any
 
 import pytest
+
+from tests.support.waiting import eventually_sync
 
 pytestmark = pytest.mark.slow
 
@@ -92,13 +93,13 @@ def _update(generated: ModuleType, value: str) -> Any:
 
 def _until(api: Any, uuid: Any, phases: set[str], *, seconds: float = 20) -> Any:
     """Poll the session, as the reference's client wrapper does, until one of ``phases``."""
-    deadline = time.monotonic() + seconds
-    session = api.session_select(uuid)
-    while session.phase not in phases and time.monotonic() < deadline:
-        time.sleep(0.1)
-        session = api.session_select(uuid)
-    assert session.phase in phases, f"still {session.phase} after {seconds} s"
-    return session
+    return eventually_sync(
+        lambda: api.session_select(uuid),
+        lambda session: session.phase in phases,
+        what=f"session {uuid} in one of {sorted(phases)}",
+        within=seconds,
+        interval=0.1,
+    )
 
 
 def _offers(api: Any, generated: ModuleType, name: str, **options: Any) -> Any:
@@ -154,11 +155,13 @@ def test_the_answer_to_a_cancel_says_cancelled(api: Any, generated: ModuleType) 
     assert api.session_select(session.meta.uuid).phase == "CANCELLED"
 
     # The components are still released, each to its own end, while the session says CANCELLED.
-    deadline = time.monotonic() + 20
-    read = api.session_select(session.meta.uuid)
-    while read.compute.phase not in TERMINAL and time.monotonic() < deadline:
-        time.sleep(0.1)
-        read = api.session_select(session.meta.uuid)
+    read = eventually_sync(
+        lambda: api.session_select(session.meta.uuid),
+        lambda read: read.compute.phase in TERMINAL,
+        what="the compute released",
+        within=20,
+        interval=0.1,
+    )
     assert read.phase == "CANCELLED"
     assert read.compute.phase in TERMINAL
     assert read.compute.phase != "FAILED"

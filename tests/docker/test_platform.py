@@ -3,7 +3,6 @@ cannot be made, and what it does on start-up with objects no session owns."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -14,12 +13,14 @@ from uuid import UUID, uuid4
 import aiodocker
 import pytest
 
+from execbroker.background import TaskGroup
 from execbroker.model import kinds
 from execbroker.model.phases import ComponentPhase, SessionPhase
 from execbroker.model.records import ComponentRecord, ComponentRole, Schedule, SessionRecord
 from execbroker.platforms.base import PlatformState, Work
 from execbroker.platforms.docker import DockerOptions, DockerPlatform
 from tests.docker.support import TEST_IMAGE, RuntimeInfo, assert_nothing_left, leftovers
+from tests.support.waiting import eventually
 
 NOW = datetime.now(UTC)
 SCHEDULE = Schedule(NOW, timedelta(seconds=1), NOW, timedelta(minutes=5), timedelta(seconds=1))
@@ -110,7 +111,8 @@ async def platform(
     runtime: RuntimeInfo, instance: str, tmp_path: Path, docker: aiodocker.Docker
 ) -> AsyncIterator[DockerPlatform]:
     started = DockerPlatform(
-        DockerOptions(root=tmp_path / "docker", host=runtime.url, instance=instance, pull=False)
+        DockerOptions(root=tmp_path / "docker", host=runtime.url, instance=instance, pull=False),
+        tasks=TaskGroup("docker"),
     )
     await started.start()
     try:
@@ -157,10 +159,11 @@ async def test_preparing_twice_adopts_and_releasing_twice_is_harmless(
     assert host["Memory"] == 2**30
     assert await platform.objects() == {storage.uuid, compute.uuid}
 
-    for _ in range(200):  # the stop runs in the background
-        if (await platform.release(compute)).state is PlatformState.RELEASED:
-            break
-        await asyncio.sleep(0.05)
+    await eventually(  # the stop runs in the background
+        lambda: platform.release(compute),
+        lambda status: status.state is PlatformState.RELEASED,
+        what="the compute released",
+    )
     assert (await platform.release(compute)).state is PlatformState.RELEASED
     assert (await platform.release(storage)).state is PlatformState.RELEASED
     assert (await platform.release(_work(session, ComponentRole.EXECUTABLE))).state is (
@@ -182,7 +185,11 @@ async def test_on_start_up_orphans_are_removed_and_other_brokers_objects_kept(
         "org.ivoa.execbroker.session": str(uuid4()),
         "org.ivoa.execbroker.component": str(orphan),
     }
-    config = {"Image": TEST_IMAGE, "Cmd": ["sleep", "60"], "HostConfig": {"NetworkMode": "none"}}
+    config: dict[str, Any] = {
+        "Image": TEST_IMAGE,
+        "Cmd": ["sleep", "60"],
+        "HostConfig": {"NetworkMode": "none"},
+    }
     mine = await docker.containers.create({**config, "Labels": labels}, name=f"execbroker-{orphan}")
     await mine.start()
     theirs = await docker.containers.create(

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from execbroker.config import Settings
+from execbroker.config import DockerSettings
 from execbroker.platforms.docker.ports import PortClaims, PortRange
 
 
@@ -35,7 +35,7 @@ def test_a_range_reads_and_refuses_privileged_or_backwards_ports() -> None:
         with pytest.raises(ValueError, match=r"port range|1024-65535"):
             PortRange.parse(bad)
     with pytest.raises(ValueError, match="no privileged ports"):
-        Settings(docker_port_range="81-81")
+        DockerSettings(port_range="81-81")
 
 
 def test_claims_pick_free_ports_of_the_range_and_never_the_same_twice() -> None:

@@ -14,6 +14,7 @@ import httpx
 from tests.docker.support import LOOPBACK_ALLOWED, DockerCase, docker_request, output
 from tests.support.engine import TERMINAL, components, run_to_end, texts
 from tests.support.live import LiveBroker
+from tests.support.waiting import eventually
 
 
 def _environment(settings: dict[str, Any]) -> dict[str, str]:
@@ -86,15 +87,16 @@ async def test_a_broker_killed_mid_run_adopts_its_containers_on_restart(
 
 def _storage(case: DockerCase, session: dict[str, Any]) -> Path:
     """The host directory of the session's storage (where the test opens its gate)."""
-    return case.data_dir / "docker" / "storage" / session["storage"][0]["meta"]["uuid"]
+    return case.data_dir / "docker" / "storage" / str(session["storage"][0]["meta"]["uuid"])
 
 
 async def _until_exited(case: DockerCase, *, count: int) -> None:
-    for _ in range(100):
-        if sum(c["State"] == "exited" for c in await case.containers()) >= count:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("the short run did not end")
+    await eventually(
+        case.containers,
+        lambda containers: sum(c["State"] == "exited" for c in containers) >= count,
+        what=f"{count} containers exited (the short run ended)",
+        interval=0.1,
+    )
 
 
 async def test_twenty_sessions_at_once(case: DockerCase, data_server: tuple[str, Path]) -> None:

@@ -17,6 +17,7 @@ from execbroker.model import kinds
 from tests.docker.support import LOOPBACK_ALLOWED, DockerCase, docker_request, output
 from tests.support.engine import components, run_to_end, texts, until_ended
 from tests.support.recording_server import recording_server
+from tests.support.waiting import eventually
 from tests.support.wire import phase_update, post, request_offers
 
 
@@ -170,12 +171,18 @@ async def test_a_requested_port_is_published_as_a_connector(case: DockerCase) ->
 async def _fetch(location: str) -> str:
     """The page, allowing the server in the container a moment to start listening."""
     async with httpx.AsyncClient(timeout=5) as web:
-        for _ in range(50):
+
+        async def page() -> str | None:
             try:
                 return (await web.get(location)).text
             except httpx.TransportError:
-                await asyncio.sleep(0.1)
-    raise AssertionError(f"nothing answers at {location}")
+                return None  # not listening yet
+
+        text = await eventually(
+            page, lambda text: text is not None, what=f"an answer at {location}", within=5
+        )
+    assert text is not None
+    return text
 
 
 async def test_the_end_of_the_offered_time_stops_the_container(case: DockerCase) -> None:

@@ -17,6 +17,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from execbroker.clock import ManualClock
 from execbroker.fakes.server import ServerThread
 from execbroker.fakes.skaha import (
     NOT_AUTHORIZED,
@@ -25,7 +26,6 @@ from execbroker.fakes.skaha import (
     FakeSkaha,
     Fault,
     FaultKind,
-    ManualClock,
     SkahaCatalogue,
     StaticTokens,
     create_skaha_app,

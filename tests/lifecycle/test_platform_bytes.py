@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from execbroker.lifecycle.rules import advance
+from execbroker.lifecycle.apply import advance
 from execbroker.model.phases import MessageLevel, SessionPhase
 from execbroker.model.records import SessionRecord
 from execbroker.model.wire import MessageItem
-from execbroker.storage.store import UNWRITTEN_STEP_RETRY
+from execbroker.storage.claims import UNWRITTEN_STEP_RETRY
 from execbroker.storage.tables import sessions
 from tests.support.engine import FAST, container, texts, until_ended
 from tests.support.manual import ALICE, START, TIMINGS, Broker, started
@@ -88,7 +88,7 @@ async def test_a_step_the_database_refuses_does_not_cost_its_batch_the_others(
     first = await harness.offers.execute_directly(container(duration="PT1M"), caller=ALICE)
     second = await harness.offers.execute_directly(container(duration="PT1M"), caller=ALICE)
     now = START + timedelta(seconds=2)
-    claimed = await harness.store.claim_due(
+    claimed = await harness.store.claims.claim_due(
         worker=WORKER, now=now, lease_until=now + timedelta(minutes=1), limit=10
     )
     assert {s.uuid for s in claimed} == {first.uuid, second.uuid}
@@ -102,7 +102,7 @@ async def test_a_step_the_database_refuses_does_not_cost_its_batch_the_others(
 
     before = _said(await harness.read(second.uuid))
 
-    written, _ = await harness.store.commit_advances(steps, worker=WORKER, now=now)
+    written, _ = await harness.store.claims.commit_advances(steps, worker=WORKER, now=now)
 
     assert written == [second.uuid], "the neighbour's step is written"
     assert len(_said(await harness.read(second.uuid))) > len(before), "its messages are kept"

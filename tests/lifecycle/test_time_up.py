@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from execbroker.exceptions import ConflictError
-from execbroker.lifecycle.rules import advance
+from execbroker.lifecycle.apply import advance
 from execbroker.model.phases import SessionPhase
 from execbroker.model.records import ComponentRole, SessionRecord
 from execbroker.platforms.mock import read_ledger
@@ -49,7 +49,7 @@ class Broker(manual.Broker):
     async def slow_pass_deciding_time_up(self, at: datetime) -> Any:
         """An engine pass that reads the session at ``at`` (the run's time is up) and has
         not committed yet: its platform calls are still under way."""
-        (claimed,) = await self.store.claim_due(
+        (claimed,) = await self.store.claims.claim_due(
             worker=WORKER, now=at, lease_until=at + timedelta(minutes=1), limit=10
         )
         found = await advance(claimed, self.platform, now=at, timings=TIMINGS)
@@ -88,7 +88,7 @@ async def test_an_extension_that_lands_first_wins_over_a_pass_ending_the_run(
         session.uuid, {**EXTEND, "delta": 600}, caller=ALICE
     )
     assert extended.schedule.available_duration == timedelta(minutes=11)
-    await broker.store.commit_advances([slow], worker=WORKER, now=end)
+    await broker.store.claims.commit_advances([slow], worker=WORKER, now=end)
 
     # The older view's decision is dropped: the run goes on to its new end.
     await broker.settle(end + timedelta(seconds=2))
@@ -115,7 +115,7 @@ async def test_an_extension_after_the_end_is_refused_while_the_run_is_being_ende
     broker.clock.set(end + timedelta(seconds=1))
     with pytest.raises(ConflictError, match="offered time ended at"):
         await broker.sessions.apply_update(session.uuid, {**EXTEND, "delta": 600}, caller=ALICE)
-    await broker.store.commit_advances([slow], worker=WORKER, now=end)
+    await broker.store.claims.commit_advances([slow], worker=WORKER, now=end)
     # Committed before the platform was asked: the compute is being released.
     decided = await broker.read(session.uuid)
     assert decided.ending is SessionPhase.COMPLETED

@@ -16,22 +16,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import pytest
 import sqlalchemy as sa
 
 from execbroker.auth.identity import Caller
-from execbroker.clock import SystemClock
+from execbroker.clock import ManualClock, SystemClock
 from execbroker.config import Settings
 from execbroker.exceptions import ConflictError
+from execbroker.factory import Factory, ProcessContext
 from execbroker.model.phases import HOLDING_SESSION_PHASES, OfferResult, SessionPhase
-from execbroker.planning.profile import profile_from_settings
-from execbroker.services.offers import OfferService
-from execbroker.services.sessions import SessionService
-from execbroker.storage.database import Database
-from execbroker.storage.store import BrokerStore, _lock_key
+from execbroker.storage.booking import pool_lock_key
 from execbroker.storage.tables import sessions
 from tests.support.wire import example
 
@@ -40,17 +37,6 @@ NOW = datetime(2030, 1, 1, tzinfo=UTC)
 TTL = timedelta(seconds=4)
 POOL_CORES = 4
 ACCEPT = {"kind": "uri:enum-value-update", "path": "/phase", "value": "ACCEPTED"}
-
-
-class ManualClock:
-    def __init__(self, start: datetime) -> None:
-        self._now = start
-
-    def now(self) -> datetime:
-        return self._now
-
-    def advance(self, span: timedelta) -> None:
-        self._now += span
 
 
 def _all_four_cores() -> dict[str, Any]:
@@ -62,28 +48,27 @@ def _all_four_cores() -> dict[str, Any]:
     return document
 
 
+def _settings(url: str, tmp: Path, **overrides: Any) -> Settings:
+    return Settings(
+        **{
+            "data_dir": tmp,
+            "database_url": url,
+            "capacity_cores": POOL_CORES,
+            "offer_ttl": TTL.total_seconds(),
+            **overrides,
+        }
+    )
+
+
 class Broker:
-    def __init__(self, url: str, tmp: Path) -> None:
-        self.clock = ManualClock(NOW)
-        settings = Settings(
-            data_dir=tmp,
-            database_url=url,
-            capacity_cores=POOL_CORES,
-            offer_ttl=TTL.total_seconds(),
-            max_offers=1,
-        )
-        self.database = Database(settings.effective_database_url)
-        self.store = BrokerStore(self.database, pool="mock", clock=self.clock)
-        profile = profile_from_settings(settings)
-        self.offers = OfferService(
-            store=self.store, settings=settings, profile=profile, clock=self.clock
-        )
-        self.sessions = SessionService(
-            store=self.store,
-            clock=self.clock,
-            profile=profile,
-            max_duration=settings.planning.max_duration,
-        )
+    """The services, as the factory builds them, on a clock that moves when told to."""
+
+    def __init__(self, context: ProcessContext) -> None:
+        self.clock = cast(ManualClock, context.clock)
+        self.database = context.database
+        factory = Factory(context)
+        self.sessions = factory.create_session_service()
+        self.offers = factory.create_offer_service(self.sessions)
 
     async def cores_held_at_most(self) -> int:
         """The most cores the calendar holds at any instant: accepted sessions, and offers
@@ -131,9 +116,7 @@ async def pool_lock_held(broker: Broker) -> AsyncIterator[Callable[[], None]]:
 
         async def hold() -> None:
             async with await psycopg.AsyncConnection.connect(url, autocommit=True) as other:
-                await other.execute(
-                    "SELECT pg_advisory_lock(%s)", (_lock_key("execbroker:pool:mock"),)
-                )
+                await other.execute("SELECT pg_advisory_lock(%s)", (pool_lock_key("mock"),))
                 held.set()
                 await release.wait()
                 await other.execute("SELECT pg_advisory_unlock_all()")
@@ -157,12 +140,13 @@ async def _started(work: Awaitable[Any]) -> asyncio.Task[Any]:
 
 @pytest.fixture
 async def broker(database_url: str, tmp_path: Path) -> AsyncIterator[Broker]:
-    made = Broker(database_url, tmp_path)
-    await made.database.migrate()
+    context = await ProcessContext.from_settings(
+        _settings(database_url, tmp_path, max_offers=1), ManualClock(NOW)
+    )
     try:
-        yield made
+        yield Broker(context)
     finally:
-        await made.database.dispose()
+        await context.aclose()
 
 
 async def test_an_accept_that_waited_past_the_expiry_is_refused_and_nothing_overbooks(
@@ -221,25 +205,13 @@ async def test_replicas_whose_clocks_disagree_judge_expiry_by_the_database(
 ) -> None:
     if not database_url.startswith("postgresql"):
         pytest.skip("replicas share a PostgreSQL database")
-    settings = Settings(
-        data_dir=tmp_path, database_url=database_url, capacity_cores=POOL_CORES, offer_ttl=1
-    )
-    database = Database(settings.effective_database_url)
-    await database.migrate()
-    profile = profile_from_settings(settings)
+    settings = _settings(database_url, tmp_path, offer_ttl=1)
+    # Two replicas of the broker on one database, one of them with a clock 10 s behind.
+    first = await ProcessContext.from_settings(settings, SystemClock())
+    second = await ProcessContext.from_settings(settings, _SlowClock())
     try:
-        on_time = OfferService(
-            store=BrokerStore(database, clock=SystemClock()),
-            settings=settings,
-            profile=profile,
-            clock=SystemClock(),
-        )
-        behind = SessionService(
-            store=BrokerStore(database, clock=_SlowClock()),
-            clock=_SlowClock(),
-            profile=profile,
-            max_duration=settings.planning.max_duration,
-        )
+        on_time = Factory(first).create_offer_service()
+        behind = Factory(second).create_session_service()
         offer = (await on_time.request_offers(_all_four_cores(), caller=ALICE)).offers[0]
         await asyncio.sleep(1.2)
         # The slow replica still thinks the offer has 9 seconds to live; the database
@@ -249,4 +221,5 @@ async def test_replicas_whose_clocks_disagree_judge_expiry_by_the_database(
         theirs = await on_time.request_offers(_all_four_cores(), caller=BOB)
         assert theirs.result is OfferResult.YES, theirs.messages
     finally:
-        await database.dispose()
+        await second.aclose()
+        await first.aclose()

@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from execbroker.config import Settings
+from execbroker.model.capacity import Amounts, Hold
 from execbroker.model.isotime import Interval
-from execbroker.planning.calendar import Amounts, Hold, Usage
+from execbroker.model.plan import Plan
+from execbroker.planning.calendar import Usage
 from execbroker.planning.offers import SessionTimes, generate_offers
 from execbroker.planning.profile import profile_from_settings
-from execbroker.planning.validation import Plan, validate_request
+from execbroker.planning.validation import validate_request
 from tests.support.wire import example
 
 T0 = datetime(2030, 1, 1, 10, tzinfo=UTC)

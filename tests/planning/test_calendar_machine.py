@@ -35,11 +35,10 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multiple, rule
 
 from execbroker.auth.identity import Caller
-from execbroker.config import Settings
+from execbroker.clock import ManualClock
+from execbroker.config import DatabaseSettings, PlanningSettings, Settings
 from execbroker.exceptions import ConflictError, RequestRefusedError
-from execbroker.lifecycle.changes import ChangeFeed
-from execbroker.lifecycle.engine import Engine
-from execbroker.lifecycle.rules import EngineTimings
+from execbroker.factory import Factory, ProcessContext
 from execbroker.model import kinds
 from execbroker.model.isotime import format_instant
 from execbroker.model.phases import (
@@ -50,12 +49,7 @@ from execbroker.model.phases import (
 )
 from execbroker.model.records import SessionRecord
 from execbroker.model.wire import MessageItem
-from execbroker.planning.profile import profile_from_settings
-from execbroker.platforms.factory import build_platform
-from execbroker.services.offers import OfferService
-from execbroker.services.sessions import SessionService
 from execbroker.storage.database import Database
-from execbroker.storage.store import BrokerStore
 from execbroker.storage.tables import sessions as sessions_table
 from tests.support.wire import example
 
@@ -74,8 +68,18 @@ DEFAULT_STORAGE_GIB = 1
 # Long preparing and releasing times, in whole multiples of five minutes, so that the
 # time before and after each run (lead 25 or 40 min, tail 15 or 25 min) matters as much as
 # the runs themselves, and bookings often touch exactly.
-PREPARE_SECONDS = {"executable": 600.0, "compute": 900.0, "storage": 300.0, "data": 1200.0}
-RELEASE_SECONDS = {"executable": 300.0, "compute": 600.0, "storage": 300.0, "data": 600.0}
+PREPARE = {
+    "executable": timedelta(minutes=10),
+    "compute": timedelta(minutes=15),
+    "storage": timedelta(minutes=5),
+    "data": timedelta(minutes=20),
+}
+RELEASE = {
+    "executable": timedelta(minutes=5),
+    "compute": timedelta(minutes=10),
+    "storage": timedelta(minutes=5),
+    "data": timedelta(minutes=10),
+}
 # Preparing takes at most 40 minutes with these estimates; a start interval that ends
 # later than this after now always leaves time to prepare.
 AMPLE_LEAD = timedelta(hours=1)
@@ -114,27 +118,6 @@ REJECT = {"kind": "uri:enum-value-update", "path": "/phase", "value": "REJECTED"
 CANCEL = {"kind": "uri:enum-value-update", "path": "/phase", "value": "CANCELLED"}
 
 Amounts = tuple[int, int, int]
-
-
-class ManualClock:
-    """A clock that moves only when told to."""
-
-    def __init__(self, start: datetime) -> None:
-        self._now = start
-        self._after_read = timedelta(0)
-
-    def now(self) -> datetime:
-        now = self._now
-        self._now += self._after_read
-        self._after_read = timedelta(0)
-        return now
-
-    def advance(self, span: timedelta) -> None:
-        self._now += span
-
-    def advance_after_next_read(self, span: timedelta) -> None:
-        """Time passes just after the next look at the clock (between a check and a lock)."""
-        self._after_read = span
 
 
 # ---------------------------------------------------------------------- requests
@@ -463,55 +446,38 @@ class CalendarMachine(RuleBasedStateMachine):
         self.clock = ManualClock(START)
         self.settings = Settings(
             data_dir=self.directory,
-            database_url=migrated_database(self.directory),
-            capacity_cores=POOL[0],
-            capacity_memory_gib=POOL[1],
-            capacity_storage_gib=POOL[2],
-            offer_ttl=OFFER_TTL.total_seconds(),
-            max_offers=MAX_OFFERS,
-            default_start_window=timedelta(hours=12),
-            max_duration=MAX_DURATION,
-            default_cores=DEFAULT_CORES,
-            default_memory_gib=DEFAULT_MEMORY_GIB,
-            default_storage_gib=DEFAULT_STORAGE_GIB,
-            prepare_estimates=PREPARE_SECONDS,
-            release_estimates=RELEASE_SECONDS,
-            planning_slack=0,
-        )
-        self.database = Database(self.settings.effective_database_url)
-        self.run(self.database.migrate())
-        store = BrokerStore(self.database, pool="mock", clock=self.clock)
-        profile = profile_from_settings(self.settings)
-        self.offer_service = OfferService(
-            store=store, settings=self.settings, profile=profile, clock=self.clock
-        )
-        self.session_service = SessionService(
-            store=store,
-            clock=self.clock,
-            profile=profile,
-            max_duration=self.settings.planning.max_duration,
-        )
-        self.platform = build_platform(self.settings, self.clock)
-        self.run(self.platform.start())
-        self.engine = Engine(
-            store=store,
-            platform=self.platform,
-            clock=self.clock,
-            changes=ChangeFeed(),
-            timings=EngineTimings(
-                budget_slack=self.settings.engine.budget_slack,
-                poll_interval=self.settings.engine.poll_interval,
-                end_warning=self.settings.engine.end_warning,
+            database=DatabaseSettings(url=migrated_database(self.directory)),
+            planning=PlanningSettings(
+                capacity_cores=POOL[0],
+                capacity_memory_gib=POOL[1],
+                capacity_storage_gib=POOL[2],
+                offer_ttl=OFFER_TTL,
+                max_offers=MAX_OFFERS,
+                default_start_window=timedelta(hours=12),
+                max_duration=MAX_DURATION,
+                default_cores=DEFAULT_CORES,
+                default_memory_gib=DEFAULT_MEMORY_GIB,
+                default_storage_gib=DEFAULT_STORAGE_GIB,
+                prepare_estimates=PREPARE,
+                release_estimates=RELEASE,
+                slack=timedelta(),
             ),
-            single_process=True,
         )
+        # The broker as the lifespan builds it, without its background loops: the rules
+        # below drive the engine and the expiry by hand.
+        self.context = self.run(ProcessContext.from_settings(self.settings, self.clock))
+        self.run(self.context.start(loops=False))
+        factory = Factory(self.context)
+        self.session_service = factory.create_session_service()
+        self.offer_service = factory.create_offer_service(self.session_service)
+        self.database = self.context.database
+        self.engine = self.context.engine
         self.model = Model()
         self._rows: list[Row] | None = None
 
     def teardown(self) -> None:
         try:
-            self.run(self.platform.stop())
-            self.run(self.database.dispose())
+            self.run(self.context.aclose())
             self.loop.run_until_complete(self.loop.shutdown_asyncgens())
             self.loop.run_until_complete(self.loop.shutdown_default_executor())
         finally:
@@ -818,7 +784,7 @@ class CalendarMachine(RuleBasedStateMachine):
     def tick(self, seconds: int) -> None:
         """Time passes; the expiry timer and the lifecycle engine catch up with it."""
         self.clock.advance(timedelta(seconds=seconds))
-        expired = self.run(self.session_service.expire_due_offers())
+        expired = self.run(self.context.expiry.expire_due_offers())
         swept = self.model.sweep(self.clock.now())
         assert {str(u) for u in expired} == swept
         for _ in range(ENGINE_PASSES):

@@ -25,7 +25,10 @@ import pytest
 
 from tests.scale.test_two_brokers import _env
 from tests.support.live import LiveBroker
+from tests.support.waiting import eventually_sync
 from tests.support.wire import example, phase_update
+
+pytestmark = pytest.mark.slow  # two broker processes and a proxy between them and the database
 
 LOCK_TIMEOUT = 1.0
 IDLE_TIMEOUT = 3.0
@@ -162,13 +165,13 @@ def test_a_stalled_replica_delays_the_others_bookings_by_the_lock_timeout_at_mos
                 if future.result(timeout=60).status_code == 200
             ]
         # A serves again, and what it acknowledged holds.
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if on_a.post("/requests", json=example("notebook-request.yaml")).status_code == 303:
-                break
-            time.sleep(0.5)
-        else:
-            pytest.fail("replica A never served again after its link came back")
+        eventually_sync(
+            lambda: on_a.post("/requests", json=example("notebook-request.yaml")).status_code,
+            lambda status: status == 303,
+            what="replica A serves again after its link came back",
+            within=30,
+            interval=0.5,
+        )
         for url in acknowledged:
             assert on_b.get(url).json()["phase"] != "OFFERED", f"{url}: acknowledged, lost"
 
@@ -189,10 +192,10 @@ def test_a_cut_link_is_reconnected_and_loses_nothing_acknowledged(
         ]
         for url in acknowledged:
             assert on_b.get(url).json()["phase"] != "OFFERED", f"{url}: acknowledged, lost"
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if on_a.post("/requests", json=example("notebook-request.yaml")).status_code == 303:
-                break
-            time.sleep(0.2)
-        else:
-            pytest.fail("replica A never served again after its connections were cut")
+        eventually_sync(
+            lambda: on_a.post("/requests", json=example("notebook-request.yaml")).status_code,
+            lambda status: status == 303,
+            what="replica A serves again after its connections were cut",
+            within=20,
+            interval=0.2,
+        )

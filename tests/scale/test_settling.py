@@ -17,12 +17,16 @@ from typing import Any
 import httpx
 import pytest
 
-from execbroker.storage.store import Booking
+from execbroker.storage.booking import Booking
 from tests.support.live import LiveBroker
 from tests.support.users import auth, write_tokens_file
 from tests.support.wire import example, post
 
-pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+# A broker process under load, on PostgreSQL only.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.parametrize("database_url", ["postgresql"], indirect=True),
+]
 
 POOL = {"capacity_cores": 8, "capacity_memory_gib": 32, "capacity_storage_gib": 100}
 

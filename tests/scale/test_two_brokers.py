@@ -17,11 +17,14 @@ from typing import Any
 
 import httpx
 import psycopg
+import pytest
 
 from execbroker.platforms.mock import read_ledger
 from tests.support.engine import ROLES
 from tests.support.live import LiveBroker
 from tests.support.wire import example, notebook_request, phase_update
+
+pytestmark = pytest.mark.slow  # two broker processes, one killed under 500 sessions
 
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -194,3 +194,16 @@ def make_world(tmp_path: Path) -> Iterator[MakeWorld]:
 @pytest.fixture
 def world(make_world: MakeWorld) -> SkahaWorld:
     return make_world()
+
+
+T = TypeVar("T")
+
+
+def reading(read: Callable[[], T]) -> Callable[[], Awaitable[T]]:
+    """``read`` (of a fake's or an object's state, kept in memory) as
+    :func:`tests.support.waiting.eventually` calls it."""
+
+    async def now() -> T:
+        return read()
+
+    return now

@@ -12,7 +12,7 @@ import re
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
@@ -23,11 +23,19 @@ import pytest
 
 from execbroker.fakes.server import ServerThread
 from execbroker.fakes.skaha import Endpoint, SkahaFaults, create_fault_proxy
-from tests.skaha.conftest import ACCOUNT, FAST_TIMINGS, TERMINAL, MakeWorld, SkahaWorld
+from tests.skaha.conftest import (
+    ACCOUNT,
+    FAST_TIMINGS,
+    TERMINAL,
+    MakeWorld,
+    SkahaWorld,
+    reading,
+)
 from tests.skaha.documents import headless, notebook
 from tests.support.engine import TERMINAL as ENDED
 from tests.support.engine import texts, until_ended
 from tests.support.live import LiveBroker
+from tests.support.waiting import eventually, eventually_sync
 from tests.support.wire import phase_update, post
 
 PREFIX = "execbroker-"
@@ -80,10 +88,24 @@ async def until_phase(
     return session
 
 
-async def _until(condition: Callable[[], bool], *, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition() and time.monotonic() < deadline:  # noqa: ASYNC110 - polls the fake
-        await asyncio.sleep(0.2)
+def _connectors(
+    client: httpx.AsyncClient, url: str
+) -> Callable[[], Awaitable[list[dict[str, Any]]]]:
+    async def read() -> list[dict[str, Any]]:
+        return list((await client.get(url)).json()["connectors"])
+
+    return read
+
+
+def _at_version(version: int) -> Callable[[list[dict[str, Any]]], bool]:
+    return lambda found: bool(found) and str(found[0]["location"]).endswith(f"v={version}")
+
+
+def _health(client: httpx.AsyncClient) -> Callable[[], Awaitable[dict[str, Any]]]:
+    async def read() -> dict[str, Any]:
+        return dict((await client.get("/healthz")).json())
+
+    return read
 
 
 def compute_uuid(session: dict[str, Any]) -> str:
@@ -131,7 +153,13 @@ async def test_release_and_the_sweep_delete_every_session_of_the_broker_nobody_o
         )
         fake.create_session(ACCOUNT, name=f"{PREFIX}{uuid.uuid4()}", image=TERMINAL)
         fake.create_session(ACCOUNT, name="someone-else-2", image=TERMINAL)
-        await _until(lambda: len(hostile.leftovers()) <= 1, seconds=8)
+        await eventually(
+            reading(hostile.leftovers),
+            lambda left: len(left) <= 1,
+            what="the sweep done",
+            within=8,
+            interval=0.2,
+        )
 
         assert hostile.leftovers() == [f"{PREFIX}{owner}"], "the sweep kept only the first"
         assert (await client.get(url)).json()["phase"] == "RUNNING", "and it runs on"
@@ -154,7 +182,13 @@ async def test_release_and_the_sweep_delete_every_session_of_the_broker_nobody_o
         )
         await post(client, url, phase_update("CANCELLED"))
         await until_ended(client, url)
-        await _until(lambda: not hostile.leftovers(), seconds=5)
+        await eventually(
+            reading(hostile.leftovers),
+            lambda left: not left,
+            what="nothing left",
+            within=5,
+            interval=0.2,
+        )
 
     assert hostile.leftovers() == []
     names = {name for sid, name in fake.launched() if sid in hostile.world.sessions()}
@@ -169,7 +203,7 @@ async def test_a_short_glitch_does_not_end_a_running_notebook(
         await until_phase(client, url, {"AVAILABLE"})
         # The list leaves it out and GET by id says 404, for 2 s (R4 had 4 s of 30 min).
         hostile.faults.set(vanish=2)
-        await asyncio.sleep(2.5)
+        await asyncio.sleep(2.5)  # the scenario: the glitch runs its course
         assert (await client.get(url)).json()["phase"] == "AVAILABLE"
         session = await until_ended(client, url, seconds=20)
 
@@ -209,19 +243,21 @@ async def test_connect_urls_outside_skaha_or_not_https_are_not_published(
         assert "scheme 'javascript'" in texts(session["compute"])
 
         faults.set(connect_url="https://attacker.example.net/lab?token={id}")
+        # The scenario: polls go on for a while, and none publishes it. (Nothing outside
+        # shows a refusal: the note and the log are said once per session, for the first.)
         await asyncio.sleep(1)
         assert (await client.get(url)).json()["connectors"] == [], "another host"
 
         upstream = hostile.world.server.url  # http on loopback, Skaha's own host
         for version in (1, 2):
             faults.set(connect_url=f"{upstream}/session/notebook/{{id}}/lab?v={version}")
-            deadline = time.monotonic() + 5
-            connectors: list[dict[str, Any]] = []
-            while time.monotonic() < deadline:
-                connectors = (await client.get(url)).json()["connectors"]
-                if connectors and connectors[0]["location"].endswith(f"v={version}"):
-                    break
-                await asyncio.sleep(0.2)
+            connectors: list[dict[str, Any]] = await eventually(
+                _connectors(client, url),
+                _at_version(version),
+                what=f"the connector of version {version}",
+                within=5,
+                interval=0.2,
+            )
             assert len(connectors) == 1, f"replaced, not piled up: {connectors}"
             assert connectors[0]["location"].endswith(f"v={version}")
         session = await until_ended(client, url, seconds=20)
@@ -265,7 +301,7 @@ def test_a_huge_list_of_foreign_sessions_does_not_block_the_api(
             began = time.perf_counter()
             assert client.get("/sessions", params={"last": 5}).status_code == 200
             times.append(time.perf_counter() - began)
-            time.sleep(0.05)
+            time.sleep(0.05)  # the scenario: a steady trickle of requests
         return max(times)
 
     env = hostile.world.env(
@@ -275,18 +311,28 @@ def test_a_huge_list_of_foreign_sessions_does_not_block_the_api(
         created = client.post("/direct", json=notebook("PT1M"))
         assert created.status_code == 303, created.text
         url = "/" + created.headers["location"].split("/", 3)[3]
-        deadline = time.monotonic() + 15
-        while client.get(url).json()["phase"] != "AVAILABLE" and time.monotonic() < deadline:
-            time.sleep(0.2)
+        eventually_sync(
+            lambda: client.get(url).json()["phase"],
+            lambda phase: phase == "AVAILABLE",
+            what="the notebook available",
+            within=15,
+            interval=0.2,
+        )
+        lists = hostile.world.fake.request_count(Endpoint.LIST_SESSIONS)
         hostile.faults.set(pad_list=100_000)
-        time.sleep(1.5)
+        eventually_sync(  # the broker lists again: from now on it reads the padded list
+            lambda: hostile.world.fake.request_count(Endpoint.LIST_SESSIONS),
+            lambda count: count >= lists + 2,  # the first may have been on its way
+            what="a list of the padded sessions",
+            within=5,
+        )
         slow = slowest(client)
         assert client.get(url).json()["phase"] == "AVAILABLE"
         assert client.get("/healthz").json()["status"] == "ok"
         client.post(url, json=phase_update("CANCELLED"))
-        deadline = time.monotonic() + 15
-        while hostile.leftovers() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        eventually_sync(
+            hostile.leftovers, lambda left: not left, what="nothing left", within=15, interval=0.2
+        )
 
     assert slow < 0.5, f"an answer took {slow * 1000:.0f} ms with 100,000 foreign sessions"
     assert hostile.leftovers() == []
@@ -298,11 +344,13 @@ async def test_a_list_larger_than_the_cap_is_not_read_and_degrades_health(
     hostile.faults.set(pad_list=10_000)
     async with broker(**hostile.settings(skaha_list_max_bytes=1_000_000)) as client:
         url = await start(client, headless(1))
-        deadline = time.monotonic() + 5
-        health = (await client.get("/healthz")).json()
-        while health["status"] == "ok" and time.monotonic() < deadline:
-            await asyncio.sleep(0.2)
-            health = (await client.get("/healthz")).json()
+        health = await eventually(
+            _health(client),
+            lambda health: health["status"] != "ok",
+            what="health degraded",
+            within=5,
+            interval=0.2,
+        )
         assert health["status"] == "degraded"
         assert "skaha_list_max_bytes" in health["platform_message"]
         assert (await client.get(url)).json()["phase"] not in ENDED, "nothing failed for it"

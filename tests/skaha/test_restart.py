@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from tests.skaha.conftest import MakeWorld
 from tests.skaha.documents import headless, notebook
 from tests.support.engine import TERMINAL
 from tests.support.live import LiveBroker
+from tests.support.waiting import eventually_sync
 
 
 def _phases(live: LiveBroker, paths: list[str]) -> dict[str, str]:
@@ -19,12 +19,13 @@ def _phases(live: LiveBroker, paths: list[str]) -> dict[str, str]:
 
 
 def _until(live: LiveBroker, paths: list[str], wanted: set[str], seconds: float) -> dict[str, str]:
-    deadline = time.monotonic() + seconds
-    phases = _phases(live, paths)
-    while not all(p in wanted for p in phases.values()) and time.monotonic() < deadline:
-        time.sleep(0.2)
-        phases = _phases(live, paths)
-    return phases
+    return eventually_sync(
+        lambda: _phases(live, paths),
+        lambda phases: all(p in wanted for p in phases.values()),
+        what=f"every session in {sorted(wanted)}",
+        within=seconds,
+        interval=0.2,
+    )
 
 
 def test_a_killed_broker_adopts_its_running_skaha_sessions(

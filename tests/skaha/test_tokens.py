@@ -14,6 +14,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from execbroker.background import BackgroundTaskManager
 from execbroker.clock import SystemClock
 from execbroker.platforms.skaha import (
     SkahaCredentialsError,
@@ -27,16 +28,20 @@ from tests.skaha.conftest import (
     MakeWorld,
     SkahaWorld,
     live_refresh_token,
+    reading,
 )
+from tests.support.waiting import eventually
 
 
 @asynccontextmanager
 async def _manager(world: SkahaWorld, **options: object) -> AsyncIterator[TokenManager]:
+    background = BackgroundTaskManager()
     async with httpx.AsyncClient(timeout=5) as http:
         manager = TokenManager(
             token_file=world.token_file,
             http=http,
             clock=SystemClock(),
+            background=background,
             issuer=world.issuer,
             client_id=CLIENT_ID,
             client_secret=SecretStr(CLIENT_SECRET),
@@ -48,7 +53,7 @@ async def _manager(world: SkahaWorld, **options: object) -> AsyncIterator[TokenM
         try:
             yield manager
         finally:
-            await manager.stop()
+            await background.stop()
 
 
 async def test_refreshed_at_80_percent_with_the_rotated_token_persisted(
@@ -58,9 +63,14 @@ async def test_refreshed_at_80_percent_with_the_rotated_token_persisted(
     world = make_world(access_ttl=timedelta(seconds=3))
     first = world.read_tokens()
     async with _manager(world) as manager:
-        await asyncio.sleep(0.8)
+        await asyncio.sleep(0.8)  # the scenario: a while in which nothing may happen
         assert world.idp.refresh_grants == 0, "not before 80 % of the lifetime"
-        await asyncio.sleep(2.0)
+        await eventually(
+            reading(lambda: world.idp.refresh_grants),
+            lambda grants: grants >= 1,
+            what="a refresh in the background",
+            within=2.2,  # the token lives 2 to 3 s: before it expires
+        )
         assert world.idp.refresh_grants == 1, "refreshed in the background before expiry"
         token = await manager.access_token()
 
@@ -103,8 +113,9 @@ async def test_a_refused_refresh_token_needs_an_operator_and_is_said_once(
         assert errors[0].getMessage() == problem
 
         world.write_tokens()  # the operator's new tokens
-        await asyncio.sleep(0.5)
-        assert manager.problem is None
+        await eventually(
+            reading(lambda: manager.problem), lambda problem: problem is None, what="no problem"
+        )
         await manager.refresh()
         assert world.idp.refresh_grants == 1
     for secret in [*world.secrets_seen, CLIENT_SECRET]:
@@ -129,8 +140,9 @@ async def test_an_idp_outage_is_retried_with_backoff_keeping_the_refresh_token(
         assert world.read_tokens() == before, "nothing discarded"
 
         world.idp.idp_down = False
-        await asyncio.sleep(1.2)  # the background task retries after its backoff
-        assert manager.outage is None
+        await eventually(  # the background task retries after its backoff
+            reading(lambda: manager.outage), lambda outage: outage is None, what="the outage over"
+        )
     assert world.idp.refresh_grants == 1
     assert world.read_tokens()["refresh_token"] != before["refresh_token"]
 
@@ -157,6 +169,7 @@ async def test_a_token_without_refresh_token_is_used_until_refused(world: SkahaW
         assert not isinstance(refused.value, SkahaCredentialsError)
         assert manager.problem is None, "a refusal may be Skaha losing its IdP: not dead"
         world.write_tokens()
-        await asyncio.sleep(0.5)
-        assert await manager.access_token() != "static-token", "a new file is picked up"
+        await eventually(  # a new file is picked up
+            manager.access_token, lambda token: token != "static-token", what="the new token"
+        )
         assert manager.outage is None

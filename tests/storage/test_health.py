@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from asgi_lifespan import LifespanManager
 
-from execbroker.config import Settings
+from execbroker.config import AuthSettings, Settings
 from execbroker.main import create_app
 from tests.conftest import ADMIN_URL
 from tests.support.live import LiveBroker
@@ -76,8 +76,7 @@ async def _healthz_becomes(
 def _settings(data_dir: Path, **overrides: Any) -> Settings:
     return Settings(
         data_dir=data_dir,
-        tokens_file=write_tokens_file(data_dir / "tokens.yaml"),
-        admins=ADMINS,
+        auth=AuthSettings(tokens_file=write_tokens_file(data_dir / "tokens.yaml"), admins=ADMINS),
         **overrides,
     )
 

@@ -18,11 +18,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from execbroker.model.phases import HOLDING_SESSION_PHASES
-from execbroker.storage import store
+from execbroker.storage import queries
 from execbroker.storage.database import Database
 from execbroker.storage.tables import sessions
 
-MIGRATION = Path(store.__file__).parent / "migrations" / "versions" / "0006_holding_indexes.py"
+MIGRATION = Path(queries.__file__).parent / "migrations" / "versions" / "0006_holding_indexes.py"
 
 
 def _migration() -> ModuleType:
@@ -54,16 +54,16 @@ async def test_postgresql_reads_holds_and_active_sessions_from_the_partial_index
     database = Database(database_url)
     await database.migrate()
     now = datetime.now(UTC)
-    window = store._window(now, now + timedelta(hours=1), now, None, timedelta(days=8))
+    window = queries.window(now, now + timedelta(hours=1), now, None, timedelta(days=8))
     active = sa.select(sa.func.count()).where(
         sessions.c.owner == sa.bindparam("owner"),
-        store._phase_in(sessions.c.phase, HOLDING_SESSION_PHASES),
+        queries.phase_in(sessions.c.phase, HOLDING_SESSION_PHASES),
     )
     try:
         async with database.read() as connection:
             # An empty table is cheapest to scan whole: ask whether the index *can* serve.
             await connection.execute(sa.text("SET LOCAL enable_seqscan = off"))
-            holds = await connection.run_sync(_plan, store._HOLD_TOTAL_PG, window)
+            holds = await connection.run_sync(_plan, queries.HOLD_TOTAL_PG, window)
             quota = await connection.run_sync(_plan, active, {"owner": "alice"})
     finally:
         await database.dispose()

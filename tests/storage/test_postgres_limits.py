@@ -17,13 +17,13 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
+from execbroker.storage.booking import pool_lock_key
 from execbroker.storage.database import Database, PostgresLimits
-from execbroker.storage.store import _lock_key
 from tests.support.wire import example, post
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
-POOL_LOCK = _lock_key("execbroker:pool:mock")
+POOL_LOCK = pool_lock_key("mock")
 
 
 async def test_the_brokers_connections_carry_their_time_limits(database_url: str) -> None:
@@ -36,6 +36,7 @@ async def test_the_brokers_connections_carry_their_time_limits(database_url: str
                 for name in ("statement_timeout", "idle_in_transaction_session_timeout")
             }
             raw = (await connection.get_raw_connection()).driver_connection
+            assert raw is not None
             parameters = raw.info.get_parameters()
     finally:
         await database.dispose()

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from execbroker.auth.tokens import local_token
+from execbroker.localtoken import local_token
 
 
 def free_port() -> int:

@@ -8,21 +8,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
 from execbroker.auth.identity import Caller
+from execbroker.clock import ManualClock
 from execbroker.config import Settings
-from execbroker.lifecycle.changes import ChangeFeed
-from execbroker.lifecycle.engine import Engine
+from execbroker.factory import Factory, ProcessContext
 from execbroker.lifecycle.rules import EngineTimings
 from execbroker.model.records import SessionRecord
-from execbroker.planning.profile import profile_from_settings
-from execbroker.platforms.factory import build_platform
-from execbroker.services.offers import OfferService
-from execbroker.services.sessions import SessionService
-from execbroker.storage.database import Database
-from execbroker.storage.store import BrokerStore
 from tests.support.engine import ROLES
 
 ALICE = Caller("alice")
@@ -34,55 +28,42 @@ TIMINGS = EngineTimings(
 )
 
 
-class ManualClock:
-    def __init__(self, start: datetime) -> None:
-        self._now = start
-
-    def now(self) -> datetime:
-        return self._now
-
-    def set(self, when: datetime) -> None:
-        self._now = when
+def manual_settings(url: str, tmp: Path, **overrides: Any) -> Settings:
+    """Settings for a hand-driven broker: quick, exact steps on the mock platform."""
+    return Settings(
+        **{
+            "data_dir": tmp,
+            "database_url": url,
+            "prepare_estimates": dict.fromkeys(ROLES, 1.0),
+            "release_estimates": dict.fromkeys(ROLES, 1.0),
+            "planning_slack": 0,
+            "mock_prepare_seconds": dict.fromkeys(ROLES, 0.0),
+            "mock_release_seconds": dict.fromkeys(ROLES, 0.0),
+            "mock_run_seconds": 3600,
+            # TIMINGS, for the engine the factory builds.
+            "budget_slack": TIMINGS.budget_slack.total_seconds(),
+            "poll_interval": TIMINGS.poll_interval.total_seconds(),
+            "end_warning": TIMINGS.end_warning.total_seconds(),
+            **overrides,
+        }
+    )
 
 
 class Broker:
-    """Services, an engine and the mock platform on a clock that moves when told to."""
+    """Services, an engine and the mock platform on a clock that moves when told to, all
+    built by the factory (:func:`started` makes one)."""
 
-    def __init__(self, url: str, tmp: Path, **overrides: Any) -> None:
-        self.clock = ManualClock(START)
-        self.settings = Settings(
-            **{
-                "data_dir": tmp,
-                "database_url": url,
-                "prepare_estimates": dict.fromkeys(ROLES, 1.0),
-                "release_estimates": dict.fromkeys(ROLES, 1.0),
-                "planning_slack": 0,
-                "mock_prepare_seconds": dict.fromkeys(ROLES, 0.0),
-                "mock_release_seconds": dict.fromkeys(ROLES, 0.0),
-                "mock_run_seconds": 3600,
-                **overrides,
-            }
-        )
-        self.database = Database(self.settings.effective_database_url)
-        self.store = BrokerStore(self.database, pool="mock", clock=self.clock)
-        profile = profile_from_settings(self.settings)
-        self.offers = OfferService(
-            store=self.store, settings=self.settings, profile=profile, clock=self.clock
-        )
-        self.sessions = SessionService(
-            store=self.store,
-            clock=self.clock,
-            profile=profile,
-            max_duration=self.settings.planning.max_duration,
-        )
-        self.platform = build_platform(self.settings, self.clock)
-        self.engine = Engine(
-            store=self.store,
-            platform=self.platform,
-            clock=self.clock,
-            changes=ChangeFeed(),
-            timings=TIMINGS,
-        )
+    def __init__(self, context: ProcessContext) -> None:
+        self.context = context
+        self.clock = cast(ManualClock, context.clock)
+        self.settings = context.settings
+        self.database = context.database
+        self.store = context.store
+        self.platform = context.platform
+        self.engine = context.engine
+        factory = Factory(context)
+        self.sessions = factory.create_session_service()
+        self.offers = factory.create_offer_service(self.sessions)
 
     async def settle(self, at: datetime) -> None:
         """The engine catches up with ``at``."""
@@ -100,12 +81,13 @@ B = TypeVar("B", bound=Broker)
 
 @asynccontextmanager
 async def started(url: str, tmp: Path, kind: type[B], **overrides: Any) -> AsyncIterator[B]:
-    """A :class:`Broker` (of ``kind``) with its database migrated and its platform started."""
-    made = kind(url, tmp, **overrides)
-    await made.database.migrate()
-    await made.platform.start()
+    """A :class:`Broker` (of ``kind``): its database migrated and its platform started, but
+    no background loop: the test drives the engine (:meth:`Broker.settle`)."""
+    context = await ProcessContext.from_settings(
+        manual_settings(url, tmp, **overrides), ManualClock(START)
+    )
     try:
-        yield made
+        await context.start(loops=False)
+        yield kind(context)
     finally:
-        await made.platform.stop()
-        await made.database.dispose()
+        await context.aclose()

@@ -66,7 +66,7 @@ def recording_server(
         def note_name(_socket: ssl.SSLObject, name: str | None, _context: ssl.SSLContext) -> None:
             names.append(name)
 
-        tls.sni_callback = note_name  # type: ignore[assignment]
+        tls.sni_callback = note_name
         server.socket = tls.wrap_socket(server.socket, server_side=True)
         scheme = "https"
     thread = threading.Thread(target=server.serve_forever, name="recording-server", daemon=True)

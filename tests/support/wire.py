@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 import yaml
 
-from execbroker.api.formats import MEDIA_TYPES, MediaFormat, parse_body, render_body
+from execbroker.api.formats import parse_body, render_body
+from execbroker.api.formats.negotiation import MEDIA_TYPES, MediaFormat
 
 DATA = Path(__file__).parent.parent / "data"
 FORMATS = list(MediaFormat)

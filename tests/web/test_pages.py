@@ -13,8 +13,8 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
-from execbroker.auth.tokens import local_token
 from execbroker.config import Settings
+from execbroker.localtoken import local_token
 from execbroker.main import create_app
 from execbroker.web.dashboard import PAGE_POLICY, STATIC_FILES
 

@@ -8,13 +8,13 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from execbroker.api.formats import ParseLimits
+from execbroker.api.formats.limits import ParseLimits
 from execbroker.api.render import Renderer
 from execbroker.api.urls import base_url
 from execbroker.auth.identity import Authenticator, Caller
+from execbroker.background import BackgroundTaskManager
 from execbroker.config import Settings
 from execbroker.exceptions import UnauthorizedError
-from execbroker.lifecycle.changes import ChangeFeed
 from execbroker.platforms.base import Platform
 from execbroker.services.offers import OfferService
 from execbroker.services.sessions import SessionService
@@ -33,10 +33,10 @@ class Broker:
     offers: OfferService
     sessions: SessionService
     limits: ParseLimits
-    changes: ChangeFeed
     authenticator: Authenticator
     platform: Platform | None = None
     storage: StorageProbe | None = None
+    background: BackgroundTaskManager | None = None
 
 
 def _broker(request: Request) -> Broker:

@@ -17,7 +17,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from execbroker.api.formats import MediaFormat, format_for_accept
+from execbroker.api.formats.negotiation import MediaFormat, format_for_accept
 from execbroker.api.responses import respond
 from execbroker.exceptions import ClientError, RequestRefusedError
 from execbroker.model import kinds

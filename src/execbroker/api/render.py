@@ -11,7 +11,12 @@ from typing import Any
 
 from execbroker.model import kinds
 from execbroker.model.isotime import format_duration, format_instant
-from execbroker.model.phases import ACTIVE_SESSION_PHASES, SessionPhase
+from execbroker.model.phases import (
+    ACTIVE_SESSION_PHASES,
+    EXTEND_PATH,
+    SessionPhase,
+    phase_options,
+)
 from execbroker.model.records import (
     ComponentRecord,
     ComponentRole,
@@ -20,7 +25,6 @@ from execbroker.model.records import (
     SessionRecord,
 )
 from execbroker.model.wire import EnumValueOption, IntegerDeltaOption, MessageItem, dump
-from execbroker.services.sessions import EXTEND_PATH, phase_options
 
 __all__ = ["Renderer"]
 

@@ -14,14 +14,13 @@ from fastapi import Depends, Request
 from fastapi.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from execbroker.api.formats import (
+from execbroker.api.formats import parse_body, render_body
+from execbroker.api.formats.limits import ParseLimits
+from execbroker.api.formats.negotiation import (
     MEDIA_TYPES,
     MediaFormat,
-    ParseLimits,
     format_for_accept,
     format_for_content_type,
-    parse_body,
-    render_body,
 )
 from execbroker.api.writers import WRITERS
 from execbroker.exceptions import BodyTooLargeError, MalformedBodyError

@@ -24,7 +24,8 @@ from typing import Any
 
 import anyio.to_thread
 
-from execbroker.api.formats import MediaFormat, render_body
+from execbroker.api.formats import render_body
+from execbroker.api.formats.negotiation import MediaFormat
 
 __all__ = ["WRITERS", "BodyWriters"]
 

@@ -8,8 +8,9 @@ The file maps each token to a username::
 
 On first start the broker creates it, readable by its owner only, with one random token for
 the local user (``default_owner``), so that ``make run`` works at once and the project's tools
-find the token without copy-paste. The file is read again when it changes, so operators add
-and revoke tokens without a restart. Tokens are kept only as SHA-256 digests in memory.
+find the token without copy-paste (:mod:`execbroker.localtoken`). The file is read again when
+it changes, so operators add and revoke tokens without a restart. Tokens are kept only as
+SHA-256 digests in memory.
 
 Revocation fails closed: a file that cannot be read whole (it does not parse, is empty, is
 not a mapping, holds a token too short or a username the broker cannot store: longer than
@@ -31,7 +32,7 @@ import yaml
 from execbroker.auth.identity import Identity, username_problem
 from execbroker.exceptions import UnauthorizedError
 
-__all__ = ["TokenFile", "ensure_tokens_file", "local_token"]
+__all__ = ["TokenFile", "ensure_tokens_file"]
 
 logger = logging.getLogger(__name__)
 
@@ -93,15 +94,6 @@ def _describe(problem: Exception) -> str:
     if isinstance(problem, OSError):
         return problem.strerror or type(problem).__name__
     return str(problem)
-
-
-def local_token(path: Path, *, user: str) -> str | None:
-    """The first token of ``user`` in the file (what the CLI and dashboard use locally)."""
-    try:
-        tokens = _read(path)
-    except (OSError, ValueError, UnicodeDecodeError, yaml.YAMLError):
-        return None
-    return next((token for token, name in tokens.items() if name == user), None)
 
 
 class TokenFile:

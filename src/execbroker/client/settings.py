@@ -2,8 +2,8 @@
 
 In order: the arguments given; ``EXECBROKER_URL`` and ``EXECBROKER_TOKEN``; and, for a broker
 on this machine (a loopback URL), the local tokens file the broker wrote on its first start
-(``<data dir>/tokens.yaml``, found through the broker's own settings, so that
-``EXECBROKER_DATA_DIR`` and ``EXECBROKER_TOKENS_FILE`` are honoured). The local file is never
+(``<data dir>/tokens.yaml``, found as the broker finds it, so that ``EXECBROKER_DATA_DIR``
+and ``EXECBROKER_TOKENS_FILE`` are honoured: :mod:`execbroker.localtoken`). The local file is never
 read for a remote URL: its token means nothing there and must not travel. Nor does it go to a
 loopback port that another OS user's process holds (:mod:`execbroker.client.loopback`):
 the connection then carries no token and says why (``withheld``).
@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
-import yaml
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from execbroker.auth.tokens import local_token
 from execbroker.client.loopback import untrusted_listener
+from execbroker.localtoken import find_local_token
 
 __all__ = ["DEFAULT_URL", "ClientSettings", "Connection", "resolve_connection"]
 
@@ -71,7 +69,7 @@ def resolve_connection(url: str | None = None, token: str | None = None) -> Conn
     if settings.token is not None and settings.token.get_secret_value():
         return Connection(base, settings.token.get_secret_value(), "environment")
     if is_local(base):
-        found = _local_token()
+        found = find_local_token()
         if found is not None:
             parsed = httpx.URL(base)
             port = parsed.port or (443 if parsed.scheme == "https" else 80)
@@ -92,16 +90,3 @@ def is_local(url: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _local_token() -> tuple[str, Path] | None:
-    """The local user's token from the broker's tokens file, and the file's path."""
-    from execbroker.config import load_settings  # noqa: PLC0415 - only for a local broker
-
-    try:
-        settings = load_settings()
-    except (ValidationError, OSError, TypeError, ValueError, yaml.YAMLError):
-        return None  # the broker's settings do not read here: no local token to offer
-    path = settings.effective_tokens_file
-    found = local_token(path, user=settings.auth.default_owner)
-    return None if found is None else (found, path)

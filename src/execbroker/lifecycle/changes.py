@@ -25,10 +25,11 @@ from types import TracebackType
 from typing import Any
 from uuid import UUID
 
+from execbroker.background import Wake
 from execbroker.exceptions import TooManyWaitersError
 from execbroker.metrics import WAITERS_REFUSED
 
-__all__ = ["ChangeFeed", "SessionWatch", "Snapshot", "WaiterSlot"]
+__all__ = ["ChangeFeed", "SessionChanges", "SessionWatch", "Snapshot", "WaiterSlot"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,12 +119,20 @@ class WaiterSlot:
 
 
 class ChangeFeed:
+    """The waiters of this process, by session, and the changes that wake them."""
+
     def __init__(self, *, recheck: float = 5.0, max_per_user: int | None = None) -> None:
         self.recheck = recheck
         self.max_per_user = max_per_user
         self.outbox: Callable[[UUID], None] | None = None
         self._watches: dict[UUID, SessionWatch] = {}
         self._per_user: Counter[str] = Counter()
+
+    def share(self, *, outbox: Callable[[UUID], None], recheck: float) -> None:
+        """Other brokers share the database: send every change through ``outbox`` too, and
+        re-read watched sessions every ``recheck`` seconds (their changes may be missed)."""
+        self.outbox = outbox
+        self.recheck = recheck
 
     def publish(self, uuid: UUID) -> None:
         """This process changed ``uuid``: wake its waiters here and tell the others."""
@@ -174,3 +183,18 @@ class ChangeFeed:
             watch.waiters -= 1
             if watch.waiters == 0 and self._watches.get(uuid) is watch:
                 del self._watches[uuid]
+
+
+class SessionChanges:
+    """What a service tells the rest of the broker when it has changed a session: its
+    waiters (the :class:`ChangeFeed`) and the engine (which has work now) are woken."""
+
+    def __init__(self, feed: ChangeFeed, *, engine: Wake | None = None) -> None:
+        self.feed = feed
+        self._engine = engine
+
+    def changed(self, uuid: UUID) -> None:
+        """``uuid`` changed (an accept, a cancel, an update, a direct run, an expiry)."""
+        self.feed.publish(uuid)
+        if self._engine is not None:
+            self._engine.set()

@@ -2,15 +2,18 @@
 
 Every pending action lives in the database as a due time (``sessions.next_due``, and
 ``components.due`` for each component's own next action). The engine claims due sessions
-in batches with a lease, runs :func:`~execbroker.lifecycle.rules.advance` on each of them
+in batches with a lease, runs :func:`~execbroker.lifecycle.apply.advance` on each of them
 concurrently (platform calls included), and commits the results in one transaction.
 A failure in one session is logged with its id and retried later; it never holds up the
 rest. Nothing sleeps inside a step: a step that has to wait says when to come back.
 
 A slow platform cannot stall the others either. A pass waits ``step_deadline`` for its
 steps, commits those that finished, and lets the slow ones go on in the background: each
-commits on its own when its platform calls return (it still holds its session's lease,
-and every platform call has a deadline shorter than the lease: ``EngineTimings``).
+commits on its own when its platform calls return. It still holds its session's claim
+then: every platform call has a deadline (``EngineTimings.call_deadline``, at most half the
+lease), and the whole step has one too (half the lease, counted from its claim), past which
+it makes no platform call and leaves the rest to a later pass. So a step never outlives its
+claim, and no other broker takes the session over while a step of this one still acts on it.
 """
 
 from __future__ import annotations
@@ -23,13 +26,18 @@ import time
 from datetime import datetime, timedelta
 from uuid import uuid4
 
+from execbroker.background import TaskGroup, Wake
 from execbroker.clock import Clock
-from execbroker.lifecycle.background import BackgroundLoop
+from execbroker.lifecycle.apply import advance
 from execbroker.lifecycle.changes import ChangeFeed
-from execbroker.lifecycle.derive import derive_session_phase, still_releasing
-from execbroker.lifecycle.rules import Advance, EngineTimings, advance
+from execbroker.lifecycle.rules import EngineTimings
 from execbroker.metrics import ENGINE_PASSES, LATE_STEPS, STEP_DURATION, STEP_LATENESS
-from execbroker.model.phases import TERMINAL_COMPONENT_PHASES
+from execbroker.model.advance import Advance
+from execbroker.model.phases import (
+    TERMINAL_COMPONENT_PHASES,
+    derive_session_phase,
+    still_releasing,
+)
 from execbroker.model.records import SessionRecord
 from execbroker.platforms.base import Platform
 from execbroker.storage.store import BrokerStore
@@ -39,8 +47,9 @@ __all__ = ["Engine"]
 logger = logging.getLogger(__name__)
 
 
-class Engine(BackgroundLoop):
-    name = "execbroker-engine"
+class Engine:
+    """Advances due sessions. The background manager repeats :meth:`run_pass` (waking it
+    through :attr:`wake`); tests call :meth:`run_once` on a manual clock."""
 
     def __init__(
         self,
@@ -50,6 +59,7 @@ class Engine(BackgroundLoop):
         clock: Clock,
         changes: ChangeFeed,
         timings: EngineTimings,
+        late_steps: TaskGroup,
         batch_size: int = 200,
         batch_window: float = 0.0,
         lease: timedelta = timedelta(seconds=60),
@@ -58,7 +68,7 @@ class Engine(BackgroundLoop):
         single_process: bool = True,
         step_deadline: float | None = 2.0,
     ) -> None:
-        super().__init__()
+        self.wake = Wake()
         self._store = store
         self._platform = platform
         self._clock = clock
@@ -71,29 +81,29 @@ class Engine(BackgroundLoop):
         self._retry = retry
         self._single_process = single_process
         self._step_deadline = step_deadline
-        self._late: set[asyncio.Task[None]] = set()
+        self._late = late_steps
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:8]}"
 
     async def reconcile(self) -> None:
         """Before serving: resume what the database says is under way, and release what
         the platform has that no live component owns."""
         if self._single_process:
-            released = await self._store.release_all_claims()
+            released = await self._store.claims.release_all()
             if released:
                 logger.info("claims of a previous run released", extra={"count": released})
         live = await self._platform.objects()
-        phases = await self._store.component_phases(live)
+        phases = await self._store.claims.component_phases(live)
         for uuid in live:
             phase = phases.get(uuid)
             if phase is None or phase in TERMINAL_COMPONENT_PHASES:
                 logger.warning("releasing orphaned platform object", extra={"component": str(uuid)})
                 await self._platform.release_orphan(uuid)
         # From now on the platform sweeps orphans and duplicates itself (issue 22, item 3).
-        self._platform.sweep_periodically(self._store.component_phases)
+        self._platform.sweep_periodically(self._store.claims.component_phases)
 
     def poke(self) -> None:
         """Something is due now (an accept, a cancel, a direct run)."""
-        self._wake.set()
+        self.wake.set()
 
     async def run_once(self) -> int:
         """Claim one batch of due sessions, advance and commit them; how many there were."""
@@ -103,30 +113,36 @@ class Engine(BackgroundLoop):
         """One pass: how many sessions it took up, and when the next step nobody holds is
         due (None: nothing is)."""
         now = self._clock.now()
-        batch = await self._store.claim_due(
+        batch = await self._store.claims.claim_due(
             worker=self.worker, now=now, lease_until=now + self._lease, limit=self._batch_size
         )
         if not batch:
-            return 0, await self._store.next_step_due(now=now)
+            return 0, await self._store.claims.next_step_due(now=now)
         ENGINE_PASSES.observe(len(batch))
         steps = [asyncio.ensure_future(self._advance(session, now)) for session in batch]
         done, slow = await asyncio.wait(steps, timeout=self._step_deadline)
         advances = [step.result() for step in steps if step in done]
-        written, upcoming = await self._store.commit_advances(advances, worker=self.worker, now=now)
+        written, upcoming = await self._store.claims.commit_advances(
+            advances, worker=self.worker, now=now
+        )
         for uuid in written:
             self._changes.publish(uuid)
         for step in slow:
-            late = asyncio.create_task(self._commit_late(step), name="execbroker-late-step")
-            self._late.add(late)
-            late.add_done_callback(self._late.discard)
+            self._late.spawn(step, self._commit_late(step))
         return len(batch), upcoming
 
     async def _commit_late(self, step: asyncio.Future[Advance]) -> None:
         """A step that outlived its pass's deadline commits on its own when it is done."""
         LATE_STEPS.inc()
         try:
+            await self._commit_step(step)
+        finally:
+            self._late.forget(step)
+
+    async def _commit_step(self, step: asyncio.Future[Advance]) -> None:
+        try:
             found = await step
-            written, _ = await self._store.commit_advances(
+            written, _ = await self._store.claims.commit_advances(
                 [found], worker=self.worker, now=self._clock.now()
             )
         except Exception:
@@ -136,19 +152,18 @@ class Engine(BackgroundLoop):
             self._changes.publish(uuid)
         self.poke()
 
-    async def stop(self) -> None:
-        await super().stop()
-        for late in list(self._late):
-            late.cancel()
-        await asyncio.gather(*self._late, return_exceptions=True)
-
     async def _advance(self, session: SessionRecord, now: datetime) -> Advance:
         if session.next_due is not None:
             STEP_LATENESS.observe(max(0.0, (now - session.next_due).total_seconds()))
         started = time.perf_counter()
         try:
             return await advance(
-                session, self._platform, now=now, timings=self._timings, clock=self._clock
+                session,
+                self._platform,
+                now=now,
+                timings=self._timings,
+                clock=self._clock,
+                budget=self._lease / 2,  # the rest of the lease is for committing
             )
         except Exception:
             logger.exception(
@@ -174,24 +189,22 @@ class Engine(BackgroundLoop):
         finally:
             STEP_DURATION.observe(time.perf_counter() - started)
 
-    async def _run(self) -> None:
-        while True:
-            # Clear before the pass, so that a poke during it is not lost.
-            self._wake.clear()
-            try:
-                taken, upcoming = await self._pass()
-                if taken >= self._batch_size:
-                    continue  # more may be due: no pause
-                pause = self._idle
-                if upcoming is not None:
-                    until = (upcoming - self._clock.now()).total_seconds()
-                    pause = min(self._idle, max(until, 0.01))
-            except Exception:
-                logger.exception("engine pass failed; trying again")
-                pause = self._idle
-            if self._batch_window:
-                # Not woken early: what falls due meanwhile is taken in one pass.
-                await asyncio.sleep(min(self._batch_window, pause))
-                pause -= self._batch_window
-            if pause > 0:
-                await self._sleep(pause)
+    async def run_pass(self) -> float:
+        """One pass of the engine's loop; seconds until the next is due (0: at once)."""
+        taken, upcoming = await self._pass()
+        if taken >= self._batch_size:
+            return 0.0  # more may be due: no pause
+        pause = self._idle
+        if upcoming is not None:
+            until = (upcoming - self._clock.now()).total_seconds()
+            pause = min(self._idle, max(until, 0.01))
+        if self._batch_window:
+            # Not woken early: what falls due meanwhile is taken in one pass.
+            await asyncio.sleep(min(self._batch_window, pause))
+            pause -= self._batch_window
+        return max(pause, 0.0)
+
+    @property
+    def idle(self) -> float:
+        """Seconds between passes when nothing is due (and after a failed pass)."""
+        return self._idle

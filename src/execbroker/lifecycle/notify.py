@@ -20,6 +20,8 @@ from uuid import UUID, uuid4
 import psycopg
 from sqlalchemy.engine import URL
 
+from execbroker.background import BackgroundTaskManager
+
 __all__ = ["CHANNEL", "PostgresNotifier"]
 
 logger = logging.getLogger(__name__)
@@ -33,6 +35,8 @@ def _dsn(url: URL) -> str:
 
 
 class PostgresNotifier:
+    """Sends this process's changes to the other brokers and delivers theirs."""
+
     def __init__(
         self,
         url: URL,
@@ -46,28 +50,21 @@ class PostgresNotifier:
         self._deliver = deliver
         self._sender = uuid4().hex[:12]
         self._outbox: asyncio.Queue[UUID] = asyncio.Queue()
-        self._tasks: list[asyncio.Task[None]] = []
         self._listening = asyncio.Event()
 
     def send(self, uuid: UUID) -> None:
         """Queue ``uuid`` for the other processes (never blocks the caller)."""
         self._outbox.put_nowait(uuid)
 
-    async def start(self, *, within: float = 10) -> None:
-        self._tasks = [
-            asyncio.create_task(self._listen(), name="execbroker-listen"),
-            asyncio.create_task(self._send(), name="execbroker-notify"),
-        ]
-        # Serve only once changes from the others can be heard.
+    def start(self, background: BackgroundTaskManager) -> None:
+        """Listen and send from now on, as tasks of ``background``."""
+        background.spawn("change-listener", self._listen())
+        background.spawn("change-sender", self._send())
+
+    async def listening(self, *, within: float = 10) -> None:
+        """Return once changes from the others can be heard (serve only then)."""
         async with asyncio.timeout(within):
             await self._listening.wait()
-
-    async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     async def _listen(self) -> None:
         backoff = 0.5

@@ -1,8 +1,9 @@
 """The retention job: deletes ended sessions and offer sets once they are old enough.
 
-Every ``interval`` seconds it deletes what ended (and did not change) more than ``keep``
-ago, in short batches (see :mod:`execbroker.storage.retention`), and counts what it deleted
-in ``execbroker_retention_deleted_total``. Several brokers sharing a database may all run it:
+Every ``interval`` seconds (the background manager repeats :meth:`RetentionJob.run_pass`)
+it deletes what ended (and did not change) more than ``keep`` ago, in short batches (see
+:mod:`execbroker.storage.retention`), and counts what it deleted in
+``execbroker_retention_deleted_total``. Several brokers sharing a database may all run it:
 a record deleted by one is simply not found by the others.
 """
 
@@ -12,7 +13,6 @@ import logging
 from datetime import timedelta
 
 from execbroker.clock import Clock
-from execbroker.lifecycle.background import BackgroundLoop
 from execbroker.metrics import RETENTION_DELETED
 from execbroker.storage.database import Database
 from execbroker.storage.retention import Purged, purge_ended
@@ -22,17 +22,16 @@ __all__ = ["RetentionJob"]
 logger = logging.getLogger(__name__)
 
 
-class RetentionJob(BackgroundLoop):
-    name = "execbroker-retention"
+class RetentionJob:
+    """Deletes ended records older than ``keep``, every ``interval`` seconds."""
 
     def __init__(
         self, *, database: Database, clock: Clock, keep: timedelta, interval: float
     ) -> None:
-        super().__init__()
+        self.interval = interval
         self._database = database
         self._clock = clock
         self._keep = keep
-        self._interval = interval
 
     async def run_once(self) -> Purged:
         """One pass: delete what ended more than ``keep`` ago; what it deleted."""
@@ -46,11 +45,7 @@ class RetentionJob(BackgroundLoop):
             )
         return purged
 
-    async def _run(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                await self.run_once()
-            except Exception:
-                logger.exception("retention pass failed; trying again")
-            await self._sleep(self._interval)
+    async def run_pass(self) -> float:
+        """One pass of the background loop; seconds until the next."""
+        await self.run_once()
+        return self.interval

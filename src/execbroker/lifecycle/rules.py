@@ -1,73 +1,101 @@
-"""What the engine does with one session at one instant: DESIGN §3 as code.
+"""DESIGN §3, the lifecycle rules, as pure functions: each rule takes a component, what it
+depends on, the time and the engine's timings, and returns a **decision**. Nothing here
+calls a platform or writes anything: :mod:`execbroker.lifecycle.apply` applies decisions
+and makes the platform calls they ask for.
 
-:func:`advance` looks at every component, acts on those whose time has come (or whose
-circumstances changed), and returns what changed. Each component follows its own rule:
+The rules, and the function that codes each (``docs/development.md`` adds the tests):
 
-- **storage, executable** prepare at their planned prepare start;
-- **data** prepares at its start, and fails at once if its storage is not AVAILABLE;
-- **compute** prepares at its start, and fails at once if the executable or anything it
-  mounts is not AVAILABLE — unless that dependency has not yet had its planned preparing
-  time since it actually started (it started late: the broker was down, or the offer was
-  accepted close to its start), in which case it waits for it (the same holds for data and
-  its storage); it becomes AVAILABLE when the platform has it up,
-  RUNNING while the executable runs;
-- a component still preparing when its budget (planned duration + slack) runs out is
-  CANCELLED;
-- the run ends when the executable exits (0: COMPLETED, else FAILED), when the offered time
-  is up, or when the user cancels; then everything is released — compute first, then the
-  executable and data, then storage — and each component ends COMPLETED, or FAILED /
-  CANCELLED when that is what happened to it;
-- any failure ends the session FAILED, after releasing the rest;
-- volume mounts follow their compute resource.
+1. **Storage and the executable** start preparing at their planned prepare start, which the
+   planner puts at accept (or later, for a session that starts days ahead): :func:`start`,
+   for a component that needs nothing.
+2. **Data** waits for its prepare start, then fails at once if its storage is not AVAILABLE:
+   :func:`start` with the storage as its dependency (:mod:`execbroker.model.graph`).
+3. **Compute** waits likewise for the executable and everything it mounts: :func:`start`.
+   *Exception (not in DESIGN, see ``docs/architecture.md``):* a dependency that can still be
+   ready in time through no fault of the platform's is waited for, not failed:
+   :func:`still_coming`. It is preparing within its budget (it started late, or it overruns
+   by less than the budget's slack: the grace applies at the dependent's check too), or it
+   has not started because its own start has not come or because what *it* needs is still
+   coming (transitively).
+4. **Prepare budget:** a component still preparing when its planned preparing time plus the
+   slack has passed since it started is cancelled, and with it the session:
+   :func:`prepare_budget`. It is judged when a poll answers; while the platform cannot be
+   reached, the component waits (:func:`unreachable`), as that is not its fault.
+5. **Run end:** the executable's exit (:func:`exited`; 0 is COMPLETED, else FAILED), the
+   offered time running out (:func:`time_up`), or a user's cancel end the run; then every
+   component is released in order (:func:`may_release`: compute first, then the executable
+   and data, then each storage after the data it holds) with its outcome
+   (:func:`release_outcome`). A component not yet started when the run ends is cancelled
+   (:func:`start`); one preparing is released CANCELLED (:func:`preparing`).
+6. **End warning:** an interactive session warns its user ``end_warning`` before its end:
+   :func:`end_warning`.
 
-Platform calls are idempotent by component, so running :func:`advance` again after a crash
-adopts what was already started instead of starting it twice.
+Beyond DESIGN, two rules keep what happened true across a crash: **commit the reason before
+asking for a release** (a release whose reason the platform cannot tell back, a failure, a
+cancel or time up, is committed first and asked for on the next pass; a component the
+platform never had ends at once: :func:`release_step`, :func:`fail_step`); and **any failure
+ends the session FAILED** after the rest is released (:func:`failure_ending`,
+:func:`released`).
+
+Platform answers are decisions too: :func:`on_status` (while preparing or up),
+:func:`released` (while releasing) and :func:`adopted_release` (the platform is releasing
+what the broker thought was up). A volume mount follows its compute: :func:`volume_phase`.
+The session's own phase is derived from its components by
+:func:`execbroker.model.phases.derive_session_phase`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
-from uuid import UUID
+from enum import StrEnum
 
-from execbroker.clock import Clock
-from execbroker.lifecycle.derive import derive_session_phase, still_releasing
-from execbroker.model import kinds
 from execbroker.model.isotime import format_duration, format_instant
-from execbroker.model.messages import make_message
 from execbroker.model.phases import (
     TERMINAL_COMPONENT_PHASES,
     ComponentPhase,
-    ConnectorStatus,
     MessageLevel,
     SessionPhase,
 )
-from execbroker.model.records import ComponentRecord, ComponentRole, SessionRecord
-from execbroker.model.wire import MessageItem
-from execbroker.platforms.base import (
-    Platform,
-    PlatformError,
-    PlatformState,
-    PlatformStatus,
-    PlatformUnavailableError,
-    Work,
-)
+from execbroker.model.records import ComponentRecord, ComponentRole, Schedule
+from execbroker.platforms.base import PlatformState, PlatformStatus
 
-__all__ = ["Advance", "ComponentChange", "EngineTimings", "advance"]
-
-logger = logging.getLogger(__name__)
-
-_ORDER = (
-    ComponentRole.STORAGE,
-    ComponentRole.EXECUTABLE,
-    ComponentRole.DATA,
-    ComponentRole.COMPUTE,
-    ComponentRole.VOLUME,
-)
-_MAX_ROUNDS = 12
+__all__ = [
+    "Action",
+    "Become",
+    "Call",
+    "Decision",
+    "Dependency",
+    "Ending",
+    "EngineTimings",
+    "Fail",
+    "Note",
+    "Release",
+    "ReleaseStep",
+    "Wait",
+    "adopted_release",
+    "budget_deadline",
+    "end_warning",
+    "exited",
+    "fail_step",
+    "failure_ending",
+    "may_release",
+    "next_look",
+    "on_status",
+    "prepare_budget",
+    "preparing",
+    "release_outcome",
+    "release_step",
+    "released",
+    "run_end",
+    "start",
+    "still_coming",
+    "time_up",
+    "unreachable",
+    "up",
+    "volume_phase",
+]
 
 
 @dataclass(frozen=True)
@@ -80,635 +108,562 @@ class EngineTimings:
     call_deadline: timedelta = timedelta(seconds=30)
 
 
-@dataclass
-class ComponentChange:
-    uuid: UUID
+# ---------------------------------------------------------------------- decisions
+
+
+class Action(StrEnum):
+    """What the engine may ask a platform to do with a component."""
+
+    PREPARE = "prepare"
+    POLL = "poll"
+    RELEASE = "release"
+
+
+@dataclass(frozen=True)
+class Note:
+    """A message to add: to the component, or to the session (``session=True``)."""
+
+    level: MessageLevel
+    template: str
+    values: Mapping[str, object] = field(default_factory=dict)
+    session: bool = False
+
+
+@dataclass(frozen=True)
+class Ending:
+    """The run is over: the session ends ``phase`` once everything is released. The first
+    ending decided stands (a FAILED outranks a later one)."""
+
+    phase: SessionPhase
+    note: Note
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Nothing to do until ``until`` (None: until something else changes)."""
+
+    until: datetime | None
+
+
+@dataclass(frozen=True)
+class Call:
+    """Ask the platform to ``action`` the component; its answer goes to :func:`on_status`
+    (or :func:`released`). ``warning`` is said first, and marks the session warned."""
+
+    action: Action
+    warning: Note | None = None
+
+
+@dataclass(frozen=True)
+class Become:
+    """The component is now ``phase``; look at it again at ``due``."""
+
     phase: ComponentPhase
     due: datetime | None
-    outcome: ComponentPhase | None
-    started_at: datetime | None
-    exit_code: int | None
-    messages: list[MessageItem] = field(default_factory=list)
+    notes: tuple[Note, ...] = ()
+    platform_notes: bool = False  # keep what the platform found worth saying (a checksum)
+    ending: Ending | None = None
+    outcome: ComponentPhase | None = None
 
 
-@dataclass
-class Advance:
-    """What one pass over a session changed, to be committed together."""
+@dataclass(frozen=True)
+class Fail:
+    """The component failed, and with it the session: released if it started, then FAILED."""
 
-    session_uuid: UUID
-    revision: int
-    phase: SessionPhase
-    releasing: bool  # its phase is final, its components are not all released yet
-    next_due: datetime | None
-    ending: SessionPhase | None
-    warned: bool
-    connectors: list[dict[str, Any]]
-    components: list[ComponentChange]
-    messages: list[MessageItem] = field(default_factory=list)
-    # Components whose release this pass decided but left for the next one to ask for.
-    deferred: frozenset[UUID] = frozenset()
+    note: Note
 
 
-class _Component:
-    """A component's working state during one pass."""
+@dataclass(frozen=True)
+class Release:
+    """Release the component, which ends ``outcome`` (FAILED wins over an earlier outcome;
+    any other keeps it). ``ending`` is the run's end this decides; ``defer`` commits the
+    decision before the platform is asked; ``already``: the platform is releasing it
+    already, and its answer is the release's."""
 
-    def __init__(self, record: ComponentRecord) -> None:
-        self.record = record
-        self.phase = record.phase
-        self.due = record.due
-        self.outcome = record.outcome
-        self.started_at = record.started_at
-        self.exit_code = record.exit_code
-        self.messages: list[MessageItem] = []
-
-    @property
-    def role(self) -> ComponentRole:
-        return self.record.role
-
-    @property
-    def name(self) -> str:
-        return self.record.name
-
-    @property
-    def ended(self) -> bool:
-        return self.phase in TERMINAL_COMPONENT_PHASES
-
-    def changed(self) -> bool:
-        r = self.record
-        return bool(self.messages) or (
-            (self.phase, self.due, self.outcome, self.started_at, self.exit_code)
-            != (r.phase, r.due, r.outcome, r.started_at, r.exit_code)
-        )
-
-    def change(self) -> ComponentChange:
-        return ComponentChange(
-            uuid=self.record.uuid,
-            phase=self.phase,
-            due=None if self.ended else self.due,
-            outcome=self.outcome,
-            started_at=self.started_at,
-            exit_code=self.exit_code,
-            messages=self.messages,
-        )
+    outcome: ComponentPhase
+    ending: Ending | None = None
+    notes: tuple[Note, ...] = ()
+    platform_notes: bool = False
+    defer: bool = False
+    exit_code: int | None = None
+    already: bool = False
 
 
-class _Pass:
-    def __init__(
-        self,
-        session: SessionRecord,
-        platform: Platform,
-        now: datetime,
-        timings: EngineTimings,
-        clock: Clock | None = None,
-    ) -> None:
-        self.session = session
-        self.platform = platform
-        self.now = now
-        self.timings = timings
-        self.clock = clock
-        self.ending = session.ending
-        self.warned = session.warned
-        self.connectors = [dict(c) for c in session.connectors]
-        self.messages: list[MessageItem] = []
-        self.parts = [
-            _Component(c)
-            for role in _ORDER
-            for c in sorted(session.components_of(role), key=lambda c: c.position)
-        ]
-        self.by_uuid = {str(p.record.uuid): p for p in self.parts}
-        self.compute = next((p for p in self.parts if p.role is ComponentRole.COMPUTE), None)
-        self.progress = False
-        # Releases decided in this pass whose platform call waits for the next one.
-        self.deferred: set[UUID] = set()
-
-    # -- messages and decisions -------------------------------------------------------
-
-    def note(
-        self, part: _Component | None, level: MessageLevel, template: str, **values: object
-    ) -> None:
-        # Stamped when it happened: after a slow platform call, later than the pass began.
-        item = make_message(
-            level, template, values, time=self.clock.now() if self.clock else self.now
-        )
-        (part.messages if part else self.messages).append(item)
-
-    def decide(self, ending: SessionPhase, template: str, **values: object) -> None:
-        """The run is over; the first decision stands (a FAILED outranks a later one)."""
-        if self.ending is None:
-            self.ending = ending
-            level = MessageLevel.ERROR if ending is SessionPhase.FAILED else MessageLevel.INFO
-            self.note(None, level, template, **values)
-        self.progress = True
-
-    def move(self, part: _Component, phase: ComponentPhase, due: datetime | None = None) -> None:
-        if part.phase is not phase:
-            part.phase = phase
-            self.progress = True
-        part.due = due
-
-    # -- platform calls ---------------------------------------------------------------
-
-    async def call(self, part: _Component, action: str) -> PlatformStatus | None:
-        work = Work(self.session, part.record)
-        try:
-            async with asyncio.timeout(self.timings.call_deadline.total_seconds()):
-                match action:
-                    case "prepare":
-                        return await self.platform.prepare(work)
-                    case "release":
-                        return await self.platform.release(work)
-                    case _:
-                        return await self.platform.poll(work)
-        except TimeoutError:
-            # Its outcome is unknown: tried again soon (platform calls are idempotent by
-            # component, so a create that did arrive is adopted, not made twice).
-            logger.warning(
-                "platform call timed out; trying again",
-                extra={"session": str(self.session.uuid), "action": action},
-            )
-            part.due = self.now + self.timings.poll_interval
-            return None
-        except PlatformError as failure:
-            self.fail(
-                part,
-                "The platform refused to {action} {name}: {error}",
-                action=action,
-                name=part.name,
-                error=str(failure),
-            )
-            return None
-        except PlatformUnavailableError as unavailable:
-            # Not the component's fault: it stays where it is and the step is tried again.
-            part.due = self.now + (unavailable.retry_after or self.timings.poll_interval)
-            return None
-
-    # -- the rules ------------------------------------------------------------------
-
-    def fail(self, part: _Component, template: str, **values: object) -> None:
-        """The component failed: release what the platform has of it, end FAILED."""
-        self.note(part, MessageLevel.ERROR, template, **values)
-        part.outcome = ComponentPhase.FAILED
-        self.decide(
-            SessionPhase.FAILED,
-            "The session failed: {name} failed",
-            name=part.name,
-        )
-        if part.started_at is None or part.phase is ComponentPhase.RELEASING:
-            self.move(part, ComponentPhase.FAILED)
-        else:
-            # As in release(): the failure is committed before the platform is asked to
-            # release, or a crash in between would leave only a release to read back, which
-            # looks like a normal ending.
-            self.move(part, ComponentPhase.RELEASING, self.now)
-            self.deferred.add(part.record.uuid)
-
-    def wants_attention(self, part: _Component) -> bool:
-        if part.ended or part.record.uuid in self.deferred:
-            return False
-        if self.ending is not None and part.phase is not ComponentPhase.RELEASING:
-            return True
-        return part.due is None or part.due <= self.now
-
-    async def step(self, part: _Component) -> None:
-        if not self.wants_attention(part):
-            return
-        if part.role is ComponentRole.VOLUME:
-            self.follow_compute(part)
-            return
-        match part.phase:
-            case ComponentPhase.INITIALIZING | ComponentPhase.WAITING:
-                await self.start(part)
-            case ComponentPhase.PREPARING:
-                await self.preparing(part)
-            case ComponentPhase.AVAILABLE | ComponentPhase.RUNNING:
-                await self.up(part)
-            case ComponentPhase.RELEASING:
-                await self.releasing(part)
-            case _:
-                pass
-
-    async def start(self, part: _Component) -> None:
-        if self.ending is not None:
-            part.outcome = ComponentPhase.CANCELLED
-            self.move(part, ComponentPhase.CANCELLED)
-            self.note(part, MessageLevel.INFO, "Not started: the session ended first")
-            return
-        begin = part.record.schedule.prepare_start
-        if self.now < begin:
-            part.due = begin
-            return
-        late = self.late_dependencies(part)
-        if late:
-            # They started late, not slowly: wait for them to have had their planned time.
-            part.due = self.now + self.timings.poll_interval
-            return
-        missing = self.unready_dependencies(part)
-        if missing:
-            self.fail(
-                part,
-                "{name} cannot start: {missing} not AVAILABLE at its prepare start",
-                name=part.name,
-                missing=missing,
-            )
-            return
-        status = await self.call(part, "prepare")
-        if status is None:
-            return
-        part.started_at = self.now
-        self.note(part, MessageLevel.INFO, "Preparing {name}", name=part.name)
-        self.move(part, ComponentPhase.PREPARING, self.now)
-        await self.apply(part, status)
-
-    def late_dependencies(self, part: _Component) -> list[_Component]:
-        """Dependencies not ready for reasons that are not the platform's fault: waited
-        for, rather than failing ``part``."""
-        return [needed for needed in self.dependencies(part) if self.late(needed)]
-
-    def late(self, part: _Component) -> bool:
-        """Whether ``part`` is behind its plan through no fault of the platform's: it is
-        preparing and has not yet had its planned preparing time since it actually started
-        (it started late: the broker was down, or the offer was accepted close to its
-        start); or it has not started, because its own start has not come or because what
-        it needs is late in the same way (transitively: a data resource waiting behind a
-        late storage makes its compute wait too)."""
-        match part.phase:
-            case ComponentPhase.PREPARING:
-                return (
-                    part.started_at is not None
-                    and self.now < part.started_at + part.record.schedule.prepare_duration
-                )
-            case ComponentPhase.INITIALIZING | ComponentPhase.WAITING:
-                if self.now < part.record.schedule.prepare_start:
-                    return True
-                return any(self.late(needed) for needed in self.dependencies(part))
-            case _:
-                return False
-
-    def dependencies(self, part: _Component) -> list[_Component]:
-        needed: list[_Component] = []
-        if part.role is ComponentRole.DATA:
-            storage = self.by_uuid.get(str(part.record.spec.get("storage")))
-            if storage is not None:
-                needed.append(storage)
-        elif part.role is ComponentRole.COMPUTE:
-            needed.extend(p for p in self.parts if p.role is ComponentRole.EXECUTABLE)
-            for volume in (p for p in self.parts if p.role is ComponentRole.VOLUME):
-                target = self.by_uuid.get(str(volume.record.spec.get("resource")))
-                if target is not None:
-                    needed.append(target)
-        return needed
-
-    def unready_dependencies(self, part: _Component) -> str:
-        return ", ".join(
-            f"{p.role.value} '{p.name}' is {p.phase.value}"
-            for p in self.dependencies(part)
-            if p.phase is not ComponentPhase.AVAILABLE
-        )
-
-    async def preparing(self, part: _Component) -> None:
-        if self.ending is not None:
-            await self.release(part, ComponentPhase.CANCELLED)
-            return
-        status = await self.call(part, "poll")
-        if status is not None:
-            await self.apply(part, status)
-
-    async def apply(self, part: _Component, status: PlatformStatus) -> None:
-        """Take in what the platform says about a preparing or running component."""
-        if status.connectors and part.role is ComponentRole.COMPUTE:
-            self.publish_connectors(status.connectors)
-        match status.state:
-            case PlatformState.PREPARING:
-                budget = part.record.schedule.prepare_duration + self.timings.budget_slack
-                deadline = (part.started_at or self.now) + budget
-                if self.now >= deadline:
-                    self.note(
-                        part,
-                        MessageLevel.WARN,
-                        "{name} was still preparing after its budget of {budget}; cancelled",
-                        name=part.name,
-                        budget=format_duration(budget),
-                    )
-                    self.decide(
-                        SessionPhase.CANCELLED,
-                        "The session was cancelled: {name} did not become ready in time",
-                        name=part.name,
-                    )
-                    await self.release(part, ComponentPhase.CANCELLED)
-                else:
-                    part.due = min(self.next_check(status), deadline)
-            case PlatformState.READY:
-                if part.phase is not ComponentPhase.AVAILABLE:
-                    self.note(part, MessageLevel.INFO, "{name} is available", name=part.name)
-                    self.record_notes(part, status)
-                self.move(part, ComponentPhase.AVAILABLE, self.compute_due(part, status))
-            case PlatformState.RUNNING:
-                if part.phase is not ComponentPhase.RUNNING:
-                    self.note(part, MessageLevel.INFO, "{name} is running", name=part.name)
-                self.move(part, ComponentPhase.RUNNING, self.compute_due(part, status))
-            case PlatformState.EXITED:
-                await self.exited(part, status.exit_code or 0, status)
-            case PlatformState.FAILED:
-                self.fail(
-                    part,
-                    "{name} failed on the platform: {error}",
-                    name=part.name,
-                    error=status.message or "no reason given",
-                )
-            case PlatformState.MISSING:
-                self.fail(part, "{name} is no longer on the platform", name=part.name)
-            case PlatformState.RELEASING | PlatformState.RELEASED:
-                await self.adopt_release(part, status)
-
-    async def adopt_release(self, part: _Component, status: PlatformStatus) -> None:
-        """The platform is releasing what we thought was up: only the broker releases, so
-        this is a release it asked for before a crash lost the record. Releases whose
-        reason matters are committed before they are asked for (see :meth:`release`), so
-        this one was a normal ending."""
-        if status.exit_code not in (None, 0):
-            await self.exited(part, status.exit_code, status)
-            return
-        self.note(part, MessageLevel.INFO, "{name} was already being released", name=part.name)
-        if part.role is ComponentRole.COMPUTE and status.exit_code == 0:
-            part.exit_code = 0
-        self.decide(SessionPhase.COMPLETED, "The run completed")
-        part.outcome = part.outcome or ComponentPhase.COMPLETED
-        self.move(part, ComponentPhase.RELEASING, self.now)
-        await self.released(part, status)
-
-    def next_check(self, status: PlatformStatus) -> datetime:
-        return self.now + (status.next_check or self.timings.poll_interval)
-
-    def compute_due(
-        self, part: _Component, status: PlatformStatus | None = None
-    ) -> datetime | None:
-        """When a component that is up needs looking at again: compute until its time is up."""
-        if part.role is not ComponentRole.COMPUTE:
-            return None
-        end = self.run_end()
-        due = end
-        if status is not None and status.next_check is not None:
-            due = min(due, self.next_check(status))
-        elif status is not None:
-            due = min(due, self.now + self.timings.poll_interval)
-        if self.interactive() and not self.warned:
-            due = min(due, max(self.now, end - self.timings.end_warning))
-        return due
-
-    def run_end(self) -> datetime:
-        schedule = self.compute.record.schedule if self.compute else self.session.schedule
-        return schedule.available_start + schedule.available_duration
-
-    def interactive(self) -> bool:
-        executable = self.session.component(ComponentRole.EXECUTABLE)
-        return executable is not None and executable.kind == kinds.EXECUTABLE_JUPYTER
-
-    async def up(self, part: _Component) -> None:
-        if self.ending is not None:
-            if self.may_release(part):
-                outcome = (
-                    ComponentPhase.CANCELLED
-                    if self.ending is SessionPhase.CANCELLED and part.role is ComponentRole.COMPUTE
-                    else ComponentPhase.COMPLETED
-                )
-                await self.release(part, part.outcome or outcome)
-            else:
-                part.due = None  # its turn comes when what it waits for has ended
-            return
-        if part.role is not ComponentRole.COMPUTE:
-            part.due = None
-            return
-        end = self.run_end()
-        if self.now >= end:
-            # A decision like a cancel: committed before the platform is asked, so that an
-            # extension that landed first (a newer revision) undoes it instead of being lost.
-            self.decide(
-                SessionPhase.COMPLETED,
-                "The offered time ended at {end}; releasing",
-                end=format_instant(end),
-            )
-            await self.release(part, ComponentPhase.COMPLETED, defer=True)
-            return
-        if self.interactive() and not self.warned and self.now >= end - self.timings.end_warning:
-            self.warned = True
-            self.note(
-                None,
-                MessageLevel.WARN,
-                "This session will be released at {end}: save your work before then",
-                end=format_instant(end),
-            )
-            for connector in self.connectors:
-                connector["releases"] = format_instant(end)
-            self.progress = True
-        status = await self.call(part, "poll")
-        if status is not None:
-            await self.apply(part, status)
-
-    def record_notes(self, part: _Component, status: PlatformStatus | None) -> None:
-        """What the platform found worth keeping (a checksum, the run's last output)."""
-        for item in status.notes if status else ():
-            part.messages.append(
-                make_message(item.level, item.template, item.values, time=self.now)
-            )
-
-    async def exited(
-        self, part: _Component, code: int, status: PlatformStatus | None = None
-    ) -> None:
-        part.exit_code = code
-        if code == 0:
-            self.note(part, MessageLevel.INFO, "The executable exited with code 0")
-            self.record_notes(part, status)
-            self.decide(SessionPhase.COMPLETED, "The run completed")
-            await self.release(part, ComponentPhase.COMPLETED)
-            return
-        reason = " (killed: out of memory?)" if code == 137 else ""
-        self.note(
-            part,
-            MessageLevel.ERROR,
-            "The executable exited with code {code}{reason}",
-            code=code,
-            reason=reason,
-        )
-        self.record_notes(part, status)
-        part.outcome = ComponentPhase.FAILED
-        self.decide(SessionPhase.FAILED, "The run failed: exit code {code}", code=code)
-        await self.release(part, ComponentPhase.FAILED)
-
-    def may_release(self, part: _Component) -> bool:
-        """Compute first; then the executable and data; storage after the data it holds."""
-        compute_done = self.compute is None or self.compute.ended
-        match part.role:
-            case ComponentRole.COMPUTE:
-                return True
-            case ComponentRole.EXECUTABLE | ComponentRole.DATA:
-                return compute_done
-            case ComponentRole.STORAGE:
-                held = [
-                    p
-                    for p in self.parts
-                    if p.role is ComponentRole.DATA
-                    and str(p.record.spec.get("storage")) == str(part.record.uuid)
-                ]
-                return compute_done and all(p.ended for p in held)
-            case _:
-                return True
-
-    async def release(
-        self, part: _Component, outcome: ComponentPhase, *, defer: bool = False
-    ) -> None:
-        part.outcome = part.outcome or outcome
-        if part.started_at is None:
-            self.move(part, part.outcome)
-            return
-        if (
-            defer
-            or part.outcome is not ComponentPhase.COMPLETED
-            or self.ending is not SessionPhase.COMPLETED
-        ):
-            # Why it is released (a failure, a cancel) cannot be read back from the platform
-            # after a crash: commit the decision first, call the platform on the next pass.
-            self.note(part, MessageLevel.INFO, "Releasing {name}", name=part.name)
-            self.move(part, ComponentPhase.RELEASING, self.now)
-            self.deferred.add(part.record.uuid)
-            return
-        status = await self.call(part, "release")
-        if status is None:
-            return
-        self.note(part, MessageLevel.INFO, "Releasing {name}", name=part.name)
-        self.move(part, ComponentPhase.RELEASING, self.now)
-        await self.released(part, status)
-
-    async def releasing(self, part: _Component) -> None:
-        status = await self.call(part, "release")
-        if status is not None:
-            await self.released(part, status)
-
-    async def released(self, part: _Component, status: PlatformStatus) -> None:
-        match status.state:
-            case PlatformState.RELEASED | PlatformState.MISSING:
-                final = part.outcome or ComponentPhase.COMPLETED
-                self.note(part, MessageLevel.INFO, "{name} released", name=part.name)
-                self.move(part, final)
-            case PlatformState.FAILED:
-                self.note(
-                    part,
-                    MessageLevel.ERROR,
-                    "Releasing {name} failed: {error}",
-                    name=part.name,
-                    error=status.message or "no reason given",
-                )
-                part.outcome = ComponentPhase.FAILED
-                self.decide(
-                    SessionPhase.FAILED, "The session failed while releasing {name}", name=part.name
-                )
-                self.move(part, ComponentPhase.FAILED)
-            case _:
-                part.due = self.next_check(status)
-
-    def follow_compute(self, part: _Component) -> None:
-        compute = self.compute
-        if compute is None:
-            self.move(part, ComponentPhase.CANCELLED)
-            return
-        mirror = {
-            ComponentPhase.PREPARING: ComponentPhase.PREPARING,
-            ComponentPhase.AVAILABLE: ComponentPhase.AVAILABLE,
-            ComponentPhase.RUNNING: ComponentPhase.AVAILABLE,
-            ComponentPhase.RELEASING: ComponentPhase.RELEASING,
-            ComponentPhase.COMPLETED: ComponentPhase.COMPLETED,
-            ComponentPhase.FAILED: ComponentPhase.COMPLETED,
-            ComponentPhase.CANCELLED: ComponentPhase.CANCELLED,
-        }
-        target = mirror.get(compute.phase)
-        if compute.phase is ComponentPhase.FAILED and compute.started_at is None:
-            target = ComponentPhase.CANCELLED
-        if target is not None and target is not part.phase:
-            part.started_at = part.started_at or compute.started_at
-            self.move(part, target)
-        part.due = None
-
-    def publish_connectors(self, found: list[dict[str, Any]]) -> None:
-        known = {c.get("location"): c for c in self.connectors}
-        if all(connector.get("location") in known for connector in found):
-            return
-        # The platform answers with the compute's whole set: a changed location replaces
-        # the old connector instead of piling up next to it.
-        self.connectors = [
-            known.get(connector.get("location"))
-            or {**connector, "status": ConnectorStatus.PREPARING.value}
-            for connector in found
-        ]
-        self.progress = True
-
-    def connector_status(self) -> None:
-        compute = self.compute
-        if compute is None or not self.connectors:
-            return
-        if compute.phase in (ComponentPhase.AVAILABLE, ComponentPhase.RUNNING):
-            status = ConnectorStatus.AVAILABLE
-        elif compute.phase in (ComponentPhase.WAITING, ComponentPhase.PREPARING):
-            status = ConnectorStatus.PREPARING
-        else:
-            status = ConnectorStatus.FINISHED
-        for connector in self.connectors:
-            connector["status"] = status.value
-
-    def released_after_cancel(self) -> None:
-        """A cancelled session says when the last of its components was released (its
-        phase said CANCELLED all along), and whether any release failed."""
-        if all(c.phase in TERMINAL_COMPONENT_PHASES for c in self.session.components):
-            return  # said already, in an earlier pass
-        failed = [p.name for p in self.parts if p.phase is ComponentPhase.FAILED]
-        if failed:
-            self.note(
-                None,
-                MessageLevel.ERROR,
-                "Released after the cancel, but releasing {names} failed",
-                names=", ".join(failed),
-            )
-        else:
-            self.note(None, MessageLevel.INFO, "Everything was released after the cancel")
-
-    async def run(self) -> Advance:
-        for _ in range(_MAX_ROUNDS):
-            self.progress = False
-            for part in self.parts:
-                await self.step(part)
-            if not self.progress:
-                break
-        self.connector_status()
-        phase = derive_session_phase(
-            seen=True,
-            ending=self.ending,
-            components=[(p.role, p.phase) for p in self.parts],
-        )
-        releasing = still_releasing(self.ending, [p.phase for p in self.parts])
-        if self.ending is SessionPhase.CANCELLED and not releasing:
-            self.released_after_cancel()
-        dues = [p.due for p in self.parts if not p.ended and p.due is not None]
-        return Advance(
-            session_uuid=self.session.uuid,
-            revision=self.session.revision,
-            phase=phase,
-            releasing=releasing,
-            next_due=min(dues) if dues else None,
-            ending=self.ending,
-            warned=self.warned,
-            connectors=self.connectors,
-            components=[p.change() for p in self.parts if p.changed()],
-            messages=self.messages,
-            deferred=frozenset(self.deferred),
-        )
+Decision = Wait | Call | Become | Fail | Release
 
 
-async def advance(
-    session: SessionRecord,
-    platform: Platform,
+class ReleaseStep(StrEnum):
+    """How a decided release proceeds (:func:`release_step`)."""
+
+    END = "end"  # nothing on the platform: the component ends at once
+    COMMIT_FIRST = "commit-first"  # RELEASING now; the platform is asked on the next pass
+    ASK_NOW = "ask-now"  # the platform is asked in this pass
+
+
+@dataclass(frozen=True)
+class Dependency:
+    """A component another one needs, as it is now, and whether it is still coming."""
+
+    component: ComponentRecord
+    coming: bool
+
+
+# ---------------------------------------------------------------------- rules 1-3: start
+
+
+def start(
+    component: ComponentRecord,
+    dependencies: Sequence[Dependency],
     *,
+    ending: SessionPhase | None,
     now: datetime,
     timings: EngineTimings,
-    clock: Clock | None = None,
-) -> Advance:
-    """One pass of the engine over ``session`` at ``now``; ``clock`` stamps its messages
-    with when each thing happened (else with ``now``)."""
-    return await _Pass(session, platform, now, timings, clock).run()
+) -> Decision:
+    """Rules 1-3: a component starts preparing at its prepare start, once everything it
+    needs is AVAILABLE; it fails at once if something it needs is not, unless that is
+    still coming (:func:`still_coming`). Once the run has ended it never starts."""
+    if ending is not None:
+        return Become(
+            ComponentPhase.CANCELLED,
+            None,
+            (Note(MessageLevel.INFO, "Not started: the session ended first"),),
+            outcome=ComponentPhase.CANCELLED,
+        )
+    begin = component.schedule.prepare_start
+    if now < begin:
+        return Wait(begin)
+    if any(d.coming for d in dependencies):
+        # Not ready through no fault of the platform's: wait for it to have had its time.
+        return Wait(now + timings.poll_interval)
+    missing = [
+        d.component for d in dependencies if d.component.phase is not ComponentPhase.AVAILABLE
+    ]
+    if missing:
+        return Fail(
+            Note(
+                MessageLevel.ERROR,
+                "{name} cannot start: {missing} not AVAILABLE at its prepare start",
+                {
+                    "name": component.name,
+                    "missing": ", ".join(
+                        f"{c.role.value} '{c.name}' is {c.phase.value}" for c in missing
+                    ),
+                },
+            )
+        )
+    return Call(Action.PREPARE)
+
+
+def still_coming(
+    dependency: ComponentRecord,
+    *,
+    needs: Callable[[ComponentRecord], Sequence[ComponentRecord]],
+    now: datetime,
+    timings: EngineTimings,
+) -> bool:
+    """The late-dependency exception to rules 2-3: whether ``dependency``, not AVAILABLE,
+    may still be ready through no fault of the platform's, so that what needs it waits
+    instead of failing.
+
+    - Preparing, within its budget (:func:`budget_deadline`): it started late (the broker
+      was down, the offer was accepted close to its start), or it overruns by less than the
+      budget's slack. The grace a component has for itself holds for what needs it too (D4):
+      past its budget it is cancelled itself, and the session with it.
+    - Not started, because its own start has not come, or because something *it* needs is
+      still coming: transitively, so a data resource waiting behind a late storage makes its
+      compute wait too (D3).
+    """
+    match dependency.phase:
+        case ComponentPhase.PREPARING:
+            return now < budget_deadline(dependency, now=now, timings=timings)
+        case ComponentPhase.INITIALIZING | ComponentPhase.WAITING:
+            if now < dependency.schedule.prepare_start:
+                return True
+            return any(
+                still_coming(needed, needs=needs, now=now, timings=timings)
+                for needed in needs(dependency)
+            )
+        case _:
+            return False
+
+
+# ---------------------------------------------------------------------- rule 4: budget
+
+
+def budget_deadline(
+    component: ComponentRecord, *, now: datetime, timings: EngineTimings
+) -> datetime:
+    """When a preparing component's budget (planned preparing time plus slack) runs out,
+    counted from when it actually started preparing."""
+    budget = component.schedule.prepare_duration + timings.budget_slack
+    return (component.started_at or now) + budget
+
+
+def preparing(*, ending: SessionPhase | None) -> Decision:
+    """A preparing component is polled; once the run has ended, it is released CANCELLED."""
+    if ending is not None:
+        return Release(ComponentPhase.CANCELLED)
+    return Call(Action.POLL)
+
+
+def prepare_budget(
+    component: ComponentRecord, *, next_check: datetime, now: datetime, timings: EngineTimings
+) -> Decision:
+    """Rule 4: the platform says it is still preparing. Past its budget it is cancelled, and
+    so is the session; else it is looked at again by its deadline at the latest."""
+    deadline = budget_deadline(component, now=now, timings=timings)
+    if now < deadline:
+        return Wait(min(next_check, deadline))
+    budget = component.schedule.prepare_duration + timings.budget_slack
+    return Release(
+        ComponentPhase.CANCELLED,
+        ending=Ending(
+            SessionPhase.CANCELLED,
+            Note(
+                MessageLevel.INFO,
+                "The session was cancelled: {name} did not become ready in time",
+                {"name": component.name},
+                session=True,
+            ),
+        ),
+        notes=(
+            Note(
+                MessageLevel.WARN,
+                "{name} was still preparing after its budget of {budget}; cancelled",
+                {"name": component.name, "budget": format_duration(budget)},
+            ),
+        ),
+    )
+
+
+def unreachable(*, now: datetime, retry_after: timedelta | None, timings: EngineTimings) -> Wait:
+    """The platform cannot be reached, or a call to it ran out of time: not the component's
+    fault. It stays where it is (its budget is not judged) and the step is tried again."""
+    return Wait(now + (retry_after or timings.poll_interval))
+
+
+# ---------------------------------------------------------------------- rule 5: run end
+
+
+def run_end(compute: Schedule) -> datetime:
+    """When the offered time runs out."""
+    return compute.available_start + compute.available_duration
+
+
+def time_up(end: datetime, *, now: datetime) -> Release | None:
+    """Rule 5: the offered time is up, so the run completes. Committed before the platform
+    is asked, like a cancel, so that an extension that landed first (a newer revision)
+    undoes it instead of being lost."""
+    if now < end:
+        return None
+    return Release(
+        ComponentPhase.COMPLETED,
+        ending=Ending(
+            SessionPhase.COMPLETED,
+            Note(
+                MessageLevel.INFO,
+                "The offered time ended at {end}; releasing",
+                {"end": format_instant(end)},
+                session=True,
+            ),
+        ),
+        defer=True,
+    )
+
+
+def end_warning(
+    end: datetime, *, interactive: bool, warned: bool, now: datetime, timings: EngineTimings
+) -> Note | None:
+    """DESIGN §3 rule 6: an interactive session warns its user before its end, because an
+    open notebook stops working when its platform session is deleted."""
+    if not interactive or warned or now < end - timings.end_warning:
+        return None
+    return Note(
+        MessageLevel.WARN,
+        "This session will be released at {end}: save your work before then",
+        {"end": format_instant(end)},
+        session=True,
+    )
+
+
+def next_look(
+    component: ComponentRecord,
+    *,
+    end: datetime,
+    next_check: timedelta | None,
+    interactive: bool,
+    warned: bool,
+    now: datetime,
+    timings: EngineTimings,
+) -> datetime | None:
+    """When a component that is up needs looking at again: only the compute, at the
+    platform's next check, its end warning or its end, whichever comes first; the others
+    wait for the run to end."""
+    if component.role is not ComponentRole.COMPUTE:
+        return None
+    due = min(end, now + (timings.poll_interval if next_check is None else next_check))
+    if interactive and not warned:
+        due = min(due, max(now, end - timings.end_warning))
+    return due
+
+
+def up(
+    component: ComponentRecord,
+    *,
+    ending: SessionPhase | None,
+    release_after: Sequence[ComponentRecord],
+    end: datetime,
+    interactive: bool,
+    warned: bool,
+    now: datetime,
+    timings: EngineTimings,
+) -> Decision:
+    """A component that is AVAILABLE or RUNNING: once the run has ended, released in its
+    turn (:func:`may_release`); until then the compute is watched until its time is up,
+    with a warning before its end, and the others wait."""
+    if ending is not None:
+        if not may_release(release_after):
+            return Wait(None)  # its turn comes when what it waits for has ended
+        return Release(release_outcome(component, ending))
+    if component.role is not ComponentRole.COMPUTE:
+        return Wait(None)
+    over = time_up(end, now=now)
+    if over is not None:
+        return over
+    warning = end_warning(end, interactive=interactive, warned=warned, now=now, timings=timings)
+    return Call(Action.POLL, warning)
+
+
+def exited(code: int) -> Release:
+    """Rule 5: the executable exited; 0 completes the run, anything else fails it."""
+    if code == 0:
+        return Release(
+            ComponentPhase.COMPLETED,
+            ending=Ending(
+                SessionPhase.COMPLETED, Note(MessageLevel.INFO, "The run completed", session=True)
+            ),
+            notes=(Note(MessageLevel.INFO, "The executable exited with code 0"),),
+            platform_notes=True,
+            exit_code=0,
+        )
+    return Release(
+        ComponentPhase.FAILED,
+        ending=Ending(
+            SessionPhase.FAILED,
+            Note(
+                MessageLevel.ERROR,
+                "The run failed: exit code {code}",
+                {"code": code},
+                session=True,
+            ),
+        ),
+        notes=(
+            Note(
+                MessageLevel.ERROR,
+                "The executable exited with code {code}{reason}",
+                {"code": code, "reason": " (killed: out of memory?)" if code == 137 else ""},
+            ),
+        ),
+        platform_notes=True,
+        exit_code=code,
+    )
+
+
+def may_release(release_after: Sequence[ComponentRecord]) -> bool:
+    """Rule 5, release order: a component is released once everything it must outlive has
+    ended (:meth:`~execbroker.model.graph.SessionGraph.release_after`: the compute first,
+    then the executable and data, then each storage after the data it holds)."""
+    return all(c.phase in TERMINAL_COMPONENT_PHASES for c in release_after)
+
+
+def release_outcome(component: ComponentRecord, ending: SessionPhase) -> ComponentPhase:
+    """How a component released at the run's end ends: as what already happened to it,
+    else CANCELLED for the compute of a cancelled run, else COMPLETED."""
+    if component.outcome is not None:
+        return component.outcome
+    if ending is SessionPhase.CANCELLED and component.role is ComponentRole.COMPUTE:
+        return ComponentPhase.CANCELLED
+    return ComponentPhase.COMPLETED
+
+
+def release_step(
+    component: ComponentRecord,
+    outcome: ComponentPhase,
+    *,
+    ending: SessionPhase | None,
+    defer: bool,
+) -> ReleaseStep:
+    """The commit-first rule: a component the platform never had ends at once. A release
+    whose reason the platform cannot tell back after a crash (a failure, a cancel, time up:
+    anything but a completed run) is committed as RELEASING first, and the platform is asked
+    on the next pass; else a crash in between would leave only a release to read back, which
+    looks like a normal ending. A normal completion is asked for at once."""
+    if component.started_at is None:
+        return ReleaseStep.END
+    if defer or outcome is not ComponentPhase.COMPLETED or ending is not SessionPhase.COMPLETED:
+        return ReleaseStep.COMMIT_FIRST
+    return ReleaseStep.ASK_NOW
+
+
+def fail_step(component: ComponentRecord) -> ReleaseStep:
+    """A failed component ends FAILED at once if the platform never had it or it was being
+    released already; else its failure is committed before its release is asked for."""
+    if component.started_at is None or component.phase is ComponentPhase.RELEASING:
+        return ReleaseStep.END
+    return ReleaseStep.COMMIT_FIRST
+
+
+def failure_ending(component: ComponentRecord) -> Ending:
+    """Any failure ends the session FAILED, after the rest is released."""
+    return Ending(
+        SessionPhase.FAILED,
+        Note(
+            MessageLevel.ERROR,
+            "The session failed: {name} failed",
+            {"name": component.name},
+            session=True,
+        ),
+    )
+
+
+# ---------------------------------------------------------------------- platform answers
+
+
+def on_status(
+    component: ComponentRecord,
+    status: PlatformStatus,
+    *,
+    end: datetime,
+    interactive: bool,
+    warned: bool,
+    now: datetime,
+    timings: EngineTimings,
+) -> Decision:
+    """What the platform's answer about a preparing or running component decides."""
+
+    def look_again() -> datetime | None:
+        return next_look(
+            component,
+            end=end,
+            next_check=status.next_check,
+            interactive=interactive,
+            warned=warned,
+            now=now,
+            timings=timings,
+        )
+
+    name = {"name": component.name}
+    match status.state:
+        case PlatformState.PREPARING:
+            next_check = now + (status.next_check or timings.poll_interval)
+            return prepare_budget(component, next_check=next_check, now=now, timings=timings)
+        case PlatformState.READY:
+            if component.phase is ComponentPhase.AVAILABLE:
+                return Become(ComponentPhase.AVAILABLE, look_again())
+            return Become(
+                ComponentPhase.AVAILABLE,
+                look_again(),
+                (Note(MessageLevel.INFO, "{name} is available", name),),
+                platform_notes=True,
+            )
+        case PlatformState.RUNNING:
+            notes: tuple[Note, ...] = ()
+            if component.phase is not ComponentPhase.RUNNING:
+                notes = (Note(MessageLevel.INFO, "{name} is running", name),)
+            return Become(ComponentPhase.RUNNING, look_again(), notes)
+        case PlatformState.EXITED:
+            return exited(status.exit_code or 0)
+        case PlatformState.FAILED:
+            return Fail(
+                Note(
+                    MessageLevel.ERROR,
+                    "{name} failed on the platform: {error}",
+                    {**name, "error": status.message or "no reason given"},
+                )
+            )
+        case PlatformState.MISSING:
+            return Fail(Note(MessageLevel.ERROR, "{name} is no longer on the platform", name))
+        case PlatformState.RELEASING | PlatformState.RELEASED:
+            return adopted_release(component, status)
+
+
+def adopted_release(component: ComponentRecord, status: PlatformStatus) -> Release:
+    """The platform is releasing what the broker thought was up. Only the broker releases,
+    so this is a release it asked for before a crash lost the record. Releases whose reason
+    matters are committed before they are asked for (:func:`release_step`), so this one was
+    a normal ending, unless the platform says the executable failed."""
+    if status.exit_code not in (None, 0):
+        return exited(status.exit_code)  # its failure is committed before the release is seen
+    exit_code = 0 if component.role is ComponentRole.COMPUTE and status.exit_code == 0 else None
+    return Release(
+        ComponentPhase.COMPLETED,
+        ending=Ending(
+            SessionPhase.COMPLETED, Note(MessageLevel.INFO, "The run completed", session=True)
+        ),
+        notes=(
+            Note(MessageLevel.INFO, "{name} was already being released", {"name": component.name}),
+        ),
+        exit_code=exit_code,
+        already=True,
+    )
+
+
+def released(
+    component: ComponentRecord, status: PlatformStatus, *, now: datetime, timings: EngineTimings
+) -> Decision:
+    """What the platform's answer to a release decides: released (or gone) ends the
+    component as decided; a failed release fails it and the session; else look again."""
+    name = {"name": component.name}
+    match status.state:
+        case PlatformState.RELEASED | PlatformState.MISSING:
+            return Become(
+                component.outcome or ComponentPhase.COMPLETED,
+                None,
+                (Note(MessageLevel.INFO, "{name} released", name),),
+            )
+        case PlatformState.FAILED:
+            return Become(
+                ComponentPhase.FAILED,
+                None,
+                (
+                    Note(
+                        MessageLevel.ERROR,
+                        "Releasing {name} failed: {error}",
+                        {**name, "error": status.message or "no reason given"},
+                    ),
+                ),
+                ending=Ending(
+                    SessionPhase.FAILED,
+                    Note(
+                        MessageLevel.ERROR,
+                        "The session failed while releasing {name}",
+                        name,
+                        session=True,
+                    ),
+                ),
+                outcome=ComponentPhase.FAILED,
+            )
+        case _:
+            return Wait(now + (status.next_check or timings.poll_interval))
+
+
+def volume_phase(volume: ComponentRecord, compute: ComponentRecord | None) -> ComponentPhase | None:
+    """A volume mount follows its compute (None: it stays as it is). A compute that failed
+    after it started leaves its mounts COMPLETED (they did their part); one that failed
+    before it started leaves them CANCELLED."""
+    if compute is None:
+        return ComponentPhase.CANCELLED
+    if compute.phase is ComponentPhase.FAILED and compute.started_at is None:
+        return ComponentPhase.CANCELLED
+    return _MIRROR.get(compute.phase)
+
+
+_MIRROR = {
+    ComponentPhase.PREPARING: ComponentPhase.PREPARING,
+    ComponentPhase.AVAILABLE: ComponentPhase.AVAILABLE,
+    ComponentPhase.RUNNING: ComponentPhase.AVAILABLE,
+    ComponentPhase.RELEASING: ComponentPhase.RELEASING,
+    ComponentPhase.COMPLETED: ComponentPhase.COMPLETED,
+    ComponentPhase.FAILED: ComponentPhase.COMPLETED,
+    ComponentPhase.CANCELLED: ComponentPhase.CANCELLED,
+}

@@ -19,6 +19,7 @@ __all__ = [
     "ComponentRecord",
     "ComponentRole",
     "OfferSetRecord",
+    "Refs",
     "Schedule",
     "SessionRecord",
 ]
@@ -67,8 +68,58 @@ class Schedule:
         return self.release_start + self.release_duration
 
 
+@dataclass(frozen=True)
+class Refs:
+    """What a component refers to in its session, by uuid: the component graph's edges.
+
+    They are stored, and sent on the wire, as fields of the component's own document: a data
+    resource's ``storage``, a volume mount's ``resource`` and a storage resource's ``data``
+    (the data it holds, for readers of the wire). :meth:`of` reads them from there and
+    :meth:`fields` writes them back, so that nothing else needs to know those keys.
+    """
+
+    storage: UUID | None = None  # a data resource: the storage it is staged into
+    resource: UUID | None = None  # a volume mount: the storage or data it mounts
+    data: tuple[UUID, ...] = ()  # a storage resource: the data held in it
+
+    @classmethod
+    def of(cls, spec: dict[str, Any]) -> Refs:
+        held = spec.get("data")
+        return cls(
+            storage=_uuid(spec.get("storage")),
+            resource=_uuid(spec.get("resource")),
+            data=tuple(u for u in map(_uuid, held) if u is not None)
+            if isinstance(held, list)
+            else (),
+        )
+
+    def fields(self) -> dict[str, Any]:
+        """The document fields that say these references (only the ones set)."""
+        found: dict[str, Any] = {}
+        if self.storage is not None:
+            found["storage"] = str(self.storage)
+        if self.resource is not None:
+            found["resource"] = str(self.resource)
+        if self.data:
+            found["data"] = [str(u) for u in self.data]
+        return found
+
+
+def _uuid(value: object) -> UUID | None:
+    if isinstance(value, UUID):
+        return value
+    if not isinstance(value, str):
+        return None
+    try:
+        return UUID(value)
+    except ValueError:
+        return None
+
+
 @dataclass
 class ComponentRecord:
+    """One component of a session: its wire fields, phase, schedule and engine state."""
+
     uuid: UUID
     session_uuid: UUID
     owner: str
@@ -88,6 +139,11 @@ class ComponentRecord:
     outcome: ComponentPhase | None = None
     started_at: datetime | None = None
     exit_code: int | None = None
+
+    @property
+    def refs(self) -> Refs:
+        """The other components of its session this one refers to (see :mod:`.graph`)."""
+        return Refs.of(self.spec)
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from execbroker.model.messages import make_message
 from execbroker.model.phases import MessageLevel
+from execbroker.model.plan import Plan
 from execbroker.planning.offers import (
     METRIC_IO_THROUGHPUT,
     METRIC_PERFORMANCE,
@@ -12,7 +13,6 @@ from execbroker.planning.offers import (
     costs_of,
 )
 from execbroker.planning.profile import PlatformProfile
-from execbroker.planning.validation import Plan
 
 __all__ = ["apply_limits"]
 

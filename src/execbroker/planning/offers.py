@@ -22,14 +22,21 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from execbroker.model import kinds
+from execbroker.model.capacity import Amounts
 from execbroker.model.isotime import format_duration, format_instant
 from execbroker.model.messages import make_message
 from execbroker.model.phases import ComponentPhase, MessageLevel, SessionPhase
-from execbroker.model.records import ComponentRecord, ComponentRole, Schedule, SessionRecord
+from execbroker.model.plan import Plan, PlannedComponent
+from execbroker.model.records import (
+    ComponentRecord,
+    ComponentRole,
+    Refs,
+    Schedule,
+    SessionRecord,
+)
 from execbroker.model.wire import MessageItem
-from execbroker.planning.calendar import Amounts, Usage
+from execbroker.planning.calendar import Usage
 from execbroker.planning.profile import PlatformProfile
-from execbroker.planning.validation import Plan, PlannedComponent
 
 __all__ = [
     "COST_CARBON",
@@ -421,10 +428,19 @@ def build_session(
 
     Dependency order (DESIGN §3): storage, then data into it; executable alongside; compute
     last, once everything it mounts is ready. Release runs the other way round.
+
+    The seed rule: storage and the executable start preparing as soon as the session may
+    hold anything, its booking start (``start - lead``), not just in time. For an offer at
+    the earliest start that is the moment it is made, so they start at accept and an image
+    pull gets its head start; for a later offer it is that offer's own lead before its start
+    (the planner puts it later, as DESIGN allows for a session that starts days ahead).
+    Data and compute stay just in time: each starts when what it needs is planned ready.
+    So the calendar books exactly the span it searched, ``[start - lead, end + tail]``.
     """
     times = SessionTimes.of(plan, profile)
     start, duration = offer.start, plan.duration
     end = start + duration
+    booking_start = start - times.lead
     compute_schedule = Schedule(
         prepare_start=start - times.compute_prepare,
         prepare_duration=times.compute_prepare,
@@ -444,17 +460,22 @@ def build_session(
             release_duration=release,
         )
 
-    executable_schedule = before_compute(
+    def at_booking_start(prepare: timedelta, release: timedelta, *, until: datetime) -> Schedule:
+        ready = booking_start + prepare
+        return Schedule(
+            prepare_start=booking_start,
+            prepare_duration=prepare,
+            available_start=ready,
+            available_duration=until - ready,
+            release_duration=release,
+        )
+
+    executable_schedule = at_booking_start(
         times.executable_prepare, times.executable_release, until=after_compute
     )
-    storage_ready = ready_for_compute - times.slowest_data
     after_data = after_compute + times.data_release
-    storage_schedule = Schedule(
-        prepare_start=storage_ready - times.storage_prepare,
-        prepare_duration=times.storage_prepare,
-        available_start=storage_ready,
-        available_duration=after_data - storage_ready,
-        release_duration=times.storage_release,
+    storage_schedule = at_booking_start(
+        times.storage_prepare, times.storage_release, until=after_data
     )
 
     session_uuid = uuid4()
@@ -512,21 +533,18 @@ def build_session(
             "size": {"min": size, "max": size},
             "costs": storage_costs[storage.name],
         }
-        held = [str(uuids[d.name]) for d in plan.data if d.storage == storage.name]
-        if held:
-            spec["data"] = held
+        held = tuple(uuids[d.name] for d in plan.data if d.storage == storage.name)
+        spec.update(Refs(data=held).fields())
         records.append(record(storage, storage_schedule, spec, index))
     for index, data in enumerate(plan.data):
-        spec = dict(data.spec)
-        if data.storage:
-            spec["storage"] = str(uuids[data.storage])
+        refs = Refs(storage=uuids[data.storage] if data.storage else None)
+        spec = {**data.spec, **refs.fields()}
         prepare = times.data_prepare[data.name]
         schedule = before_compute(prepare, times.data_release, until=after_compute)
         records.append(record(data, schedule, spec, index))
     for index, volume in enumerate(plan.volumes):
-        spec = dict(volume.spec)
-        if volume.resource:
-            spec["resource"] = str(uuids[volume.resource])
+        refs = Refs(resource=uuids[volume.resource] if volume.resource else None)
+        spec = {**volume.spec, **refs.fields()}
         records.append(record(volume, compute_schedule, spec, index))
 
     first_prepare = min(r.schedule.prepare_start for r in records)

@@ -7,8 +7,8 @@ from datetime import timedelta
 
 from execbroker.config import Settings
 from execbroker.model import kinds
+from execbroker.model.capacity import Amounts
 from execbroker.model.records import ComponentRole
-from execbroker.planning.calendar import Amounts
 
 __all__ = ["PlatformProfile", "Rates", "profile_from_settings"]
 

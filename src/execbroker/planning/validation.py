@@ -1,4 +1,5 @@
-"""Turn an execution request document into a :class:`Plan`, or say precisely why not.
+"""Turn an execution request document into a :class:`~execbroker.model.plan.Plan`, or say
+precisely why not.
 
 Two passes. The first is the schema (pydantic): wrong types, unknown kinds or fields. The
 second is meaning: what is missing, inconsistent or beyond the platform. Every problem is
@@ -9,7 +10,6 @@ pointer to the field, e.g. ``/compute/cores/min``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,6 +28,7 @@ from execbroker.model.isotime import (
 )
 from execbroker.model.messages import info, make_message, warn
 from execbroker.model.phases import MessageLevel
+from execbroker.model.plan import Limit, Plan, PlannedComponent, Range
 from execbroker.model.quoting import brief, shorten
 from execbroker.model.records import ComponentRole
 from execbroker.model.wire import (
@@ -47,72 +48,13 @@ from execbroker.model.wire import (
 from execbroker.planning.destinations import destination_problems
 from execbroker.planning.profile import PlatformProfile
 
-__all__ = ["Plan", "PlannedComponent", "Range", "validate_request"]
+__all__ = ["schema_messages", "validate_request"]
 
 _PROTOCOLS = frozenset({"TCP", "UDP", "HTTP", "HTTPS"})
 _DIGEST = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-fA-F0-9]{32,}$")
 _MAX_NAME = 255
 # The last instant the calendar can hold; a session must fit before it with all its steps.
 _LATEST = datetime.max.replace(tzinfo=UTC)
-
-
-@dataclass(frozen=True)
-class Range:
-    """An amount the request allows, between ``min`` and ``max`` inclusive."""
-
-    min: int
-    max: int
-
-
-@dataclass
-class PlannedComponent:
-    role: ComponentRole
-    name: str
-    kind: str
-    # The component's own wire fields, without meta, phase or schedule.
-    spec: dict[str, Any]
-    description: str | None = None
-    client_uuid: str | None = None
-    size: Range | None = None  # storage only
-    storage: str | None = None  # data only: the name of its storage
-    size_bytes: int | None = None  # data only: the declared size, if any
-    resource: str | None = None  # volume only: the name of what it mounts
-    notes: list[MessageItem] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Limit:
-    """A bound the request puts on a cost (``max``) or a metric (``min``), by its type URI."""
-
-    path: str
-    type: str
-    value: float
-
-
-@dataclass
-class Plan:
-    """A request the broker can serve, with every default filled in and every name resolved."""
-
-    executable: PlannedComponent
-    compute: PlannedComponent
-    cores: Range
-    memory: Range
-    storage: list[PlannedComponent]
-    data: list[PlannedComponent]
-    volumes: list[PlannedComponent]
-    duration: timedelta
-    window: Interval
-    notes: list[MessageItem]
-    cost_limits: list[Limit] = field(default_factory=list)
-    metric_minimums: list[Limit] = field(default_factory=list)
-
-    @property
-    def storage_min(self) -> int:
-        return sum(s.size.min for s in self.storage if s.size)
-
-    @property
-    def storage_max(self) -> int:
-        return sum(s.size.max for s in self.storage if s.size)
 
 
 def validate_request(

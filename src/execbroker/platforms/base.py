@@ -19,7 +19,7 @@ from execbroker.model.phases import ComponentPhase, MessageLevel
 from execbroker.model.records import ComponentRecord, ComponentRole, SessionRecord
 
 if TYPE_CHECKING:
-    from execbroker.planning.validation import Plan
+    from execbroker.model.plan import Plan
 
 __all__ = [
     "OwnerPhases",
@@ -105,8 +105,8 @@ class PlatformUnavailableError(Exception):
 
 @dataclass(frozen=True)
 class PlatformHealth:
-    """What ``/healthz`` says about the platform: a platform that can tell offers
-    ``health() -> PlatformHealth``; ``message`` is for the operator."""
+    """What ``/healthz`` says about the platform (:meth:`Platform.health`); ``message`` is
+    for the operator."""
 
     available: bool
     message: str | None = None
@@ -120,6 +120,14 @@ class Platform(abc.ABC):
 
     async def stop(self) -> None:  # noqa: B027 - optional hook
         """Close connections."""
+
+    def health(self) -> PlatformHealth:
+        """Whether the platform can be used now, from what it already knows (must not block).
+
+        The default is available: a platform that can be unusable for a while (Skaha with a
+        refused refresh token, a Docker daemon that went away) says so and what to do.
+        """
+        return PlatformHealth(available=True)
 
     def shape(self, plan: Plan) -> Plan:
         """Fit a validated request to what this platform can run, at planning time.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from execbroker.background import BackgroundTaskManager
 from execbroker.clock import Clock
 from execbroker.config import Settings
 from execbroker.platforms.base import Platform
@@ -10,7 +11,8 @@ from execbroker.platforms.mock import MockPlatform
 __all__ = ["build_platform"]
 
 
-def build_platform(settings: Settings, clock: Clock) -> Platform:
+def build_platform(settings: Settings, clock: Clock, background: BackgroundTaskManager) -> Platform:
+    """The platform ``settings`` name; its long-lived tasks run under ``background``."""
     match settings.platform:
         case "mock":
             return MockPlatform(
@@ -24,11 +26,15 @@ def build_platform(settings: Settings, clock: Clock) -> Platform:
                 SkahaPlatform,
             )
 
-            return SkahaPlatform(SkahaOptions.from_settings(settings), clock=clock)
+            return SkahaPlatform(
+                SkahaOptions.from_settings(settings), clock=clock, background=background
+            )
         case "docker":
             # Imported here: the Docker client library is only loaded when it is used.
             from execbroker.platforms.docker import DockerOptions, DockerPlatform  # noqa: PLC0415
 
-            return DockerPlatform(DockerOptions.from_settings(settings))
+            return DockerPlatform(
+                DockerOptions.from_settings(settings), tasks=background.group("docker")
+            )
         case _:
             raise ValueError(f"platform {settings.platform!r} is not available yet")

@@ -10,8 +10,14 @@ from uuid import UUID
 from prometheus_client import Counter, Histogram
 
 from execbroker.metrics import PLATFORM_CALL_SECONDS, PLATFORM_CALLS, PLATFORM_ERRORS
-from execbroker.planning.validation import Plan
-from execbroker.platforms.base import OwnerPhases, Platform, PlatformStatus, Work
+from execbroker.model.plan import Plan
+from execbroker.platforms.base import (
+    OwnerPhases,
+    Platform,
+    PlatformHealth,
+    PlatformStatus,
+    Work,
+)
 
 __all__ = ["InstrumentedPlatform"]
 
@@ -48,16 +54,14 @@ class InstrumentedPlatform(Platform):
         finally:
             seconds.observe(time.perf_counter() - started)
 
-    def __getattr__(self, name: str) -> object:
-        # Anything else (a platform's own status, e.g. whether its credentials work) is the
-        # wrapped platform's.
-        return getattr(self.inner, name)
-
     async def start(self) -> None:
         await self.inner.start()
 
     async def stop(self) -> None:
         await self.inner.stop()
+
+    def health(self) -> PlatformHealth:
+        return self.inner.health()
 
     def shape(self, plan: Plan) -> Plan:
         return self.inner.shape(plan)

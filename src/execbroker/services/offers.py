@@ -3,56 +3,102 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from datetime import datetime
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Self
 from uuid import UUID, uuid4
 
 from execbroker.auth.identity import Caller
 from execbroker.clock import Clock
 from execbroker.config import Settings
-from execbroker.exceptions import NotFoundError, QuotaExceededError, RequestRefusedError
+from execbroker.exceptions import NotFoundError, RequestRefusedError
+from execbroker.lifecycle.changes import SessionChanges
 from execbroker.metrics import OFFER_SETS, OFFERS
+from execbroker.model.capacity import Amounts, Hold
 from execbroker.model.isotime import format_duration, format_instant
 from execbroker.model.messages import error, info
 from execbroker.model.phases import OfferResult, SessionPhase
+from execbroker.model.plan import Plan
 from execbroker.model.records import OfferSetRecord, SessionRecord
 from execbroker.model.wire import dump
-from execbroker.planning.calendar import Amounts, Hold, Usage
+from execbroker.planning.calendar import Usage
 from execbroker.planning.limits import apply_limits
 from execbroker.planning.offers import OfferSearch, SessionTimes, build_session, generate_offers
 from execbroker.planning.profile import PlatformProfile
-from execbroker.planning.validation import Plan, validate_request
-from execbroker.storage.store import Booking, BrokerStore
+from execbroker.planning.validation import validate_request
+from execbroker.platforms.base import Platform
+from execbroker.services import admission
+from execbroker.services.expiry import ExpiryTimer
+from execbroker.services.sessions import SessionService
+from execbroker.storage.booking import Booking
+from execbroker.storage.database import Database
+from execbroker.storage.retention import stored_records
+from execbroker.storage.store import BrokerStore
 
-__all__ = ["OfferService"]
+__all__ = ["OfferLimits", "OfferService"]
 
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, kw_only=True)
+class OfferLimits:
+    """What the offer service reads of the settings itself: how many offers, for how
+    long, and the per-user quotas (None: no quota)."""
+
+    offer_lifetime: timedelta
+    max_offers: int
+    max_preparation: timedelta
+    live_offers: int | None = None
+    stored_records: int | None = None
+    active_sessions: int | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        """The limits ``settings`` set."""
+        return cls(
+            offer_lifetime=settings.planning.offer_ttl,
+            max_offers=settings.planning.max_offers,
+            max_preparation=settings.planning.max_preparation,
+            live_offers=settings.planning.quota_live_offers,
+            stored_records=settings.planning.quota_stored_records,
+            active_sessions=settings.planning.quota_active_sessions,
+        )
+
+
 class OfferService:
+    """Plans offer sets and direct runs, and books them in the pool's calendar.
+
+    Built by :class:`~execbroker.factory.Factory`. ``planning`` is what request validation
+    reads (the defaults and bounds of a request); ``platform`` shapes each plan to what it
+    can run; ``sessions`` works out a direct run's extension limit while it is booked;
+    ``changes`` wakes the engine for a direct run; ``expiry`` is told when new offers
+    expire; ``database`` counts a user's stored records for their quota.
+    """
+
     def __init__(
         self,
         *,
         store: BrokerStore,
-        settings: Settings,
+        database: Database,
+        planning: Settings,
+        limits: OfferLimits,
         profile: PlatformProfile,
         clock: Clock,
-        on_offers_made: Callable[[datetime], None] | None = None,
-        on_session_started: Callable[[UUID], None] | None = None,
-        shape: Callable[[Plan], Plan] | None = None,
-        extension: Callable[[Booking, SessionRecord, datetime], None] | None = None,
-        stored_records: Callable[[str], Awaitable[int]] | None = None,
+        platform: Platform,
+        changes: SessionChanges,
+        expiry: ExpiryTimer,
+        sessions: SessionService,
     ) -> None:
-        self._stored_records = stored_records
-        self._extension = extension
-        self._shape = shape or (lambda plan: plan)
-        self._on_session_started = on_session_started or (lambda _uuid: None)
         self._store = store
-        self._settings = settings
+        self._database = database
+        self._planning = planning
+        self._limits = limits
         self._profile = profile
         self._clock = clock
-        self._on_offers_made = on_offers_made
+        self._platform = platform
+        self._changes = changes
+        self._expiry = expiry
+        self._sessions = sessions
 
     async def request_offers(self, document: Any, *, caller: Caller) -> OfferSetRecord:
         """Plan ``document`` and store the offer set: ``YES`` with offers, or ``NO`` with why.
@@ -66,9 +112,9 @@ class OfferService:
         offer_set_uuid = uuid4()
         try:
             plan, request = validate_request(
-                document, settings=self._settings, profile=self._profile, now=now
+                document, settings=self._planning, profile=self._profile, now=now
             )
-            plan = self._shape(plan)
+            plan = self._platform.shape(plan)
         except RequestRefusedError as refusal:
             refused = OfferSetRecord(
                 uuid=offer_set_uuid,
@@ -78,7 +124,7 @@ class OfferService:
                 modified=now,
                 messages=refusal.messages,
             )
-            await self._store.insert_offer_set(refused, request=None)
+            await self._store.offers.insert(refused, request=None)
             OFFER_SETS.labels(OfferResult.NO.value).inc()
             OFFERS.labels("refused").inc()
             logger.info("offer set refused", extra={"offer_set": str(offer_set_uuid)})
@@ -86,8 +132,14 @@ class OfferService:
 
         def book(booking: Booking) -> OfferSetRecord:
             moment = booking.now()
-            expires = moment + self._settings.planning.offer_ttl
-            room = self._offer_room(booking, owner, now=moment)
+            expires = moment + self._limits.offer_lifetime
+            room = admission.offers_allowed(
+                booking,
+                owner,
+                now=moment,
+                limit=self._limits.live_offers,
+                most=self._limits.max_offers,
+            )
             search = self._search(booking, plan, now=moment, max_offers=room)
             sessions = [
                 build_session(
@@ -127,7 +179,7 @@ class OfferService:
             booking.insert_offer_set(made, request=dump(request))
             return made
 
-        offer_set = await self._store.book(book)
+        offer_set = await self._store.calendar.book(book)
         OFFER_SETS.labels(offer_set.result.value).inc()
         if offer_set.offers:
             OFFERS.labels("made").inc(len(offer_set.offers))
@@ -142,39 +194,19 @@ class OfferService:
             },
         )
         expires = offer_set.offers[0].expires if offer_set.offers else None
-        if expires is not None and self._on_offers_made:
-            self._on_offers_made(expires)
+        if expires is not None:
+            self._expiry.notice(expires)
         return offer_set
 
     async def _check_stored_quota(self, owner: str) -> None:
-        """429 when ``owner`` already has as many offer sets (NO included) and direct
-        sessions stored as one user may. Checked before planning, not under the pool's
-        lock: concurrent requests may pass it together, by at most their number."""
-        limit = self._settings.planning.quota_stored_records
-        if limit is None or self._stored_records is None:
-            return
-        stored = await self._stored_records(owner)
-        if stored >= limit:
-            raise QuotaExceededError(
-                "{user} already has {count} offer sets and direct sessions stored, the most "
-                "one user may store ({limit}); ended ones are deleted after the retention "
-                "period",
-                {"user": owner, "count": stored, "limit": limit},
-            )
-
-    def _offer_room(self, booking: Booking, owner: str, *, now: datetime) -> int:
-        """How many offers ``owner`` may be made now: 429 when their quota is used up."""
-        limit = self._settings.planning.quota_live_offers
+        """The stored-records quota (:func:`admission.check_stored_records`), checked
+        before planning, not under the pool's lock: concurrent requests may pass it
+        together, by at most their number."""
+        limit = self._limits.stored_records
         if limit is None:
-            return self._settings.planning.max_offers
-        live = booking.live_offers(owner, now=now, limit=limit)
-        if live >= limit:
-            raise QuotaExceededError(
-                "{user} already holds {count} unexpired offers, the most one user may hold; "
-                "accept or reject some, or wait for them to expire",
-                {"user": owner, "count": live},
-            )
-        return min(self._settings.planning.max_offers, limit - live)
+            return
+        stored = await stored_records(self._database, owner)
+        admission.check_stored_records(owner, stored=stored, limit=limit)
 
     def _search(
         self, booking: Booking, plan: Plan, *, now: datetime, max_offers: int
@@ -182,7 +214,7 @@ class OfferService:
         """Offers against what is held over the window the plan could book, then filtered by
         the request's cost and metric limits."""
         times = SessionTimes.of(plan, self._profile)
-        if times.lead + times.tail > self._settings.planning.max_preparation:
+        if times.lead + times.tail > self._limits.max_preparation:
             return OfferSearch(
                 [],
                 [
@@ -191,7 +223,7 @@ class OfferService:
                         "the {limit} this broker plans for",
                         path="/data",
                         needed=format_duration(times.lead + times.tail),
-                        limit=format_duration(self._settings.planning.max_preparation),
+                        limit=format_duration(self._limits.max_preparation),
                     )
                 ],
             )
@@ -199,7 +231,8 @@ class OfferService:
         end = plan.window.end + plan.duration + times.tail
         # Fast path: if even the sum of every overlapping hold leaves room for the largest
         # this request may use, the exact calendar cannot say otherwise — skip building it.
-        total = booking.room_for(
+        total = admission.total_if_it_fits(
+            booking,
             start,
             end,
             now=now,
@@ -222,16 +255,16 @@ class OfferService:
         await self._check_stored_quota(owner)
         try:
             plan, _ = validate_request(
-                document, settings=self._settings, profile=self._profile, now=now
+                document, settings=self._planning, profile=self._profile, now=now
             )
-            plan = self._shape(plan)
+            plan = self._platform.shape(plan)
         except RequestRefusedError:
             OFFERS.labels("refused").inc()
             raise
 
         def book(booking: Booking) -> SessionRecord:
             moment = booking.now()
-            booking.check_active_quota(owner, self._settings.planning.quota_active_sessions)
+            admission.check_active_sessions(booking, owner, limit=self._limits.active_sessions)
             search = self._search(booking, plan, now=moment, max_offers=1)
             if not search.offers:
                 OFFERS.labels("refused").inc()
@@ -259,24 +292,23 @@ class OfferService:
                 ],
             )
             booking.insert_session(created)
-            if self._extension is not None:
-                # The answer shows how far it may be extended: work it out while booking.
-                self._extension(booking, created, moment)
+            # The answer shows how far it may be extended: work it out while booking.
+            self._sessions.work_out_extension_in(booking, created, now=moment)
             return created
 
-        session = await self._store.book(book)
+        session = await self._store.calendar.book(book)
         OFFERS.labels("direct").inc()
-        self._on_session_started(session.uuid)
+        self._changes.changed(session.uuid)
         logger.info("direct session created", extra={"session": str(session.uuid)})
         return session
 
     async def list_offer_sets(
         self, *, caller: Caller, after: datetime | None, last: int | None
     ) -> list[OfferSetRecord]:
-        return await self._store.list_offer_sets(owner=caller.scope, after=after, last=last)
+        return await self._store.offers.listing(owner=caller.scope, after=after, last=last)
 
     async def get_offer_set(self, uuid: UUID, *, caller: Caller) -> OfferSetRecord:
-        found = await self._store.get_offer_set(uuid, owner=caller.scope)
+        found = await self._store.offers.get(uuid, owner=caller.scope)
         if found is None:
             raise NotFoundError("No offer set {uuid}", {"uuid": uuid})
         return found

@@ -5,35 +5,44 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Self
 from uuid import UUID
 
 from pydantic import TypeAdapter, ValidationError
 
 from execbroker.auth.identity import Caller
 from execbroker.clock import Clock
+from execbroker.config import Settings
 from execbroker.exceptions import ConflictError, NotFoundError, UnprocessableError
-from execbroker.lifecycle.changes import ChangeFeed, WaiterSlot
-from execbroker.lifecycle.derive import derive_session_phase, still_releasing
+from execbroker.lifecycle.changes import SessionChanges, WaiterSlot
 from execbroker.metrics import OFFERS
+from execbroker.model.capacity import Amounts
 from execbroker.model.isotime import format_duration, format_instant
 from execbroker.model.messages import info
 from execbroker.model.phases import (
     ACTIVE_SESSION_PHASES,
+    EXTEND_PATH,
     TERMINAL_SESSION_PHASES,
-    ComponentPhase,
     SessionPhase,
+    derive_session_phase,
+    phase_options,
+    still_releasing,
 )
 from execbroker.model.records import ComponentRecord, ComponentRole, SessionRecord
 from execbroker.model.wire import EnumValueUpdate, IntegerDeltaUpdate, MessageItem, Update
-from execbroker.planning.calendar import Amounts, Usage
+from execbroker.planning.calendar import Usage
 from execbroker.planning.offers import component_costs, summed_costs
 from execbroker.planning.profile import PlatformProfile
 from execbroker.planning.validation import schema_messages
-from execbroker.storage.store import Booking, BrokerStore, OfferExpiredError
+from execbroker.services import admission
+from execbroker.services.expiry import ExpiryTimer
+from execbroker.storage.booking import Booking
+from execbroker.storage.offers import OfferExpiredError
+from execbroker.storage.store import BrokerStore
 
-__all__ = ["SessionService", "phase_options"]
+__all__ = ["SessionLimits", "SessionService"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,16 +55,6 @@ _UPDATE_KINDS = (
 )
 
 
-def phase_options(phase: SessionPhase) -> list[SessionPhase]:
-    """The phases a client may set ``/phase`` to now."""
-    if phase is SessionPhase.OFFERED:
-        return [SessionPhase.ACCEPTED, SessionPhase.REJECTED]
-    if phase in ACTIVE_SESSION_PHASES:
-        return [SessionPhase.CANCELLED]
-    return []
-
-
-EXTEND_PATH = "/schedule/available/duration"
 _SECONDS_PER_UNIT = {
     None: 1,
     "s": 1,
@@ -71,23 +70,47 @@ _SECONDS_PER_UNIT = {
 }
 
 
+@dataclass(frozen=True, kw_only=True)
+class SessionLimits:
+    """What the session service reads of the settings: the longest a session may run
+    (extensions included) and the per-user quota of active sessions (None: no quota)."""
+
+    max_duration: timedelta
+    active_sessions: int | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        """The limits ``settings`` set."""
+        return cls(
+            max_duration=settings.planning.max_duration,
+            active_sessions=settings.planning.quota_active_sessions,
+        )
+
+
 class SessionService:
+    """Reads sessions and components, applies a client's updates, and waits for changes.
+
+    Built by :class:`~execbroker.factory.Factory`: ``changes`` wakes the waiters and the
+    engine when it changes a session; ``expiry`` expires offers found too late to accept.
+    """
+
     def __init__(
         self,
         *,
         store: BrokerStore,
         clock: Clock,
         profile: PlatformProfile,
-        max_duration: timedelta,
-        active_limit: int | None = None,
-        on_change: Callable[[UUID], None] | None = None,
+        changes: SessionChanges,
+        expiry: ExpiryTimer,
+        limits: SessionLimits,
     ) -> None:
-        self._active_limit = active_limit
+        self._limits = limits
         self._store = store
         self._clock = clock
         self._profile = profile
-        self._max_duration = max_duration
-        self._on_change = on_change or (lambda _uuid: None)
+        self._changes = changes
+        self._feed = changes.feed
+        self._expiry = expiry
 
     async def get_session(self, uuid: UUID, *, caller: Caller) -> SessionRecord:
         """The session, if ``caller`` may see it; while it is active, with how far the
@@ -95,7 +118,7 @@ class SessionService:
         return await self._get(uuid, owner=caller.scope)
 
     async def _get(self, uuid: UUID, *, owner: str | None) -> SessionRecord:
-        found = await self._store.get_session(uuid, owner=owner)
+        found = await self._store.sessions.get(uuid, owner=owner)
         if found is None:
             raise NotFoundError("No session {uuid}", {"uuid": uuid})
         await self.work_out_extension(found)
@@ -108,10 +131,10 @@ class SessionService:
             return
         start, end = self._extension_window(session)
         now = self._clock.now()
-        total = await self._store.hold_total(start, end, now=now, exclude=session.uuid)
+        total = await self._store.calendar.hold_total(start, end, now=now, exclude=session.uuid)
         if self._nothing_in_the_way(session, total):
             return
-        holds = await self._store.holds(start, end, now=now, exclude=session.uuid)
+        holds = await self._store.calendar.holds(start, end, now=now, exclude=session.uuid)
         session.extension_limit = self._extension_limit(session, Usage(holds))
 
     def work_out_extension_in(
@@ -132,14 +155,14 @@ class SessionService:
     def _nothing_in_the_way(self, session: SessionRecord, total: Amounts) -> bool:
         """If even every overlapping hold leaves room, the whole room is the limit (set)."""
         own = Amounts(session.cores, session.memory_gib, session.storage_gib)
-        if not (total + own).fits_within(self._profile.capacity):
+        if not admission.fits(total, own, self._profile.capacity):
             return False
         session.extension_limit = self._room(session)
         return True
 
     def _room(self, session: SessionRecord) -> timedelta:
         """How much longer the session may run before it reaches the longest run offered."""
-        return max(timedelta(0), self._max_duration - session.schedule.available_duration)
+        return max(timedelta(0), self._limits.max_duration - session.schedule.available_duration)
 
     def _extension_limit(self, session: SessionRecord, usage: Usage) -> timedelta:
         start = session.schedule.release_end
@@ -166,7 +189,7 @@ class SessionService:
         asked = update.delta * _SECONDS_PER_UNIT[unit]
         # No run may grow past max_duration, so a longer delta is refused below whatever it
         # is, as is any delta not positive; clamping keeps ±2^63 hours in timedelta's range.
-        longest = int(self._max_duration.total_seconds()) + 1
+        longest = int(self._limits.max_duration.total_seconds()) + 1
         delta = timedelta(seconds=min(max(asked, -1), longest))
         if delta <= timedelta(0):
             raise UnprocessableError(
@@ -238,8 +261,8 @@ class SessionService:
                 )
 
         # It reads the session and the exact calendar: locked from the start.
-        await self._store.book(book, optimistic=False)
-        self._on_change(session.uuid)
+        await self._store.calendar.book(book, optimistic=False)
+        self._changes.changed(session.uuid)
 
     def _costed_specs(
         self, session: SessionRecord, duration: timedelta
@@ -266,7 +289,6 @@ class SessionService:
         caller: Caller,
         seconds: float,
         phase: SessionPhase | None,
-        changes: ChangeFeed,
         still_allowed: Callable[[], Awaitable[object]] | None = None,
         check_every: float = 5.0,
     ) -> SessionRecord:
@@ -282,12 +304,12 @@ class SessionService:
         deadline = loop.time() + seconds
         next_check = loop.time() + check_every
         # Admitted before anything is read: a flood beyond the cap costs no database read.
-        with changes.admit(caller.name):
+        with self._feed.admit(caller.name):
             session = await self.get_session(uuid, caller=caller)
             waiting_on = phase or session.phase
             if session.phase is not waiting_on or session.phase in TERMINAL_SESSION_PHASES:
                 return session
-            async with changes.watch(uuid, lambda: self._get(uuid, owner=None)) as watch:
+            async with self._feed.watch(uuid, lambda: self._get(uuid, owner=None)) as watch:
                 snapshot = await watch.read()
                 while True:
                     session = _visible(snapshot.record, caller)
@@ -309,7 +331,6 @@ class SessionService:
         uuid: UUID,
         *,
         caller: Caller,
-        changes: ChangeFeed,
         still_allowed: Callable[[], Awaitable[object]] | None = None,
         check_every: float = 5.0,
         keepalive: float = 15.0,
@@ -320,7 +341,7 @@ class SessionService:
         from the iterator; the slot counts until the iterator is closed or released.
         ``still_allowed`` is awaited every ``check_every`` seconds and ends the iteration
         by raising (e.g. 401) once the caller's credentials are no longer valid."""
-        slot = changes.admit(caller.name)  # before any read: a flood costs no database read
+        slot = self._feed.admit(caller.name)  # before any read: a flood costs no database read
         try:
             first = await self.get_session(uuid, caller=caller)
         except BaseException:
@@ -329,7 +350,6 @@ class SessionService:
         follow = self._follow(
             first,
             caller=caller,
-            changes=changes,
             slot=slot,
             still_allowed=still_allowed,
             check_every=check_every,
@@ -342,7 +362,6 @@ class SessionService:
         first: SessionRecord,
         *,
         caller: Caller,
-        changes: ChangeFeed,
         slot: WaiterSlot,
         still_allowed: Callable[[], Awaitable[object]] | None,
         check_every: float,
@@ -354,7 +373,7 @@ class SessionService:
             if first.phase in TERMINAL_SESSION_PHASES:
                 return
             last = _phases(first)
-            async with changes.watch(
+            async with self._feed.watch(
                 first.uuid, lambda: self._get(first.uuid, owner=None)
             ) as watch:
                 snapshot = await watch.read()
@@ -387,7 +406,7 @@ class SessionService:
         after: datetime | None,
         last: int | None,
     ) -> list[SessionRecord]:
-        return await self._store.list_sessions(
+        return await self._store.sessions.listing(
             owner=caller.scope, phases=phases, after=after, last=last
         )
 
@@ -395,7 +414,7 @@ class SessionService:
         self, role: ComponentRole, uuid: UUID, *, caller: Caller
     ) -> tuple[ComponentRecord, list[ComponentRecord]]:
         """The component, and (for compute) its volume mounts."""
-        found = await self._store.find_component(uuid, owner=caller.scope)
+        found = await self._store.sessions.find_component(uuid, owner=caller.scope)
         if found is None or found.role is not role:
             raise NotFoundError("No {role} component {uuid}", {"role": role.value, "uuid": uuid})
         if role is not ComponentRole.COMPUTE:
@@ -459,35 +478,44 @@ class SessionService:
                 await self._accept(session, now=now, by=caller.label)
                 OFFERS.labels("accepted").inc()
             case SessionPhase.REJECTED:
-                await self._move(
+                await self._reject(
                     session,
-                    target,
-                    ComponentPhase.CANCELLED,
                     now=now,
                     note=info("Offer rejected by {user}", time=now, user=caller.label),
                 )
                 OFFERS.labels("rejected").inc()
             case SessionPhase.CANCELLED:
                 await self._cancel(session, now=now, by=caller.label)
-        self._on_change(uuid)
+        self._changes.changed(uuid)
         logger.info("session updated", extra={"session": str(uuid), "phase": target.value})
         return await self.get_session(uuid, caller=caller)
 
     async def _accept(self, session: SessionRecord, *, now: datetime, by: str) -> None:
         if session.expires is not None and session.expires <= now:
             await self._expired(session.expires)
-        try:
-            won = await self._store.accept_offer(
+
+        def accept(booking: Booking) -> list[UUID] | None:
+            at = booking.now()
+            admission.check_active_sessions(
+                booking, session.owner, limit=self._limits.active_sessions
+            )
+            return booking.mark_accepted(
                 session.uuid,
                 owner=session.owner,
-                note=lambda at: info("Offer accepted by {user}", time=at, user=by),
-                active_limit=self._active_limit,
-                sibling_note=lambda at: info(
+                now=at,
+                note=info("Offer accepted by {user}", time=at, user=by),
+                sibling_note=info(
                     "Rejected because offer {accepted} of the same set was accepted",
                     time=at,
                     accepted=session.uuid,
                 ),
             )
+
+        # Under the pool's lock from the start: the expiry is judged at an instant read
+        # under it (Booking.now), not one read before waiting for it, since meanwhile a
+        # booking may have found the offer expired and planned with its capacity.
+        try:
+            won = await self._store.calendar.book(accept, optimistic=False)
         except OfferExpiredError as expired:
             # It expired while the accept waited for the pool's lock: its capacity may
             # already be another booking's.
@@ -498,10 +526,10 @@ class SessionService:
                 return
             raise _wrong_phase(current, SessionPhase.ACCEPTED)
         for sibling in won:  # their waiters hear that they were rejected, at once
-            self._on_change(sibling)
+            self._changes.changed(sibling)
 
     async def _expired(self, expires: datetime) -> NoReturn:
-        await self.expire_due_offers()
+        await self._expiry.expire_due_offers()
         raise ConflictError(
             "The offer expired at {expires} and can no longer be accepted",
             {"expires": format_instant(expires)},
@@ -512,7 +540,7 @@ class SessionService:
         """Record the user's decision: the session is CANCELLED from now on, and the engine
         releases its components (the calendar holds its booking until it has)."""
         components = [(c.role, c.phase) for c in session.components]
-        moved = await self._store.request_ending(
+        moved = await self._store.sessions.mark_ending(
             session.uuid,
             owner=session.owner,
             from_phases=ACTIVE_SESSION_PHASES,
@@ -529,50 +557,18 @@ class SessionService:
             if current.ending is None:
                 raise _wrong_phase(current, SessionPhase.CANCELLED)
 
-    async def _move(
-        self,
-        session: SessionRecord,
-        target: SessionPhase,
-        component_phase: ComponentPhase,
-        *,
-        now: datetime,
-        note: MessageItem,
-    ) -> None:
-        moved = await self._store.transition_session(
-            session.uuid,
-            owner=session.owner,
-            from_phases=[session.phase],
-            to_phase=target,
-            component_phase=component_phase,
-            now=now,
-            note=note,
+    async def _reject(self, session: SessionRecord, *, now: datetime, note: MessageItem) -> None:
+        moved = await self._store.offers.mark_rejected(
+            session.uuid, owner=session.owner, now=now, note=note
         )
         if not moved:
             current = await self._get(session.uuid, owner=session.owner)
-            if current.phase is not target:
-                raise _wrong_phase(current, target)
+            if current.phase is not SessionPhase.REJECTED:
+                raise _wrong_phase(current, SessionPhase.REJECTED)
 
     async def phase_counts(self) -> dict[str, int]:
         """Every user's sessions and offers, counted by phase (for metrics)."""
-        return await self._store.count_by_phase()
-
-    async def expire_due_offers(self) -> list[UUID]:
-        """Mark every offer whose time is up EXPIRED. Run by the expiry timer."""
-        now = self._clock.now()
-        expired = await self._store.expire_offers(
-            now=now,
-            note=lambda expires: info(
-                "Offer expired at {expires} without being accepted",
-                time=now,
-                expires=format_instant(expires),
-            ),
-        )
-        for uuid in expired:
-            self._on_change(uuid)  # wakes whoever waits on the offer
-        if expired:
-            OFFERS.labels("expired").inc(len(expired))
-            logger.info("offers expired", extra={"count": len(expired)})
-        return expired
+        return await self._store.sessions.count_by_phase()
 
 
 def _phases(session: SessionRecord) -> dict[str, str]:

@@ -112,6 +112,11 @@ class Database:
         async with self.engine.connect() as connection, connection.begin():
             yield connection
 
+    async def ping(self) -> None:
+        """Return once the database answers a read; raise whatever stops one."""
+        async with self.read() as connection:
+            await connection.execute(sa.text("SELECT 1"))
+
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A transaction that writes; committed when the block ends, rolled back on error."""

@@ -9,32 +9,26 @@ The body also says whether the platform can be used now. A platform that cannot 
 Skaha's refresh token was refused and an operator must provide a new one) makes the status
 ``degraded``, still with 200: the broker serves, and sessions within their budgets wait
 for the platform rather than fail; ``platform_message`` says what the operator must do.
+
+A long-lived background task that died (the engine loop, the offer-expiry timer, the
+change notifier...) answers 503 ``degraded``, and ``dead_tasks`` names each with how it
+ended: such a broker no longer moves sessions on, and only a restart brings the task back.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from execbroker.api.dependencies import BrokerDep
-from execbroker.platforms.base import Platform, PlatformHealth
+from execbroker.platforms.base import PlatformHealth
 from execbroker.storage.health import StorageHealth
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["operations"])
-
-
-def _platform_health(platform: Platform | None) -> PlatformHealth:
-    """What the platform says of itself, if it can tell (``health()``, e.g. Skaha)."""
-    report = getattr(platform, "health", None)
-    if platform is None or not callable(report):
-        return PlatformHealth(available=True)
-    health = report()
-    return health if isinstance(health, PlatformHealth) else PlatformHealth(available=True)
 
 
 @router.get(
@@ -44,22 +38,23 @@ def _platform_health(platform: Platform | None) -> PlatformHealth:
     responses={
         503: {
             "description": "Not ready: the database cannot be reached (unavailable), or it "
-            "cannot take writes (degraded; database_message says why)."
+            "cannot take writes, or a background task died (degraded; database_message "
+            "or dead_tasks says why)."
         }
     },
 )
 async def healthz(broker: BrokerDep) -> JSONResponse:
     try:
-        async with broker.database.read() as connection:
-            await connection.execute(sa.text("SELECT 1"))
+        await broker.database.ping()
     except Exception as failure:  # any database failure means "not ready"
         return JSONResponse(
             {"status": "unavailable", "database": type(failure).__name__}, status_code=503
         )
     storage = await broker.storage.check() if broker.storage else StorageHealth()
-    platform = _platform_health(broker.platform)
+    platform = broker.platform.health() if broker.platform else PlatformHealth(available=True)
+    dead = broker.background.dead() if broker.background else {}
     body: dict[str, Any] = {
-        "status": "ok" if platform.available and storage.ok else "degraded",
+        "status": "ok" if platform.available and storage.ok and not dead else "degraded",
         "database": "writable" if storage.ok else "failing",
         "platform": broker.settings.platform,
         "platform_status": "available" if platform.available else "unavailable",
@@ -68,4 +63,6 @@ async def healthz(broker: BrokerDep) -> JSONResponse:
         body["database_message"] = storage.problem
     if platform.message:
         body["platform_message"] = platform.message
-    return JSONResponse(body, status_code=200 if storage.ok else 503)
+    if dead:
+        body["dead_tasks"] = dead
+    return JSONResponse(body, status_code=200 if storage.ok and not dead else 503)

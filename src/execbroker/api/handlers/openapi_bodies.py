@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from execbroker.api.formats import MEDIA_TYPES
+from execbroker.api.formats.negotiation import MEDIA_TYPES
 
 __all__ = [
     "CALLER_ERRORS",

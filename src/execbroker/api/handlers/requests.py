@@ -38,9 +38,8 @@ async def create_direct_session(
     request: Request, fmt: OutputFormat, broker: BrokerDep, caller: CallerDep, render: RendererDep
 ) -> Response:
     document = await read_document(request, broker.limits)
+    # The session as any reader sees it: its extension limit was worked out while booking.
     created = await broker.offers.execute_directly(document, caller=caller)
-    # Answer with the session as any reader sees it (options worked out from the calendar).
-    await broker.sessions.work_out_extension(created)
     body = render.session(created)
     return respond(
         body,
@@ -69,49 +68,34 @@ _DIRECT_RESPONSES = {
     **error_responses(*CALLER_ERRORS, 400, 406, 413, 415, 429),
 }
 
-router.add_api_route(
-    "/requests",
-    create_offer_set,
-    methods=["POST"],
-    operation_id="ExecutionRequest",
-    summary="Ask for offers for an execution",
-    status_code=303,
-    responses=_OFFERS_RESPONSES,
-    openapi_extra=body_of("ExecutionRequest"),
-    response_class=Response,
+# The v1.0 paths, and the older (deprecated) paths the reference broker's clients still use.
+_ROUTES = (
+    ("/requests", "ExecutionRequest", "Ask for offers for an execution", False),
+    (
+        "/offersets",
+        "ExecutionRequestLegacy",
+        "Ask for offers (older path, same as POST /requests)",
+        True,
+    ),
+    ("/direct", "DirectExecution", "Run an execution at once, without offers", False),
+    (
+        "/sessions",
+        "DirectExecutionLegacy",
+        "Run an execution at once (older path, same as POST /direct)",
+        True,
+    ),
 )
-router.add_api_route(
-    "/offersets",
-    create_offer_set,
-    methods=["POST"],
-    operation_id="ExecutionRequestLegacy",
-    summary="Ask for offers (older path, same as POST /requests)",
-    status_code=303,
-    responses=_OFFERS_RESPONSES,
-    openapi_extra=body_of("ExecutionRequest"),
-    response_class=Response,
-    deprecated=True,
-)
-router.add_api_route(
-    "/direct",
-    create_direct_session,
-    methods=["POST"],
-    operation_id="DirectExecution",
-    summary="Run an execution at once, without offers",
-    status_code=303,
-    responses=_DIRECT_RESPONSES,
-    openapi_extra=body_of("ExecutionRequest"),
-    response_class=Response,
-)
-router.add_api_route(
-    "/sessions",
-    create_direct_session,
-    methods=["POST"],
-    operation_id="DirectExecutionLegacy",
-    summary="Run an execution at once (older path, same as POST /direct)",
-    status_code=303,
-    responses=_DIRECT_RESPONSES,
-    openapi_extra=body_of("ExecutionRequest"),
-    response_class=Response,
-    deprecated=True,
-)
+for path, operation_id, summary, deprecated in _ROUTES:
+    offers = operation_id.startswith("ExecutionRequest")
+    router.add_api_route(
+        path,
+        create_offer_set if offers else create_direct_session,
+        methods=["POST"],
+        operation_id=operation_id,
+        summary=summary,
+        status_code=303,
+        responses=_OFFERS_RESPONSES if offers else _DIRECT_RESPONSES,
+        openapi_extra=body_of("ExecutionRequest"),
+        response_class=Response,
+        deprecated=deprecated,
+    )

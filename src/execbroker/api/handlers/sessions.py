@@ -77,7 +77,6 @@ async def get_session(
                 caller=caller,
                 seconds=min(wait, broker.settings.server.max_wait.total_seconds()),
                 phase=phase,
-                changes=broker.changes,
                 still_allowed=credential_check(request, broker, caller),
                 check_every=broker.settings.server.credential_recheck.total_seconds(),
             ),
@@ -137,7 +136,6 @@ async def session_events(
     slot, records = await broker.sessions.follow_session(
         session_uuid,
         caller=caller,
-        changes=broker.changes,
         still_allowed=credential_check(request, broker, caller),
         check_every=broker.settings.server.credential_recheck.total_seconds(),
         keepalive=_KEEPALIVE,

@@ -5,6 +5,8 @@
     fake = FakeSkaha(StaticTokens({"tok": "alice"}), clock=ManualClock())
     with ServerThread(create_skaha_app(fake)) as server:
         ...  # the broker's Skaha client talks to f"{server.url}/skaha/v1"
+
+``ManualClock`` is :class:`execbroker.clock.ManualClock`.
 """
 
 from execbroker.fakes.skaha.app import create_skaha_app
@@ -14,7 +16,6 @@ from execbroker.fakes.skaha.config import (
     FakeImage,
     Fault,
     FaultKind,
-    ManualClock,
     SkahaCatalogue,
     SkahaQuirks,
     SkahaTimings,
@@ -36,7 +37,6 @@ __all__ = [
     "FakeSkaha",
     "Fault",
     "FaultKind",
-    "ManualClock",
     "RecordedRequest",
     "SkahaCatalogue",
     "SkahaError",

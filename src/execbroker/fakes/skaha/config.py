@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import threading
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from enum import StrEnum
 
 __all__ = [
@@ -16,7 +15,6 @@ __all__ = [
     "FakeImage",
     "Fault",
     "FaultKind",
-    "ManualClock",
     "SkahaCatalogue",
     "SkahaQuirks",
     "SkahaTimings",
@@ -185,24 +183,3 @@ class Fault:
     after: bool = False
     """Carry the request out first, then answer with the fault instead: e.g. a create
     whose session exists but whose answer is lost (a reset or a 503 after the fact)."""
-
-
-class ManualClock:
-    """A clock tests move by hand; callable, and also has ``now()`` like ``execbroker.clock``."""
-
-    def __init__(self, start: datetime | None = None) -> None:
-        self._lock = threading.Lock()
-        self._now = start or datetime(2026, 8, 6, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        with self._lock:
-            return self._now
-
-    def now(self) -> datetime:
-        return self()
-
-    def advance(self, seconds: float) -> datetime:
-        """Move forward by ``seconds`` and return the new time."""
-        with self._lock:
-            self._now += timedelta(seconds=seconds)
-            return self._now

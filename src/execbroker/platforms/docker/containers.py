@@ -21,6 +21,7 @@ __all__ = [
     "Port",
     "container_config",
     "container_name",
+    "offered_gib",
     "port_connectors",
     "requested_ports",
 ]
@@ -65,6 +66,13 @@ class ContainerLimits:
     network: str  # the network mode of a container that publishes ports
     publish_address: str
     pids: int | None
+
+
+def offered_gib(amount: object) -> int:
+    """The offered amount of a ``{min, max}`` pair (the offer sets both to the same)."""
+    if isinstance(amount, dict):
+        return max(1, int(amount.get("min") or amount.get("max") or 1))
+    return 1
 
 
 def requested_ports(executable: dict[str, Any]) -> list[Port]:

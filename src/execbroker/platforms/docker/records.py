@@ -57,7 +57,7 @@ class ObjectRecords:
         self._root = root
 
     def open(self) -> None:
-        # Private: the file names are the storage folders' names (see DockerPlatform).
+        # Private: the file names are the storage folders' names (see .directories).
         self._root.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._root.chmod(0o700)
         for stale in self._root.glob("*.tmp"):  # a write a crash interrupted

@@ -145,7 +145,7 @@ async def _download(
 
 def _create(target: Path) -> BinaryIO:
     """``target`` opened for writing, private to the broker's user (the containers run as
-    that user: see ``DockerPlatform``)."""
+    that user: see :func:`.compute.container_user`)."""
     return os.fdopen(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
 
 

@@ -24,9 +24,9 @@ from execbroker.exceptions import RequestRefusedError
 from execbroker.model import kinds
 from execbroker.model.messages import make_message, warn
 from execbroker.model.phases import MessageLevel
+from execbroker.model.plan import Plan, PlannedComponent, Range
 from execbroker.model.records import ComponentRole
 from execbroker.model.wire import MessageItem
-from execbroker.planning.validation import Plan, PlannedComponent, Range
 from execbroker.platforms.base import Work
 from execbroker.platforms.skaha.client import CreateRequest, ResourceOptions, SkahaContext
 from execbroker.platforms.skaha.errors import SkahaRequestError

@@ -62,13 +62,14 @@ from uuid import UUID
 import httpx
 from pydantic import SecretStr
 
+from execbroker.background import BackgroundTaskManager
 from execbroker.clock import Clock
 from execbroker.config import Settings
 from execbroker.metrics import PLATFORM_SWEPT
 from execbroker.model import kinds
 from execbroker.model.phases import TERMINAL_COMPONENT_PHASES, ComponentPhase, MessageLevel
+from execbroker.model.plan import Plan
 from execbroker.model.records import ComponentRole
-from execbroker.planning.validation import Plan
 from execbroker.platforms.base import (
     OwnerPhases,
     Platform,
@@ -225,9 +226,11 @@ class SkahaPlatform(Platform):
         options: SkahaOptions,
         *,
         clock: Clock,
+        background: BackgroundTaskManager,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._options = options
+        self._background = background
         self._clock = clock
         self._transport = transport
         self._interval = timedelta(seconds=options.list_interval)
@@ -248,8 +251,7 @@ class SkahaPlatform(Platform):
         self._lifetime_warning: str | None = None
         self._connect_refused: set[str] = set()
         self._events_read: dict[str, float] = {}
-        self._task: asyncio.Task[None] | None = None
-        self._sweeper: asyncio.Task[None] | None = None
+        self._sweeping = False
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -281,6 +283,7 @@ class SkahaPlatform(Platform):
             token_file=options.token_file,
             http=self._http,
             clock=self._clock,
+            background=self._background,
             issuer=options.issuer,
             client_id=options.client_id,
             client_secret=options.client_secret,
@@ -308,21 +311,19 @@ class SkahaPlatform(Platform):
                 "Skaha's resource options not read at start; retrying in the background",
                 extra={"reason": self._catalogue_problem},
             )
-        self._task = asyncio.create_task(self._keep_catalogue(), name="execbroker-skaha-catalogue")
+        self._background.loop(
+            "skaha-catalogue",
+            self._refresh_catalogue,
+            retry=options.catalogue_interval,
+            first_pause=self._catalogue_pause(),
+        )
         logger.info(
             "Skaha platform started",
             extra={"skaha_url": self.client.base_url, "prefix": options.prefix},
         )
 
     async def stop(self) -> None:
-        for task in (self._task, self._sweeper):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        self._task = self._sweeper = None
-        if self._tokens is not None:
-            await self._tokens.stop()
+        """Close the HTTP client (the background manager has stopped the loops)."""
         if self._http is not None:
             await self._http.aclose()
             self._http = None
@@ -367,23 +368,25 @@ class SkahaPlatform(Platform):
             logger.info("Skaha's resource options read")
         self._catalogue_problem = None
 
-    async def _keep_catalogue(self) -> None:
-        while True:
-            pause = self._options.catalogue_interval
-            if self._catalogue_problem is not None:
-                pause = min(pause, max(self._options.list_interval, 1.0))
-            await asyncio.sleep(pause)
-            try:
-                await self._read_catalogue()
-            except SkahaError as failure:
-                if self._catalogue_problem is None:
-                    logger.warning(
-                        "cannot read Skaha's resource options; keeping the last ones",
-                        extra={"reason": failure.message},
-                    )
-                self._catalogue_problem = failure.message
-            except Exception:
-                logger.exception("reading Skaha's resource options failed")
+    def _catalogue_pause(self) -> float:
+        """Seconds until the next read of the catalogue: sooner while it cannot be read."""
+        pause = self._options.catalogue_interval
+        if self._catalogue_problem is not None:
+            pause = min(pause, max(self._options.list_interval, 1.0))
+        return pause
+
+    async def _refresh_catalogue(self) -> float:
+        """One pass of the catalogue loop; seconds until the next."""
+        try:
+            await self._read_catalogue()
+        except SkahaError as failure:
+            if self._catalogue_problem is None:
+                logger.warning(
+                    "cannot read Skaha's resource options; keeping the last ones",
+                    extra={"reason": failure.message},
+                )
+            self._catalogue_problem = failure.message
+        return self._catalogue_pause()
 
     def shape(self, plan: Plan) -> Plan:
         return shape_plan(
@@ -696,15 +699,13 @@ class SkahaPlatform(Platform):
     # -- the sweep ------------------------------------------------------------------------
 
     def sweep_periodically(self, phases: OwnerPhases) -> None:
-        """Sweep every ``sweep_interval`` from now on (until :meth:`stop`)."""
-        if self._sweeper is None:
-            self._sweeper = asyncio.create_task(
-                self._keep_sweeping(phases), name="execbroker-skaha-sweep"
-            )
+        """Sweep every ``sweep_interval`` from now on (until the background manager stops)."""
+        if self._sweeping:
+            return
+        self._sweeping = True
+        interval = self._options.sweep_interval
 
-    async def _keep_sweeping(self, phases: OwnerPhases) -> None:
-        while True:
-            await asyncio.sleep(self._options.sweep_interval)
+        async def sweep_pass() -> float:
             try:
                 await self.sweep(phases)
             except SkahaError as failure:
@@ -712,8 +713,9 @@ class SkahaPlatform(Platform):
                     "cannot sweep Skaha sessions; trying at the next sweep",
                     extra={"reason": failure.message},
                 )
-            except Exception:
-                logger.exception("sweeping Skaha sessions failed; trying at the next sweep")
+            return interval
+
+        self._background.loop("skaha-sweep", sweep_pass, retry=interval, first_pause=interval)
 
     async def sweep(self, phases: OwnerPhases) -> int:
         """Delete sessions of this broker's prefix that no live component owns (its

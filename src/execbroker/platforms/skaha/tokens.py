@@ -42,6 +42,7 @@ import httpx
 import jwt
 from pydantic import SecretStr
 
+from execbroker.background import BackgroundTaskManager, Wake
 from execbroker.clock import Clock
 from execbroker.platforms.skaha.errors import (
     SkahaCredentialsError,
@@ -186,6 +187,7 @@ class TokenManager:
         token_file: Path,
         http: httpx.AsyncClient,
         clock: Clock,
+        background: BackgroundTaskManager,
         issuer: str | None = None,
         client_id: str | None = None,
         client_secret: SecretStr | None = None,
@@ -207,8 +209,8 @@ class TokenManager:
         self._signature: tuple[int, int, int] | None = None
         self._token_endpoint: str | None = None
         self._lock = asyncio.Lock()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._background = background
+        self._wake = Wake()
         self._problem: str | None = None  # the credentials are dead: what to do
         self._outage: str | None = None  # the IdP fails: refreshing is retried
         self._failures = 0
@@ -225,15 +227,7 @@ class TokenManager:
             logger.warning(
                 "Skaha tokens cannot be refreshed: set skaha_oidc_issuer and skaha_client_id"
             )
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="execbroker-skaha-tokens")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        self._background.loop("skaha-tokens", self._pass, retry=self._backoff[0], wake=self._wake)
 
     @property
     def problem(self) -> str | None:
@@ -497,17 +491,9 @@ class TokenManager:
 
     # -- the background task ---------------------------------------------------------------
 
-    async def _run(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                pause = await self._step()
-            except Exception:
-                logger.exception("Skaha token refresher failed; trying again")
-                pause = self._backoff[0]
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(pause, 0.01)):
-                    await self._wake.wait()
+    async def _pass(self) -> float:
+        """One pass of the background loop: :meth:`_step`, at least 10 ms apart."""
+        return max(await self._step(), 0.01)
 
     async def _step(self) -> float:
         """Refresh if it is time; seconds until there is something to do again."""

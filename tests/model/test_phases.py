@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from execbroker.lifecycle.derive import derive_session_phase, still_releasing
 from execbroker.model.phases import ComponentPhase as C
 from execbroker.model.phases import SessionPhase as S
+from execbroker.model.phases import derive_session_phase, still_releasing
 from execbroker.model.records import ComponentRole as R
 
 

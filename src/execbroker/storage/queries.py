@@ -1,0 +1,241 @@
+"""The calendar's and the quotas' SQL: what is held over a window, and what an owner has.
+
+Facts only: sums, lists and counts. What they allow (a booking that fits, a quota not yet
+used up) is decided by the services (:mod:`execbroker.services.admission`). The checks an
+optimistic booking settles with (:data:`CHECKS`) assert again, under the pool's lock, the
+facts such a decision relied on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Connection
+
+from execbroker.model.capacity import Amounts, Hold
+from execbroker.model.phases import HOLDING_SESSION_PHASES, SessionPhase
+from execbroker.storage.tables import UTCDateTime, sessions
+
+__all__ = [
+    "CHECKS",
+    "HOLDING_PHASES",
+    "HOLD_TOTAL_PG",
+    "count_active_sessions",
+    "count_live_offers",
+    "hold_total",
+    "holds",
+    "phase_in",
+    "window",
+]
+
+# Sorted, so that the statements built from it are the same in every process.
+HOLDING_PHASES = sorted(HOLDING_SESSION_PHASES)
+
+
+def phase_in(phase: sa.ColumnElement[str], phases: Iterable[SessionPhase]) -> Any:
+    """``phase IN ('A', 'B', …)`` with the phases written into the SQL, not bound: so that
+    PostgreSQL's planner can see that a query only wants rows its partial indexes hold.
+    (The phases are this module's own constants, never user input.)"""
+    return phase.in_([sa.literal_column(f"'{p.value}'") for p in sorted(phases)])
+
+
+def _holding_clause(phase: sa.ColumnElement[str]) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        sessions.c.book_end > sa.bindparam("w_start", type_=UTCDateTime()),
+        # A booking starting before the window's end and no longer than the longest booking
+        # ends before this: it bounds the index range from above, too.
+        sessions.c.book_end < sa.bindparam("w_end_bound", type_=UTCDateTime()),
+        sessions.c.book_start < sa.bindparam("w_end", type_=UTCDateTime()),
+        sessions.c.uuid != sa.bindparam("w_exclude"),
+        sa.or_(
+            phase_in(phase, HOLDING_PHASES),
+            sa.and_(
+                phase_in(phase, [SessionPhase.OFFERED]),
+                sessions.c.expires > sa.bindparam("w_now", type_=UTCDateTime()),
+            ),
+            # Cancelled, and its components not yet released.
+            sessions.c.releasing,
+        ),
+    )
+
+
+def _hold_queries(phase: sa.ColumnElement[str]) -> tuple[sa.Select[Any], sa.Select[Any]]:
+    holding = _holding_clause(phase)
+    listed = sa.select(
+        sessions.c.uuid,
+        sessions.c.offer_set_uuid,
+        sessions.c.phase,
+        sessions.c.book_start,
+        sessions.c.book_end,
+        sessions.c.cores,
+        sessions.c.memory_gib,
+        sessions.c.storage_gib,
+    ).where(holding)
+    total = sa.select(
+        sa.func.coalesce(sa.func.sum(sessions.c.cores), 0),
+        sa.func.coalesce(sa.func.sum(sessions.c.memory_gib), 0),
+        sa.func.coalesce(sa.func.sum(sessions.c.storage_gib), 0),
+    ).where(holding)
+    return listed, total
+
+
+# Built once, with bound parameters: constructing these per call cost more than running them.
+# SQLite: ``phase || ''`` on purpose: no index serves it, so SQLite ranges over the covering
+# booking index (bounded on both sides by the window) instead of walking the phase index,
+# which visits every live booking whatever the window. PostgreSQL: the plain phase, which
+# lets the planner use the partial index of live bookings (migration 0006).
+_HOLDS_SQLITE, _HOLD_TOTAL_SQLITE = _hold_queries(sessions.c.phase.concat(""))
+_HOLDS_PG, HOLD_TOTAL_PG = _hold_queries(sessions.c.phase)
+
+
+def _room_check() -> sa.ColumnElement[bool]:
+    """Everyone else's live bookings over the window still leave room for the largest the
+    request may use: their sum does, or else (read only then) their sum with the offers of
+    one set counted once, at their largest. Either is an upper bound of what is held at
+    any instant in the window."""
+
+    def fits(cores: Any, memory: Any, storage: Any) -> sa.ColumnElement[bool]:
+        return sa.and_(
+            sa.func.coalesce(cores, 0) + sa.bindparam("largest_cores")
+            <= sa.bindparam("capacity_cores"),
+            sa.func.coalesce(memory, 0) + sa.bindparam("largest_memory")
+            <= sa.bindparam("capacity_memory"),
+            sa.func.coalesce(storage, 0) + sa.bindparam("largest_storage")
+            <= sa.bindparam("capacity_storage"),
+        )
+
+    others = sa.and_(
+        _holding_clause(sessions.c.phase),
+        sessions.c.uuid != sa.func.all(sa.bindparam("w_own", type_=ARRAY(sa.String()))),
+    )
+    summed = sa.select(
+        fits(
+            sa.func.sum(sessions.c.cores),
+            sa.func.sum(sessions.c.memory_gib),
+            sa.func.sum(sessions.c.storage_gib),
+        )
+    ).where(others)
+    group = sa.case(
+        (
+            sa.and_(
+                sessions.c.phase == SessionPhase.OFFERED.value,
+                sessions.c.offer_set_uuid.is_not(None),
+            ),
+            sessions.c.offer_set_uuid,
+        ),
+        else_=sessions.c.uuid,
+    )
+    largest_of_each = (
+        sa.select(
+            sa.func.max(sessions.c.cores).label("cores"),
+            sa.func.max(sessions.c.memory_gib).label("memory_gib"),
+            sa.func.max(sessions.c.storage_gib).label("storage_gib"),
+        )
+        .where(others)
+        .group_by(group)
+        .subquery()
+    )
+    grouped = sa.select(
+        fits(
+            sa.func.sum(largest_of_each.c.cores),
+            sa.func.sum(largest_of_each.c.memory_gib),
+            sa.func.sum(largest_of_each.c.storage_gib),
+        )
+    )
+    # Scalar subqueries: PostgreSQL runs the second only if the first is false.
+    return sa.or_(summed.scalar_subquery(), grouped.scalar_subquery())
+
+
+# What the quotas count, read while booking and checked again when settling.
+_LIVE_OFFERS = sa.select(sa.func.count()).where(
+    sessions.c.owner == sa.bindparam("lo_owner"),
+    sessions.c.phase == SessionPhase.OFFERED.value,
+    sessions.c.expires > sa.bindparam("lo_now", type_=UTCDateTime()),
+)
+_ACTIVE = sa.select(sa.func.count()).where(
+    sessions.c.owner == sa.bindparam("aq_owner"), phase_in(sessions.c.phase, HOLDING_PHASES)
+)
+
+
+# The checks an optimistic booking settles with (PostgreSQL), by name; their parameters
+# are named apart, so any of them go together in one statement.
+CHECKS: dict[str, Any] = {
+    "room": sa.func.execbroker_require(_room_check(), "room in the pool"),
+    "live_offers": sa.func.execbroker_require(
+        _LIVE_OFFERS.scalar_subquery() <= sa.bindparam("lo_limit"), "the live-offers quota"
+    ),
+    "active": sa.func.execbroker_require(
+        _ACTIVE.scalar_subquery() <= sa.bindparam("aq_limit"), "the active-sessions quota"
+    ),
+}
+_NOBODY = "00000000-0000-0000-0000-000000000000"
+
+
+def window(
+    start: datetime, end: datetime, now: datetime, exclude: UUID | None, longest: timedelta
+) -> dict[str, Any]:
+    """The parameters of a window query (and of the ``room`` check)."""
+    return {
+        "w_start": start,
+        "w_end": end,
+        "w_end_bound": end + longest,
+        "w_now": now,
+        "w_exclude": str(exclude) if exclude else _NOBODY,
+    }
+
+
+def hold_total(
+    connection: Connection,
+    start: datetime,
+    end: datetime,
+    *,
+    now: datetime,
+    exclude: UUID | None,
+    longest: timedelta,
+) -> Amounts:
+    """The sum of every hold overlapping ``[start, end)``: an upper bound of what is held
+    at any instant in it, counted by the database without loading the holds."""
+    query = _HOLD_TOTAL_SQLITE if connection.dialect.name == "sqlite" else HOLD_TOTAL_PG
+    row = (connection.execute(query, window(start, end, now, exclude, longest))).one()
+    return Amounts(int(row[0]), int(row[1]), int(row[2]))
+
+
+def holds(
+    connection: Connection,
+    start: datetime,
+    end: datetime,
+    *,
+    now: datetime,
+    exclude: UUID | None,
+    longest: timedelta,
+) -> list[Hold]:
+    """Bookings overlapping ``[start, end)``: live offers (grouped by offer set, as they are
+    alternatives) and accepted sessions that have not ended."""
+    query = _HOLDS_SQLITE if connection.dialect.name == "sqlite" else _HOLDS_PG
+    rows = (connection.execute(query, window(start, end, now, exclude, longest))).all()
+    return [
+        Hold(
+            group=row.offer_set_uuid
+            if row.phase == SessionPhase.OFFERED.value and row.offer_set_uuid
+            else row.uuid,
+            start=row.book_start,
+            end=row.book_end,
+            amounts=Amounts(row.cores, row.memory_gib, row.storage_gib),
+        )
+        for row in rows
+    ]
+
+
+def count_live_offers(connection: Connection, owner: str, *, now: datetime) -> int:
+    """How many offers of ``owner``'s are unexpired at ``now``."""
+    return int(connection.execute(_LIVE_OFFERS, {"lo_owner": owner, "lo_now": now}).scalar_one())
+
+
+def count_active_sessions(connection: Connection, owner: str) -> int:
+    """Sessions of ``owner``'s accepted and not yet ended."""
+    return int(connection.execute(_ACTIVE, {"aq_owner": owner}).scalar_one())

@@ -1,0 +1,192 @@
+"""Sessions and their components: reading them, and the changes a user asks for.
+
+Mechanical: records in, records out. Changes are guarded in SQL (``UPDATE … WHERE phase IN
+(…)``): what they return says whether this caller won. Every query is filtered by owner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from execbroker.model.phases import SessionPhase
+from execbroker.model.records import ComponentRecord, SessionRecord
+from execbroker.model.wire import MessageItem
+from execbroker.storage.database import Database
+from execbroker.storage.queries import HOLDING_PHASES
+from execbroker.storage.rows import (
+    MessageTarget,
+    component_from_row,
+    insert_messages,
+    load_messages,
+    load_session,
+    owned_by,
+    session_from_row,
+)
+from execbroker.storage.tables import components, messages, sessions
+
+__all__ = ["SessionStore", "extend_run"]
+
+
+class SessionStore:
+    """Sessions and components as users see them, and a user's cancel."""
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def get(self, uuid: UUID, *, owner: str | None) -> SessionRecord | None:
+        """The session with its components and messages, if ``owner`` (None: anyone) has it."""
+        async with self._db.read() as connection:
+            return await connection.run_sync(load_session, uuid, owner=owner)
+
+    async def listing(
+        self,
+        *,
+        owner: str | None,
+        phases: Sequence[SessionPhase],
+        after: datetime | None,
+        last: int | None,
+    ) -> list[SessionRecord]:
+        """Newest first; without components or messages (a listing, not a reading)."""
+        query = sa.select(sessions).where(*owned_by(sessions, owner))
+        if phases:
+            query = query.where(sessions.c.phase.in_([p.value for p in phases]))
+        if after is not None:
+            query = query.where(sessions.c.created > after)
+        query = query.order_by(sessions.c.created.desc(), sessions.c.uuid).limit(last or 1000)
+        async with self._db.read() as connection:
+            rows = (await connection.execute(query)).all()
+        return [session_from_row(row, [], {}) for row in rows]
+
+    async def find_component(self, uuid: UUID, *, owner: str | None) -> ComponentRecord | None:
+        """The component with its messages, if ``owner`` (None: anyone) has it."""
+        async with self._db.read() as connection:
+            row = (
+                await connection.execute(
+                    sa.select(components).where(
+                        components.c.uuid == str(uuid), *owned_by(components, owner)
+                    )
+                )
+            ).one_or_none()
+            if row is None:
+                return None
+            found = await connection.run_sync(load_messages, messages.c.subject_uuid == str(uuid))
+        return component_from_row(row, found.get(str(uuid), []))
+
+    async def count_by_phase(self) -> dict[str, int]:
+        """How many sessions (offers included) are in each phase."""
+        async with self._db.read() as connection:
+            rows = (
+                await connection.execute(
+                    sa.select(sessions.c.phase, sa.func.count()).group_by(sessions.c.phase)
+                )
+            ).all()
+        return {str(phase): int(count) for phase, count in rows}
+
+    async def mark_ending(
+        self,
+        uuid: UUID,
+        *,
+        owner: str,
+        from_phases: Iterable[SessionPhase],
+        ending: SessionPhase,
+        phase: SessionPhase,
+        releasing: bool,
+        now: datetime,
+        note: MessageItem,
+    ) -> bool:
+        """Record that the run must end (a user's cancel): the engine does the releasing.
+        ``releasing``: the session's phase is final, but its booking holds until the engine
+        has released its components. False when the session was not in one of
+        ``from_phases``.
+
+        Bumps the revision, so that an engine pass that read the session before this does
+        not write back its older view; the first ending decided stays.
+        """
+        async with self._db.write() as connection:
+            moved = await connection.execute(
+                sessions.update()
+                .where(
+                    sessions.c.uuid == str(uuid),
+                    sessions.c.owner == owner,
+                    sessions.c.phase.in_([p.value for p in from_phases]),
+                )
+                .values(
+                    ending=sa.func.coalesce(sessions.c.ending, ending.value),
+                    phase=phase.value,
+                    releasing=releasing,
+                    revision=sessions.c.revision + 1,
+                    next_due=now,
+                    modified=now,
+                )
+                .returning(sessions.c.offer_set_uuid)
+            )
+            row = moved.one_or_none()
+            if row is None:
+                return False
+            offer_set = UUID(row.offer_set_uuid) if row.offer_set_uuid else None
+            await connection.run_sync(
+                insert_messages,
+                MessageTarget(uuid, session_uuid=uuid, offer_set_uuid=offer_set),
+                [note],
+            )
+        return True
+
+
+def extend_run(
+    connection: Connection,
+    session: SessionRecord,
+    *,
+    delta: timedelta,
+    costs: list[dict[str, Any]],
+    specs: dict[UUID, dict[str, Any]],
+    now: datetime,
+    note: MessageItem,
+) -> bool:
+    """Lengthen the run by ``delta``: the booking, the session's and every component's
+    available time, the session's ``costs`` and the components' ``specs`` (their costs
+    for the longer run); False when the session left the phases it was read in. Run inside
+    a booking (:meth:`Booking.extend`)."""
+    moved = connection.execute(
+        sessions.update()
+        .where(
+            sessions.c.uuid == str(session.uuid),
+            sessions.c.phase.in_([p.value for p in HOLDING_PHASES]),
+            sessions.c.book_end == session.schedule.release_end,
+        )
+        .values(
+            available_seconds=sessions.c.available_seconds + delta.total_seconds(),
+            book_end=session.schedule.release_end + delta,
+            costs=costs,
+            revision=sessions.c.revision + 1,
+            next_due=now,
+            modified=now,
+        )
+    )
+    if moved.rowcount != 1:
+        return False
+    connection.execute(
+        components.update()
+        .where(components.c.session_uuid == str(session.uuid))
+        .values(
+            available_seconds=components.c.available_seconds + delta.total_seconds(),
+            modified=now,
+        )
+    )
+    for uuid, spec in specs.items():
+        connection.execute(
+            components.update().where(components.c.uuid == str(uuid)).values(spec=spec)
+        )
+    insert_messages(
+        connection,
+        MessageTarget(
+            session.uuid, session_uuid=session.uuid, offer_set_uuid=session.offer_set_uuid
+        ),
+        [note],
+    )
+    return True
