@@ -715,8 +715,8 @@ async def test_a_pass_makes_no_call_past_its_budget() -> None:
     assert {c.due for c in step.components} == {T0 + TIMINGS.poll_interval}
 
 
-class _Store:
-    """Just enough of BrokerStore for one engine pass over one session."""
+class _Claims:
+    """Just enough of the store's engine claims for one engine pass over one session."""
 
     def __init__(self, session: SessionRecord) -> None:
         self.session: SessionRecord | None = session
@@ -734,6 +734,13 @@ class _Store:
 
     async def next_step_due(self, **_: object) -> datetime | None:
         return None
+
+
+class _Store:
+    """Just enough of BrokerStore for one engine pass: its claims."""
+
+    def __init__(self, session: SessionRecord) -> None:
+        self.claims = _Claims(session)
 
 
 async def test_an_engine_step_ends_within_its_claim() -> None:
@@ -754,5 +761,5 @@ async def test_an_engine_step_ends_within_its_claim() -> None:
     began = time.monotonic()
     assert await engine.run_once() == 1
     assert time.monotonic() - began < lease.total_seconds()
-    (step,) = store.committed
+    (step,) = store.claims.committed
     assert all(c.phase is P.PREPARING for c in step.components)
