@@ -138,7 +138,9 @@ class ProcessContext:
                 changes=changes,
                 interval=settings.engine.expiry_interval.total_seconds(),
             ),
-            authenticator=build_authenticator(settings, database),
+            authenticator=build_authenticator(
+                settings.auth, tokens_file=settings.effective_tokens_file, database=database
+            ),
             storage=StorageProbe(
                 database, clock=clock, min_free_bytes=settings.database.healthz_min_free_bytes
             ),

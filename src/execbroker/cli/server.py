@@ -41,7 +41,7 @@ def serve(
     # Storage first, so that what an operator must fix is one line naming the path, not a
     # traceback from the server's lifespan (which opens it again: already migrated, quick).
     try:
-        check_authentication(settings)
+        check_authentication(settings.auth)
         asyncio.run(_check_storage(settings))
     except StartupError as failure:
         fail(f"cannot start: {failure}", EXIT_ERROR)

@@ -33,8 +33,8 @@ def apply_limits(search: OfferSearch, plan: Plan, profile: PlatformProfile) -> O
         return search
     problems = []
     promised = {
-        METRIC_PERFORMANCE: profile.rates.compute_performance[0],
-        METRIC_IO_THROUGHPUT: profile.rates.io_throughput[0],
+        METRIC_PERFORMANCE: profile.compute_performance[0],
+        METRIC_IO_THROUGHPUT: profile.io_throughput[0],
     }
     for minimum in plan.metric_minimums:
         # The lowest figure is the one every offer is sure to meet.

@@ -316,14 +316,16 @@ def costs_of(
     profile: PlatformProfile, *, cores: int, memory_gib: int, storage_gib: int, duration: timedelta
 ) -> dict[str, float]:
     """Monetary, energy and carbon costs of holding these amounts for ``duration``."""
-    rates = profile.rates
+    rates = profile.cost
     hours = _hours(duration)
     money = hours * (
-        cores * rates.money_per_core_hour
-        + memory_gib * rates.money_per_memory_gib_hour
-        + storage_gib * rates.money_per_storage_gib_hour
+        cores * rates.per_core_hour
+        + memory_gib * rates.per_memory_gib_hour
+        + storage_gib * rates.per_storage_gib_hour
     )
-    energy = hours * (cores * rates.kwh_per_core_hour + memory_gib * rates.kwh_per_memory_gib_hour)
+    energy = hours * (
+        cores * rates.energy_kwh_per_core_hour + memory_gib * rates.energy_kwh_per_memory_gib_hour
+    )
     return {
         COST_MONETARY: round(money, 6),
         COST_ENERGY: round(energy, 6),
@@ -333,7 +335,7 @@ def costs_of(
 
 def cost_documents(profile: PlatformProfile, costs: dict[str, float]) -> list[dict[str, Any]]:
     units = {
-        COST_MONETARY: profile.rates.currency,
+        COST_MONETARY: profile.cost.currency,
         COST_ENERGY: "kWh",
         COST_CARBON: "g CO2e",
     }
@@ -388,21 +390,20 @@ def component_costs(
 def metric_documents(profile: PlatformProfile) -> list[dict[str, Any]]:
     """What the platform promises of its speed: the range over its core types (a request's
     minimum is met by the lowest only), and the storage throughput likewise."""
-    rates = profile.rates
     return [
         {
             "kind": kinds.METRIC_SIMPLE_MINMAX,
             "type": METRIC_PERFORMANCE,
             "description": "benchmark score of one core",
-            "min": rates.compute_performance[0],
-            "max": rates.compute_performance[1],
+            "min": profile.compute_performance[0],
+            "max": profile.compute_performance[1],
         },
         {
             "kind": kinds.METRIC_SIMPLE_MINMAX,
             "type": METRIC_IO_THROUGHPUT,
             "description": "storage throughput, in MB/s",
-            "min": rates.io_throughput[0],
-            "max": rates.io_throughput[1],
+            "min": profile.io_throughput[0],
+            "max": profile.io_throughput[1],
         },
     ]
 

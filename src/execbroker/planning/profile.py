@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from execbroker.config import Settings
+from execbroker.config import CostSettings, Settings
 from execbroker.model import kinds
 from execbroker.model.capacity import Amounts
 from execbroker.model.records import ComponentRole
 
-__all__ = ["PlatformProfile", "Rates", "profile_from_settings"]
+__all__ = ["PlatformProfile", "profile_from_settings"]
 
 # What each platform can run; a request for anything else is answered NO, saying so.
 _EXECUTABLES = {
@@ -18,22 +18,6 @@ _EXECUTABLES = {
     "skaha": frozenset({kinds.EXECUTABLE_DOCKER, kinds.EXECUTABLE_JUPYTER}),
     "docker": frozenset({kinds.EXECUTABLE_DOCKER}),
 }
-
-
-@dataclass(frozen=True)
-class Rates:
-    """Per-hour rates that turn offered amounts and durations into costs (from settings,
-    which hold the defaults)."""
-
-    currency: str
-    money_per_core_hour: float
-    money_per_memory_gib_hour: float
-    money_per_storage_gib_hour: float
-    kwh_per_core_hour: float
-    kwh_per_memory_gib_hour: float
-    carbon_g_per_kwh: float
-    compute_performance: tuple[float, float]  # benchmark score of one core: min, max
-    io_throughput: tuple[float, float]  # MB/s: min, max
 
 
 def _by_role(values: dict[str, timedelta]) -> dict[ComponentRole, timedelta]:
@@ -51,7 +35,9 @@ class PlatformProfile:
     release: dict[ComponentRole, timedelta]
     slack: timedelta
     staging_bytes_per_second: float
-    rates: Rates
+    cost: CostSettings  # per-hour rates that turn offered amounts and durations into costs
+    compute_performance: tuple[float, float]  # benchmark score of one core: min, max
+    io_throughput: tuple[float, float]  # MB/s: min, max
 
     @property
     def cores(self) -> int:
@@ -92,15 +78,7 @@ def profile_from_settings(settings: Settings) -> PlatformProfile:
         release=_by_role(settings.planning.release_estimates),
         slack=settings.planning.slack,
         staging_bytes_per_second=settings.planning.staging_mib_per_second * 2**20,
-        rates=Rates(
-            currency=settings.cost.currency,
-            money_per_core_hour=settings.cost.per_core_hour,
-            money_per_memory_gib_hour=settings.cost.per_memory_gib_hour,
-            money_per_storage_gib_hour=settings.cost.per_storage_gib_hour,
-            kwh_per_core_hour=settings.cost.energy_kwh_per_core_hour,
-            kwh_per_memory_gib_hour=settings.cost.energy_kwh_per_memory_gib_hour,
-            carbon_g_per_kwh=settings.cost.carbon_g_per_kwh,
-            compute_performance=_span(settings.planning.compute_performance),
-            io_throughput=_span(settings.planning.io_throughput),
-        ),
+        cost=settings.cost,
+        compute_performance=_span(settings.planning.compute_performance),
+        io_throughput=_span(settings.planning.io_throughput),
     )
