@@ -29,10 +29,10 @@ async def until_waiting(client: httpx.AsyncClient, count: int, *, user: str = "a
     """Until the broker behind ``client`` counts ``count`` long-polls and event streams of
     ``user`` (it counts each before its first read, so a change made after this is heard)."""
     assert isinstance(client, InProcessClient), "needs the broker fixture's client"
-    changes = client.app.state.broker.changes
+    sessions = client.app.state.broker.sessions
 
     async def held() -> int:
-        waiting: int = changes.waiters_of(user)
+        waiting: int = sessions.waiting(user)
         return waiting
 
     await eventually(held, lambda n: n >= count, what=f"{count} waiters of {user}", interval=0.01)

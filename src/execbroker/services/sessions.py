@@ -326,6 +326,10 @@ class SessionService:
                     snapshot = await watch.read()
         return session
 
+    def waiting(self, user: str) -> int:
+        """How many long-polls and event streams of ``user`` this broker holds open now."""
+        return self._feed.waiters_of(user)
+
     async def follow_session(
         self,
         uuid: UUID,
