@@ -10,6 +10,10 @@ __all__ = ["Clock", "ManualClock", "SystemClock"]
 
 
 class Clock(Protocol):
+    """Where the broker reads the time: :class:`SystemClock` in production, a manual clock in
+    tests.
+    """
+
     def now(self) -> datetime:
         """The current time, aware UTC."""
         ...

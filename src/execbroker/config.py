@@ -1099,7 +1099,8 @@ _SECTIONS: dict[str, type[_Section]] = {
 
 def setting_fields() -> Iterator[tuple[str | None, str, str, FieldInfo]]:
     """Every setting: its section (None: top level), its flat name (the file's key and, upper
-    case after ``EXECBROKER_``, its variable), its attribute in the section, and its field."""
+    case after ``EXECBROKER_``, its variable), its attribute in the section, and its field.
+    """
     for name, field in Settings.model_fields.items():
         if name not in _SECTIONS:
             yield None, name, name, field

@@ -83,7 +83,8 @@ def _embedded(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
 def address_class(address: IPAddress) -> str | None:
     """Why ``address`` is denied by default (``"a loopback address"``, ``"a private
     address"``…), or None for an ordinary public address. Pure: whether it is the machine's
-    own is checked apart."""
+    own is checked apart.
+    """
     if isinstance(address, ipaddress.IPv6Address):
         inner = _embedded(address)
         if inner is not None:
@@ -107,7 +108,8 @@ def address_class(address: IPAddress) -> str | None:
 def host_address(host: str) -> IPAddress | None:
     """The address a URL's host names without DNS: an IPv6 or IPv4 literal in any spelling
     the C resolver accepts (``2130706433``, ``0x7f.1``, ``0177.0.0.1``, ``127.1``), or None
-    for a name."""
+    for a name.
+    """
     text = host.strip().strip("[]")
     try:
         return ipaddress.ip_address(text)
@@ -226,7 +228,8 @@ class EgressPolicy:
     def literal_refusal(self, url: str) -> str | None:
         """Why ``url`` is refused without asking DNS (None: not refused *yet*; its name is
         checked again, resolved, when it is fetched). For planning time. The host is taken
-        as both the standard library and httpx read it, in case they disagree."""
+        as both the standard library and httpx read it, in case they disagree.
+        """
         for host, port in _hosts(url):
             if _is_localhost(host):
                 if not self._allowed(host, port, None):
@@ -243,7 +246,8 @@ class EgressPolicy:
     async def resolve(self, host: str, port: int, *, seconds: float | None) -> IPAddress:
         """The one address to connect to for ``host``; raises :class:`EgressRefusedError`
         when the name does not resolve (within ``seconds``) or any address it resolves to
-        is denied."""
+        is denied.
+        """
         literal = host_address(host)
         if literal is not None:
             addresses = [literal]
@@ -279,7 +283,8 @@ async def _lookup(host: str, port: int, *, seconds: float | None) -> list[IPAddr
 
 class EgressTransport(httpx.AsyncBaseTransport):
     """An httpx transport that connects only where the policy allows, to the address it
-    checked. Give it to a client with ``follow_redirects=False`` and use :func:`fetch`."""
+    checked. Give it to a client with ``follow_redirects=False`` and use :func:`fetch`.
+    """
 
     def __init__(self, policy: EgressPolicy, *, verify: ssl.SSLContext | bool = True) -> None:
         self._policy = policy
@@ -323,7 +328,8 @@ def egress_client(
 ) -> httpx.AsyncClient:
     """A client for fetching what users name: through the policy, no automatic redirects
     (use :func:`fetch`), ``seconds`` to connect or for the next bytes; ``verify`` as httpx
-    takes it (the certificate is checked against the name, not the address)."""
+    takes it (the certificate is checked against the name, not the address).
+    """
     return httpx.AsyncClient(
         transport=EgressTransport(policy, verify=verify),
         follow_redirects=False,
@@ -337,7 +343,8 @@ async def fetch(
     client: httpx.AsyncClient, url: str, *, max_redirects: int = MAX_REDIRECTS
 ) -> AsyncIterator[httpx.Response]:
     """``GET url`` as a stream, following at most ``max_redirects`` redirects one at a time:
-    each hop is checked again (scheme here, destination in :class:`EgressTransport`)."""
+    each hop is checked again (scheme here, destination in :class:`EgressTransport`).
+    """
     request = client.build_request("GET", url)
     for _ in range(max_redirects + 1):
         if request.url.scheme not in _SCHEMES:

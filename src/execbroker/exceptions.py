@@ -89,16 +89,24 @@ class MalformedBodyError(ClientError):
 
 
 class BodyTooLargeError(ClientError):
+    """The request body is longer than the broker reads (``max_body_bytes``)."""
+
     status = 413
     error = "body_too_large"
 
 
 class UnsupportedMediaTypeError(ClientError):
+    """The request body is in a format the broker does not read (not JSON, YAML or XML)."""
+
     status = 415
     error = "unsupported_media_type"
 
 
 class NotAcceptableError(ClientError):
+    """The client accepts no format the broker writes (its ``Accept`` header allows none of JSON,
+    YAML and XML).
+    """
+
     status = 406
     error = "not_acceptable"
 
@@ -175,7 +183,8 @@ class RequestTimeoutError(ClientError):
 
 class ServiceUnavailableError(ClientError):
     """Something the broker needs to answer (e.g. the identity provider) cannot be reached
-    now; the client should try again after ``retry_after`` seconds."""
+    now; the client should try again after ``retry_after`` seconds.
+    """
 
     status = 503
     error = "service_unavailable"
@@ -187,6 +196,10 @@ class ServiceUnavailableError(ClientError):
 
 
 class NotFoundError(ClientError):
+    """No such offer set, session or component, or one the caller does not own (the two look
+    alike).
+    """
+
     status = 404
     error = "not_found"
 
@@ -219,9 +232,11 @@ class RequestRefusedError(ExecBrokerError):
 
 class EgressRefusedError(ExecBrokerError):
     """The egress policy refuses a destination the broker was to fetch from
-    (:mod:`execbroker.egress`); the message names the host and why."""
+    (:mod:`execbroker.egress`); the message names the host and why.
+    """
 
 
 class StartupError(ExecBrokerError):
     """The broker cannot start: the message names the setting or path and what is wrong,
-    in one line an operator can act on (``execbroker serve`` prints just that)."""
+    in one line an operator can act on (``execbroker serve`` prints just that).
+    """

@@ -150,7 +150,8 @@ class ProcessContext:
     async def start(self, *, loops: bool = True) -> None:
         """Start the platform, hear the other brokers (PostgreSQL), reconcile with the
         platform, and (unless ``loops`` is false: a test drives the engine by hand) start
-        the engine, the expiry timer, the storage probe and retention."""
+        the engine, the expiry timer, the storage probe and retention.
+        """
         self._started = True
         await self.platform.start()
         if not loops:
@@ -222,7 +223,8 @@ class Factory:
 
     def create_offer_service(self, sessions: SessionService | None = None) -> OfferService:
         """Planning offer sets and direct runs (``sessions``: the session service that
-        works out a direct run's extension limit; a new one if not given)."""
+        works out a direct run's extension limit; a new one if not given).
+        """
         context = self._context
         return OfferService(
             store=context.store,

@@ -74,7 +74,8 @@ class LocalTokenSettings(BaseSettings):
 
 def local_token(path: Path, *, user: str) -> str | None:
     """The first token of ``user`` in the tokens file at ``path``; None if the file does not
-    read or names no token for them."""
+    read or names no token for them.
+    """
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):

@@ -57,7 +57,8 @@ class AbstractUpdate(RootModel[Update]):
 
 def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:
     """The broker as an ASGI app; its lifespan builds, starts and closes the process
-    context (:mod:`execbroker.factory`)."""
+    context (:mod:`execbroker.factory`).
+    """
     settings = settings or load_settings()
 
     @asynccontextmanager
@@ -123,7 +124,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
 
 def _install_limits(app: FastAPI, settings: Settings) -> None:
     """Deadlines and rates that bound what a client costs before and while it is served
-    (outermost last: the rate limit answers before the body's deadline starts)."""
+    (outermost last: the rate limit answers before the body's deadline starts).
+    """
     app.add_middleware(BodyDeadline, seconds=settings.server.body_timeout.total_seconds())
     app.add_middleware(
         AnonymousRateLimit,

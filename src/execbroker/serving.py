@@ -110,8 +110,9 @@ class _HeaderDeadlineProtocol(HttpToolsProtocol):
 def protocol_with_header_deadline(
     header_timeout: float, *, max_head_bytes: int | None = None
 ) -> type[HttpToolsProtocol]:
-    """uvicorn's httptools protocol, closing connections whose headers are late (or, with
-    ``max_head_bytes``, larger than that)."""
+    """The httptools protocol of uvicorn, closing connections whose headers are late (or, with
+    ``max_head_bytes``, larger than that).
+    """
     return type(
         "HeaderDeadlineProtocol",
         (_HeaderDeadlineProtocol,),

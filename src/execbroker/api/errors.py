@@ -69,6 +69,14 @@ def _error_response(
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    """Answer every refusal the same way: a status, an ``error`` code and ``messages``.
+
+    Client errors keep their own status and message template; a request FastAPI cannot
+    validate becomes a 422 naming each field; Starlette's own errors (an unknown path, a
+    method not allowed) get the same shape; a refused direct request is answered as the
+    schema's failed session, with the messages saying why.
+    """
+
     @app.exception_handler(ClientError)
     async def _client_error(request: Request, failure: ClientError) -> Response:
         values = dict(failure.values)

@@ -92,7 +92,8 @@ def _client_address(
     scope: Scope, trusted: list[ipaddress.IPv4Network | ipaddress.IPv6Network]
 ) -> str:
     """The client's address; behind a trusted proxy, the last one it names that is not
-    itself a trusted proxy (X-Forwarded-For)."""
+    itself a trusted proxy (X-Forwarded-For).
+    """
     client = scope.get("client")
     peer = str(client[0]) if client else "unknown"
     if not trusted or not _within(peer, trusted):

@@ -33,7 +33,8 @@ SESSION_KIND = kinds.SESSION_SCHEDULED
 
 class Renderer:
     """``viewer``: who reads. Connector locations (which may embed a session's secret) are
-    shown to the session's owner only; an administrator sees that a connector exists."""
+    shown to the session's owner only; an administrator sees that a connector exists.
+    """
 
     def __init__(self, base_url: str, *, viewer: str | None = None) -> None:
         self.base = base_url

@@ -70,7 +70,8 @@ def respond(
 ) -> Response:
     """``document`` in ``fmt``; a large one is written away from the event loop (see
     :mod:`execbroker.api.writers`), so that writing it (seconds, for an offer set of
-    thousands of volumes as YAML) stalls no other client."""
+    thousands of volumes as YAML) stalls no other client.
+    """
     if _larger_than(document, _INLINE_NODES):
         return _WrittenElsewhere(document, fmt, root=root, status_code=status_code, headers=headers)
     return Response(

@@ -55,7 +55,8 @@ def credential_check(
     request: Request, broker: Broker, caller: Caller
 ) -> Callable[[], Awaitable[object]]:
     """A check that raises :class:`UnauthorizedError` once the request's bearer token no
-    longer authenticates the user it did (revoked, expired, given to someone else)."""
+    longer authenticates the user it did (revoked, expired, given to someone else).
+    """
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     token = token.strip()
 
@@ -72,7 +73,8 @@ def credential_check(
 
 class HeldStream(StreamingResponse):
     """A streamed answer that holds one of the caller's waiter slots until it is done,
-    however it ends (finished, client gone, cancelled before its first byte)."""
+    however it ends (finished, client gone, cancelled before its first byte).
+    """
 
     def __init__(self, *args: Any, slot: WaiterSlot, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

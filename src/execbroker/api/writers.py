@@ -33,6 +33,13 @@ logger = logging.getLogger(__name__)
 
 
 class BodyWriters:
+    """Writes large answers off the event loop: JSON in a thread, YAML and XML in a small worker-
+    process pool.
+
+    Each ``start`` needs a ``stop``; the pool is created with the first answer that needs it and
+    shut down with the last stop.
+    """
+
     def __init__(self, *, workers: int = 1) -> None:
         self._workers = workers
         self._pool: ProcessPoolExecutor | None = None
@@ -41,7 +48,8 @@ class BodyWriters:
     def start(self) -> None:
         """Allow worker processes (one more user of them: each start needs a stop). The
         pool itself starts with the first answer that needs it: most brokers never write
-        one, and a spawned worker costs a second of CPU at every start."""
+        one, and a spawned worker costs a second of CPU at every start.
+        """
         self._users += 1
 
     def stop(self) -> None:

@@ -26,7 +26,8 @@ MAX_USERNAME_LENGTH = 255
 
 def username_problem(name: str) -> str | None:
     """What makes ``name`` unfit as a username, or None: empty, longer than 255 characters,
-    or holding a control character (C0 with NUL, DEL, C1) or a lone surrogate."""
+    or holding a control character (C0 with NUL, DEL, C1) or a lone surrogate.
+    """
     if not name:
         return "is empty"
     if len(name) > MAX_USERNAME_LENGTH:

@@ -45,7 +45,8 @@ _LONGEST_BACKOFF = 60.0
 
 def insecure_url_problem(url: str) -> str | None:
     """Why ``url`` may not carry an issuer's keys, or None: it must be https, or plain http
-    to a loopback host."""
+    to a loopback host.
+    """
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""

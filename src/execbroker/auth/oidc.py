@@ -50,6 +50,13 @@ _TIME_CLAIMS = ("exp", "nbf", "iat")
 
 
 class OIDCVerifier:
+    """Checks an OIDC issuer's JWT access tokens and says whose they are.
+
+    The rules a token must meet are in this module's docstring; the issuer's keys come from
+    :class:`~execbroker.auth.jwks.IssuerKeys`, which keeps serving the last keys read while the
+    issuer is down, for a grace period.
+    """
+
     def __init__(
         self,
         *,

@@ -21,7 +21,8 @@ logger = logging.getLogger(__name__)
 
 def check_authentication(auth: AuthSettings) -> None:
     """Raise :class:`StartupError` (one line naming the setting) for settings that would
-    let others mint tokens: an OIDC issuer over plain http to a host that is not loopback."""
+    let others mint tokens: an OIDC issuer over plain http to a host that is not loopback.
+    """
     if auth.mode != "oidc" or not auth.issuer:
         return
     problem = insecure_url_problem(auth.issuer)
@@ -36,7 +37,8 @@ def build_authenticator(
     auth: AuthSettings, *, tokens_file: Path, database: Database
 ) -> Authenticator:
     """The OIDC verifier or the tokens file (``tokens_file``: the one in force) ``auth`` asks
-    for."""
+    for.
+    """
     if auth.mode == "oidc":
         check_authentication(auth)
         logger.info(

@@ -64,7 +64,7 @@ def ensure_tokens_file(path: Path, *, user: str) -> bool:
 
 
 def _read(path: Path) -> dict[str, str]:
-    """token → username, as the file says; ValueError naming what is wrong."""
+    """Each token → its username, as the file says; ValueError naming what is wrong."""
     loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     tokens = loaded.get("tokens") if isinstance(loaded, dict) else None
     if not isinstance(tokens, dict):

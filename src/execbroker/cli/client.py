@@ -302,7 +302,8 @@ def status(
 
 def _updates(client: BrokerClient, uuid: UUID) -> Iterator[ExecutionSession]:
     """The session now, and again at every phase change (its own or a component's) until it
-    has ended: from the event stream, or — for a broker without one — the long-poll."""
+    has ended: from the event stream, or — for a broker without one — the long-poll.
+    """
     session = client.session(uuid)
     yield session
     while session.phase not in TERMINAL_SESSION_PHASES:
@@ -323,7 +324,8 @@ def _updates(client: BrokerClient, uuid: UUID) -> Iterator[ExecutionSession]:
 
 def _watch(client: BrokerClient, uuid: UUID, out: Console, *, quiet: bool = False) -> int:
     """Follow a session to its end, live on a terminal and one line per change elsewhere;
-    the exit code its ending stands for."""
+    the exit code its ending stands for.
+    """
     updates = _updates(client, uuid)
     last = next(updates)
     if out.is_terminal and not quiet:
@@ -422,10 +424,10 @@ def logs(
         ),
     ] = False,
 ) -> None:
-    """The session's and its components' messages, in time order.
+    r"""The session's and its components' messages, in time order.
 
     Names and output come from users and platforms: control characters in them are shown
-    escaped (``\\x1b``), unless ``--raw`` writes them, as they are, to a file or a pipe.
+    escaped (``\x1b``), unless ``--raw`` writes them, as they are, to a file or a pipe.
     """
     if raw and sys.stdout.isatty():
         fail(

@@ -1,5 +1,6 @@
 """``execbroker fake-skaha``: a fake Skaha API (and OIDC provider) on loopback, for trying
-the broker's Skaha platform without a real one (SKAHA.md §5)."""
+the broker's Skaha platform without a real one (SKAHA.md §5).
+"""
 
 from __future__ import annotations
 

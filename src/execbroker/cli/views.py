@@ -75,6 +75,7 @@ _LEVEL_STYLES = {"ERROR": "bold red", "WARN": "yellow", "DEBUG": "dim"}
 
 
 def phase_style(phase: str) -> str:
+    """The rich style a phase is shown in: green for a run going well, red for a failure."""
     return _STYLES.get(phase, "")
 
 
@@ -115,7 +116,8 @@ def _instant(moment: datetime | None) -> str:
 
 def when(moment: datetime | None, now: datetime) -> str:
     """An instant with how far it is from ``now``: ``10:41:55Z (in 2m 5s)``, or with its
-    date when that is not today's (UTC): ``2030-01-01T10:00:00Z (in 3y 2d)``."""
+    date when that is not today's (UTC): ``2030-01-01T10:00:00Z (in 3y 2d)``.
+    """
     if moment is None:
         return "—"
     delta = moment - now
@@ -314,6 +316,9 @@ def session_status(session: ExecutionSession, now: datetime) -> Group:
 
 
 def sessions_table(sessions: Sequence[ExecutionSession], now: datetime) -> Table:
+    """The ``execbroker ls`` table of ``sessions``: phase, created, start and duration, times
+    relative to ``now``.
+    """
     table = Table(title=f"Sessions ({len(sessions)})", title_justify="left")
     table.add_column("session", no_wrap=True)
     table.add_column("phase")
@@ -334,6 +339,9 @@ def sessions_table(sessions: Sequence[ExecutionSession], now: datetime) -> Table
 
 
 def offer_sets_table(offer_sets: Sequence[OfferSetResponse], now: datetime) -> Table:
+    """The ``execbroker ls --offer-sets`` table: each offer set's result and when it was made,
+    relative to ``now``.
+    """
     table = Table(title=f"Offer sets ({len(offer_sets)})", title_justify="left")
     table.add_column("offer set", no_wrap=True)
     table.add_column("result")
@@ -457,7 +465,8 @@ def _remaining(steps: dict[str, _Step], phase: str, now: datetime, entered: date
     """How long the current phase has left. Available and running: until the offered time
     runs out (a deadline). Preparing and releasing: the planned duration of the step from
     when it began, which is often not when it was planned (a run that ends early releases
-    early). Waiting: how long until preparing starts."""
+    early). Waiting: how long until preparing starts.
+    """
     name = _STEP_OF.get(phase)
     if name is None:
         preparing = steps.get("preparing")
@@ -484,7 +493,8 @@ def _modified(thing: Any) -> datetime | None:
 class WatchView:
     """The live view of ``watch``: each component's phase, how long it has been in it, and
     how much of its scheduled step is left. Rendered afresh at every refresh, so the times
-    move between updates."""
+    move between updates.
+    """
 
     def __init__(self, session: ExecutionSession) -> None:
         self._session = session

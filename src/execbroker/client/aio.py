@@ -1,5 +1,6 @@
 """The asyncio client: :class:`AsyncBrokerClient` (the same operations as
-:class:`~execbroker.client.BrokerClient`, awaited)."""
+:class:`~execbroker.client.BrokerClient`, awaited).
+"""
 
 from __future__ import annotations
 
@@ -100,7 +101,8 @@ class AsyncBrokerClient(ClientBase):
 
     async def request_offers(self, request: RequestSource) -> OfferSetResponse:
         """Ask for offers (``POST /requests``). ``request`` is a mapping, an
-        ``ExecutionRequest`` or a YAML/JSON file path. :class:`NoOffersError` on ``NO``."""
+        ``ExecutionRequest`` or a YAML/JSON file path. :class:`NoOffersError` on ``NO``.
+        """
         return await self._run(protocol.request_offers(request))
 
     async def execute(self, request: RequestSource) -> ExecutionSession:
@@ -131,7 +133,8 @@ class AsyncBrokerClient(ClientBase):
         last: int | None = None,
     ) -> list[ExecutionSession]:
         """The caller's sessions, newest first, as summaries; only those in ``phase``
-        (one or several) when given."""
+        (one or several) when given.
+        """
         return await self._run(
             protocol.list_sessions(phases=self._phases(phase), after=after, last=last)
         )
@@ -168,7 +171,8 @@ class AsyncBrokerClient(ClientBase):
         """The session once it is in ``phase``, has gone past it, or has ended; with no
         ``phase``, once it has ended. Blocks on the broker's long-poll, not a sleep loop.
         :class:`WaitTimeoutError` after ``timeout`` seconds. Check ``.phase`` of the result:
-        a wait for RUNNING ends early if the session FAILED."""
+        a wait for RUNNING ends early if the session FAILED.
+        """
         wanted = SessionPhase(phase) if phase is not None else None
         return await self._run(
             protocol.wait(protocol.session_uuid(session), wanted, timeout=timeout)
@@ -176,7 +180,8 @@ class AsyncBrokerClient(ClientBase):
 
     async def follow(self, session: SessionRef) -> AsyncIterator[ExecutionSession]:
         """The session now, and again each time its phase changes, until it has ended
-        (long-poll; works with any broker that serves ``?wait=``, and paces otherwise)."""
+        (long-poll; works with any broker that serves ``?wait=``, and paces otherwise).
+        """
         uuid = protocol.session_uuid(session)
         current = await self.session(uuid)
         yield current
@@ -190,7 +195,8 @@ class AsyncBrokerClient(ClientBase):
 
     async def events(self, session: SessionRef) -> AsyncIterator[PhaseEvent]:
         """The session's phase events (``GET /sessions/{uuid}/events``, Server-Sent Events:
-        session and component phases) until it has ended."""
+        session and component phases) until it has ended.
+        """
         call = protocol.events_call(protocol.session_uuid(session))
         decoder = protocol.EventDecoder()
         try:

@@ -1,5 +1,6 @@
 """What the sync and async clients share besides the operations: connection settings,
-HTTP options, and the update documents."""
+HTTP options, and the update documents.
+"""
 
 from __future__ import annotations
 

@@ -34,7 +34,8 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 @dataclass(frozen=True)
 class LoopbackListeners:
     """The owner uids of the sockets listening on ``port`` that a connection to ``host``
-    could reach (bound to that address or to any address)."""
+    could reach (bound to that address or to any address).
+    """
 
     host: str
     port: int
@@ -71,7 +72,8 @@ def _reaches(bound: Address, targets: set[Address]) -> bool:
 
 def listener_owners(host: str, port: int) -> LoopbackListeners | None:
     """The owners of the listening sockets that a connection to ``host:port`` could reach;
-    None where the kernel's socket tables cannot be read."""
+    None where the kernel's socket tables cannot be read.
+    """
     targets = _targets(host)
     owners: set[int] = set()
     readable = False
@@ -98,7 +100,8 @@ def listener_owners(host: str, port: int) -> LoopbackListeners | None:
 
 def untrusted_listener(host: str, port: int) -> str | None:
     """Why the local token must not go to ``host:port``, or None when it may: what listens
-    there is this user's own process (or the owner cannot be told on this system)."""
+    there is this user's own process (or the owner cannot be told on this system).
+    """
     found = listener_owners(host, port)
     if found is None:
         return None

@@ -112,7 +112,8 @@ _ORDER = (
 @dataclass(frozen=True)
 class Call:
     """One HTTP exchange. ``path`` is relative to the broker's base URL. ``read_timeout``
-    replaces the client's read timeout (a long-poll needs longer)."""
+    replaces the client's read timeout (a long-poll needs longer).
+    """
 
     method: str
     path: str
@@ -314,7 +315,8 @@ def _has(node: Any, part: int | str) -> bool:
 
 def _without(document: Any, locations: Iterable[tuple[int | str, ...]]) -> Any:
     """A copy of ``document`` without the parts at ``locations`` (pydantic error locations,
-    whose union tags are not keys of the document and are skipped)."""
+    whose union tags are not keys of the document and are skipped).
+    """
     copy = json.loads(json.dumps(document, default=str))
     removals: list[tuple[Any, int | str]] = []
     for location in locations:
@@ -371,7 +373,8 @@ def _offer_set_answer(response: httpx.Response) -> Operation[OfferSetResponse]:
 
 def _uuid_at_end(location: str) -> UUID:
     """The UUID a ``Location`` names, read from its last segment. The client calls its own
-    base URL with it rather than following the link, so that its token goes nowhere else."""
+    base URL with it rather than following the link, so that its token goes nowhere else.
+    """
     last = httpx.URL(location).path.rstrip("/").rsplit("/", 1)[-1]
     try:
         return UUID(last)
@@ -390,6 +393,7 @@ def execute(source: RequestSource) -> Operation[ExecutionSession]:
 
 
 def get_offer_set(uuid: UUID) -> Operation[OfferSetResponse]:
+    """``GET /offersets/{uuid}``: an offer set with its offers as they are now."""
     response = yield from _exchange(Call("GET", f"/offersets/{uuid}"))
     return _read(OfferSetResponse, _document(response))
 
@@ -398,7 +402,8 @@ def list_offer_sets(
     *, after: datetime | None = None, last: int | None = None
 ) -> Operation[list[OfferSetResponse]]:
     """``GET /offersets`` (execbroker): the caller's offer sets, newest first, without
-    their offers (read one with :func:`get_offer_set`)."""
+    their offers (read one with :func:`get_offer_set`).
+    """
     params = _listing_params(after=after, last=last)
     response = yield from _exchange(Call("GET", "/offersets", params=params))
     entries = _document(response).get("offersets") or []
@@ -406,6 +411,9 @@ def list_offer_sets(
 
 
 def get_session(uuid: UUID) -> Operation[ExecutionSession]:
+    """``GET /sessions/{uuid}``: a session (an offer, once accepted a running session) as it is
+    now.
+    """
     response = yield from _exchange(Call("GET", f"/sessions/{uuid}"))
     return _read(ExecutionSession, _document(response))
 
@@ -417,7 +425,8 @@ def list_sessions(
     last: int | None = None,
 ) -> Operation[list[ExecutionSession]]:
     """``GET /sessions`` (execbroker): the caller's sessions, newest first, as summaries
-    (kind, meta, phase, schedule); read one with :func:`get_session` for the rest."""
+    (kind, meta, phase, schedule); read one with :func:`get_session` for the rest.
+    """
     params = [("phase", SessionPhase(p).value) for p in phases]
     params += _listing_params(after=after, last=last)
     response = yield from _exchange(Call("GET", "/sessions", params=tuple(params)))
@@ -447,7 +456,8 @@ def update_session(
 def poll_change(uuid: UUID, phase: SessionPhase, seconds: float) -> Operation[ExecutionSession]:
     """One long-poll: the session once its phase is no longer ``phase``, or after
     ``seconds``. A broker that answers at once, unchanged, does not hold long-polls (they are
-    not in the v1.0 contract): then the next call is paced instead of sent at once."""
+    not in the v1.0 contract): then the next call is paced instead of sent at once.
+    """
     seconds = max(0.001, min(seconds, LONGEST_POLL))
     started = time.monotonic()
     params = (("wait", f"{seconds:.3f}".rstrip("0").rstrip(".")), ("phase", phase.value))
@@ -464,7 +474,8 @@ def poll_change(uuid: UUID, phase: SessionPhase, seconds: float) -> Operation[Ex
 
 def has_reached(current: SessionPhase, wanted: SessionPhase | None) -> bool:
     """Whether a wait for ``wanted`` (None: the end) is over at ``current``: the session is
-    in ``wanted``, has gone past it in the lifecycle, or has ended."""
+    in ``wanted``, has gone past it in the lifecycle, or has ended.
+    """
     if current in TERMINAL_SESSION_PHASES or current is wanted:
         return True
     if wanted is None or wanted in TERMINAL_SESSION_PHASES:
@@ -476,7 +487,8 @@ def wait(
     uuid: UUID, phase: SessionPhase | None = None, *, timeout: float | None = None
 ) -> Operation[ExecutionSession]:
     """The session once it is in ``phase`` (or past it, or ended); with no ``phase``, once
-    it has ended. Uses the broker's long-poll; :class:`WaitTimeoutError` after ``timeout``."""
+    it has ended. Uses the broker's long-poll; :class:`WaitTimeoutError` after ``timeout``.
+    """
     deadline = None if timeout is None else time.monotonic() + timeout
     session = yield from get_session(uuid)
     while not has_reached(session.phase, phase):
@@ -503,7 +515,8 @@ class ComponentPhaseEvent:
 @dataclass(frozen=True)
 class PhaseEvent:
     """One ``phase`` event of ``GET /sessions/{uuid}/events``: the session's phase and its
-    components' phases at ``modified``."""
+    components' phases at ``modified``.
+    """
 
     session: UUID
     phase: SessionPhase
@@ -517,13 +530,15 @@ class PhaseEvent:
 
 def events_call(uuid: UUID) -> Call:
     """The streaming call of the event feed (the driver streams it; keep-alives come every
-    15 s, so a read timeout well above that)."""
+    15 s, so a read timeout well above that).
+    """
     return Call("GET", f"/sessions/{uuid}/events", read_timeout=4 * _READ_MARGIN)
 
 
 class EventDecoder:
     """Server-Sent Events, one line at a time: :meth:`feed` returns ``(event, data)`` when a
-    blank line ends an event, and None otherwise. Comments (keep-alives) are ignored."""
+    blank line ends an event, and None otherwise. Comments (keep-alives) are ignored.
+    """
 
     def __init__(self) -> None:
         self._event = ""

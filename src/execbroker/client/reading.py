@@ -28,7 +28,8 @@ _EXIT = re.compile(r"exit(?:ed with)? code (-?\d+)", re.IGNORECASE)
 
 def exit_code(session: ExecutionSession) -> int | None:
     """The executable's exit code, when the broker's messages say it (not a contract field:
-    read from messages such as "The executable exited with code 1")."""
+    read from messages such as "The executable exited with code 1").
+    """
     found: int | None = None
     sources = [session, session.compute, session.executable]
     for source in sources:

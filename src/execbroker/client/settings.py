@@ -49,7 +49,8 @@ class ClientSettings(BaseSettings):
 class Connection:
     """A broker's base URL and the token to call it with; ``token_source`` says where the
     token came from (``argument``, ``environment``, the tokens file's path, or ``none``);
-    ``withheld`` why the local token was not attached, when it was not."""
+    ``withheld`` why the local token was not attached, when it was not.
+    """
 
     url: str
     token: str | None
@@ -82,7 +83,8 @@ def resolve_connection(url: str | None = None, token: str | None = None) -> Conn
 
 def is_local(url: str) -> bool:
     """True for a URL on this machine: ``localhost`` or a literal loopback address (not
-    ``*.localhost``, which a resolver may send elsewhere)."""
+    ``*.localhost``, which a resolver may send elsewhere).
+    """
     host = httpx.URL(url).host
     if host == "localhost":
         return True

@@ -99,7 +99,8 @@ class BrokerClient(ClientBase):
 
     def request_offers(self, request: RequestSource) -> OfferSetResponse:
         """Ask for offers (``POST /requests``). ``request`` is a mapping, an
-        ``ExecutionRequest`` or a YAML/JSON file path. :class:`NoOffersError` on ``NO``."""
+        ``ExecutionRequest`` or a YAML/JSON file path. :class:`NoOffersError` on ``NO``.
+        """
         return self._run(protocol.request_offers(request))
 
     def execute(self, request: RequestSource) -> ExecutionSession:
@@ -130,7 +131,8 @@ class BrokerClient(ClientBase):
         last: int | None = None,
     ) -> list[ExecutionSession]:
         """The caller's sessions, newest first, as summaries; only those in ``phase``
-        (one or several) when given."""
+        (one or several) when given.
+        """
         return self._run(protocol.list_sessions(phases=self._phases(phase), after=after, last=last))
 
     def update(
@@ -165,13 +167,15 @@ class BrokerClient(ClientBase):
         """The session once it is in ``phase``, has gone past it, or has ended; with no
         ``phase``, once it has ended. Blocks on the broker's long-poll, not a sleep loop.
         :class:`WaitTimeoutError` after ``timeout`` seconds. Check ``.phase`` of the result:
-        a wait for RUNNING ends early if the session FAILED."""
+        a wait for RUNNING ends early if the session FAILED.
+        """
         wanted = SessionPhase(phase) if phase is not None else None
         return self._run(protocol.wait(protocol.session_uuid(session), wanted, timeout=timeout))
 
     def follow(self, session: SessionRef) -> Iterator[ExecutionSession]:
         """The session now, and again each time its phase changes, until it has ended
-        (long-poll; works with any broker that serves ``?wait=``, and paces otherwise)."""
+        (long-poll; works with any broker that serves ``?wait=``, and paces otherwise).
+        """
         uuid = protocol.session_uuid(session)
         current = self.session(uuid)
         yield current
@@ -183,7 +187,8 @@ class BrokerClient(ClientBase):
 
     def events(self, session: SessionRef) -> Iterator[PhaseEvent]:
         """The session's phase events (``GET /sessions/{uuid}/events``, Server-Sent Events:
-        session and component phases) until it has ended."""
+        session and component phases) until it has ended.
+        """
         call = protocol.events_call(protocol.session_uuid(session))
         decoder = protocol.EventDecoder()
         try:

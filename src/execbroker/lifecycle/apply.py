@@ -326,7 +326,8 @@ class _Pass:
 
     async def call(self, part: _Component, action: Action) -> PlatformStatus | None:
         """Ask the platform; None when there is no answer to act on (the step is tried
-        again later, or the component failed)."""
+        again later, or the component failed).
+        """
         work = Work(self.session, part.record)
         deadline = self.timings.call_deadline.total_seconds()
         if self.give_up_at is not None:
@@ -468,7 +469,8 @@ class _Pass:
 
     def released_after_cancel(self) -> None:
         """A cancelled session says when the last of its components was released (its
-        phase said CANCELLED all along), and whether any release failed."""
+        phase said CANCELLED all along), and whether any release failed.
+        """
         if all(c.phase in TERMINAL_COMPONENT_PHASES for c in self.session.components):
             return  # said already, in an earlier pass
         failed = [p.name for p in self.parts if p.phase is ComponentPhase.FAILED]
@@ -527,7 +529,8 @@ async def advance(
 ) -> Advance:
     """One pass of the engine over ``session`` at ``now``; ``clock`` stamps its messages
     with when each thing happened (else with ``now``). ``budget`` bounds the whole pass: no
-    platform call is made, or waited for, past it (None: only each call's deadline)."""
+    platform call is made, or waited for, past it (None: only each call's deadline).
+    """
     return await _Pass(
         session, platform, now=now, timings=timings, clock=clock, budget=budget
     ).run()

@@ -68,7 +68,8 @@ class SessionWatch:
 
     async def read(self) -> Snapshot:
         """The session as of the latest change, read once for all waiters (a read that fails
-        raises in every waiter that asked for it, and the next one tries again)."""
+        raises in every waiter that asked for it, and the next one tries again).
+        """
         async with self._lock:
             cached = self._cached
             if cached is not None and cached.version == self._version and self._stale_in() > 0:
@@ -82,7 +83,8 @@ class SessionWatch:
 
     async def wait(self, after: Snapshot, seconds: float) -> None:
         """Return once the session changed since ``after`` was read, when the shared read is
-        due again (``recheck``), or after ``seconds``, whichever is first."""
+        due again (``recheck``), or after ``seconds``, whichever is first.
+        """
         if after.version != self._version:
             return
         event = self._changed
@@ -94,7 +96,8 @@ class SessionWatch:
 
 class WaiterSlot:
     """One of a user's waiters, counted until :meth:`release` (idempotent) or the ``with``
-    block ends."""
+    block ends.
+    """
 
     def __init__(self, feed: ChangeFeed, user: str) -> None:
         self._feed = feed
@@ -130,12 +133,13 @@ class ChangeFeed:
 
     def share(self, *, outbox: Callable[[UUID], None], recheck: float) -> None:
         """Other brokers share the database: send every change through ``outbox`` too, and
-        re-read watched sessions every ``recheck`` seconds (their changes may be missed)."""
+        re-read watched sessions every ``recheck`` seconds (their changes may be missed).
+        """
         self.outbox = outbox
         self.recheck = recheck
 
     def publish(self, uuid: UUID) -> None:
-        """This process changed ``uuid``: wake its waiters here and tell the others."""
+        """Wake the waiters of ``uuid`` here, and tell the others: this process changed it."""
         self.deliver(uuid)
         if self.outbox is not None:
             self.outbox(uuid)
@@ -172,7 +176,8 @@ class ChangeFeed:
         self, uuid: UUID, read: Callable[[], Awaitable[Any]]
     ) -> AsyncIterator[SessionWatch]:
         """Wait on ``uuid`` with everyone else who does; ``read`` reads it (for all of them,
-        so it must not depend on who asks: check ownership on what it returns)."""
+        so it must not depend on who asks: check ownership on what it returns).
+        """
         watch = self._watches.get(uuid)
         if watch is None:
             watch = self._watches[uuid] = SessionWatch(uuid, read=read, recheck=self.recheck)
@@ -187,7 +192,8 @@ class ChangeFeed:
 
 class SessionChanges:
     """What a service tells the rest of the broker when it has changed a session: its
-    waiters (the :class:`ChangeFeed`) and the engine (which has work now) are woken."""
+    waiters (the :class:`ChangeFeed`) and the engine (which has work now) are woken.
+    """
 
     def __init__(self, feed: ChangeFeed, *, engine: Wake | None = None) -> None:
         self.feed = feed

@@ -49,7 +49,8 @@ logger = logging.getLogger(__name__)
 
 class Engine:
     """Advances due sessions. The background manager repeats :meth:`run_pass` (waking it
-    through :attr:`wake`); tests call :meth:`run_once` on a manual clock."""
+    through :attr:`wake`); tests call :meth:`run_once` on a manual clock.
+    """
 
     def __init__(
         self,
@@ -86,7 +87,8 @@ class Engine:
 
     async def reconcile(self) -> None:
         """Before serving: resume what the database says is under way, and release what
-        the platform has that no live component owns."""
+        the platform has that no live component owns.
+        """
         if self._single_process:
             released = await self._store.claims.release_all()
             if released:
@@ -111,7 +113,8 @@ class Engine:
 
     async def _pass(self) -> tuple[int, datetime | None]:
         """One pass: how many sessions it took up, and when the next step nobody holds is
-        due (None: nothing is)."""
+        due (None: nothing is).
+        """
         now = self._clock.now()
         batch = await self._store.claims.claim_due(
             worker=self.worker, now=now, lease_until=now + self._lease, limit=self._batch_size

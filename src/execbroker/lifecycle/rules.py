@@ -100,6 +100,10 @@ __all__ = [
 
 @dataclass(frozen=True)
 class EngineTimings:
+    """The engine's timings: how long past its budget a component may run, how often it polls, when
+    it warns of the end, and how long one platform call may take.
+    """
+
     budget_slack: timedelta = timedelta(seconds=60)
     poll_interval: timedelta = timedelta(seconds=5)
     end_warning: timedelta = timedelta(minutes=5)
@@ -132,7 +136,8 @@ class Note:
 @dataclass(frozen=True)
 class Ending:
     """The run is over: the session ends ``phase`` once everything is released. The first
-    ending decided stands (a FAILED outranks a later one)."""
+    ending decided stands (a FAILED outranks a later one).
+    """
 
     phase: SessionPhase
     note: Note
@@ -148,7 +153,8 @@ class Wait:
 @dataclass(frozen=True)
 class Call:
     """Ask the platform to ``action`` the component; its answer goes to :func:`on_status`
-    (or :func:`released`). ``warning`` is said first, and marks the session warned."""
+    (or :func:`released`). ``warning`` is said first, and marks the session warned.
+    """
 
     action: Action
     warning: Note | None = None
@@ -178,7 +184,8 @@ class Release:
     """Release the component, which ends ``outcome`` (FAILED wins over an earlier outcome;
     any other keeps it). ``ending`` is the run's end this decides; ``defer`` commits the
     decision before the platform is asked; ``already``: the platform is releasing it
-    already, and its answer is the release's."""
+    already, and its answer is the release's.
+    """
 
     outcome: ComponentPhase
     ending: Ending | None = None
@@ -221,7 +228,8 @@ def start(
 ) -> Decision:
     """Rules 1-3: a component starts preparing at its prepare start, once everything it
     needs is AVAILABLE; it fails at once if something it needs is not, unless that is
-    still coming (:func:`still_coming`). Once the run has ended it never starts."""
+    still coming (:func:`still_coming`). Once the run has ended it never starts.
+    """
     if ending is not None:
         return Become(
             ComponentPhase.CANCELLED,
@@ -294,7 +302,8 @@ def budget_deadline(
     component: ComponentRecord, *, now: datetime, timings: EngineTimings
 ) -> datetime:
     """When a preparing component's budget (planned preparing time plus slack) runs out,
-    counted from when it actually started preparing."""
+    counted from when it actually started preparing.
+    """
     budget = component.schedule.prepare_duration + timings.budget_slack
     return (component.started_at or now) + budget
 
@@ -310,7 +319,8 @@ def prepare_budget(
     component: ComponentRecord, *, next_check: datetime, now: datetime, timings: EngineTimings
 ) -> Decision:
     """Rule 4: the platform says it is still preparing. Past its budget it is cancelled, and
-    so is the session; else it is looked at again by its deadline at the latest."""
+    so is the session; else it is looked at again by its deadline at the latest.
+    """
     deadline = budget_deadline(component, now=now, timings=timings)
     if now < deadline:
         return Wait(min(next_check, deadline))
@@ -338,7 +348,8 @@ def prepare_budget(
 
 def unreachable(*, now: datetime, retry_after: timedelta | None, timings: EngineTimings) -> Wait:
     """The platform cannot be reached, or a call to it ran out of time: not the component's
-    fault. It stays where it is (its budget is not judged) and the step is tried again."""
+    fault. It stays where it is (its budget is not judged) and the step is tried again.
+    """
     return Wait(now + (retry_after or timings.poll_interval))
 
 
@@ -353,7 +364,8 @@ def run_end(compute: Schedule) -> datetime:
 def time_up(end: datetime, *, now: datetime) -> Release | None:
     """Rule 5: the offered time is up, so the run completes. Committed before the platform
     is asked, like a cancel, so that an extension that landed first (a newer revision)
-    undoes it instead of being lost."""
+    undoes it instead of being lost.
+    """
     if now < end:
         return None
     return Release(
@@ -375,7 +387,8 @@ def end_warning(
     end: datetime, *, interactive: bool, warned: bool, now: datetime, timings: EngineTimings
 ) -> Note | None:
     """DESIGN §3 rule 6: an interactive session warns its user before its end, because an
-    open notebook stops working when its platform session is deleted."""
+    open notebook stops working when its platform session is deleted.
+    """
     if not interactive or warned or now < end - timings.end_warning:
         return None
     return Note(
@@ -398,7 +411,8 @@ def next_look(
 ) -> datetime | None:
     """When a component that is up needs looking at again: only the compute, at the
     platform's next check, its end warning or its end, whichever comes first; the others
-    wait for the run to end."""
+    wait for the run to end.
+    """
     if component.role is not ComponentRole.COMPUTE:
         return None
     due = min(end, now + (timings.poll_interval if next_check is None else next_check))
@@ -420,7 +434,8 @@ def up(
 ) -> Decision:
     """A component that is AVAILABLE or RUNNING: once the run has ended, released in its
     turn (:func:`may_release`); until then the compute is watched until its time is up,
-    with a warning before its end, and the others wait."""
+    with a warning before its end, and the others wait.
+    """
     if ending is not None:
         if not may_release(release_after):
             return Wait(None)  # its turn comes when what it waits for has ended
@@ -472,13 +487,15 @@ def exited(code: int) -> Release:
 def may_release(release_after: Sequence[ComponentRecord]) -> bool:
     """Rule 5, release order: a component is released once everything it must outlive has
     ended (:meth:`~execbroker.model.graph.SessionGraph.release_after`: the compute first,
-    then the executable and data, then each storage after the data it holds)."""
+    then the executable and data, then each storage after the data it holds).
+    """
     return all(c.phase in TERMINAL_COMPONENT_PHASES for c in release_after)
 
 
 def release_outcome(component: ComponentRecord, ending: SessionPhase) -> ComponentPhase:
     """How a component released at the run's end ends: as what already happened to it,
-    else CANCELLED for the compute of a cancelled run, else COMPLETED."""
+    else CANCELLED for the compute of a cancelled run, else COMPLETED.
+    """
     if component.outcome is not None:
         return component.outcome
     if ending is SessionPhase.CANCELLED and component.role is ComponentRole.COMPUTE:
@@ -497,7 +514,8 @@ def release_step(
     whose reason the platform cannot tell back after a crash (a failure, a cancel, time up:
     anything but a completed run) is committed as RELEASING first, and the platform is asked
     on the next pass; else a crash in between would leave only a release to read back, which
-    looks like a normal ending. A normal completion is asked for at once."""
+    looks like a normal ending. A normal completion is asked for at once.
+    """
     if component.started_at is None:
         return ReleaseStep.END
     if defer or outcome is not ComponentPhase.COMPLETED or ending is not SessionPhase.COMPLETED:
@@ -507,7 +525,8 @@ def release_step(
 
 def fail_step(component: ComponentRecord) -> ReleaseStep:
     """A failed component ends FAILED at once if the platform never had it or it was being
-    released already; else its failure is committed before its release is asked for."""
+    released already; else its failure is committed before its release is asked for.
+    """
     if component.started_at is None or component.phase is ComponentPhase.RELEASING:
         return ReleaseStep.END
     return ReleaseStep.COMMIT_FIRST
@@ -591,7 +610,8 @@ def adopted_release(component: ComponentRecord, status: PlatformStatus) -> Relea
     """The platform is releasing what the broker thought was up. Only the broker releases,
     so this is a release it asked for before a crash lost the record. Releases whose reason
     matters are committed before they are asked for (:func:`release_step`), so this one was
-    a normal ending, unless the platform says the executable failed."""
+    a normal ending, unless the platform says the executable failed.
+    """
     if status.exit_code not in (None, 0):
         return exited(status.exit_code)  # its failure is committed before the release is seen
     exit_code = 0 if component.role is ComponentRole.COMPUTE and status.exit_code == 0 else None
@@ -612,7 +632,8 @@ def released(
     component: ComponentRecord, status: PlatformStatus, *, now: datetime, timings: EngineTimings
 ) -> Decision:
     """What the platform's answer to a release decides: released (or gone) ends the
-    component as decided; a failed release fails it and the session; else look again."""
+    component as decided; a failed release fails it and the session; else look again.
+    """
     name = {"name": component.name}
     match status.state:
         case PlatformState.RELEASED | PlatformState.MISSING:
@@ -650,7 +671,8 @@ def released(
 def volume_phase(volume: ComponentRecord, compute: ComponentRecord | None) -> ComponentPhase | None:
     """A volume mount follows its compute (None: it stays as it is). A compute that failed
     after it started leaves its mounts COMPLETED (they did their part); one that failed
-    before it started leaves them CANCELLED."""
+    before it started leaves them CANCELLED.
+    """
     if compute is None:
         return ComponentPhase.CANCELLED
     if compute.phase is ComponentPhase.FAILED and compute.started_at is None:

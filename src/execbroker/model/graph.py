@@ -73,7 +73,8 @@ class SessionGraph:
 
     def release_after(self, component: ComponentRecord) -> list[ComponentRecord]:
         """What must have ended before ``component`` is released (DESIGN §3, rule 5): the compute
-        first; then the executable and data; each storage after the data it holds."""
+        first; then the executable and data; each storage after the data it holds.
+        """
         computes = self.of_role(ComponentRole.COMPUTE)
         match component.role:
             case ComponentRole.EXECUTABLE | ComponentRole.DATA:

@@ -44,6 +44,7 @@ LEGACY_SUFFIX: Final = "-1.0"
 
 
 def kind_uri(group: str, name: str) -> str:
+    """The v1.0 ``kind`` URI of the type ``name`` in ``group`` (``executable``, ``data``…)."""
     return f"{KIND_PREFIX}{group}/{name}.yaml"
 
 

@@ -35,6 +35,12 @@ def make_message(
     *,
     time: datetime | None = None,
 ) -> MessageItem:
+    """A message of ``level`` in the Message Templates model: ``template`` with ``values`` filled
+    in.
+
+    Values and template have their control characters escaped, so a message read from a platform
+    or a client cannot reach a terminal or a log as raw control codes.
+    """
     text_values = {name: escape_controls(str(value)) for name, value in values.items()}
     template = escape_controls(template)
     return MessageItem(
@@ -48,12 +54,15 @@ def make_message(
 
 
 def info(template: str, *, time: datetime | None = None, **values: object) -> MessageItem:
+    """An INFO message: :func:`make_message` with ``values`` as keywords."""
     return make_message(MessageLevel.INFO, template, values, time=time)
 
 
 def warn(template: str, *, time: datetime | None = None, **values: object) -> MessageItem:
+    """A WARN message: :func:`make_message` with ``values`` as keywords."""
     return make_message(MessageLevel.WARN, template, values, time=time)
 
 
 def error(template: str, *, time: datetime | None = None, **values: object) -> MessageItem:
+    """An ERROR message: :func:`make_message` with ``values`` as keywords."""
     return make_message(MessageLevel.ERROR, template, values, time=time)

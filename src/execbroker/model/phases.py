@@ -92,12 +92,18 @@ class ComponentPhase(StrEnum):
 
 
 class ConnectorStatus(StrEnum):
+    """Whether a connector (a URL into a running session, e.g. a notebook) can be used yet, or no
+    longer.
+    """
+
     PREPARING = "PREPARING"
     AVAILABLE = "AVAILABLE"
     FINISHED = "FINISHED"
 
 
 class MessageLevel(StrEnum):
+    """How serious a message is, as the v1.0 schema grades it."""
+
     DEBUG = "DEBUG"
     INFO = "INFO"
     WARN = "WARN"
@@ -106,6 +112,8 @@ class MessageLevel(StrEnum):
 
 
 class OfferResult(StrEnum):
+    """Whether an offer set holds offers (``YES``) or says why not (``NO``)."""
+
     YES = "YES"
     NO = "NO"
 
@@ -153,7 +161,8 @@ def phase_options(phase: SessionPhase) -> list[SessionPhase]:
 
 def final_phase(ending: SessionPhase, phases: Iterable[ComponentPhase]) -> SessionPhase:
     """The terminal phase: CANCELLED if cancelled; else FAILED if any component failed,
-    else the ending decided."""
+    else the ending decided.
+    """
     if ending is SessionPhase.CANCELLED:
         return ending
     if any(p is ComponentPhase.FAILED for p in phases):
@@ -196,7 +205,8 @@ def derive_session_phase(
 
 def still_releasing(ending: SessionPhase | None, phases: Iterable[ComponentPhase]) -> bool:
     """Whether a session already in its final phase (cancelled) still has components to
-    release: its booking holds its capacity until they are."""
+    release: its booking holds its capacity until they are.
+    """
     return ending is SessionPhase.CANCELLED and not all(
         p in TERMINAL_COMPONENT_PHASES for p in phases
     )

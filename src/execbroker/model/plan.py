@@ -29,6 +29,13 @@ class Range:
 
 @dataclass
 class PlannedComponent:
+    """One component of a validated request: its role, name, kind and wire fields, and what it
+    needs.
+
+    ``size`` is a storage's size, ``storage`` names a data resource's storage, ``resource``
+    what a volume mounts; ``notes`` are the messages validation had about it.
+    """
+
     role: ComponentRole
     name: str
     kind: str

@@ -36,7 +36,7 @@ class ComponentRole(StrEnum):
 
     @property
     def collection(self) -> str:
-        """The URL path segment: ``/executables/{uuid}``, ``/volumes/{uuid}``, …"""
+        """The URL path segment: ``/executables/{uuid}``, ``/volumes/{uuid}`` and so on."""
         return _COLLECTIONS[self]
 
 
@@ -148,6 +148,13 @@ class ComponentRecord:
 
 @dataclass
 class SessionRecord:
+    """An offer or a session as the broker stores it: owner, phase, schedule, resources, and its
+    components.
+
+    An offer is a session in ``OFFERED``; accepting it changes its phase, not its identity.
+    ``expires`` is set while it is an offer.
+    """
+
     uuid: UUID
     owner: str
     offer_set_uuid: UUID | None
@@ -181,6 +188,8 @@ class SessionRecord:
 
 @dataclass
 class OfferSetRecord:
+    """The answer to one execution request: its result, its messages, and the offers made."""
+
     uuid: UUID
     owner: str
     result: OfferResult

@@ -91,7 +91,8 @@ class WireModel(BaseModel):
 def _document_kind(schema: dict[str, Any], cls: type) -> None:
     """Name the one ``kind`` a model takes in its JSON schema. The unions of these models are
     ``oneOf`` (their discriminator is a function, so the schema has no mapping), and without
-    this a notebook would match JupyterNotebook and SingularityContainer alike."""
+    this a notebook would match JupyterNotebook and SingularityContainer alike.
+    """
     kind = getattr(cls, "KIND", None)
     if kind is not None and "kind" in schema.get("properties", {}):
         schema["properties"]["kind"]["enum"] = kinds.accepted_forms(kind)
@@ -143,16 +144,24 @@ class _OptionBase(WireModel):
 
 
 class StringValueOption(_OptionBase):
+    """An update a client may make to a string field: its ``path`` and the ``pattern`` it must
+    match.
+    """
+
     kind: Literal["uri:string-value-option"] = "uri:string-value-option"
     pattern: str | None = None
 
 
 class EnumValueOption(_OptionBase):
+    """An update a client may make: set the field at ``path`` to one of ``values``."""
+
     kind: Literal["uri:enum-value-option"] = "uri:enum-value-option"
     values: list[str]
 
 
 class IntegerValueOption(_OptionBase):
+    """An update a client may make: set the integer at ``path`` between ``min`` and ``max``."""
+
     kind: Literal["uri:integer-value-option"] = "uri:integer-value-option"
     min: Int64 | None = None
     max: Int64 | None = None
@@ -160,6 +169,10 @@ class IntegerValueOption(_OptionBase):
 
 
 class IntegerDeltaOption(_OptionBase):
+    """An update a client may make: change the integer at ``path`` by a delta between ``min`` and
+    ``max``.
+    """
+
     kind: Literal["uri:integer-delta-option"] = "uri:integer-delta-option"
     min: Int64 | None = None
     max: Int64 | None = None
@@ -180,22 +193,30 @@ class _UpdateBase(WireModel):
 
 
 class StringValueUpdate(_UpdateBase):
+    """A client's update: set the string at ``path`` to ``value``."""
+
     kind: Literal["uri:string-value-update"] = "uri:string-value-update"
     value: str
 
 
 class EnumValueUpdate(_UpdateBase):
+    """A client's update: set the field at ``path`` to ``value``, one of the option's values."""
+
     kind: Literal["uri:enum-value-update"] = "uri:enum-value-update"
     value: str
 
 
 class IntegerValueUpdate(_UpdateBase):
+    """A client's update: set the integer at ``path`` to ``value``."""
+
     kind: Literal["uri:integer-value-update"] = "uri:integer-value-update"
     value: Int64
     units: str | None = None
 
 
 class IntegerDeltaUpdate(_UpdateBase):
+    """A client's update: change the integer at ``path`` by ``delta`` (e.g. extend a session)."""
+
     kind: Literal["uri:integer-delta-update"] = "uri:integer-delta-update"
     delta: Int64
     units: str | None = None
@@ -211,6 +232,8 @@ Update = Annotated[
 
 
 class AbstractCostItem(_Kinded):
+    """A cost of any type, with no amount: what a client may ask to know."""
+
     KIND: ClassVar[str | None] = kinds.COST_ABSTRACT
     kind: str
     type: str | None = None
@@ -218,6 +241,10 @@ class AbstractCostItem(_Kinded):
 
 
 class SimpleMinMaxFloatCost(_Kinded):
+    """A cost of ``type`` between ``min`` and ``max``: a limit in a request, an estimate in an
+    offer.
+    """
+
     KIND: ClassVar[str | None] = kinds.COST_SIMPLE_MINMAX
     kind: str
     type: str | None = None
@@ -227,6 +254,8 @@ class SimpleMinMaxFloatCost(_Kinded):
 
 
 class AbstractMetricItem(_Kinded):
+    """A metric of any type, with no amount."""
+
     KIND: ClassVar[str | None] = kinds.METRIC_ABSTRACT
     kind: str
     type: str | None = None
@@ -234,6 +263,10 @@ class AbstractMetricItem(_Kinded):
 
 
 class SimpleMinMaxFloatMetric(_Kinded):
+    """A metric of ``type`` between ``min`` and ``max``: a minimum asked for, or what an offer
+    gives.
+    """
+
     KIND: ClassVar[str | None] = kinds.METRIC_SIMPLE_MINMAX
     kind: str
     type: str | None = None
@@ -258,6 +291,10 @@ MetricItem = Annotated[
 
 
 class ComponentMetadata(WireModel):
+    """What every component and offer set carries: identity, URL, times, messages and the updates
+    allowed now.
+    """
+
     uuid: UUID | None = None
     name: str | None = None
     url: str | None = None
@@ -335,6 +372,10 @@ class DockerNetworkSpec(WireModel):
 
 
 class DockerContainer(_LifecycleComponent):
+    """An executable that is a container image, with its command, entrypoint, environment and
+    network.
+    """
+
     KIND: ClassVar[str | None] = kinds.EXECUTABLE_DOCKER
     kind: str
     image: DockerImageSpec | None = None
@@ -346,12 +387,16 @@ class DockerContainer(_LifecycleComponent):
 
 
 class JupyterNotebook(_LifecycleComponent):
+    """An executable that is a Jupyter notebook, at ``location``."""
+
     KIND: ClassVar[str | None] = kinds.EXECUTABLE_JUPYTER
     kind: str
     location: str | None = None
 
 
 class SingularityContainer(_LifecycleComponent):
+    """An executable that is a Singularity (Apptainer) image, at ``location``."""
+
     KIND: ClassVar[str | None] = kinds.EXECUTABLE_SINGULARITY
     kind: str
     location: str | None = None
@@ -389,6 +434,8 @@ VolumeMount = Annotated[
 
 
 class SimpleComputeResource(_LifecycleComponent):
+    """The compute that runs the executable: cores, memory, and the volumes it mounts."""
+
     KIND: ClassVar[str | None] = kinds.COMPUTE_SIMPLE
     kind: str = kinds.COMPUTE_SIMPLE
     volumes: list[VolumeMount] | None = None
@@ -405,6 +452,8 @@ ComputeResource = Annotated[
 
 
 class SimpleStorageResource(_LifecycleComponent):
+    """Storage for a session's data: its size, and the data resources it holds."""
+
     KIND: ClassVar[str | None] = kinds.STORAGE_SIMPLE
     kind: str = kinds.STORAGE_SIMPLE
     data: list[str] | None = None
@@ -424,12 +473,16 @@ class _DataBase(_LifecycleComponent):
 
 
 class SimpleDataResource(_DataBase):
+    """A data resource read from a URL (``location``)."""
+
     KIND: ClassVar[str | None] = kinds.DATA_SIMPLE
     kind: str
     location: str | None = None
 
 
 class S3DataResource(_DataBase):
+    """A data resource that is an object in an S3 bucket."""
+
     KIND: ClassVar[str | None] = kinds.DATA_S3
     kind: str
     endpoint: str | None = None
@@ -471,6 +524,8 @@ class IvoaDataResourceBlock(WireModel):
 
 
 class IvoaDataResource(_DataBase):
+    """A data resource described by IVOA metadata (an ObsCore record or a DataLink)."""
+
     KIND: ClassVar[str | None] = kinds.DATA_IVOA
     kind: str
     ivoa: IvoaDataResourceBlock | None = None
@@ -484,6 +539,8 @@ class RucioDataResourceBlock(WireModel):
 
 
 class RucioDataResource(_DataBase):
+    """A data resource that is a Rucio file, container or dataset."""
+
     KIND: ClassVar[str | None] = kinds.DATA_RUCIO
     kind: str
     rucio: RucioDataResourceBlock | None = None
@@ -509,6 +566,8 @@ class SkaoDataResourceBlock(WireModel):
 
 
 class SkaoDataResource(_DataBase):
+    """A data resource of the SKA Observatory's data lake: its IVOA description and its replicas."""
+
     KIND: ClassVar[str | None] = kinds.DATA_SKAO
     kind: str
     ivoa: IvoaDataResourceBlock | None = None
@@ -555,6 +614,10 @@ class ExecutionRequest(WireModel):
 
 
 class SessionConnector(WireModel):
+    """A way into a running session: a protocol and a location (e.g. a notebook's URL), and whether
+    it is ready.
+    """
+
     kind: str | None = None
     status: ConnectorStatus | None = None
     protocol: str | None = None
@@ -578,6 +641,10 @@ class ExecutionSession(_Component):
 
 
 class OfferSetResponse(WireModel):
+    """The answer to an execution request: ``YES`` with offers to accept or reject, or ``NO`` with
+    messages saying why.
+    """
+
     # Written as the reference broker writes it (kinds.OFFERSET_EXECUTION); older
     # documents without one are still read.
     kind: str | None = None
@@ -594,7 +661,8 @@ class ErrorResponse(WireModel):
 
     A refused direct request (``POST /direct``, 400) is also the session the schema answers
     it with (its "FailedExecutionResponse"): ``kind``, ``phase`` FAILED and the messages in
-    ``meta``."""
+    ``meta``.
+    """
 
     error: str
     status: int

@@ -77,7 +77,8 @@ class Usage:
         self, start: datetime, end: datetime, *, extra: Amounts, limit: Amounts
     ) -> datetime | None:
         """The first instant in ``[start, end)`` where what is held plus ``extra`` is over
-        ``limit``; None when there is none."""
+        ``limit``; None when there is none.
+        """
         index = max(bisect.bisect_right(self.times, start) - 1, 0)
         while index < len(self.times) and self.times[index] < end:
             if not (self.level(index) + extra).fits_within(limit):

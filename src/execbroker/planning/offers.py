@@ -389,7 +389,8 @@ def component_costs(
 
 def metric_documents(profile: PlatformProfile) -> list[dict[str, Any]]:
     """What the platform promises of its speed: the range over its core types (a request's
-    minimum is met by the lowest only), and the storage throughput likewise."""
+    minimum is met by the lowest only), and the storage throughput likewise.
+    """
     return [
         {
             "kind": kinds.METRIC_SIMPLE_MINMAX,

@@ -66,6 +66,9 @@ def _span(by_type: dict[str, float]) -> tuple[float, float]:
 
 
 def profile_from_settings(settings: Settings) -> PlatformProfile:
+    """The platform profile the planner plans against, from the settings: capacity, executable
+    kinds, preparation and release estimates, slack and rates.
+    """
     return PlatformProfile(
         name=settings.platform,
         capacity=Amounts(

@@ -39,6 +39,8 @@ OwnerPhases = Callable[[set[UUID]], Awaitable[Mapping[UUID, ComponentPhase]]]
 
 
 class PlatformState(StrEnum):
+    """What a platform says of one of its objects; the engine turns it into a component phase."""
+
     PREPARING = "PREPARING"
     READY = "READY"  # prepared; for compute: up but not (yet) running the executable
     RUNNING = "RUNNING"  # compute only: the executable runs
@@ -52,7 +54,8 @@ class PlatformState(StrEnum):
 @dataclass(frozen=True)
 class PlatformNote:
     """A fact worth keeping in the component's messages: a staged file's checksum, the
-    image that will run, the last lines a finished executable printed."""
+    image that will run, the last lines a finished executable printed.
+    """
 
     template: str
     values: dict[str, str] = field(default_factory=dict)
@@ -61,6 +64,12 @@ class PlatformNote:
 
 @dataclass(frozen=True)
 class PlatformStatus:
+    """A platform's answer about one object: its state, why, an exit code, and when to ask again.
+
+    ``connectors`` are the URLs it offers into a running compute; ``notes`` are recorded on the
+    component when it becomes available and when it exits.
+    """
+
     state: PlatformState
     message: str | None = None
     exit_code: int | None = None
@@ -106,13 +115,21 @@ class PlatformUnavailableError(Exception):
 @dataclass(frozen=True)
 class PlatformHealth:
     """What ``/healthz`` says about the platform (:meth:`Platform.health`); ``message`` is
-    for the operator."""
+    for the operator.
+    """
 
     available: bool
     message: str | None = None
 
 
 class Platform(abc.ABC):
+    """Where components run: prepare, poll and release, each idempotent by component UUID.
+
+    The engine calls these with a deadline and treats a call that fails or times out as one to
+    try again later, so an implementation may be called again for an object it already has, and
+    must answer from what it has. ``shape`` says what of a plan the platform can run.
+    """
+
     name: str
 
     async def start(self) -> None:  # noqa: B027 - optional hook
@@ -165,4 +182,5 @@ class Platform(abc.ABC):
         """Called once the engine has reconciled: a platform whose objects can appear
         behind the broker's back (a create that lands late) deletes, every so often, those
         that no live component owns or that duplicate one, asking ``phases`` who is live.
-        Stopped by :meth:`stop`."""
+        Stopped by :meth:`stop`.
+        """

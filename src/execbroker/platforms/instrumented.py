@@ -25,6 +25,10 @@ T = TypeVar("T")
 
 
 class InstrumentedPlatform(Platform):
+    """A platform that counts and times every call of the platform it wraps
+    (``execbroker_platform_*``).
+    """
+
     def __init__(self, inner: Platform) -> None:
         self.inner = inner
         self.name = inner.name

@@ -1,4 +1,4 @@
-"""A simulated platform: configurable timings and faults, and a ledger of every action.
+r"""A simulated platform: configurable timings and faults, and a ledger of every action.
 
 It stands for an external system, so its state must outlive the broker: every action is
 appended to a ledger file (JSON lines) and replayed at start-up. A broker killed with
@@ -13,7 +13,7 @@ overridden per request through the executable's ``environment``:
   container without it and without a broker-wide default, runs until its time is up);
 - ``MOCK_EXIT_CODE``: the executable's exit code (default 0);
 - ``MOCK_OUTPUT``: what the executable prints, as bytes written with Python's backslash
-  escapes (``before\\x00after\\xff\\n``: a NUL and a byte that is not UTF-8, which a
+  escapes (``before\x00after\xff\n``: a NUL and a byte that is not UTF-8, which a
   request's JSON cannot carry as they are); its last lines are kept when it exits, as the
   docker platform keeps a container's;
 - ``MOCK_FAIL_AT``: ``<role>:<phase>`` injects a failure, where role is one of
@@ -79,6 +79,13 @@ def read_ledger(path: Path) -> list[dict[str, Any]]:
 
 
 class MockPlatform(Platform):
+    """A platform that simulates its objects on the broker's clock and runs nothing.
+
+    Every prepare and release is appended to a ledger file that outlives the broker, so tests
+    can check that nothing was prepared or released twice across restarts. A request's
+    executable environment can set how it behaves (``MOCK_RUN_SECONDS``, ``MOCK_EXIT_CODE``…).
+    """
+
     name = "mock"
 
     def __init__(self, *, ledger: Path, clock: Clock, timings: MockSettings) -> None:
@@ -97,7 +104,8 @@ class MockPlatform(Platform):
     def _catch_up(self) -> None:
         """Replay what was appended to the ledger since last time — by this broker or by
         another broker process sharing it (several brokers on one database share one
-        platform), so that a session taken over from a dead broker finds its objects."""
+        platform), so that a session taken over from a dead broker finds its objects.
+        """
         try:
             size = os.stat(self._ledger_path).st_size
         except FileNotFoundError:
@@ -309,7 +317,8 @@ _OUTPUT_LINES = 20  # as many as the docker platform keeps by default
 
 def _output_notes(found: _Object) -> tuple[PlatformNote, ...]:
     """The last lines the executable printed, as the docker platform reports them: bytes
-    from a program, escaped where they are not printable UTF-8 (never dropped)."""
+    from a program, escaped where they are not printable UTF-8 (never dropped).
+    """
     if not found.output:
         return ()
     try:

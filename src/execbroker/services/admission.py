@@ -30,7 +30,8 @@ __all__ = [
 
 def check_stored_records(owner: str, *, stored: int, limit: int) -> None:
     """429 when ``owner`` already has ``stored`` offer sets (NO included) and direct
-    sessions stored, as many as one user may (``limit``)."""
+    sessions stored, as many as one user may (``limit``).
+    """
     if stored >= limit:
         raise QuotaExceededError(
             "{user} already has {count} offer sets and direct sessions stored, the most "
@@ -44,7 +45,8 @@ def offers_allowed(
     booking: Booking, owner: str, *, now: datetime, limit: int | None, most: int
 ) -> int:
     """How many offers ``owner`` may be made now, at most ``most``: 429 when their quota of
-    ``limit`` unexpired offers (None: no quota) is used up."""
+    ``limit`` unexpired offers (None: no quota) is used up.
+    """
     if limit is None:
         return most
     live = booking.live_offers(owner, now=now, at_most=limit)
@@ -59,7 +61,8 @@ def offers_allowed(
 
 def check_active_sessions(booking: Booking, owner: str, *, limit: int | None) -> None:
     """429 when ``owner`` already has ``limit`` sessions accepted and not yet ended (None:
-    no quota): one more may not be accepted or started."""
+    no quota): one more may not be accepted or started.
+    """
     if limit is None:
         return
     active = booking.active_sessions(owner, at_most=limit)
@@ -82,7 +85,8 @@ def total_if_it_fits(
 ) -> Amounts | None:
     """The sum of every hold over ``[start, end)`` if even it leaves room for ``largest``
     within ``capacity`` (then no instant in the window can be short of it, and the exact
-    calendar need not be built); None if it does not."""
+    calendar need not be built); None if it does not.
+    """
     total = booking.hold_total_keeping_room(start, end, now=now, largest=largest, capacity=capacity)
     return total if fits(total, largest, capacity) else None
 

@@ -1,5 +1,6 @@
 """Offers that were not accepted in time: marked EXPIRED by a timer, whether or not anyone
-reads them, and at once when someone tries to accept one too late."""
+reads them, and at once when someone tries to accept one too late.
+"""
 
 from __future__ import annotations
 

@@ -43,7 +43,8 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True, kw_only=True)
 class OfferLimits:
     """What the offer service reads of the settings itself: how many offers, for how
-    long, and the per-user quotas (None: no quota)."""
+    long, and the per-user quotas (None: no quota).
+    """
 
     offer_lifetime: timedelta
     max_offers: int
@@ -201,7 +202,8 @@ class OfferService:
     async def _check_stored_quota(self, owner: str) -> None:
         """The stored-records quota (:func:`admission.check_stored_records`), checked
         before planning, not under the pool's lock: concurrent requests may pass it
-        together, by at most their number."""
+        together, by at most their number.
+        """
         limit = self._limits.stored_records
         if limit is None:
             return
@@ -212,7 +214,8 @@ class OfferService:
         self, booking: Booking, plan: Plan, *, now: datetime, max_offers: int
     ) -> OfferSearch:
         """Offers against what is held over the window the plan could book, then filtered by
-        the request's cost and metric limits."""
+        the request's cost and metric limits.
+        """
         times = SessionTimes.of(plan, self._profile)
         if times.lead + times.tail > self._limits.max_preparation:
             return OfferSearch(

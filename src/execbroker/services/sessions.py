@@ -73,7 +73,8 @@ _SECONDS_PER_UNIT = {
 @dataclass(frozen=True, kw_only=True)
 class SessionLimits:
     """What the session service reads of the settings: the longest a session may run
-    (extensions included) and the per-user quota of active sessions (None: no quota)."""
+    (extensions included) and the per-user quota of active sessions (None: no quota).
+    """
 
     max_duration: timedelta
     active_sessions: int | None = None
@@ -114,7 +115,8 @@ class SessionService:
 
     async def get_session(self, uuid: UUID, *, caller: Caller) -> SessionRecord:
         """The session, if ``caller`` may see it; while it is active, with how far the
-        calendar lets it be extended."""
+        calendar lets it be extended.
+        """
         return await self._get(uuid, owner=caller.scope)
 
     async def _get(self, uuid: UUID, *, owner: str | None) -> SessionRecord:
@@ -126,7 +128,8 @@ class SessionService:
 
     async def work_out_extension(self, session: SessionRecord) -> None:
         """Set how far the calendar lets an active session be extended now (unless it was
-        worked out already, in the transaction that booked it)."""
+        worked out already, in the transaction that booked it).
+        """
         if session.phase not in ACTIVE_SESSION_PHASES or session.extension_limit is not None:
             return
         start, end = self._extension_window(session)
@@ -268,7 +271,8 @@ class SessionService:
         self, session: SessionRecord, duration: timedelta
     ) -> dict[UUID, dict[str, Any]]:
         """The compute's and the storage resources' specs with their costs over
-        ``duration``: what the session costs is their sum."""
+        ``duration``: what the session costs is their sum.
+        """
         storage = session.components_of(ComponentRole.STORAGE)
         compute_costs, storage_costs = component_costs(
             self._profile,
@@ -344,7 +348,8 @@ class SessionService:
         holds as many waiters as one user may) are raised here, before anything is read
         from the iterator; the slot counts until the iterator is closed or released.
         ``still_allowed`` is awaited every ``check_every`` seconds and ends the iteration
-        by raising (e.g. 401) once the caller's credentials are no longer valid."""
+        by raising (e.g. 401) once the caller's credentials are no longer valid.
+        """
         slot = self._feed.admit(caller.name)  # before any read: a flood costs no database read
         try:
             first = await self.get_session(uuid, caller=caller)
@@ -542,7 +547,8 @@ class SessionService:
 
     async def _cancel(self, session: SessionRecord, *, now: datetime, by: str) -> None:
         """Record the user's decision: the session is CANCELLED from now on, and the engine
-        releases its components (the calendar holds its booking until it has)."""
+        releases its components (the calendar holds its booking until it has).
+        """
         components = [(c.role, c.phase) for c in session.components]
         moved = await self._store.sessions.mark_ending(
             session.uuid,

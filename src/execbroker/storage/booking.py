@@ -40,7 +40,8 @@ Instant = Callable[[Connection], datetime]
 
 class _MustLockError(Exception):
     """An optimistic booking cannot be settled without the pool's lock: roll it back and
-    run it again under the lock."""
+    run it again under the lock.
+    """
 
 
 class Booking:
@@ -85,7 +86,8 @@ class Booking:
         """The instant this booking decides at: what offers have expired by, what a new
         record is stamped with. Read inside the transaction (on SQLite, under the write
         lock), from the one clock every booking reads: on PostgreSQL the database's, so that
-        brokers whose clocks disagree still agree on whether an offer has expired."""
+        brokers whose clocks disagree still agree on whether an offer has expired.
+        """
         return self._instant(self._connection)
 
     # ------------------------------------------------------------------ facts
@@ -100,7 +102,8 @@ class Booking:
         advisory: bool = False,
     ) -> list[Hold]:
         """The exact calendar over ``[start, end)``. ``advisory``: only for telling the
-        user (how far a session could be extended), never for booking."""
+        user (how far a session could be extended), never for booking.
+        """
         if self._optimistic and not advisory:
             raise _MustLockError
         return queries.holds(
@@ -153,7 +156,8 @@ class Booking:
     def live_offers(self, owner: str, *, now: datetime, at_most: int) -> int:
         """How many unexpired offers ``owner`` holds, for a decision that keeps them (and
         the offers this booking adds) at ``at_most``: an optimistic booking settles only if
-        they still are then."""
+        they still are then.
+        """
         count = queries.count_live_offers(self._connection, owner, now=now)
         if self._optimistic:
             self._condition(
@@ -164,7 +168,8 @@ class Booking:
     def active_sessions(self, owner: str, *, at_most: int) -> int:
         """How many sessions ``owner`` has accepted and not yet ended, for a decision that
         keeps them (and those this booking adds) at ``at_most``: an optimistic booking
-        settles only if they still are then."""
+        settles only if they still are then.
+        """
         count = queries.count_active_sessions(self._connection, owner)
         if self._optimistic:
             self._condition("active", lambda: {"aq_owner": owner, "aq_limit": at_most})
@@ -186,7 +191,8 @@ class Booking:
     def settlement(self) -> tuple[tuple[str, ...], dict[str, Any]] | None:
         """An optimistic booking's check, to run under the pool's lock just before its
         commit: which of :data:`queries.CHECKS` (together one statement that fails unless
-        every one holds), and their values. None when nothing needs checking."""
+        every one holds), and their values. None when nothing needs checking.
+        """
         if not self._conditions:
             return None
         values: dict[str, Any] = {}
@@ -246,7 +252,8 @@ class Booking:
 
 class Calendar:
     """The pool's bookings: runs booking work (:meth:`book`), and reads the calendar for
-    advice outside a booking."""
+    advice outside a booking.
+    """
 
     def __init__(
         self,
@@ -259,7 +266,8 @@ class Calendar:
     ) -> None:
         """``longest_booking``: no booking is longer (the planner refuses longer ones); it
         bounds the calendar's window queries. ``clock``: what bookings read the time from
-        (:meth:`Booking.now`); the system's clock means the database's on PostgreSQL."""
+        (:meth:`Booking.now`); the system's clock means the database's on PostgreSQL.
+        """
         self._db = database
         self._lock_timeout = f"{int(lock_timeout * 1000)}ms"
         clock = clock or SystemClock()
@@ -283,7 +291,8 @@ class Calendar:
         (for work that needs locked reads anyway).
 
         A booking that cannot have the pool's lock within the lock timeout (another broker
-        holds it and has stalled) is :class:`ServiceUnavailableError`: 503, try again."""
+        holds it and has stalled) is :class:`ServiceUnavailableError`: 503, try again.
+        """
         try:
             return await self._book(work, optimistic=optimistic)
         except (sa.exc.DBAPIError, psycopg.Error) as failure:
@@ -324,7 +333,8 @@ class Calendar:
 
     async def _book_optimistically(self, work: Callable[[Booking], T]) -> T:
         """Plan and write without the lock; then the lock, the check and the commit, sent
-        together. :class:`_MustLockError` (all rolled back) if it cannot be settled."""
+        together. :class:`_MustLockError` (all rolled back) if it cannot be settled.
+        """
         async with self._db.write() as connection:
             bookings: list[Booking] = []
 
@@ -361,7 +371,8 @@ class Calendar:
 
     def _settlement_check(self, checks: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
         """The check statement for ``checks``, with named parameters; built once for each
-        combination of checks."""
+        combination of checks.
+        """
         found = self._settlements.get(checks)
         if found is None:
             check = sa.select(*(queries.CHECKS[name] for name in checks)).compile(
@@ -402,7 +413,8 @@ _QUERY_CANCELED = "57014"
 
 def take_pool_lock(connection: Connection, key: int, timeout: str) -> None:
     """Take the pool's booking lock (PostgreSQL) until the transaction ends, waiting at most
-    ``timeout`` for it."""
+    ``timeout`` for it.
+    """
     connection.exec_driver_sql(_LOCK_TIMEOUT_SQL, (timeout,))
     connection.exec_driver_sql(_LOCK_POOL_SQL, (key,))
 

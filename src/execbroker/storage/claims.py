@@ -45,7 +45,8 @@ class ClaimStore:
         self, *, worker: str, now: datetime, lease_until: datetime, limit: int
     ) -> list[SessionRecord]:
         """Up to ``limit`` sessions whose next step is due and that nobody holds; leased to
-        ``worker`` until ``lease_until``. Loaded without their messages."""
+        ``worker`` until ``lease_until``. Loaded without their messages.
+        """
         due = (
             sa.select(sessions.c.uuid, sessions.c.claimed_by.label("previous"))
             .where(
@@ -232,7 +233,8 @@ class ClaimStore:
     async def next_step_due(self, *, now: datetime) -> datetime | None:
         """When the next step nobody holds is due. Steps another worker holds are its
         business until its lease runs out (and a lease running out is found by polling):
-        counting them would have this worker spin on work it cannot claim."""
+        counting them would have this worker spin on work it cannot claim.
+        """
         async with self._db.read() as connection:
             return await self._next_step_due(connection, now)
 
@@ -252,7 +254,8 @@ class ClaimStore:
 
     async def release_all(self) -> int:
         """Forget every claim: for a single broker restarting on its own (SQLite) database,
-        every claim is one its previous life held."""
+        every claim is one its previous life held.
+        """
         async with self._db.write() as connection:
             result = await connection.execute(
                 sessions.update()
@@ -281,7 +284,8 @@ class ClaimStore:
 def _undecided(advance: Advance) -> Advance:
     """``advance`` without the decisions it made on a view a user has since changed: no
     ending, no deferred releases (nothing was asked of the platform for them), no session
-    messages. The next pass decides again on what is there now."""
+    messages. The next pass decides again on what is there now.
+    """
     return dataclasses.replace(
         advance,
         ending=None,

@@ -54,7 +54,7 @@ class PostgresLimits:
     session_options: bool = True
 
     def connect_args(self) -> dict[str, Any]:
-        """libpq's connection parameters for these limits."""
+        """The libpq connection parameters for these limits."""
         probe = max(1, int(self.tcp_timeout / 3))
         found: dict[str, Any] = {
             "connect_timeout": max(1, int(self.tcp_timeout)),
@@ -164,7 +164,8 @@ class Database:
 
     def on_driver_error(self, listener: Callable[[BaseException], None]) -> None:
         """Call ``listener`` with every error the driver raises, on any connection (also
-        from the SQLite writer's worker thread: ``listener`` must be thread-safe)."""
+        from the SQLite writer's worker thread: ``listener`` must be thread-safe).
+        """
         engines = [self.engine.sync_engine]
         if self._sync_engine is not None:
             engines.append(self._sync_engine)

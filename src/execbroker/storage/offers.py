@@ -38,7 +38,8 @@ __all__ = ["OfferExpiredError", "OfferStore", "mark_accepted"]
 
 class OfferExpiredError(Exception):
     """An accept found, under the pool's lock, that its offer's time had already run out:
-    a booking made after that instant may have planned with the offer's capacity."""
+    a booking made after that instant may have planned with the offer's capacity.
+    """
 
     def __init__(self, expires: datetime) -> None:
         super().__init__(f"the offer expired at {expires.isoformat()}")

@@ -40,7 +40,8 @@ HOLDING_PHASES = sorted(HOLDING_SESSION_PHASES)
 def phase_in(phase: sa.ColumnElement[str], phases: Iterable[SessionPhase]) -> Any:
     """``phase IN ('A', 'B', …)`` with the phases written into the SQL, not bound: so that
     PostgreSQL's planner can see that a query only wants rows its partial indexes hold.
-    (The phases are this module's own constants, never user input.)"""
+    The phases are this module's own constants, never user input.
+    """
     return phase.in_([sa.literal_column(f"'{p.value}'") for p in sorted(phases)])
 
 
@@ -97,7 +98,8 @@ def _room_check() -> sa.ColumnElement[bool]:
     """Everyone else's live bookings over the window still leave room for the largest the
     request may use: their sum does, or else (read only then) their sum with the offers of
     one set counted once, at their largest. Either is an upper bound of what is held at
-    any instant in the window."""
+    any instant in the window.
+    """
 
     def fits(cores: Any, memory: Any, storage: Any) -> sa.ColumnElement[bool]:
         return sa.and_(
@@ -199,7 +201,8 @@ def hold_total(
     longest: timedelta,
 ) -> Amounts:
     """The sum of every hold overlapping ``[start, end)``: an upper bound of what is held
-    at any instant in it, counted by the database without loading the holds."""
+    at any instant in it, counted by the database without loading the holds.
+    """
     query = _HOLD_TOTAL_SQLITE if connection.dialect.name == "sqlite" else HOLD_TOTAL_PG
     row = (connection.execute(query, window(start, end, now, exclude, longest))).one()
     return Amounts(int(row[0]), int(row[1]), int(row[2]))
@@ -215,7 +218,8 @@ def holds(
     longest: timedelta,
 ) -> list[Hold]:
     """Bookings overlapping ``[start, end)``: live offers (grouped by offer set, as they are
-    alternatives) and accepted sessions that have not ended."""
+    alternatives) and accepted sessions that have not ended.
+    """
     query = _HOLDS_SQLITE if connection.dialect.name == "sqlite" else _HOLDS_PG
     rows = (connection.execute(query, window(start, end, now, exclude, longest))).all()
     return [

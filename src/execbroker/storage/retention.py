@@ -60,7 +60,8 @@ def _kept(before: datetime) -> sa.ColumnElement[bool]:
 
 async def purge_ended(database: Database, *, before: datetime, batch: int = 500) -> Purged:
     """Delete offer sets and direct sessions that ended before ``before``, ``batch`` at a
-    time (short write transactions), until none is left; how many of each went."""
+    time (short write transactions), until none is left; how many of each went.
+    """
     total = Purged()
     while True:
         async with database.write() as connection:

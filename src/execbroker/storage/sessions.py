@@ -151,7 +151,8 @@ def extend_run(
     """Lengthen the run by ``delta``: the booking, the session's and every component's
     available time, the session's ``costs`` and the components' ``specs`` (their costs
     for the longer run); False when the session left the phases it was read in. Run inside
-    a booking (:meth:`Booking.extend`)."""
+    a booking (:meth:`Booking.extend`).
+    """
     moved = connection.execute(
         sessions.update()
         .where(

@@ -61,7 +61,8 @@ def _database_named(settings: Settings) -> str:
 async def _driver_threads_finished() -> None:
     """Wait for aiosqlite's worker threads to end. A connection that failed to open stops
     its thread without waiting for it (aiosqlite 0.22), and a thread that finishes after
-    ``serve``'s check has closed its event loop prints a traceback below our one line."""
+    ``serve``'s check has closed its event loop prints a traceback below our one line.
+    """
     for thread in threading.enumerate():
         if thread.name.endswith("(_connection_worker_thread)"):
             await asyncio.to_thread(thread.join, 2.0)
@@ -69,7 +70,8 @@ async def _driver_threads_finished() -> None:
 
 async def open_database(settings: Settings) -> Database:
     """The data directory, created if missing, and the database, migrated to the newest
-    schema; a :class:`StartupError` naming the path if either cannot be used."""
+    schema; a :class:`StartupError` naming the path if either cannot be used.
+    """
     _writable_directory(settings.data_dir)
     try:
         database = Database(

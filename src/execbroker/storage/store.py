@@ -42,7 +42,8 @@ class BrokerStore:
         lock_timeout: float = 5,
     ) -> None:
         """``pool``, ``longest_booking``, ``clock`` and ``lock_timeout``: the calendar's
-        (:class:`~execbroker.storage.booking.Calendar`)."""
+        (:class:`~execbroker.storage.booking.Calendar`).
+        """
         self.calendar = Calendar(
             database,
             pool=pool,

@@ -1,5 +1,6 @@
 """JSON bodies: parsed with a depth check first (the decoder recurses once per level) and
-with repeated keys refused; rendered compactly, as UTF-8."""
+with repeated keys refused; rendered compactly, as UTF-8.
+"""
 
 from __future__ import annotations
 
@@ -66,6 +67,12 @@ def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def parse_json(text: str, limits: ParseLimits) -> Any:
+    """The JSON document in ``text``, within ``limits``.
+
+    Nesting is measured before parsing, and repeated keys in an object are refused, so that no
+    two readers of the same body can see different documents. ``MalformedBodyError`` names the
+    line and column of a syntax error.
+    """
     error = _json_depth_error(text, limits)
     if error is not None:
         raise error

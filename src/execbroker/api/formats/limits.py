@@ -1,7 +1,8 @@
 """What one body may make the parsers do (:class:`ParseLimits`), and the checks that every
 format shares: the body's size and encoding before parsing, the document's depth, sizes,
 keys and scalars after (:class:`DocumentCheck`, iterative, so no document exhausts the
-stack, and alias-aware, so a small YAML body cannot name a huge document)."""
+stack, and alias-aware, so a small YAML body cannot name a huge document).
+"""
 
 from __future__ import annotations
 
@@ -99,6 +100,7 @@ def quoted_key(key: str) -> str:
 
 
 def too_deep(limits: ParseLimits, path: str, where: str = "") -> MalformedBodyError:
+    """The error for a body nested deeper than ``limits.max_depth``, at ``path`` (or ``where``)."""
     return MalformedBodyError(
         "The body nests objects and lists more than {limit} levels deep{where}; "
         "the limit is {limit} (max_depth)",
@@ -320,12 +322,18 @@ class DocumentCheck:
 
 
 def line_column(text: str, offset: int) -> tuple[int, int]:
+    """The 1-based line and column of ``offset`` in ``text``, for messages about a body."""
     line = text.count("\n", 0, offset) + 1
     column = offset - (text.rfind("\n", 0, offset) + 1) + 1
     return line, column
 
 
 def decode(raw: bytes, fmt: MediaFormat, limits: ParseLimits) -> str:
+    """The text of a request body: at most ``limits.max_bytes``, valid UTF-8, not empty.
+
+    A byte order mark is dropped. ``BodyTooLargeError`` or ``MalformedBodyError`` says what is
+    wrong and where.
+    """
     if len(raw) > limits.max_bytes:
         raise BodyTooLargeError(
             "The body is {size} bytes long; the limit is {limit} bytes",

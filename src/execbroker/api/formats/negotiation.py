@@ -21,6 +21,8 @@ __all__ = [
 
 
 class MediaFormat(enum.StrEnum):
+    """The formats a body is read and an answer written in: JSON, YAML and XML."""
+
     JSON = "json"
     YAML = "yaml"
     XML = "xml"

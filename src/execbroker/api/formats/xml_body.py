@@ -244,6 +244,11 @@ class _XmlReader:
 
 
 def parse_xml(text: str, limits: ParseLimits) -> Any:
+    """The document in the XML ``text``, as the JSON parser would give it, within ``limits``.
+
+    DTDs, entities and external references are refused; element nesting and sizes are checked as
+    the tree is built.
+    """
     builder = _LimitedTreeBuilder(limits)
     parser = DefusedXMLParser(
         target=builder, forbid_dtd=True, forbid_entities=True, forbid_external=True

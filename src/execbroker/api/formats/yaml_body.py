@@ -1,6 +1,7 @@
 """YAML bodies: read with ``safe_load`` semantics, except that timestamps and dates stay the
 strings written (documents stay JSON-like), with aliases, sizes and repeated keys checked on
-the node graph before anything is constructed; written without anchors."""
+the node graph before anything is constructed; written without anchors.
+"""
 
 from __future__ import annotations
 
@@ -149,7 +150,8 @@ _MERGE_TAG: Final = "tag:yaml.org,2002:merge"
 
 def _check_unique_keys(node: yaml.MappingNode) -> None:
     """Refuse a mapping that writes a key twice (keys a ``<<`` merge brings may be
-    overridden: that is what merging is for)."""
+    overridden: that is what merging is for).
+    """
     keys: set[tuple[str, str]] = set()
     for key_node, _ in node.value:
         if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE_TAG:
@@ -205,6 +207,11 @@ def _yaml_error(exc: yaml.YAMLError, text: str) -> MalformedBodyError:
 
 
 def parse_yaml(text: str, limits: ParseLimits) -> Any:
+    """The one YAML document in ``text``, as plain JSON types, within ``limits``.
+
+    Timestamps stay the strings written. Alias use, sizes and repeated keys are checked on the
+    node graph before anything is constructed, so a billion-laughs document costs nothing.
+    """
     loader = _YamlLoader(text)
     try:
         # libyaml caps nesting itself (at 1000 levels), so composing recurses safely; the

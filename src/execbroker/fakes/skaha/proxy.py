@@ -49,7 +49,8 @@ _HOP_BY_HOP = {"host", "content-length", "connection", "transfer-encoding", "acc
 @dataclass(frozen=True)
 class FaultSettings:
     """One state of the knobs; ``delay`` and ``slow_upstream`` map a regular expression
-    on ``"METHOD /path"`` to seconds."""
+    on ``"METHOD /path"`` to seconds.
+    """
 
     delay: dict[str, float] = field(default_factory=dict)
     slow_upstream: dict[str, float] = field(default_factory=dict)
@@ -75,7 +76,8 @@ class SkahaFaults:
 
     def set(self, **changes: Any) -> None:
         """Change knobs by name; ``vanish=seconds`` makes prefix sessions vanish for that
-        long from now (``float("inf")``: until cleared)."""
+        long from now (``float("inf")``: until cleared).
+        """
         vanish = changes.pop("vanish", None)
         with self._lock:
             settings = replace(self._settings, **changes)
@@ -103,7 +105,8 @@ _PADDING: dict[int, bytes] = {}
 
 def foreign_sessions(count: int) -> bytes:
     """``count`` Skaha session objects of another tool, pretty-printed like Gson, comma
-    separated, without the enclosing brackets (made once per count)."""
+    separated, without the enclosing brackets (made once per count).
+    """
     found = _PADDING.get(count)
     if found is None:
         entries = [
@@ -218,7 +221,8 @@ class _Proxy:
 
 def create_fault_proxy(upstream: str, faults: SkahaFaults) -> ASGIApp:
     """An ASGI app forwarding every request to ``upstream`` (scheme, host and port) through
-    ``faults``."""
+    ``faults``.
+    """
     proxy = _Proxy(upstream, faults)
 
     async def knobs(request: Request) -> Response:

@@ -278,7 +278,7 @@ class FakeSession:
 
 
 def _table(rows: list[tuple[str, str, str, datetime, datetime]]) -> str:
-    """kubectl custom-columns layout: left-aligned columns three spaces apart."""
+    """The ``kubectl`` custom-columns layout: left-aligned columns three spaces apart."""
     cells = [("TYPE", "REASON", "MESSAGE", "FIRST-TIME", "LAST-TIME")]
     cells += [(kind, why, what, iso_seconds(a), iso_seconds(b)) for kind, why, what, a, b in rows]
     widths = [max(len(row[column]) for row in cells) for column in range(5)]

@@ -270,7 +270,8 @@ class FakeSkaha:
 
     def launched(self) -> list[tuple[str, str]]:
         """Every session ever launched, as (id, name), oldest first: gone ones too, so
-        that tests can count duplicates after clean-up."""
+        that tests can count duplicates after clean-up.
+        """
         with self._lock:
             return list(self._launched)
 

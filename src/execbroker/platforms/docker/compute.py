@@ -216,7 +216,8 @@ class Compute:
 
     def _mount(self, volume: ComponentRecord, target: ComponentRecord | None) -> Mount | str:
         """The bind mount for a volume component of ``target`` (the storage or data it
-        names), or why it cannot be made."""
+        names), or why it cannot be made.
+        """
         path = str(volume.spec.get("path") or "")
         if target is None or not path:
             return f"volume mount '{volume.name}' names no resource of this session"
@@ -260,7 +261,7 @@ class Compute:
         return await self._container_status(work, inspected)
 
     async def _listed(self) -> dict[str, dict[str, Any]]:
-        """This broker's containers by name, from one listing shared by concurrent polls."""
+        """The containers of this broker by name, from one listing shared by concurrent polls."""
         if time.monotonic() - self._listed_at < self._options.listing_seconds:
             return self._listing
         async with self._listing_lock:
@@ -327,7 +328,8 @@ class Compute:
     async def release(self, uuid: UUID) -> PlatformStatus:
         """Stop (SIGTERM, then SIGKILL) and remove the container. The release is written
         down first, with how the container had ended by itself if it had: after a crash,
-        a poll must not take the stop for the executable's own ending."""
+        a poll must not take the stop for the executable's own ending.
+        """
         if self._tasks.busy(uuid):
             return PlatformStatus(PlatformState.RELEASING, next_check=_SOON)
         _, failure = self._tasks.finished(uuid)
@@ -403,7 +405,8 @@ class Compute:
 
 def container_user() -> str:
     """``uid:gid`` for a container that mounts storage: the broker's own, the owner of
-    every folder and staged file it mounts (whatever user the image names)."""
+    every folder and staged file it mounts (whatever user the image names).
+    """
     return f"{os.geteuid()}:{os.getegid()}"
 
 

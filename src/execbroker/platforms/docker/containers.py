@@ -41,6 +41,8 @@ def container_name(component: UUID) -> str:
 
 @dataclass(frozen=True)
 class Mount:
+    """A host directory mounted into the compute's container at ``target``."""
+
     source: Path
     target: str
     read_only: bool
@@ -63,6 +65,10 @@ class Port:
 
 @dataclass(frozen=True)
 class ContainerLimits:
+    """What every container gets from the platform's options: the network mode when it publishes
+    ports, the host address it publishes on, and its process limit.
+    """
+
     network: str  # the network mode of a container that publishes ports
     publish_address: str
     pids: int | None
@@ -115,7 +121,8 @@ def container_config(
     environment; the offered cores and memory; the mounts with their modes; no network
     unless a port is asked for. A port is published on the host port the request names, or
     on the one ``host_ports`` gives for its key (the platform picks it from its range).
-    With ``user`` (``uid:gid``) the container runs as that user, not as the image's."""
+    With ``user`` (``uid:gid``) the container runs as that user, not as the image's.
+    """
     ports = requested_ports(executable)
     cores = int((compute.get("cores") or {}).get("min") or 1)
     memory = int((compute.get("memory") or {}).get("min") or 1) * _GIB

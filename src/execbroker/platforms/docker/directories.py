@@ -138,7 +138,8 @@ class Storage:
 
 class Data:
     """Simple data resources, each staged in the background into a directory of its
-    storage."""
+    storage.
+    """
 
     def __init__(
         self, options: DockerOptions, records: ObjectRecords, tasks: ComponentTasks
@@ -233,7 +234,8 @@ async def release_directory(
     uuid: UUID, records: ObjectRecords, tasks: ComponentTasks
 ) -> PlatformStatus:
     """Release a storage or data resource: stop its staging, remove its directory, then
-    its record."""
+    its record.
+    """
     await tasks.cancel(uuid)
     found = records.get(uuid)
     if found is None:
@@ -256,7 +258,8 @@ async def release_directory(
 def make_private_directory(directory: Path) -> None:
     """A folder only the broker's OS user can reach. Containers that mount one run as that
     user (:func:`~execbroker.platforms.docker.compute.container_user`), so they read and
-    write it as its owner."""
+    write it as its owner.
+    """
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     directory.chmod(0o700)
 

@@ -34,7 +34,8 @@ class Executables:
     async def status(self, work: Work) -> PlatformStatus:
         """Present (and with the requested digest): READY; else pull it where allowed.
 
-        Preparing and polling are the same question: is the image here yet?"""
+        Preparing and polling are the same question: is the image here yet?
+        """
         if self._tasks.busy(work.uuid):
             return PlatformStatus(PlatformState.PREPARING, next_check=_PULL_CHECK)
         pulled, failure = self._tasks.finished(work.uuid)
@@ -86,7 +87,8 @@ class Executables:
         self, locations: list[str], digest: str | None
     ) -> tuple[str, dict[str, Any]] | PlatformStatus | None:
         """The first location present here that has ``digest`` (when given); a FAILED status
-        when images are present but none has it; None when none is present."""
+        when images are present but none has it; None when none is present.
+        """
         mismatch: tuple[str, dict[str, Any]] | None = None
         for location in locations:
             attributes = await self._runtime.image(location)

@@ -18,7 +18,8 @@ _ANY_ADDRESS = ("0.0.0.0", "::", "")  # noqa: S104 - compared against, not bound
 @dataclass(frozen=True)
 class DockerOptions:
     """What :class:`~execbroker.platforms.docker.platform.DockerPlatform` needs to know;
-    each field is the setting ``docker_<name>`` described in ``config.py``."""
+    each field is the setting ``docker_<name>`` described in ``config.py``.
+    """
 
     root: Path
     host: str | None = None

@@ -66,6 +66,13 @@ logger = logging.getLogger(__name__)
 
 
 class DockerPlatform(Platform):
+    """Runs sessions on a local container runtime (Docker or Podman): storage as host directories,
+    data staged into them, the executable as a container.
+
+    What it makes is labelled with this broker's instance and recorded in small files that
+    outlive the broker, so a restarted broker adopts, resumes or removes it.
+    """
+
     name = "docker"
 
     def __init__(
@@ -135,7 +142,8 @@ class DockerPlatform(Platform):
 
     def shape(self, plan: Plan) -> Plan:
         """Refuse at once what this platform could only fail later: data it cannot stage,
-        a host port it does not publish on."""
+        a host port it does not publish on.
+        """
         problems = data_problems(plan, list(self._options.file_roots))
         problems.extend(port_problems(plan, self._options))
         if problems:
@@ -204,7 +212,7 @@ class DockerPlatform(Platform):
 
 
 def _instance_id(path: Path) -> str:
-    """This broker's instance label value: made once, kept beside its objects."""
+    """The instance label value of this broker: made once, kept beside its objects."""
     try:
         return path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:

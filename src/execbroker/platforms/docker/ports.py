@@ -20,6 +20,8 @@ _LOWEST = 1024  # below: privileged ports, never published
 
 @dataclass(frozen=True)
 class PortRange:
+    """The host ports, ``low`` to ``high`` inclusive, that containers' ports may be published on."""
+
     low: int
     high: int
 

@@ -20,6 +20,8 @@ __all__ = ["LocalObject", "ObjectRecords", "ObjectState"]
 
 
 class ObjectState(StrEnum):
+    """Where one storage, data or compute object of the platform is in its own life."""
+
     PREPARING = "preparing"  # storage: being made; data: being staged; compute: starting
     READY = "ready"  # storage made, data staged, container started
     FAILED = "failed"  # data: staging failed (``detail`` says why)
@@ -29,6 +31,10 @@ class ObjectState(StrEnum):
 
 @dataclass(frozen=True)
 class LocalObject:
+    """The platform's record of one object, kept in its own file: what it is, for which session,
+    and where it is.
+    """
+
     component: UUID
     session: UUID
     role: str  # "storage", "data" or "compute"

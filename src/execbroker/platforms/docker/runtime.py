@@ -131,7 +131,8 @@ class ContainerRuntime:
 
     async def create(self, name: str, config: dict[str, Any]) -> str | None:
         """Create the container; its id, or None when the name is taken (Docker answers
-        409, Podman 500 "already in use") so that the caller adopts the one there."""
+        409, Podman 500 "already in use") so that the caller adopts the one there.
+        """
         try:
             created = await self._call(self.docker.containers.create(config, name=name))
         except aiodocker.DockerError as failure:

@@ -36,6 +36,8 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 
 @dataclass(frozen=True)
 class Staged:
+    """A data file staged into its storage: its name there, its size and its SHA-256."""
+
     name: str  # the file's name in the data directory
     size: int
     sha256: str
@@ -145,7 +147,8 @@ async def _download(
 
 def _create(target: Path) -> BinaryIO:
     """``target`` opened for writing, private to the broker's user (the containers run as
-    that user: see :func:`.compute.container_user`)."""
+    that user: see :func:`.compute.container_user`).
+    """
     return os.fdopen(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
 
 

@@ -263,7 +263,8 @@ class CreateRequest:
 class RetryPolicy:
     """How often and how long to retry: ``retries`` more tries, waiting ``base * 2**n`` (with
     jitter, at most ``cap``, or the server's ``Retry-After``), never more than ``budget``
-    seconds in all for one call."""
+    seconds in all for one call.
+    """
 
     retries: int = 4
     base: float = 0.5
@@ -291,7 +292,8 @@ Sleep = Callable[[float], Awaitable[None]]
 
 class SkahaClient:
     """Skaha's ``/skaha/v1`` over one shared ``httpx.AsyncClient`` (timeouts are that
-    client's). ``base_url`` is the service URL, with or without ``/v1``."""
+    client's). ``base_url`` is the service URL, with or without ``/v1``.
+    """
 
     def __init__(
         self,
@@ -315,7 +317,8 @@ class SkahaClient:
 
     async def create(self, request: CreateRequest) -> str:
         """Start a session; its id. A create whose outcome is unknown is retried only
-        after listing by name shows that it made nothing (else that session is adopted)."""
+        after listing by name shows that it made nothing (else that session is adopted).
+        """
         headers: dict[str, str] = {}
         if self._registry_auth is not None:
             secret = self._registry_auth.get_secret_value().encode()
@@ -367,7 +370,8 @@ class SkahaClient:
     async def own_sessions(self, prefix: str, *, max_bytes: int) -> list[SkahaSession]:
         """``GET /session``, only the entries whose name starts with ``prefix``: at most
         ``max_bytes`` are read (else :class:`SkahaListTooLargeError`), and the entries are
-        picked out in a worker thread."""
+        picked out in a worker thread.
+        """
         response = await self._call("GET", "/session", max_bytes=max_bytes)
         return await asyncio.to_thread(own_sessions_in, response.content, prefix)
 
@@ -451,7 +455,8 @@ class SkahaClient:
         max_bytes: int | None = None,
     ) -> httpx.Response:
         """One Skaha call, with its retries; a 2xx response, or a typed error. With
-        ``max_bytes``, a longer body is not read: :class:`SkahaListTooLargeError`."""
+        ``max_bytes``, a longer body is not read: :class:`SkahaListTooLargeError`.
+        """
         waited = 0.0
         attempt = 0
         refreshed = False

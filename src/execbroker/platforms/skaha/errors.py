@@ -1,13 +1,13 @@
-"""What can go wrong talking to Skaha or its identity provider, as typed errors.
+r"""What can go wrong talking to Skaha or its identity provider, as typed errors.
 
 Two families, told apart by what the engine should do:
 
 - :class:`SkahaRequestError` and its subclasses are Skaha's own answers to *this* request
-  (400, 403, 404, a 500 that retries did not cure). They are :class:`PlatformError`\\ s: the
+  (400, 403, 404, a 500 that retries did not cure). They are :class:`PlatformError`\ s: the
   component they concern fails, with Skaha's message.
 - :class:`SkahaUnavailableError` (Skaha or the IdP unreachable, 503 after the retries, a
   401 that a refreshed token did not cure) and :class:`SkahaCredentialsError` (the refresh
-  token is dead: an operator must act) are :class:`PlatformUnavailableError`\\ s: nothing is
+  token is dead: an operator must act) are :class:`PlatformUnavailableError`\ s: nothing is
   failed for them, the step is tried again later.
 
 Every error keeps Skaha's text (``message``) and the HTTP status where there was one. No
@@ -76,7 +76,8 @@ class SkahaUnavailableError(SkahaError, PlatformUnavailableError):
 
 class SkahaCreateUnknownError(SkahaUnavailableError):
     """A create left and no answer says what it did, and a look by name found nothing yet:
-    the session may still appear (a slow Skaha), so it must not simply be sent again."""
+    the session may still appear (a slow Skaha), so it must not simply be sent again.
+    """
 
 
 class SkahaListTooLargeError(SkahaServerError):
@@ -85,7 +86,8 @@ class SkahaListTooLargeError(SkahaServerError):
 
 class SkahaCredentialsError(SkahaUnavailableError):
     """The broker holds no usable credentials (refresh token refused): an operator must
-    provide new ones. ``message`` is the operator message."""
+    provide new ones. ``message`` is the operator message.
+    """
 
 
 class TokenFileError(SkahaError):

@@ -287,7 +287,8 @@ def create_request(
 
 def _snap(amount: int, options: ResourceOptions | None) -> int:
     """The smallest option at least ``amount`` (planning chose an option already; this
-    covers a /context that changed since)."""
+    covers a /context that changed since).
+    """
     if options is None or not options.options:
         return amount
     return next((o for o in options.options if o >= amount), options.options[-1])

@@ -203,7 +203,8 @@ class _Missing:
 @dataclass(frozen=True)
 class _Renewal:
     """The broker's last renewal of a session: when, and the expiry it saw then (None:
-    the renewal failed, so the expiry cannot tell whether it worked)."""
+    the renewal failed, so the expiry cannot tell whether it worked).
+    """
 
     at: float  # monotonic
     expiry: datetime | None
@@ -219,6 +220,13 @@ class _Created:
 
 
 class SkahaPlatform(Platform):
+    """Runs a session's compute as a session on CANFAR's Skaha, named after its component.
+
+    A restarted broker finds its sessions again by name; one list call per interval answers
+    every poll; creates are idempotent by name; and a periodic sweep deletes sessions of this
+    broker that no live component owns (the module docstring says why each is so).
+    """
+
     name = "skaha"
 
     def __init__(
@@ -412,8 +420,9 @@ class SkahaPlatform(Platform):
             return None
 
     async def _sessions(self, *, newer_than: float | None = None) -> _Listing:
-        """This broker's sessions: one list call per interval, shared by every caller
-        (``newer_than``: a list taken after that monotonic instant)."""
+        """The sessions of this broker: one list call per interval, shared by every caller
+        (``newer_than``: a list taken after that monotonic instant).
+        """
         interval = self._options.list_interval
 
         def recent(listing: _Listing) -> bool:
@@ -458,7 +467,8 @@ class SkahaPlatform(Platform):
 
     async def _lookup(self, work: Work) -> SkahaSession | None:
         """The component's session: from the shared list, or what a create said, or (for
-        one missing from a newer list) from Skaha by id."""
+        one missing from a newer list) from Skaha by id.
+        """
         name = self.session_name(work.uuid)
         listing = await self._sessions()
         created = self._created.get(work.uuid)
@@ -551,7 +561,8 @@ class SkahaPlatform(Platform):
 
     def _wait_for_outstanding_create(self, uuid: UUID, name: str) -> None:
         """Refuse to create again while an earlier create of unknown outcome may still
-        land: until a list taken ``timeout + create_grace`` after it shows nothing."""
+        land: until a list taken ``timeout + create_grace`` after it shows nothing.
+        """
         sent = self._creating.get(uuid)
         if sent is None:
             return
@@ -585,7 +596,8 @@ class SkahaPlatform(Platform):
 
     def _missing_now(self, work: Work) -> PlatformStatus:
         """The session is in no list and Skaha says 404 by id: lost only once that has
-        held for ``_LOST_LOOKS`` lists spanning ``lost_grace`` (R4: a glitch is not a loss)."""
+        held for ``_LOST_LOOKS`` lists spanning ``lost_grace`` (R4: a glitch is not a loss).
+        """
         listing = self._listing
         taken = listing.taken if listing is not None else time.monotonic()
         seen = self._missing.get(work.uuid) or _Missing(first=taken, last=-1.0, looks=0)
@@ -611,7 +623,8 @@ class SkahaPlatform(Platform):
     async def release(self, work: Work) -> PlatformStatus:
         """Delete every Skaha session of the component's name, and the one it was created
         with even if no list shows it (a glitch, or a session declared lost): released once
-        Skaha has none of them left."""
+        Skaha has none of them left.
+        """
         if work.role is not ComponentRole.COMPUTE:
             return PlatformStatus(PlatformState.RELEASED, "nothing to release on Skaha")
         name = self.session_name(work.uuid)
@@ -720,7 +733,8 @@ class SkahaPlatform(Platform):
     async def sweep(self, phases: OwnerPhases) -> int:
         """Delete sessions of this broker's prefix that no live component owns (its
         component is unknown or has ended), and the duplicates of live ones, keeping the
-        one the broker tracks, else the oldest; how many it deleted."""
+        one the broker tracks, else the oldest; how many it deleted.
+        """
         listing = await self._sessions()
         found: dict[UUID, list[SkahaSession]] = {}
         for name, sessions in listing.named.items():
@@ -894,7 +908,8 @@ class SkahaPlatform(Platform):
         """Push an interactive session's Skaha expiry while the offered time lasts: when
         the expiry is within ``renew_before``, it moved since the last renewal (else the
         renewal has not shown yet: tried again only after 2 intervals) and ``renew_interval``
-        has passed."""
+        has passed.
+        """
         expiry = session.expiry_time
         if expiry is None:
             return
@@ -925,7 +940,8 @@ class SkahaPlatform(Platform):
 
     def _check_lifetime(self, session: SkahaSession, expiry: datetime) -> None:
         """Warn once (log and /healthz) when Skaha grants interactive sessions no more than
-        the renew window: every look would find them due for renewal."""
+        the renew window: every look would find them due for renewal.
+        """
         if self._lifetime_warning is not None or session.start_time is None:
             return
         lifetime = (expiry - session.start_time).total_seconds()
@@ -952,7 +968,8 @@ class SkahaPlatform(Platform):
     ) -> tuple[list[dict[str, Any]], tuple[PlatformNote, ...]]:
         """The session's ``connectURL`` (only once it is Running, SKAHA.md §6.4), if it is
         safe to hand to the user: ``https`` (``http`` only on loopback) on a Skaha host.
-        Otherwise none, and a note saying why (without the URL: it holds a token)."""
+        Otherwise none, and a note saying why (without the URL: it holds a token).
+        """
         url = session.connect_url
         if not url:
             return [], ()
@@ -974,7 +991,8 @@ class SkahaPlatform(Platform):
 
 def _oldest(sessions: list[SkahaSession]) -> SkahaSession:
     """The session that stands for its name: live before terminating, then the earliest
-    started (not started yet counts as newest), then the first listed."""
+    started (not started yet counts as newest), then the first listed.
+    """
 
     def rank(item: tuple[int, SkahaSession]) -> tuple[bool, bool, float, int]:
         index, session = item
@@ -1019,7 +1037,8 @@ def _loopback(host: str) -> bool:
 
 def _ready_at_once(work: Work) -> PlatformStatus:
     """Skaha has no storage or staging API: storage is the account's /arc space, and data
-    is read by the executable itself (see docs/skaha.md)."""
+    is read by the executable itself (see docs/skaha.md).
+    """
     match work.role:
         case ComponentRole.STORAGE:
             message = "storage on Skaha is the account's shared /arc space"

@@ -221,7 +221,8 @@ class TokenManager:
 
     async def start(self) -> None:
         """Read the token file (a missing or malformed one is a configuration error) and
-        start refreshing in the background."""
+        start refreshing in the background.
+        """
         self._load()
         if self._tokens is not None and self._tokens.refresh_token and not self._can_refresh:
             logger.warning(
@@ -270,7 +271,8 @@ class TokenManager:
 
     def _margin(self, tokens: TokenSet) -> timedelta:
         """How close to its expiry a token is refreshed before use rather than used: a
-        little, and well after the background refresh was due."""
+        little, and well after the background refresh was due.
+        """
         if tokens.expires_at is None:
             return timedelta(0)
         lifetime = max(tokens.expires_at - tokens.obtained_at, timedelta(0))
@@ -278,7 +280,8 @@ class TokenManager:
 
     async def refresh(self, *, stale: str | None = None) -> None:
         """Get a new access token, unless ``stale`` is no longer the current one (someone
-        else refreshed meanwhile). Concurrent callers wait for one refresh."""
+        else refreshed meanwhile). Concurrent callers wait for one refresh.
+        """
         async with self._lock:
             if stale is not None and self._current().access_token != stale:
                 return
