@@ -121,3 +121,24 @@ def test_a_long_window_is_searched_to_its_end() -> None:
     assert search.offers, "a start three days in still fits"
     assert search.offers[0].start >= at(24 * 3)
     assert plan.window == Interval(at(0), at(24 * 5))
+
+
+def test_an_interval_narrower_than_a_second_is_met_at_its_instant() -> None:
+    """Offers start on whole seconds, but a start interval that holds no whole second (here
+    one instant, 10:00:00.5) is offered that instant rather than refused as too soon."""
+    settings = Settings()
+    profile = profile_from_settings(settings)
+    instant = "2030-01-01T10:00:00.500Z"
+    plan = _plan(settings, start=f"{instant}/PT0S")
+
+    search = generate_offers(
+        plan, profile=profile, usage=Usage([]), now=T0 - timedelta(days=1), max_offers=4
+    )
+
+    assert search.problems == []
+    assert {o.start for o in search.offers} == {at(0) + timedelta(milliseconds=500)}
+    wide = _plan(settings, start=f"{instant}/PT1M")
+    search = generate_offers(
+        wide, profile=profile, usage=Usage([]), now=T0 - timedelta(days=1), max_offers=4
+    )
+    assert search.offers[0].start == at(0) + timedelta(seconds=1), "whole seconds otherwise"

@@ -165,7 +165,11 @@ class _Search:
         times = SessionTimes.of(plan, profile)
         self.lead = times.lead
         self.tail = times.tail
-        self.earliest = _ceil_second(max(plan.window.start, now + self.lead))
+        # Offers start on whole seconds, except when the interval is too narrow for one: a
+        # start interval of [12:00:00.5, 12:00:00.5] is met at 12:00:00.5, not refused.
+        earliest = max(plan.window.start, now + self.lead)
+        rounded = _ceil_second(earliest)
+        self.earliest = rounded if rounded <= plan.window.end else earliest
         self.latest = plan.window.end
 
     def free_at(self, start: datetime) -> Amounts:
