@@ -14,11 +14,12 @@ import aiodocker
 import pytest
 
 from execbroker.background import TaskGroup
+from execbroker.config import DockerSettings
 from execbroker.model import kinds
 from execbroker.model.phases import ComponentPhase, SessionPhase
 from execbroker.model.records import ComponentRecord, ComponentRole, Schedule, SessionRecord
 from execbroker.platforms.base import PlatformState, Work
-from execbroker.platforms.docker import DockerOptions, DockerPlatform
+from execbroker.platforms.docker import DockerPlatform, DockerSetup
 from tests.docker.support import TEST_IMAGE, RuntimeInfo, assert_nothing_left, leftovers
 from tests.support.waiting import eventually
 
@@ -111,7 +112,8 @@ async def platform(
     runtime: RuntimeInfo, instance: str, tmp_path: Path, docker: aiodocker.Docker
 ) -> AsyncIterator[DockerPlatform]:
     started = DockerPlatform(
-        DockerOptions(root=tmp_path / "docker", host=runtime.url, instance=instance, pull=False),
+        DockerSettings(host=runtime.url, instance=instance, pull="never"),
+        DockerSetup(root=tmp_path / "docker"),
         tasks=TaskGroup("docker"),
     )
     await started.start()

@@ -31,10 +31,10 @@ def build_platform(settings: Settings, clock: Clock, background: BackgroundTaskM
             )
         case "docker":
             # Imported here: the Docker client library is only loaded when it is used.
-            from execbroker.platforms.docker import DockerOptions, DockerPlatform  # noqa: PLC0415
+            from execbroker.platforms.docker import DockerPlatform, DockerSetup  # noqa: PLC0415
 
             return DockerPlatform(
-                DockerOptions.from_settings(settings), tasks=background.group("docker")
+                settings.docker, DockerSetup.resolve(settings), tasks=background.group("docker")
             )
         case _:
             raise ValueError(f"platform {settings.platform!r} is not available yet")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from execbroker.config import DockerSettings
 from execbroker.model.graph import SessionGraph
 from execbroker.model.messages import error
 from execbroker.model.phases import MessageLevel
@@ -44,7 +45,7 @@ from execbroker.platforms.docker.containers import (
     requested_ports,
 )
 from execbroker.platforms.docker.executables import Executables
-from execbroker.platforms.docker.options import DockerOptions
+from execbroker.platforms.docker.options import DockerSetup
 from execbroker.platforms.docker.ports import PortClaims
 from execbroker.platforms.docker.records import LocalObject, ObjectRecords, ObjectState
 from execbroker.platforms.docker.runtime import ContainerRuntime
@@ -62,11 +63,11 @@ _ENDED = ("exited", "stopped")
 _NOT_YET = ("created", "configured", "initialized")
 
 
-def port_problems(plan: Plan, options: DockerOptions) -> list[MessageItem]:
+def port_problems(plan: Plan, setup: DockerSetup) -> list[MessageItem]:
     """A host port the request names must be in the range this broker publishes on."""
     network = plan.executable.spec.get("network") or {}
     problems = []
-    allowed = options.port_range
+    allowed = setup.port_range
     for index, item in enumerate(network.get("ports") or []):
         external = (item.get("external") or {}).get("port")
         if external is None or int(external) in allowed:
@@ -88,25 +89,28 @@ class Compute:
 
     def __init__(
         self,
-        options: DockerOptions,
+        settings: DockerSettings,
+        setup: DockerSetup,
         runtime: ContainerRuntime,
         records: ObjectRecords,
+        *,
         tasks: ComponentTasks,
         executables: Executables,
     ) -> None:
-        self._options = options
+        self._settings = settings
+        self._setup = setup
         self._runtime = runtime
         self._records = records
         self._tasks = tasks
         self._executables = executables
         # The value of this broker's instance label (the platform sets it at start).
-        self.instance = options.instance or ""
+        self.instance = settings.instance or ""
         # One container listing shared by every poll, refreshed at most every few moments.
         self._listing: dict[str, dict[str, Any]] = {}
         self._listed_at = -math.inf
         self._listing_lock = asyncio.Lock()
         # Host ports picked for containers being created, until they are started.
-        self._ports = PortClaims(options.port_range, options.publish_address)
+        self._ports = PortClaims(setup.port_range, settings.publish_address)
 
     # ------------------------------------------------------------------ prepare
 
@@ -189,8 +193,7 @@ class Compute:
             if picked is None:
                 return PlatformStatus(
                     PlatformState.FAILED,
-                    f"no free host port in {self._options.port_range} to publish port "
-                    f"{port.key} on",
+                    f"no free host port in {self._setup.port_range} to publish port {port.key} on",
                 )
             claimed.append((picked, port.transport))
             host_ports[port.key] = picked
@@ -205,9 +208,9 @@ class Compute:
                 COMPONENT_LABEL: str(work.uuid),
             },
             limits=ContainerLimits(
-                network=self._options.network,
-                publish_address=self._options.publish_address,
-                pids=self._options.pids_limit,
+                network=self._settings.network,
+                publish_address=self._settings.publish_address,
+                pids=self._settings.pids_limit,
             ),
             host_ports=host_ports,
             # The mounted folders are the broker's user's, 0700: the container is that user.
@@ -248,7 +251,7 @@ class Compute:
             connectors = port_connectors(
                 {"NetworkSettings": {"Ports": _bindings(listed)}},
                 ports,
-                host=self._options.connector_host,
+                host=self._setup.connector_host,
             )
             if len(connectors) == len(ports):
                 return PlatformStatus(PlatformState.RUNNING, connectors=connectors)
@@ -262,10 +265,10 @@ class Compute:
 
     async def _listed(self) -> dict[str, dict[str, Any]]:
         """The containers of this broker by name, from one listing shared by concurrent polls."""
-        if time.monotonic() - self._listed_at < self._options.listing_seconds:
+        if time.monotonic() - self._listed_at < self._setup.listing_seconds:
             return self._listing
         async with self._listing_lock:
-            if time.monotonic() - self._listed_at >= self._options.listing_seconds:
+            if time.monotonic() - self._listed_at >= self._setup.listing_seconds:
                 entries = await self._runtime.containers({INSTANCE_LABEL: self.instance})
                 self._listing = {
                     name.lstrip("/"): entry
@@ -284,7 +287,7 @@ class Compute:
             ports = requested_ports(_executable_spec(work))
             return PlatformStatus(
                 PlatformState.RUNNING,
-                connectors=port_connectors(inspected, ports, host=self._options.connector_host),
+                connectors=port_connectors(inspected, ports, host=self._setup.connector_host),
             )
         if status in _ENDED:
             code = int(state.get("ExitCode") or 0)
@@ -313,7 +316,7 @@ class Compute:
                     MessageLevel.WARN,
                 )
             )
-        lines = await self._runtime.output(str(inspected["Id"]), lines=self._options.log_lines)
+        lines = await self._runtime.output(str(inspected["Id"]), lines=self._settings.log_lines)
         if lines:
             notes.append(
                 PlatformNote(
@@ -374,7 +377,7 @@ class Compute:
         return PlatformStatus(PlatformState.RELEASED, exit_code=found.exit_code)
 
     async def _stop_and_remove(self, ident: str) -> None:
-        await self._runtime.stop(ident, seconds=self._options.stop_seconds)
+        await self._runtime.stop(ident, seconds=self._settings.stop_seconds.total_seconds())
         await self._runtime.remove(ident)
         self._listed_at = -math.inf
 

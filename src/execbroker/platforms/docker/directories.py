@@ -22,6 +22,7 @@ from uuid import UUID
 
 import httpx
 
+from execbroker.config import DockerSettings
 from execbroker.egress import EgressPolicy, egress_client
 from execbroker.model import kinds
 from execbroker.model.graph import SessionGraph
@@ -35,7 +36,7 @@ from execbroker.platforms.base import (
     Work,
 )
 from execbroker.platforms.docker.containers import offered_gib
-from execbroker.platforms.docker.options import DockerOptions
+from execbroker.platforms.docker.options import DockerSetup
 from execbroker.platforms.docker.records import LocalObject, ObjectRecords, ObjectState
 from execbroker.platforms.docker.staging import file_location_allowed, public_location, stage
 from execbroker.platforms.docker.tasks import ComponentTasks
@@ -142,9 +143,14 @@ class Data:
     """
 
     def __init__(
-        self, options: DockerOptions, records: ObjectRecords, tasks: ComponentTasks
+        self,
+        settings: DockerSettings,
+        setup: DockerSetup,
+        records: ObjectRecords,
+        tasks: ComponentTasks,
     ) -> None:
-        self._options = options
+        self._settings = settings
+        self._setup = setup
         self._records = records
         self._tasks = tasks
         self._http: httpx.AsyncClient | None = None
@@ -152,8 +158,8 @@ class Data:
     def open(self) -> None:
         # Redirects are followed by staging itself, each hop checked by the egress policy.
         self._http = egress_client(
-            EgressPolicy(self._options.egress_allow),
-            seconds=self._options.data_timeout,
+            EgressPolicy(self._setup.egress_allow),
+            seconds=self._settings.data_timeout.total_seconds(),
             headers={"User-Agent": "execbroker-staging"},
         )
 
@@ -199,7 +205,7 @@ class Data:
 
     async def _stage(self, found: LocalObject, component: ComponentRecord) -> None:
         location = str(component.spec.get("location") or "")
-        cap = min(self._options.max_data_bytes, found.size_bytes or self._options.max_data_bytes)
+        cap = min(self._settings.max_data_bytes, found.size_bytes or self._settings.max_data_bytes)
         if self._http is None:
             raise RuntimeError("the docker platform is not started")
         try:
@@ -208,7 +214,7 @@ class Data:
                 found.directory,
                 http=self._http,
                 cap=cap,
-                file_roots=list(self._options.file_roots),
+                file_roots=list(self._settings.file_roots),
             )
         except PlatformError as failure:
             self._records.put(found.moved(ObjectState.FAILED, detail=str(failure)))

@@ -10,9 +10,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from execbroker.config import DockerSettings
 from execbroker.platforms.base import PlatformNote, PlatformState, PlatformStatus, Work
 from execbroker.platforms.docker.images import digest_matches, image_digests, registry_of
-from execbroker.platforms.docker.options import DockerOptions
 from execbroker.platforms.docker.runtime import ContainerRuntime
 from execbroker.platforms.docker.tasks import ComponentTasks
 
@@ -25,9 +25,9 @@ class Executables:
     """Checks and pulls the images of docker-container executables."""
 
     def __init__(
-        self, options: DockerOptions, runtime: ContainerRuntime, tasks: ComponentTasks
+        self, settings: DockerSettings, runtime: ContainerRuntime, tasks: ComponentTasks
     ) -> None:
-        self._options = options
+        self._settings = settings
         self._runtime = runtime
         self._tasks = tasks
 
@@ -67,8 +67,8 @@ class Executables:
         if not pullable:
             reason = (
                 "pulling images is disabled"
-                if not self._options.pull
-                else "pulling is allowed only from " + ", ".join(self._options.pull_registries)
+                if self._settings.pull == "never"
+                else "pulling is allowed only from " + ", ".join(self._settings.pull_registries)
             )
             return PlatformStatus(
                 PlatformState.FAILED,
@@ -78,9 +78,9 @@ class Executables:
         return PlatformStatus(PlatformState.PREPARING, next_check=_PULL_CHECK)
 
     def _may_pull(self, location: str) -> bool:
-        if not self._options.pull:
+        if self._settings.pull == "never":
             return False
-        allowed = self._options.pull_registries
+        allowed = self._settings.pull_registries
         return not allowed or registry_of(location) in {r.lower() for r in allowed}
 
     async def local_image(

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 from uuid import UUID
 
 from execbroker.background import TaskGroup
+from execbroker.config import DockerSettings
 from execbroker.exceptions import RequestRefusedError
 from execbroker.model.records import ComponentRole
 from execbroker.platforms.base import (
@@ -52,7 +53,7 @@ from execbroker.platforms.docker.directories import (
     release_directory,
 )
 from execbroker.platforms.docker.executables import Executables
-from execbroker.platforms.docker.options import DockerOptions
+from execbroker.platforms.docker.options import DockerSetup
 from execbroker.platforms.docker.records import ObjectRecords, ObjectState
 from execbroker.platforms.docker.runtime import ContainerRuntime
 from execbroker.platforms.docker.tasks import ComponentTasks
@@ -77,20 +78,27 @@ class DockerPlatform(Platform):
 
     def __init__(
         self,
-        options: DockerOptions,
+        settings: DockerSettings,
+        setup: DockerSetup,
         *,
         tasks: TaskGroup,
         runtime: ContainerRuntime | None = None,
     ) -> None:
-        self._options = options
-        self._runtime = runtime or ContainerRuntime(options.host)
-        self._records = ObjectRecords(options.root / "objects")
+        self._settings = settings
+        self._setup = setup
+        self._runtime = runtime or ContainerRuntime(settings.host)
+        self._records = ObjectRecords(setup.root / "objects")
         self._tasks = ComponentTasks(tasks)
-        self._executables = Executables(options, self._runtime, self._tasks)
-        self._storage = Storage(options.root / "storage", self._records)
-        self._data = Data(options, self._records, self._tasks)
+        self._executables = Executables(settings, self._runtime, self._tasks)
+        self._storage = Storage(setup.root / "storage", self._records)
+        self._data = Data(settings, setup, self._records, self._tasks)
         self._compute = Compute(
-            options, self._runtime, self._records, self._tasks, self._executables
+            settings,
+            setup,
+            self._runtime,
+            self._records,
+            tasks=self._tasks,
+            executables=self._executables,
         )
 
     @property
@@ -101,7 +109,7 @@ class DockerPlatform(Platform):
     # ------------------------------------------------------------------ start and stop
 
     async def start(self) -> None:
-        root = self._options.root
+        root = self._setup.root
         # Private all the way down: no other local user lists, reads or plants anything.
         # A container reaches its own storage through its bind mount, not through these.
         # Folders an older broker made open (0711, 0777) are closed here too.
@@ -144,8 +152,8 @@ class DockerPlatform(Platform):
         """Refuse at once what this platform could only fail later: data it cannot stage,
         a host port it does not publish on.
         """
-        problems = data_problems(plan, list(self._options.file_roots))
-        problems.extend(port_problems(plan, self._options))
+        problems = data_problems(plan, list(self._settings.file_roots))
+        problems.extend(port_problems(plan, self._setup))
         if problems:
             raise RequestRefusedError(problems)
         return plan
