@@ -41,6 +41,8 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from execbroker.model.ports import PortRange
+
 __all__ = [
     "ENV_PREFIX",
     "AuthSettings",
@@ -1079,8 +1081,6 @@ class DockerSettings(_Section):
     @field_validator("port_range")
     @classmethod
     def _port_range_parse(cls, value: str) -> str:
-        from execbroker.platforms.docker.ports import PortRange  # noqa: PLC0415
-
         return str(PortRange.parse(value))
 
 

@@ -7,7 +7,8 @@ import socket
 import pytest
 
 from execbroker.config import DockerSettings
-from execbroker.platforms.docker.ports import PortClaims, PortRange
+from execbroker.model.ports import PortRange
+from execbroker.platforms.docker.ports import PortClaims
 
 
 def _free_pair() -> int:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from execbroker.config import Settings
-from execbroker.platforms.docker.ports import PortRange
+from execbroker.model.ports import PortRange
 
 __all__ = ["DockerSetup"]
 
