@@ -41,6 +41,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from execbroker.localtoken import load_config_file
 from execbroker.model.ports import PortRange
 
 __all__ = [
@@ -1146,11 +1147,10 @@ class _ConfigFileSource(PydanticBaseSettingsSource):
         raise NotImplementedError  # __call__ below returns the whole mapping at once
 
     def __call__(self) -> dict[str, Any]:
-        path = os.environ.get("EXECBROKER_CONFIG_FILE")
-        if not path:
+        found = load_config_file()
+        if found is None:
             return {}
-        with Path(path).open(encoding="utf-8") as stream:
-            loaded = yaml.safe_load(stream) or {}
+        path, loaded = found
         if not isinstance(loaded, dict):
             raise TypeError(f"The config file {path} must hold a mapping of setting names")
         return loaded

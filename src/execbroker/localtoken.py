@@ -26,7 +26,22 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-__all__ = ["LocalTokenSettings", "find_local_token", "local_token"]
+__all__ = ["LocalTokenSettings", "find_local_token", "load_config_file", "local_token"]
+
+
+def load_config_file() -> tuple[Path, object] | None:
+    """The YAML/JSON file named by ``EXECBROKER_CONFIG_FILE`` and what it holds (an empty
+    file holds an empty mapping); None when no file is named.
+
+    The broker's settings (:mod:`execbroker.config`) read it through here too, so the two
+    read it alike; each decides what to make of contents that are not a mapping.
+    """
+    name = os.environ.get("EXECBROKER_CONFIG_FILE")
+    if not name:
+        return None
+    path = Path(name)
+    with path.open(encoding="utf-8") as stream:
+        return path, yaml.safe_load(stream) or {}
 
 
 class _ConfigFileSource(PydanticBaseSettingsSource):
@@ -36,13 +51,10 @@ class _ConfigFileSource(PydanticBaseSettingsSource):
         raise NotImplementedError  # __call__ below returns the whole mapping at once
 
     def __call__(self) -> dict[str, Any]:
-        path = os.environ.get("EXECBROKER_CONFIG_FILE")
-        if not path:
+        found = load_config_file()
+        if found is None or not isinstance(found[1], dict):
             return {}
-        with Path(path).open(encoding="utf-8") as stream:
-            loaded = yaml.safe_load(stream) or {}
-        if not isinstance(loaded, dict):
-            return {}
+        loaded = found[1]
         return {name: loaded[name] for name in self.settings_cls.model_fields if name in loaded}
 
 
