@@ -35,6 +35,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 
+from execbroker.background import cancel_and_wait
 from execbroker.clock import Clock
 from execbroker.storage.database import Database
 from execbroker.storage.tables import heartbeats
@@ -125,10 +126,7 @@ class StorageProbe:
             with contextlib.suppress(sqlite3.ProgrammingError):
                 connection.interrupt()
         for task in (self._integrity, self._refreshing):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await cancel_and_wait(task)
 
     async def check(self) -> StorageHealth:
         """The latest finding; a fresh probe if none is younger than ``cache_for``."""
