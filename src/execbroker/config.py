@@ -777,6 +777,24 @@ class MockSettings(_Section):
         },
         description="Mock platform: seconds each role takes to release (zero allowed).",
     )
+    max_interactive_sessions: int | None = Field(
+        alias="mock_max_interactive_sessions",
+        default=None,
+        ge=0,
+        description=(
+            "Mock platform: at most this many notebooks per account at once, booked as "
+            "Skaha's maxInteractiveSessions is (null: no limit). Accounts are owners when "
+            "mock_accounts_per_owner is set, else one account for everyone."
+        ),
+    )
+    accounts_per_owner: bool = Field(
+        alias="mock_accounts_per_owner",
+        default=False,
+        description=(
+            "Mock platform: every owner is an account of their own for "
+            "mock_max_interactive_sessions, as on Skaha in per-user mode."
+        ),
+    )
 
 
 class SkahaSettings(_Section):
@@ -984,6 +1002,17 @@ class SkahaSettings(_Section):
             "Warn in /healthz and the log this many seconds before a Skaha refresh token's "
             "exp (JWT refresh tokens, e.g. SKA IAM's 30 days): the broker's token file in "
             "single-account mode, each user's stored one in per-user mode."
+        ),
+    )
+    use_stats: bool = Field(
+        alias="skaha_use_stats",
+        default=False,
+        description=(
+            "Read the cluster's free cores and memory from GET /session?view=stats every "
+            "skaha_catalogue_interval, and never offer a session whose booking begins before "
+            "the next reading more than that reading shows free; later starts are planned "
+            "against the configured capacity. A failed reading is used until the next is due, "
+            "then none is."
         ),
     )
     connect_hosts: list[str] = Field(

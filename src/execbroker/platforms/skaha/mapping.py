@@ -36,6 +36,7 @@ __all__ = [
     "choose_image",
     "create_request",
     "image_host",
+    "session_type",
     "shape_plan",
 ]
 
@@ -69,6 +70,14 @@ def choose_image(locations: list[str], registries: tuple[str, ...]) -> str | Non
     return next(
         (_clean(loc) for loc in locations if loc.strip() and image_host(loc) in allowed), None
     )
+
+
+def session_type(plan: Plan) -> str:
+    """The Skaha session type ``plan`` runs as: ``notebook`` for a jupyter-notebook,
+    ``headless`` otherwise. Every type but ``headless`` is interactive, and counts toward
+    the account's ``maxInteractiveSessions``.
+    """
+    return "notebook" if plan.executable.kind == kinds.EXECUTABLE_JUPYTER else "headless"
 
 
 def _problem(path: str, template: str, **values: object) -> MessageItem:
