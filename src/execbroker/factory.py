@@ -41,6 +41,7 @@ from execbroker.platforms.instrumented import InstrumentedPlatform
 from execbroker.services.expiry import ExpiryTimer
 from execbroker.services.offers import OfferLimits, OfferService
 from execbroker.services.sessions import SessionLimits, SessionService
+from execbroker.storage.credentials import CredentialRows
 from execbroker.storage.database import Database
 from execbroker.storage.health import StorageProbe
 from execbroker.storage.startup import open_database
@@ -97,7 +98,9 @@ class ProcessContext:
             clock=clock,
             lock_timeout=settings.database.booking_lock_timeout.total_seconds(),
         )
-        platform = InstrumentedPlatform(build_platform(settings, clock, background))
+        platform = InstrumentedPlatform(
+            build_platform(settings, clock, background, credential_store=CredentialRows(database))
+        )
         feed = ChangeFeed(
             recheck=settings.server.change_recheck_local.total_seconds(),
             max_per_user=settings.server.max_waiters_per_user,

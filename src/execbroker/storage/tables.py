@@ -17,6 +17,7 @@ __all__ = [
     "name_bindings",
     "offer_sets",
     "sessions",
+    "skaha_credentials",
 ]
 
 
@@ -208,4 +209,15 @@ name_bindings = sa.Table(
     sa.Column("name", sa.String(NAME_LENGTH), primary_key=True),
     sa.Column("subject", sa.String(NAME_LENGTH), nullable=False),
     sa.Column("first_seen", UTCDateTime(), nullable=False),
+)
+
+
+# Each user's Skaha tokens in per-user mode, sealed with Fernet by the platform
+# (execbroker.platforms.skaha.credentials); deleted when no session of theirs holds.
+skaha_credentials = sa.Table(
+    "skaha_credentials",
+    metadata,
+    sa.Column("account", sa.String(NAME_LENGTH), primary_key=True),
+    sa.Column("sealed", sa.Text, nullable=False),
+    sa.Column("updated", UTCDateTime(), nullable=False),
 )
