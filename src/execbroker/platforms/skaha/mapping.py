@@ -77,8 +77,8 @@ def choose_image(locations: list[str], registries: tuple[str, ...]) -> str | Non
 def session_type(plan: Plan) -> str:
     """The Skaha session type ``plan`` runs as: the one place that decides it.
 
-    A session is *interactive* (counted against Skaha's interactive-session limit) when
-    its type is not ``headless``.
+    Every type but ``headless`` is interactive, and counts toward the account's
+    ``maxInteractiveSessions``.
     """
     return executable_session_type(plan.executable.kind, plan.executable.spec)
 
