@@ -344,9 +344,12 @@ class SkahaPlatform(Platform):
                 "Skaha's resource options not read at start; retrying in the background",
                 extra={"reason": self._catalogue_problem},
             )
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(options.timeout):
-                await self._usage.refresh(self.client)
+        else:
+            # What the account uses already, before the first offer (not if Skaha is down:
+            # the catalogue loop reads it with the catalogue).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(options.timeout):
+                    await self._usage.refresh(self.client)
         self._background.loop(
             "skaha-catalogue",
             self._refresh_catalogue,
@@ -398,6 +401,7 @@ class SkahaPlatform(Platform):
             context=context,
             registries=tuple(registries),
             images=frozenset(image.id for image in images),
+            image_types={image.id: frozenset(image.types) for image in images},
             read_at=self._clock.now(),
         )
         if self._catalogue_problem is not None:
