@@ -59,6 +59,7 @@ __all__ = [
     "SkahaSettings",
     "load_settings",
     "setting_fields",
+    "skaha_per_user",
 ]
 
 PlatformName = Literal["mock", "skaha", "docker"]
@@ -803,6 +804,24 @@ class MockSettings(_Section):
         },
         description="Mock platform: seconds each role takes to release (zero allowed).",
     )
+    max_interactive_sessions: int | None = Field(
+        alias="mock_max_interactive_sessions",
+        default=None,
+        ge=0,
+        description=(
+            "Mock platform: at most this many notebooks per account at once, booked as "
+            "Skaha's maxInteractiveSessions is (null: no limit). Accounts are owners when "
+            "mock_accounts_per_owner is set, else one account for everyone."
+        ),
+    )
+    accounts_per_owner: bool = Field(
+        alias="mock_accounts_per_owner",
+        default=False,
+        description=(
+            "Mock platform: every owner is an account of their own for "
+            "mock_max_interactive_sessions, as on Skaha in per-user mode."
+        ),
+    )
 
 
 class SkahaSettings(_Section):
@@ -1012,6 +1031,17 @@ class SkahaSettings(_Section):
             "Seconds a Skaha session may wait in Skaha's queue (Pending without a start time: "
             "Kueue has not admitted it) before it is cancelled. Its preparing budget starts "
             "when it is admitted."
+        ),
+    )
+    use_stats: bool = Field(
+        alias="skaha_use_stats",
+        default=False,
+        description=(
+            "Read the cluster's free cores and memory from GET /session?view=stats every "
+            "skaha_catalogue_interval, and never offer a session whose booking begins before "
+            "the next reading more than that reading shows free; later starts are planned "
+            "against the configured capacity. A failed reading is used until the next is due, "
+            "then none is."
         ),
     )
     connect_hosts: list[str] = Field(
@@ -1324,6 +1354,13 @@ class Settings(BaseSettings):
     @property
     def effective_tokens_file(self) -> Path:
         return self.auth.tokens_file or self.data_dir / "tokens.yaml"
+
+
+def skaha_per_user(settings: Settings) -> bool:
+    """Whether every owner is a Skaha account of their own (per-user mode: Skaha with OIDC
+    callers); otherwise every session runs as the broker's one account.
+    """
+    return settings.platform == "skaha" and settings.auth.mode == "oidc"
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -220,6 +220,7 @@ class Factory:
             changes=context.changes,
             expiry=context.expiry,
             limits=SessionLimits.from_settings(context.settings),
+            platform=context.platform,
         )
 
     def create_offer_service(self, sessions: SessionService | None = None) -> OfferService:

@@ -179,6 +179,8 @@ class SessionRecord:
     seen: bool = False
     warned: bool = False
     revision: int = 0
+    # Interactive sessions it books (0 or 1): what a platform's per-account limit counts.
+    interactive: int = 0
     # Worked out on reading, not stored: how far the calendar lets the run be extended.
     extension_limit: timedelta | None = None
 

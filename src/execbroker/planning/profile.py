@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from execbroker.config import CostSettings, Settings
 from execbroker.model import kinds
-from execbroker.model.capacity import Amounts
+from execbroker.model.capacity import UNLIMITED, Amounts
 from execbroker.model.estimates import EstimateKey
 from execbroker.model.records import ComponentRole
 from execbroker.planning.estimates import LEARNED_ROLES, EstimateBook, Learned
@@ -135,6 +135,8 @@ def profile_from_settings(
             settings.planning.capacity_cores,
             settings.planning.capacity_memory_gib,
             settings.planning.capacity_storage_gib,
+            # No account limit unless the platform has one (Platform.limits).
+            UNLIMITED,
         ),
         executable_kinds=_EXECUTABLES[settings.platform],
         prepare=prepare,

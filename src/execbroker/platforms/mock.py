@@ -40,10 +40,12 @@ from uuid import UUID
 from execbroker.clock import Clock
 from execbroker.config import MockSettings
 from execbroker.model import kinds
+from execbroker.model.plan import Plan
 from execbroker.model.printable import printable_output
 from execbroker.model.records import ComponentRole
 from execbroker.platforms.base import (
     Platform,
+    PlatformLimits,
     PlatformNote,
     PlatformState,
     PlatformStatus,
@@ -95,6 +97,18 @@ class MockPlatform(Platform):
         self._objects: dict[str, _Object] = {}
         self._ledger: TextIO | None = None
         self._offset = 0  # how much of the ledger file has been replayed
+
+    def limits(self) -> PlatformLimits:
+        """The account limit on notebooks the settings give (none by default)."""
+        return PlatformLimits(
+            name="the mock platform",
+            interactive_sessions=self._timings.max_interactive_sessions,
+            per_owner=self._timings.accounts_per_owner,
+        )
+
+    def interactive(self, plan: Plan) -> bool:
+        """Notebooks count toward the account limit, containers do not."""
+        return plan.executable.kind == kinds.EXECUTABLE_JUPYTER
 
     async def start(self) -> None:
         self._ledger_path.parent.mkdir(parents=True, exist_ok=True)

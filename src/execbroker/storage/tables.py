@@ -98,6 +98,9 @@ sessions = sa.Table(
     sa.Column("cores", sa.Integer, nullable=False),
     sa.Column("memory_gib", sa.Integer, nullable=False),
     sa.Column("storage_gib", sa.Integer, nullable=False),
+    # Interactive sessions it books (0 or 1), counted against its account's limit (Skaha's
+    # maxInteractiveSessions): per owner in per-user mode, all together otherwise.
+    sa.Column("interactive", sa.Integer, nullable=False, server_default="0"),
     sa.Column("connectors", JSONDocument, nullable=False),
     sa.Column("costs", JSONDocument, nullable=True),
     # The lifecycle engine's bookkeeping: when to look at the session next, who is looking
@@ -130,6 +133,8 @@ sessions = sa.Table(
         "storage_gib",
         "uuid",
         "releasing",
+        "interactive",
+        "owner",
     ),
 )
 

@@ -381,13 +381,22 @@ class FakeSkaha:
             return documents
 
     def session_stats(self) -> dict[str, Any]:
-        """``view=stats``: cluster totals (the HTTP layer answers 503 when metrics are off)."""
+        """``view=stats``: cluster totals (the HTTP layer answers 503 when metrics are off).
+
+        As Skaha's portal reads them: ``cores.requestedCPUCores`` of ``cpuCoresAvailable``
+        and ``ram.requestedRAM`` of ``ramAvailable`` ("<n>G"); what every user's started
+        sessions (pulling or running) requested counts.
+        """
         with self._lock:
             now = self.clock()
-            running = [
-                s for s in self._visible(None) if s.at(now, self.timings).stage is Stage.RUNNING
+            started = [
+                s
+                for s in self._visible(None)
+                if s.at(now, self.timings).stage in {Stage.PULLING, Stage.RUNNING}
             ]
+            running = [s for s in started if s.at(now, self.timings).stage is Stage.RUNNING]
             headless = sum(1 for s in running if not s.interactive)
+            catalogue = self.catalogue
             return {
                 "instances": {
                     "session": len(running) - headless,
@@ -395,8 +404,16 @@ class FakeSkaha:
                     "headless": headless,
                     "total": len(running),
                 },
-                "cores": {"requestedCPUCores": 0, "coresAvailable": 64, "maxCores": {"cores": 16}},
-                "ram": {"maxRAM": {"ram": "192G"}},
+                "cores": {
+                    "requestedCPUCores": sum(s.cores or 1 for s in started),
+                    "cpuCoresAvailable": catalogue.cluster_cores,
+                    "maxCores": {"cores": max(catalogue.core_options, default=0)},
+                },
+                "ram": {
+                    "requestedRAM": f"{sum(s.ram or 1 for s in started)}G",
+                    "ramAvailable": f"{catalogue.cluster_memory_gib}G",
+                    "maxRAM": {"ram": f"{max(catalogue.memory_options, default=0)}G"},
+                },
             }
 
     def get_session(self, user: str, session_id: str, *, base: str) -> dict[str, Any]:

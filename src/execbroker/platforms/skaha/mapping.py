@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -35,7 +36,9 @@ __all__ = [
     "Catalogue",
     "choose_image",
     "create_request",
+    "executable_session_type",
     "image_host",
+    "session_type",
     "shape_plan",
 ]
 
@@ -69,6 +72,21 @@ def choose_image(locations: list[str], registries: tuple[str, ...]) -> str | Non
     return next(
         (_clean(loc) for loc in locations if loc.strip() and image_host(loc) in allowed), None
     )
+
+
+def session_type(plan: Plan) -> str:
+    """The Skaha session type ``plan`` runs as: the one place that decides it.
+
+    Every type but ``headless`` is interactive, and counts toward the account's
+    ``maxInteractiveSessions``.
+    """
+    return executable_session_type(plan.executable.kind, plan.executable.spec)
+
+
+def executable_session_type(kind: str, spec: Mapping[str, Any]) -> str:
+    """The Skaha session type of an executable of ``kind`` with wire fields ``spec``."""
+    del spec  # the later types (contributed, carta, ...) read it
+    return "notebook" if kind == kinds.EXECUTABLE_JUPYTER else "headless"
 
 
 def _problem(path: str, template: str, **values: object) -> MessageItem:
@@ -262,8 +280,9 @@ def create_request(
     if executable is None:
         raise SkahaRequestError("the session has no executable to run on Skaha")
     spec: dict[str, Any] = executable.spec
-    if executable.kind == kinds.EXECUTABLE_JUPYTER:
-        return CreateRequest(name=name, image=notebook_image, type="notebook", cores=cores, ram=ram)
+    kind = executable_session_type(executable.kind, spec)
+    if kind == "notebook":
+        return CreateRequest(name=name, image=notebook_image, type=kind, cores=cores, ram=ram)
     locations = [str(loc) for loc in (spec.get("image") or {}).get("locations") or []]
     registries = catalogue.registries if catalogue else ()
     image = choose_image(locations, registries) or next(
@@ -276,7 +295,7 @@ def create_request(
     return CreateRequest(
         name=name,
         image=image,
-        type="headless",
+        type=kind,
         cores=cores,
         ram=ram,
         cmd=entrypoint.strip() if isinstance(entrypoint, str) and entrypoint.strip() else None,

@@ -65,7 +65,7 @@ from pydantic import SecretStr
 
 from execbroker.background import BackgroundTaskManager
 from execbroker.clock import Clock
-from execbroker.config import Settings
+from execbroker.config import Settings, skaha_per_user
 from execbroker.metrics import PLATFORM_SWEPT
 from execbroker.model import kinds
 from execbroker.model.phases import TERMINAL_COMPONENT_PHASES, ComponentPhase, MessageLevel
@@ -76,6 +76,7 @@ from execbroker.platforms.base import (
     Platform,
     PlatformError,
     PlatformHealth,
+    PlatformLimits,
     PlatformNote,
     PlatformState,
     PlatformStatus,
@@ -97,8 +98,14 @@ from execbroker.platforms.skaha.errors import (
     SkahaServerError,
     SkahaUnavailableError,
 )
-from execbroker.platforms.skaha.mapping import Catalogue, create_request, shape_plan
+from execbroker.platforms.skaha.mapping import (
+    Catalogue,
+    create_request,
+    session_type,
+    shape_plan,
+)
 from execbroker.platforms.skaha.tokens import TokenManager
+from execbroker.platforms.skaha.usage import AccountUsage
 
 __all__ = ["SkahaOptions", "SkahaPlatform"]
 
@@ -139,6 +146,8 @@ class SkahaOptions:
     sweep_interval: float = 60.0
     list_max_bytes: int = 256 * 1024 * 1024
     connect_hosts: tuple[str, ...] = ()  # empty: the host of ``url``
+    use_stats: bool = False
+    per_user: bool = False  # every owner is a Skaha account (config.skaha_per_user)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SkahaOptions:
@@ -170,6 +179,8 @@ class SkahaOptions:
             sweep_interval=settings.skaha.sweep_interval.total_seconds(),
             list_max_bytes=settings.skaha.list_max_bytes,
             connect_hosts=tuple(settings.skaha.connect_hosts),
+            use_stats=settings.skaha.use_stats,
+            per_user=skaha_per_user(settings),
         )
 
     @property
@@ -261,6 +272,13 @@ class SkahaPlatform(Platform):
         self._connect_refused: set[str] = set()
         self._events_read: dict[str, float] = {}
         self._sweeping = False
+        self._usage = AccountUsage(
+            clock=clock,
+            prefix=options.prefix,
+            per_user=options.per_user,
+            use_stats=options.use_stats,
+            horizon=timedelta(seconds=options.catalogue_interval),
+        )
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -320,6 +338,9 @@ class SkahaPlatform(Platform):
                 "Skaha's resource options not read at start; retrying in the background",
                 extra={"reason": self._catalogue_problem},
             )
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(options.timeout):
+                await self._usage.refresh(self.client)
         self._background.loop(
             "skaha-catalogue",
             self._refresh_catalogue,
@@ -395,7 +416,18 @@ class SkahaPlatform(Platform):
                     extra={"reason": failure.message},
                 )
             self._catalogue_problem = failure.message
+        await self._usage.refresh(self.client)
         return self._catalogue_pause()
+
+    def limits(self) -> PlatformLimits:
+        """The account's interactive-session limit (``maxInteractiveSessions``), and what
+        the account and the cluster already use (:class:`AccountUsage`).
+        """
+        return self._usage.limits(self._catalogue)
+
+    def interactive(self, plan: Plan) -> bool:
+        """Every Skaha session type but ``headless`` counts toward the limit."""
+        return session_type(plan) != "headless"
 
     def shape(self, plan: Plan) -> Plan:
         return shape_plan(

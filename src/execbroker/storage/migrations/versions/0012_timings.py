@@ -6,8 +6,8 @@ component in its queue, and seen admitting it (its preparing budget counts from 
 ``preparing_times``: one row per observed preparing step, at most ``estimate_window`` recent
 rows per platform, role, kind and image (execbroker.storage.estimates).
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-04
 """
 
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0011"
-down_revision: str | None = "0010"
+revision: str = "0012"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
