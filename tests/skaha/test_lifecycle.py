@@ -240,3 +240,47 @@ async def test_stuck_broken_and_vanished_sessions(broker: Any, world: SkahaWorld
     assert vanished_session["phase"] == "FAILED"
     assert "lost" in texts(vanished_session["compute"])
     assert world.sessions() == [], "the stuck and the broken one deleted"
+
+
+async def test_a_preempted_job_ends_failed_with_skahas_events_and_log_tail(
+    broker: Any, make_world: MakeWorld
+) -> None:
+    """Issue 17 item 4: Kubernetes preempts a running headless job (Terminating for a few
+    seconds, then gone). The broker did not ask for that end: the session ends FAILED,
+    saying so with Skaha's events and the log tail, not COMPLETED. A job left alone next to
+    it still completes."""
+    world = make_world(timings=replace(FAST_TIMINGS, terminating=timedelta(seconds=3)))
+    async with broker(**world.settings()) as client:
+        preempted = await start(client, headless(30))
+        left_alone = await start(client, headless(2))
+        running = await until_phase(client, preempted, {"RUNNING"})
+        world.fake.preempt(skaha_id(running, world))
+        session = await until_ended(client, preempted, seconds=20)
+        normal = await until_ended(client, left_alone, seconds=20)
+
+    assert session["phase"] == "FAILED", texts(session)
+    failure = texts(session["compute"])
+    assert "ended by the platform" in failure
+    assert "the broker did not delete it" in failure
+    assert "Preempted" in failure, "Skaha's events say why"
+    assert "log tail" in failure
+    assert "ended by the platform" in texts(session), "the session says why it failed"
+    assert normal["phase"] == "COMPLETED", texts(normal["compute"])
+    assert world.sessions() == []
+
+
+async def test_a_job_deleted_behind_the_brokers_back_ends_failed(
+    broker: Any, world: SkahaWorld
+) -> None:
+    """An administrator deletes a running job: Skaha shows it Terminating only briefly
+    (or never: straight to 404). Either way the session ends FAILED, never COMPLETED."""
+    async with broker(**world.settings()) as client:
+        url = await start(client, headless(30))
+        running = await until_phase(client, url, {"RUNNING"})
+        sid = skaha_id(running, world)
+        world.fake.delete_session(ACCOUNT, sid)
+        session = await until_ended(client, url, seconds=20)
+
+    assert session["phase"] == "FAILED", texts(session)
+    assert "ended by the platform" in texts(session["compute"])
+    assert world.fake.session_status(sid) is None

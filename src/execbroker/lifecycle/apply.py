@@ -235,8 +235,8 @@ class _Pass:
                 part.admitted_at = decision.admitted_at or part.admitted_at
                 self.end_run(decision.ending)
                 self.move(part, decision.phase, decision.due)
-            case Fail(note=note):
-                self.fail(part, note)
+            case Fail(note=note, ending=ending):
+                self.fail(part, note, ending)
             case Release():
                 await self.release(part, decision, status)
             case Call(action=Action.PREPARE):
@@ -276,11 +276,13 @@ class _Pass:
     def released(self, part: _Component, status: PlatformStatus) -> Decision:
         return rules.released(part.view(), status, now=self.now, timings=self.timings)
 
-    def fail(self, part: _Component, note: Note) -> None:
-        """The component failed: release what the platform has of it, end FAILED."""
+    def fail(self, part: _Component, note: Note, ending: Ending | None = None) -> None:
+        """The component failed: release what the platform has of it, end FAILED (as
+        ``ending`` says, else :func:`~execbroker.lifecycle.rules.failure_ending`).
+        """
         self.note(part, note)
         part.outcome = ComponentPhase.FAILED
-        self.end_run(rules.failure_ending(part.view()))
+        self.end_run(ending or rules.failure_ending(part.view()))
         if rules.fail_step(part.view()) is ReleaseStep.END:
             self.move(part, ComponentPhase.FAILED)
         else:

@@ -41,9 +41,13 @@ platform never had ends at once: :func:`release_step`, :func:`fail_step`); and *
 ends the session FAILED** after the rest is released (:func:`failure_ending`,
 :func:`released`).
 
-Platform answers are decisions too: :func:`on_status` (while preparing or up),
-:func:`released` (while releasing) and :func:`adopted_release` (the platform is releasing
-what the broker thought was up). A volume mount follows its compute: :func:`volume_phase`.
+Platform answers are decisions too: :func:`on_status` (while preparing or up) and
+:func:`released` (while releasing). **An end the broker did not ask for is a failure**
+(issue 17): a component the platform is releasing, has released or no longer has, while the
+broker had not asked to release it, fails the session, unless the platform says the
+executable had exited first (:func:`ended_by_platform`). The broker commits every release of
+the compute before asking for it (:func:`release_step`), so a poll never meets a release of
+its own. A volume mount follows its compute: :func:`volume_phase`.
 The session's own phase is derived from its components by
 :func:`execbroker.model.phases.derive_session_phase`.
 """
@@ -81,9 +85,9 @@ __all__ = [
     "Release",
     "ReleaseStep",
     "Wait",
-    "adopted_release",
     "budget_deadline",
     "end_warning",
+    "ended_by_platform",
     "exited",
     "fail_step",
     "failure_ending",
@@ -187,9 +191,12 @@ class Become:
 
 @dataclass(frozen=True)
 class Fail:
-    """The component failed, and with it the session: released if it started, then FAILED."""
+    """The component failed, and with it the session: released if it started, then FAILED.
+    ``ending`` says why the session failed (None: :func:`failure_ending`).
+    """
 
     note: Note
+    ending: Ending | None = None
 
 
 @dataclass(frozen=True)
@@ -593,11 +600,19 @@ def release_step(
     whose reason the platform cannot tell back after a crash (a failure, a cancel, time up:
     anything but a completed run) is committed as RELEASING first, and the platform is asked
     on the next pass; else a crash in between would leave only a release to read back, which
-    looks like a normal ending. A normal completion is asked for at once.
+    looks like a normal ending. So is every release of the compute, the one component polled
+    while it is up: a poll that finds it ending then always meets an end the broker did not
+    ask for (:func:`ended_by_platform`), never one of its own lost in a crash. Any other
+    component's normal completion is asked for at once.
     """
     if component.started_at is None:
         return ReleaseStep.END
-    if defer or outcome is not ComponentPhase.COMPLETED or ending is not SessionPhase.COMPLETED:
+    if (
+        defer
+        or component.role is ComponentRole.COMPUTE
+        or outcome is not ComponentPhase.COMPLETED
+        or ending is not SessionPhase.COMPLETED
+    ):
         return ReleaseStep.COMMIT_FIRST
     return ReleaseStep.ASK_NOW
 
@@ -692,10 +707,8 @@ def on_status(
                     {**name, "error": status.message or "no reason given"},
                 )
             )
-        case PlatformState.MISSING:
-            return Fail(Note(MessageLevel.ERROR, "{name} is no longer on the platform", name))
-        case PlatformState.RELEASING | PlatformState.RELEASED:
-            return adopted_release(component, status)
+        case PlatformState.RELEASING | PlatformState.RELEASED | PlatformState.MISSING:
+            return ended_by_platform(component, status)
 
 
 def _admitted(component: ComponentRecord, decision: Become, *, now: datetime) -> Become:
@@ -708,25 +721,59 @@ def _admitted(component: ComponentRecord, decision: Become, *, now: datetime) ->
     )
 
 
-def adopted_release(component: ComponentRecord, status: PlatformStatus) -> Release:
-    """The platform is releasing what the broker thought was up. Only the broker releases,
-    so this is a release it asked for before a crash lost the record. Releases whose reason
-    matters are committed before they are asked for (:func:`release_step`), so this one was
-    a normal ending, unless the platform says the executable failed.
+_ENDED_HOW = {
+    PlatformState.RELEASING: "it is being ended",
+    PlatformState.RELEASED: "it has ended",
+    PlatformState.MISSING: "it is gone",
+}
+
+
+def ended_by_platform(component: ComponentRecord, status: PlatformStatus) -> Decision:
+    """An end the broker did not ask for is a failure (issue 17, on every platform): the
+    platform is releasing, has released or no longer has a component that the broker has
+    not decided to release (a preempted or evicted job, a drained node, an administrator).
+    The broker commits a release before it asks for it (:func:`release_step`), so this end
+    is not its own: the component fails with what the platform says (its events and log
+    tail, where it has them), and the session with it.
+
+    Unless the platform says the executable had exited first: its exit code decides
+    (:func:`exited`; 0 completes the run, and the release that followed is taken over).
     """
+    name = {"name": component.name}
     if status.exit_code not in (None, 0):
-        return exited(status.exit_code)  # its failure is committed before the release is seen
-    exit_code = 0 if component.role is ComponentRole.COMPUTE and status.exit_code == 0 else None
-    return Release(
-        ComponentPhase.COMPLETED,
+        return exited(status.exit_code)
+    if status.exit_code == 0 and status.state is not PlatformState.MISSING:
+        return Release(
+            ComponentPhase.COMPLETED,
+            ending=Ending(
+                SessionPhase.COMPLETED, Note(MessageLevel.INFO, "The run completed", session=True)
+            ),
+            notes=(
+                Note(MessageLevel.INFO, "The executable exited with code 0"),
+                Note(MessageLevel.INFO, "{name} was already being released", name),
+            ),
+            exit_code=0 if component.role is ComponentRole.COMPUTE else None,
+            already=True,
+        )
+    return Fail(
+        Note(
+            MessageLevel.ERROR,
+            "{name} was ended by the platform, not by the broker ({how}): {reason}",
+            {
+                **name,
+                "how": _ENDED_HOW.get(status.state, status.state.value),
+                "reason": status.message or "the platform gave no reason",
+            },
+        ),
         ending=Ending(
-            SessionPhase.COMPLETED, Note(MessageLevel.INFO, "The run completed", session=True)
+            SessionPhase.FAILED,
+            Note(
+                MessageLevel.ERROR,
+                "The session failed: {name} was ended by the platform",
+                name,
+                session=True,
+            ),
         ),
-        notes=(
-            Note(MessageLevel.INFO, "{name} was already being released", {"name": component.name}),
-        ),
-        exit_code=exit_code,
-        already=True,
     )
 
 

@@ -212,6 +212,19 @@ class FakeSkaha:
             session.crashed_at = self.clock()
             session.crash_exit_code = exit_code
 
+    def preempt(self, session_id: str) -> None:
+        """Kubernetes ends the session now, not the broker: as the headless PriorityClass's
+        preemption, an eviction, a node drain or an administrator would. It shows
+        ``Terminating`` for ``timings.terminating`` (its events say ``Preempted``), then
+        it is gone (404).
+        """
+        with self._lock:
+            session = self._sessions.get(session_id)
+            if session is None:
+                raise KeyError(session_id)
+            session.deleted_at = self.clock()
+            session.preempted = True
+
     def forget(self, session_id: str) -> None:
         """Garbage-collect one session now, whatever its state (404 from now on)."""
         with self._lock:

@@ -482,14 +482,17 @@ class SkahaClient:
 
     async def stats(self) -> SkahaStats:
         """What the cluster has free now (``GET /session?view=stats``; Skaha answers 503
-        while its metrics are down).
+        while its metrics are down; not retried: a reading taken again on the next interval).
         """
-        response = await self._call("GET", "/session", query={"view": "stats"})
+        response = await self._call("GET", "/session", query={"view": "stats"}, retry=False)
         return SkahaStats.from_json(_json(response))
 
     async def interactive_sessions(self) -> list[SkahaSession]:
-        """The account's non-headless sessions (``GET /session?view=interactive``)."""
-        documents = _json(await self._call("GET", "/session", query={"view": "interactive"}))
+        """The account's non-headless sessions (``GET /session?view=interactive``; not
+        retried: a reading taken again on the next interval).
+        """
+        query = {"view": "interactive"}
+        documents = _json(await self._call("GET", "/session", query=query, retry=False))
         if not isinstance(documents, list):
             raise SkahaServerError("Skaha's session list is not a JSON array")
         return [SkahaSession.from_json(d) for d in documents if isinstance(d, Mapping)]
@@ -529,9 +532,12 @@ class SkahaClient:
         headers: Mapping[str, str] | None = None,
         idempotent: bool = True,
         max_bytes: int | None = None,
+        retry: bool = True,
     ) -> httpx.Response:
         """One Skaha call, with its retries; a 2xx response, or a typed error. With
         ``max_bytes``, a longer body is not read: :class:`SkahaListTooLargeError`.
+        ``retry=False``: the first failure is the answer (a reading taken again on the next
+        interval anyway).
         """
         waited = 0.0
         attempt = 0
@@ -583,7 +589,7 @@ class SkahaClient:
                 error = _error(response)
             delay = self._retry.delay(attempt, retry_after)
             attempt += 1
-            if attempt > self._retry.retries or waited + delay > self._retry.budget:
+            if not retry or attempt > self._retry.retries or waited + delay > self._retry.budget:
                 if isinstance(error, SkahaUnavailableError) and error.retry_after is None:
                     error.retry_after = timedelta(seconds=max(delay, 1.0))
                 raise error

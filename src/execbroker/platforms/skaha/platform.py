@@ -35,8 +35,11 @@ Status → what the engine sees (SKAHA.md §6.3):
 ``Completed`` / ``Succeeded``       EXITED, code 0
 ``Failed`` / ``Error``              FAILED: events and the log tail in the message
                                     ("expired" when its Skaha expiry had passed)
-``Terminating``                     RELEASING
-gone, never seen ending             FAILED, "lost"
+``Terminating``                     RELEASING, with the events and the log tail
+                                    (the broker's own deletes are not polled: this
+                                    is a preemption, an eviction or an administrator,
+                                    which the engine fails)
+gone, never seen ending             MISSING, "lost" (which the engine fails)
 ==================================  ==========================================
 
 Skaha or its identity provider being unreachable, or the credentials needing an operator,
@@ -116,6 +119,10 @@ _BROKEN = frozenset({SkahaStatus.FAILED, SkahaStatus.ERROR})
 _PULL_FAILURES = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")
 _MAX_EVENT_LINES = 8
 _MAX_TAIL_CHARS = 2000
+_TERMINATING = (
+    "the Skaha session is terminating, and the broker did not delete it (preempted, "
+    "evicted, its node drained, or deleted by an administrator or the account's owner)"
+)
 _LOST_LOOKS = 3  # consecutive lists a session must be missing from to be lost
 _UNSEEN_RENEWAL = 2  # intervals after which a renewal that never showed is tried again
 
@@ -338,9 +345,12 @@ class SkahaPlatform(Platform):
                 "Skaha's resource options not read at start; retrying in the background",
                 extra={"reason": self._catalogue_problem},
             )
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(options.timeout):
-                await self._usage.refresh(self.client)
+        else:
+            # What the account uses already, before the first offer (not if Skaha is down:
+            # the catalogue loop reads it with the catalogue).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(options.timeout):
+                    await self._usage.refresh(self.client)
         self._background.loop(
             "skaha-catalogue",
             self._refresh_catalogue,
@@ -833,9 +843,10 @@ class SkahaPlatform(Platform):
         if status in _BROKEN:
             return PlatformStatus(PlatformState.FAILED, await self._failure(session))
         if status == SkahaStatus.TERMINATING:
+            # Polled, so not deleted by the broker (it commits a release before asking).
             return PlatformStatus(
                 PlatformState.RELEASING,
-                "the Skaha session is terminating",
+                await self._failure(session, _TERMINATING),
                 next_check=self._interval,
             )
         logger.warning(
@@ -876,15 +887,19 @@ class SkahaPlatform(Platform):
             next_check=self._interval,
         )
 
-    async def _failure(self, session: SkahaSession) -> str:
-        """Why a session failed, from its expiry, its events and the tail of its log."""
+    async def _failure(self, session: SkahaSession, headline: str | None = None) -> str:
+        """Why a session failed (or is ending: ``headline``), from its expiry, its events
+        and the tail of its log.
+        """
         now = self._clock.now()
         expired = session.expiry_time is not None and now >= session.expiry_time
-        parts = [
-            "the Skaha session expired (it reached its Skaha expiry time)"
-            if expired
-            else "the Skaha session failed"
-        ]
+        if headline is None:
+            headline = (
+                "the Skaha session expired (it reached its Skaha expiry time)"
+                if expired
+                else "the Skaha session failed"
+            )
+        parts = [headline]
         client = self.client
         with contextlib.suppress(SkahaError):
             events = await client.events(session.id)
@@ -906,7 +921,7 @@ class SkahaPlatform(Platform):
             extra={"component": str(work.uuid), "skaha_name": self.session_name(work.uuid)},
         )
         return PlatformStatus(
-            PlatformState.FAILED,
+            PlatformState.MISSING,
             "lost: the Skaha session is gone without the broker seeing it end (deleted "
             "outside the broker, or cleaned up by Skaha after it ended unseen)",
         )
