@@ -15,9 +15,11 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from execbroker.exceptions import RequestRefusedError
 from execbroker.model.capacity import Amounts
 from execbroker.model.phases import ComponentPhase, MessageLevel
 from execbroker.model.records import ComponentRecord, ComponentRole, SessionRecord
+from execbroker.platforms.extensions import unsupported_extensions
 
 if TYPE_CHECKING:
     from execbroker.model.plan import Plan
@@ -183,7 +185,11 @@ class Platform(abc.ABC):
         (an image from a registry it may not pull, an argument it cannot pass on), so that
         the user gets ``NO`` with reasons instead of an offer that would fail later.
         Must not block: it works from what :meth:`start` (or a background refresh) read.
+        The default refuses the Skaha extension fields (:mod:`.extensions`).
         """
+        problems = unsupported_extensions(plan, platform=self.name)
+        if problems:
+            raise RequestRefusedError(problems)
         return plan
 
     def limits(self) -> PlatformLimits:

@@ -300,6 +300,7 @@ class CreateRequest:
     type: str = "headless"
     cores: int | None = None
     ram: int | None = None
+    gpus: int | None = None
     cmd: str | None = None
     args: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
@@ -311,6 +312,8 @@ class CreateRequest:
             form["cores"] = str(self.cores)
         if self.ram is not None:
             form["ram"] = str(self.ram)
+        if self.gpus is not None:
+            form["gpus"] = str(self.gpus)
         if self.type == "headless":
             if self.cmd:
                 form["cmd"] = self.cmd

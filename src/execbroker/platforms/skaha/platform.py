@@ -402,6 +402,7 @@ class SkahaPlatform(Platform):
             context=context,
             registries=tuple(registries),
             images=frozenset(image.id for image in images),
+            image_types={image.id: frozenset(image.types) for image in images},
             read_at=self._clock.now(),
         )
         if self._catalogue_problem is not None:
