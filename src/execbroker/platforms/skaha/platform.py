@@ -27,7 +27,8 @@ within ``sweep_interval``, with any number of replicas.
 Status → what the engine sees (SKAHA.md §6.3):
 
 ==================================  ==========================================
-``Pending`` (queued or pulling)     PREPARING (FAILED on image-pull errors once
+``Pending``, no ``startTime``       PREPARING, queued (the queue budget applies)
+``Pending`` (pulling, starting)     PREPARING (FAILED on image-pull errors once
                                     its planned preparing time has passed)
 ``Running``, interactive            READY, with the ``connectURL`` as connector
 ``Running``, headless               RUNNING
@@ -867,10 +868,12 @@ class SkahaPlatform(Platform):
 
     async def _pending(self, work: Work, session: SkahaSession) -> PlatformStatus:
         if session.start_time is None:
+            # Kueue holds it (or nothing has scheduled it yet): queued, with the queue budget.
             return PlatformStatus(
                 PlatformState.PREPARING,
-                "queued: waiting for Skaha to schedule the session",
+                "Skaha holds the session in its queue (Pending, no start time yet)",
                 next_check=self._interval,
+                queued=True,
             )
         started = work.component.started_at
         planned = work.component.schedule.prepare_duration
