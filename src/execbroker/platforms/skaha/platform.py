@@ -100,6 +100,7 @@ from execbroker.platforms.skaha.credentials import (
     UserCredentials,
     describe,
 )
+from execbroker.platforms.skaha.discovery import discover_session_api
 from execbroker.platforms.skaha.errors import (
     SkahaCreateUnknownError,
     SkahaCredentialsError,
@@ -323,6 +324,7 @@ class SkahaPlatform(Platform):
         self._catalogue_problem: str | None = "Skaha has not been asked yet"
         self._skaha_problem: str | None = None
         self._shared_account: _Account | None = None
+        self._api = options.url
         self._refresh_warned: datetime | None = None
         self._created: dict[UUID, _Created] = {}
         # Components whose last create has an unknown outcome: when it was sent (monotonic).
@@ -383,8 +385,17 @@ class SkahaPlatform(Platform):
         except SkahaError:
             await self._http.aclose()
             raise
+        try:
+            api = await discover_session_api(self._http, options.url)
+        except StartupError as unsupported:
+            logger.error(  # noqa: TRY400 - one line for the operator, not a trace
+                "the Skaha site is not supported", extra={"reason": str(unsupported)}
+            )
+            await self._http.aclose()
+            raise
+        self._api = api  # every account's client calls it
         self._client = SkahaClient(
-            options.url,
+            api,
             http=self._http,
             tokens=self._tokens,
             retry=RetryPolicy(retries=options.retries, budget=options.retry_budget),
@@ -479,7 +490,7 @@ class SkahaPlatform(Platform):
         account = self._accounts.get(owner)
         if account is None:
             client = SkahaClient(
-                self._options.url,
+                self._api,
                 http=self._require_http(),
                 tokens=users.source(owner),
                 retry=RetryPolicy(retries=self._options.retries, budget=self._options.retry_budget),
