@@ -127,6 +127,10 @@ class SkahaQuirks:
     """``/context`` gives ``maxInteractiveSessions`` as a string, as the file-based variant."""
     available: bool = True
     """What ``/skaha/availability`` says."""
+    no_capabilities: bool = False
+    """``/skaha/capabilities`` answers 404, as a site without VOSI capabilities."""
+    v0_only: bool = False
+    """``/skaha/capabilities`` lists only the legacy v0 session API, as a site not upgraded."""
 
 
 class Endpoint(StrEnum):

@@ -69,6 +69,7 @@ from pydantic import SecretStr
 from execbroker.background import BackgroundTaskManager
 from execbroker.clock import Clock
 from execbroker.config import Settings, skaha_per_user
+from execbroker.exceptions import StartupError
 from execbroker.metrics import PLATFORM_SWEPT
 from execbroker.model import kinds
 from execbroker.model.phases import TERMINAL_COMPONENT_PHASES, ComponentPhase, MessageLevel
@@ -92,6 +93,7 @@ from execbroker.platforms.skaha.client import (
     SkahaStatus,
     normalise_name,
 )
+from execbroker.platforms.skaha.discovery import discover_session_api
 from execbroker.platforms.skaha.errors import (
     SkahaCreateUnknownError,
     SkahaError,
@@ -329,8 +331,16 @@ class SkahaPlatform(Platform):
         except SkahaError:
             await self._http.aclose()
             raise
+        try:
+            api = await discover_session_api(self._http, options.url)
+        except StartupError as unsupported:
+            logger.error(  # noqa: TRY400 - one line for the operator, not a trace
+                "the Skaha site is not supported", extra={"reason": str(unsupported)}
+            )
+            await self._http.aclose()
+            raise
         self._client = SkahaClient(
-            options.url,
+            api,
             http=self._http,
             tokens=self._tokens,
             retry=RetryPolicy(retries=options.retries, budget=options.retry_budget),
