@@ -345,7 +345,10 @@ class _SkahaRoutes:
 
     def _connect(self, _user: str, _params: _Params, request: Request) -> Response:
         session_id = request.path_params["session_id"]
-        if not self.fake.connectable(session_id):
+        status = self.fake.connect_status(session_id)
+        if status == 503:
+            return _text("service unavailable: the session is starting", status_code=503)
+        if status != 200:
             return _text("session not available", status_code=404)
         kind = request.path_params["kind"]
         return Response(
