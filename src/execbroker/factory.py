@@ -109,7 +109,8 @@ class ProcessContext:
             changes=feed,
             late_steps=background.group("late-steps"),
             timings=EngineTimings(
-                budget_slack=settings.engine.budget_slack,
+                budget_slack=settings.effective_budget_slack,
+                queue_budget=settings.skaha.queue_budget,
                 poll_interval=settings.engine.poll_interval,
                 end_warning=settings.engine.end_warning,
                 call_deadline=settings.engine.effective_call_deadline,
@@ -219,6 +220,7 @@ class Factory:
             changes=context.changes,
             expiry=context.expiry,
             limits=SessionLimits.from_settings(context.settings),
+            platform=context.platform,
         )
 
     def create_offer_service(self, sessions: SessionService | None = None) -> OfferService:

@@ -109,6 +109,8 @@ class _SkahaRoutes:
         if request.method == "GET":
             if params.get("view") == "stats":
                 return await self._answer(request, params, Endpoint.SESSION_STATS, self._stats)
+            if params.get("view") == "interactive":
+                return await self._answer(request, params, Endpoint.LIST_INTERACTIVE, self._list)
             return await self._answer(request, params, Endpoint.LIST_SESSIONS, self._list)
         if request.method == "POST":
             return await self._answer(request, params, Endpoint.CREATE_SESSION, self._create)

@@ -107,6 +107,10 @@ class SkahaCatalogue:
     gpu_options: tuple[int, ...] = tuple(range(1, 29))
     max_interactive_sessions: int = 5
     home_base_path: str = "arc/home"
+    cluster_cores: int = 64
+    """What ``view=stats`` says the cluster can give (``cpuCoresAvailable``)."""
+    cluster_memory_gib: int = 192
+    """What ``view=stats`` says the cluster can give (``ramAvailable``)."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,8 @@ class Endpoint(StrEnum):
     """The operations the fake counts requests for and can inject faults into."""
 
     LIST_SESSIONS = "list_sessions"
+    LIST_INTERACTIVE = "list_interactive"
+    """``GET /session?view=interactive``: the caller's non-headless sessions."""
     SESSION_STATS = "session_stats"
     CREATE_SESSION = "create_session"
     GET_SESSION = "get_session"

@@ -27,15 +27,19 @@ within ``sweep_interval``, with any number of replicas.
 Status → what the engine sees (SKAHA.md §6.3):
 
 ==================================  ==========================================
-``Pending`` (queued or pulling)     PREPARING (FAILED on image-pull errors once
+``Pending``, no ``startTime``       PREPARING, queued (the queue budget applies)
+``Pending`` (pulling, starting)     PREPARING (FAILED on image-pull errors once
                                     its planned preparing time has passed)
 ``Running``, interactive            READY, with the ``connectURL`` as connector
 ``Running``, headless               RUNNING
 ``Completed`` / ``Succeeded``       EXITED, code 0
 ``Failed`` / ``Error``              FAILED: events and the log tail in the message
                                     ("expired" when its Skaha expiry had passed)
-``Terminating``                     RELEASING
-gone, never seen ending             FAILED, "lost"
+``Terminating``                     RELEASING, with the events and the log tail
+                                    (the broker's own deletes are not polled: this
+                                    is a preemption, an eviction or an administrator,
+                                    which the engine fails)
+gone, never seen ending             MISSING, "lost" (which the engine fails)
 ==================================  ==========================================
 
 Skaha or its identity provider being unreachable, or the credentials needing an operator,
@@ -64,7 +68,7 @@ from pydantic import SecretStr
 
 from execbroker.background import BackgroundTaskManager
 from execbroker.clock import Clock
-from execbroker.config import Settings
+from execbroker.config import Settings, skaha_per_user
 from execbroker.metrics import PLATFORM_SWEPT
 from execbroker.model import kinds
 from execbroker.model.phases import TERMINAL_COMPONENT_PHASES, ComponentPhase, MessageLevel
@@ -75,6 +79,7 @@ from execbroker.platforms.base import (
     Platform,
     PlatformError,
     PlatformHealth,
+    PlatformLimits,
     PlatformNote,
     PlatformState,
     PlatformStatus,
@@ -96,8 +101,14 @@ from execbroker.platforms.skaha.errors import (
     SkahaServerError,
     SkahaUnavailableError,
 )
-from execbroker.platforms.skaha.mapping import Catalogue, create_request, shape_plan
+from execbroker.platforms.skaha.mapping import (
+    Catalogue,
+    create_request,
+    session_type,
+    shape_plan,
+)
 from execbroker.platforms.skaha.tokens import TokenManager
+from execbroker.platforms.skaha.usage import AccountUsage
 
 __all__ = ["SkahaOptions", "SkahaPlatform"]
 
@@ -108,6 +119,10 @@ _BROKEN = frozenset({SkahaStatus.FAILED, SkahaStatus.ERROR})
 _PULL_FAILURES = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")
 _MAX_EVENT_LINES = 8
 _MAX_TAIL_CHARS = 2000
+_TERMINATING = (
+    "the Skaha session is terminating, and the broker did not delete it (preempted, "
+    "evicted, its node drained, or deleted by an administrator or the account's owner)"
+)
 _LOST_LOOKS = 3  # consecutive lists a session must be missing from to be lost
 _UNSEEN_RENEWAL = 2  # intervals after which a renewal that never showed is tried again
 
@@ -138,6 +153,8 @@ class SkahaOptions:
     sweep_interval: float = 60.0
     list_max_bytes: int = 256 * 1024 * 1024
     connect_hosts: tuple[str, ...] = ()  # empty: the host of ``url``
+    use_stats: bool = False
+    per_user: bool = False  # every owner is a Skaha account (config.skaha_per_user)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SkahaOptions:
@@ -169,6 +186,8 @@ class SkahaOptions:
             sweep_interval=settings.skaha.sweep_interval.total_seconds(),
             list_max_bytes=settings.skaha.list_max_bytes,
             connect_hosts=tuple(settings.skaha.connect_hosts),
+            use_stats=settings.skaha.use_stats,
+            per_user=skaha_per_user(settings),
         )
 
     @property
@@ -260,6 +279,13 @@ class SkahaPlatform(Platform):
         self._connect_refused: set[str] = set()
         self._events_read: dict[str, float] = {}
         self._sweeping = False
+        self._usage = AccountUsage(
+            clock=clock,
+            prefix=options.prefix,
+            per_user=options.per_user,
+            use_stats=options.use_stats,
+            horizon=timedelta(seconds=options.catalogue_interval),
+        )
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -319,6 +345,12 @@ class SkahaPlatform(Platform):
                 "Skaha's resource options not read at start; retrying in the background",
                 extra={"reason": self._catalogue_problem},
             )
+        else:
+            # What the account uses already, before the first offer (not if Skaha is down:
+            # the catalogue loop reads it with the catalogue).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(options.timeout):
+                    await self._usage.refresh(self.client)
         self._background.loop(
             "skaha-catalogue",
             self._refresh_catalogue,
@@ -370,6 +402,7 @@ class SkahaPlatform(Platform):
             context=context,
             registries=tuple(registries),
             images=frozenset(image.id for image in images),
+            image_types={image.id: frozenset(image.types) for image in images},
             read_at=self._clock.now(),
         )
         if self._catalogue_problem is not None:
@@ -394,7 +427,18 @@ class SkahaPlatform(Platform):
                     extra={"reason": failure.message},
                 )
             self._catalogue_problem = failure.message
+        await self._usage.refresh(self.client)
         return self._catalogue_pause()
+
+    def limits(self) -> PlatformLimits:
+        """The account's interactive-session limit (``maxInteractiveSessions``), and what
+        the account and the cluster already use (:class:`AccountUsage`).
+        """
+        return self._usage.limits(self._catalogue)
+
+    def interactive(self, plan: Plan) -> bool:
+        """Every Skaha session type but ``headless`` counts toward the limit."""
+        return session_type(plan) != "headless"
 
     def shape(self, plan: Plan) -> Plan:
         return shape_plan(
@@ -800,9 +844,10 @@ class SkahaPlatform(Platform):
         if status in _BROKEN:
             return PlatformStatus(PlatformState.FAILED, await self._failure(session))
         if status == SkahaStatus.TERMINATING:
+            # Polled, so not deleted by the broker (it commits a release before asking).
             return PlatformStatus(
                 PlatformState.RELEASING,
-                "the Skaha session is terminating",
+                await self._failure(session, _TERMINATING),
                 next_check=self._interval,
             )
         logger.warning(
@@ -813,10 +858,12 @@ class SkahaPlatform(Platform):
 
     async def _pending(self, work: Work, session: SkahaSession) -> PlatformStatus:
         if session.start_time is None:
+            # Kueue holds it (or nothing has scheduled it yet): queued, with the queue budget.
             return PlatformStatus(
                 PlatformState.PREPARING,
-                "queued: waiting for Skaha to schedule the session",
+                "Skaha holds the session in its queue (Pending, no start time yet)",
                 next_check=self._interval,
+                queued=True,
             )
         started = work.component.started_at
         planned = work.component.schedule.prepare_duration
@@ -841,15 +888,19 @@ class SkahaPlatform(Platform):
             next_check=self._interval,
         )
 
-    async def _failure(self, session: SkahaSession) -> str:
-        """Why a session failed, from its expiry, its events and the tail of its log."""
+    async def _failure(self, session: SkahaSession, headline: str | None = None) -> str:
+        """Why a session failed (or is ending: ``headline``), from its expiry, its events
+        and the tail of its log.
+        """
         now = self._clock.now()
         expired = session.expiry_time is not None and now >= session.expiry_time
-        parts = [
-            "the Skaha session expired (it reached its Skaha expiry time)"
-            if expired
-            else "the Skaha session failed"
-        ]
+        if headline is None:
+            headline = (
+                "the Skaha session expired (it reached its Skaha expiry time)"
+                if expired
+                else "the Skaha session failed"
+            )
+        parts = [headline]
         client = self.client
         with contextlib.suppress(SkahaError):
             events = await client.events(session.id)
@@ -871,7 +922,7 @@ class SkahaPlatform(Platform):
             extra={"component": str(work.uuid), "skaha_name": self.session_name(work.uuid)},
         )
         return PlatformStatus(
-            PlatformState.FAILED,
+            PlatformState.MISSING,
             "lost: the Skaha session is gone without the broker seeing it end (deleted "
             "outside the broker, or cleaned up by Skaha after it ended unseen)",
         )
