@@ -833,8 +833,11 @@ class SkahaSettings(_Section):
         alias="skaha_url",
         default=None,
         description=(
-            "Skaha service URL, e.g. https://ws-uv.canfar.net/skaha (platform = skaha); "
-            "'/v1' is appended unless the URL already ends with it."
+            "Skaha service URL, e.g. https://ws-uv.canfar.net/skaha (platform = skaha). The "
+            "session API is the accessURL of standardID "
+            "http://www.opencadc.org/std/platform#session-1 in <url>/capabilities, else "
+            "<url>/v1 when the site has no capabilities document; a URL ending in /v1 is "
+            "used as the API as is. A site without a v1 session API stops the start-up."
         ),
     )
     token_file: Path | None = Field(

@@ -21,7 +21,6 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from execbroker.model import kinds
 from execbroker.model.estimates import EstimateKey
@@ -30,19 +29,7 @@ from execbroker.model.messages import info
 from execbroker.model.records import ComponentRole
 from execbroker.model.wire import MessageItem
 
-__all__ = [
-    "LEARNED_ROLES",
-    "EstimateBook",
-    "Learned",
-    "executable_image",
-    "learned_note",
-]
-
-# The roles whose preparing time is learned; data follows its size instead.
-LEARNED_ROLES = frozenset({ComponentRole.EXECUTABLE, ComponentRole.COMPUTE, ComponentRole.STORAGE})
-
-# The longest image reference kept in a key (and in the database).
-_MAX_IMAGE = 500
+__all__ = ["EstimateBook", "Learned", "learned_note", "nearest_rank"]
 
 
 @dataclass(frozen=True)
@@ -52,19 +39,6 @@ class Learned:
     estimate: timedelta
     percentile: int
     observations: int
-
-
-def executable_image(kind: str, spec: Mapping[str, Any]) -> str:
-    """The image an executable runs, as its key names it: a container's first image location
-    ("" for a notebook, whose image is the platform's).
-    """
-    if kind != kinds.EXECUTABLE_DOCKER:
-        return ""
-    image = spec.get("image")
-    locations = image.get("locations") if isinstance(image, Mapping) else None
-    if not isinstance(locations, list) or not locations:
-        return ""
-    return str(locations[0])[:_MAX_IMAGE]
 
 
 def nearest_rank(values: Sequence[float], percentile: int) -> float:

@@ -30,7 +30,7 @@ from uuid import UUID, uuid4
 
 from execbroker.model import kinds
 from execbroker.model.capacity import UNLIMITED, Amounts
-from execbroker.model.estimates import EstimateKey
+from execbroker.model.estimates import EstimateKey, executable_image
 from execbroker.model.isotime import format_duration, format_instant
 from execbroker.model.messages import make_message
 from execbroker.model.phases import ComponentPhase, MessageLevel, SessionPhase
@@ -44,7 +44,7 @@ from execbroker.model.records import (
 )
 from execbroker.model.wire import MessageItem
 from execbroker.planning.calendar import Usage
-from execbroker.planning.estimates import executable_image, learned_note
+from execbroker.planning.estimates import learned_note
 from execbroker.planning.profile import PlatformProfile, PreparingEstimate
 
 __all__ = [

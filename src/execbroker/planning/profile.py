@@ -8,9 +8,9 @@ from datetime import timedelta
 from execbroker.config import CostSettings, Settings
 from execbroker.model import kinds
 from execbroker.model.capacity import UNLIMITED, Amounts
-from execbroker.model.estimates import EstimateKey
+from execbroker.model.estimates import LEARNED_ROLES, EstimateKey
 from execbroker.model.records import ComponentRole
-from execbroker.planning.estimates import LEARNED_ROLES, EstimateBook, Learned
+from execbroker.planning.estimates import EstimateBook, Learned
 
 __all__ = ["PlatformProfile", "PreparingEstimate", "estimate_book", "profile_from_settings"]
 

@@ -9,27 +9,16 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from execbroker.model.estimates import EstimateKey
+from execbroker.model.estimates import EstimateKey, Observation
 from execbroker.model.records import ComponentRole
 from execbroker.storage.database import Database
 from execbroker.storage.tables import preparing_times
 
-__all__ = ["Observation", "PreparingTimes"]
-
-
-@dataclass(frozen=True)
-class Observation:
-    """One preparing step that ended AVAILABLE: its key, how long it took, and when."""
-
-    key: EstimateKey
-    seconds: float
-    observed: datetime
+__all__ = ["PreparingTimes"]
 
 
 def _of_key(key: EstimateKey) -> sa.ColumnElement[bool]:

@@ -541,11 +541,21 @@ class FakeSkaha:
 
     def connectable(self, session_id: str) -> bool:
         """Whether the UI behind the session's ``connectURL`` answers (it is Running)."""
+        return self.connect_status(session_id) == 200
+
+    def connect_status(self, session_id: str) -> int:
+        """What the session's ``connectURL`` answers: 200 once Running (and past
+        ``timings.connect_warmup``), 503 while it warms up, else 404.
+        """
         with self._lock:
             session = self._sessions.get(session_id)
             if session is None or not session.interactive:
-                return False
-            return session.at(self.clock(), self.timings).stage is Stage.RUNNING
+                return 404
+            snapshot = session.at(self.clock(), self.timings)
+            if snapshot.stage is not Stage.RUNNING or snapshot.running_at is None:
+                return 404
+            warm = snapshot.running_at + self.timings.connect_warmup
+            return 200 if self.clock() >= warm else 503
 
     # ---- internals -----------------------------------------------------------------------
 
