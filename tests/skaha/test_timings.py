@@ -10,11 +10,12 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from tests.skaha.conftest import FAST_TIMINGS, MakeWorld, SkahaWorld
+from tests.skaha.conftest import FAST_TIMINGS, TERMINAL, MakeWorld, SkahaWorld
 from tests.skaha.documents import headless
 from tests.skaha.test_lifecycle import start
 from tests.support.engine import texts, until_ended
 from tests.support.waiting import eventually
+from tests.support.wire import post
 
 SCALED = {
     "prepare_estimates": {"executable": 0.2, "compute": 2, "storage": 0.2, "data": 0.2},
@@ -74,3 +75,19 @@ async def test_a_starting_session_past_its_preparing_budget_is_still_cancelled(
     assert f"still preparing after its budget of PT{OLD_BUDGET}S" in compute
     assert "queued" not in compute, "never queued: the queue budget played no part"
     assert world.sessions() == []
+
+
+async def test_offers_on_skaha_are_planned_from_the_starts_of_their_image(
+    broker: Any, world: SkahaWorld
+) -> None:
+    async with broker(**world.settings(estimate_min_observations=3)) as client:
+        runs = [await start(client, headless(0.5)) for _ in range(3)]
+        for url in runs:
+            assert (await until_ended(client, url))["phase"] == "COMPLETED"
+        offers = (await post(client, "/requests", headless(1))).json()
+
+    assert offers["result"] == "YES", offers
+    said = texts(offers["offers"][0])
+    assert f"compute start estimated from the last 3 starts of the image '{TERMINAL}': p90" in (
+        said
+    )
