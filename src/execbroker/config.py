@@ -59,6 +59,7 @@ __all__ = [
     "SkahaSettings",
     "load_settings",
     "setting_fields",
+    "skaha_per_user",
 ]
 
 PlatformName = Literal["mock", "skaha", "docker"]
@@ -250,6 +251,33 @@ class PlanningSettings(_Section):
         default=timedelta(seconds=2),
         ge=timedelta(),
         description="Seconds added to every planned preparing step, so that all is ready on time.",
+    )
+    estimate_percentile: int = Field(
+        default=90,
+        ge=1,
+        le=100,
+        description=(
+            "Learned estimates: a preparing step (a compute's start, an executable's or a "
+            "storage's preparation) is planned with this percentile of how long it really "
+            "took recently on this platform, for the same kind and image."
+        ),
+    )
+    estimate_window: int = Field(
+        default=50,
+        ge=1,
+        le=10_000,
+        description=(
+            "Learned estimates: how many recent observations per platform, kind and image "
+            "are kept in the database and planned with."
+        ),
+    )
+    estimate_min_observations: int = Field(
+        default=5,
+        ge=1,
+        description=(
+            "Learned estimates: below this many observations of a step, it is planned with "
+            "prepare_estimates (or Skaha's defaults) instead."
+        ),
     )
     compute_performance: dict[str, float] = Field(
         default_factory=lambda: {"standard": 150.0, "fast": 200.0},
@@ -776,6 +804,24 @@ class MockSettings(_Section):
         },
         description="Mock platform: seconds each role takes to release (zero allowed).",
     )
+    max_interactive_sessions: int | None = Field(
+        alias="mock_max_interactive_sessions",
+        default=None,
+        ge=0,
+        description=(
+            "Mock platform: at most this many notebooks per account at once, booked as "
+            "Skaha's maxInteractiveSessions is (null: no limit). Accounts are owners when "
+            "mock_accounts_per_owner is set, else one account for everyone."
+        ),
+    )
+    accounts_per_owner: bool = Field(
+        alias="mock_accounts_per_owner",
+        default=False,
+        description=(
+            "Mock platform: every owner is an account of their own for "
+            "mock_max_interactive_sessions, as on Skaha in per-user mode."
+        ),
+    )
 
 
 class SkahaSettings(_Section):
@@ -787,8 +833,11 @@ class SkahaSettings(_Section):
         alias="skaha_url",
         default=None,
         description=(
-            "Skaha service URL, e.g. https://ws-uv.canfar.net/skaha (platform = skaha); "
-            "'/v1' is appended unless the URL already ends with it."
+            "Skaha service URL, e.g. https://ws-uv.canfar.net/skaha (platform = skaha). The "
+            "session API is the accessURL of standardID "
+            "http://www.opencadc.org/std/platform#session-1 in <url>/capabilities, else "
+            "<url>/v1 when the site has no capabilities document; a URL ending in /v1 is "
+            "used as the API as is. A site without a v1 session API stops the start-up."
         ),
     )
     token_file: Path | None = Field(
@@ -946,6 +995,56 @@ class SkahaSettings(_Section):
         description=(
             "Largest session list (bytes) the broker reads from Skaha. A larger one is not "
             "read: the sessions get no news and /healthz says degraded, with the reason."
+        ),
+    )
+    compute_estimate: Seconds = Field(
+        alias="skaha_compute_estimate",
+        default=timedelta(seconds=120),
+        gt=timedelta(),
+        description=(
+            "Seconds a headless Skaha session is planned to take from its admission to "
+            "running (image pull, container start), when prepare_estimates is not set. The "
+            "learned estimates replace it once there is enough history."
+        ),
+    )
+    notebook_estimate: Seconds = Field(
+        alias="skaha_notebook_estimate",
+        default=timedelta(seconds=180),
+        gt=timedelta(),
+        description=(
+            "Seconds a Skaha notebook is planned to take to start and pass its readiness "
+            "probe (which Skaha gives up to 300 s), when prepare_estimates is not set."
+        ),
+    )
+    budget_slack: Seconds = Field(
+        alias="skaha_budget_slack",
+        default=timedelta(seconds=600),
+        ge=timedelta(),
+        description=(
+            "On Skaha, when budget_slack is not set: seconds a session may go on starting "
+            "beyond its planned time (a slow image pull, a notebook's readiness probe) before "
+            "it is cancelled."
+        ),
+    )
+    queue_budget: Seconds = Field(
+        alias="skaha_queue_budget",
+        default=timedelta(minutes=30),
+        gt=timedelta(),
+        description=(
+            "Seconds a Skaha session may wait in Skaha's queue (Pending without a start time: "
+            "Kueue has not admitted it) before it is cancelled. Its preparing budget starts "
+            "when it is admitted."
+        ),
+    )
+    use_stats: bool = Field(
+        alias="skaha_use_stats",
+        default=False,
+        description=(
+            "Read the cluster's free cores and memory from GET /session?view=stats every "
+            "skaha_catalogue_interval, and never offer a session whose booking begins before "
+            "the next reading more than that reading shows free; later starts are planned "
+            "against the configured capacity. A failed reading is used until the next is due, "
+            "then none is."
         ),
     )
     connect_hosts: list[str] = Field(
@@ -1243,6 +1342,13 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def effective_budget_slack(self) -> timedelta:
+        """The engine's budget slack: as set, or on Skaha (unset) ``skaha_budget_slack``."""
+        if self.platform == "skaha" and "budget_slack" not in self.engine.model_fields_set:
+            return self.skaha.budget_slack
+        return self.engine.budget_slack
+
+    @property
     def effective_database_url(self) -> str:
         if self.database.url:
             return self.database.url
@@ -1251,6 +1357,13 @@ class Settings(BaseSettings):
     @property
     def effective_tokens_file(self) -> Path:
         return self.auth.tokens_file or self.data_dir / "tokens.yaml"
+
+
+def skaha_per_user(settings: Settings) -> bool:
+    """Whether every owner is a Skaha account of their own (per-user mode: Skaha with OIDC
+    callers); otherwise every session runs as the broker's one account.
+    """
+    return settings.platform == "skaha" and settings.auth.mode == "oidc"
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -160,6 +160,27 @@ async def test_a_crash_after_asking_for_a_release_keeps_why(
     assert session["phase"] == ending, texts(session)
 
 
+async def test_a_compute_the_platform_ends_by_itself_fails_the_session(
+    broker: Any, tmp_path: Path
+) -> None:
+    """Issue 17 item 4 on the mock: the platform terminates the running compute (as a
+    preemption would), reporting it releasing, then released, with no exit code. The
+    session ends FAILED, saying so, not COMPLETED; the rest is released normally."""
+    async with broker(**FAST) as client:
+        session = await run_to_end(client, container({"MOCK_FAIL_AT": "compute:TERMINATED"}))
+
+    parts = components(session)
+    assert session["phase"] == "FAILED", texts(session)
+    assert session["compute"]["phase"] == "FAILED"
+    assert "ended by the platform" in texts(session["compute"])
+    assert "preempted" in texts(session["compute"]), "the platform's reason"
+    assert "ended by the platform" in texts(session)
+    others = [p for n, p in parts.items() if n != "batch-compute"]
+    assert {p["phase"] for p in others} == {"COMPLETED"}, "the rest released normally"
+    prepared, released = ledger_counts(tmp_path)
+    assert set(prepared) == set(released), "nothing is left on the platform"
+
+
 async def test_data_waits_for_its_storage_within_its_budget_then_is_cancelled(
     broker: Any,
 ) -> None:

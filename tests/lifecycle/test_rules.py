@@ -547,6 +547,12 @@ def test_a_release_whose_reason_matters_is_committed_first() -> None:
     assert step(started, P.COMPLETED, ending=SessionPhase.COMPLETED, defer=False) is (
         ReleaseStep.ASK_NOW
     )
+    # The compute, polled while it is up, is always committed first: a poll that finds
+    # it ending then meets an end the broker did not ask for, never one of its own.
+    compute = _component(R.COMPUTE, "compute", phase=P.RUNNING, started_at=T0)
+    assert step(compute, P.COMPLETED, ending=SessionPhase.COMPLETED, defer=False) is (
+        ReleaseStep.COMMIT_FIRST
+    )
     assert rules.fail_step(started) is ReleaseStep.COMMIT_FIRST
     assert rules.fail_step(never) is ReleaseStep.END
 
@@ -636,12 +642,102 @@ def test_platform_answers_become_decisions() -> None:
     assert ready.phase is P.AVAILABLE
     assert ready.platform_notes
     assert isinstance(answer(PlatformState.FAILED, message="boom"), Fail)
-    assert isinstance(answer(PlatformState.MISSING), Fail)
     assert answer(PlatformState.EXITED, exit_code=2) == rules.exited(2)
-    adopted = answer(PlatformState.RELEASING)
+    # The executable had exited before the platform let it go: its exit code decides.
+    adopted = answer(PlatformState.RELEASING, exit_code=0)
     assert isinstance(adopted, Release)
     assert adopted.already
+    assert adopted.outcome is P.COMPLETED
     assert answer(PlatformState.RELEASED, exit_code=1) == rules.exited(1)
+
+
+def test_an_end_the_broker_did_not_ask_for_is_a_failure() -> None:
+    """Issue 17 item 4: a component found ending, ended or gone while the broker had not
+    decided to release it fails, with what the platform says, and the session with it."""
+    for phase in (P.PREPARING, P.AVAILABLE, P.RUNNING):
+        for state in (PlatformState.RELEASING, PlatformState.RELEASED, PlatformState.MISSING):
+            compute = _component(R.COMPUTE, "compute", phase=phase, started_at=T0)
+            status = PlatformStatus(state, "preempted; events: Killing")
+            decision = rules.on_status(
+                compute, status, end=T0 + 600 * S, interactive=False, warned=False, now=T0,
+                timings=TIMINGS,
+            )  # fmt: skip
+            assert isinstance(decision, Fail), (phase, state)
+            assert "ended by the platform" in decision.note.template
+            assert decision.note.values["reason"] == "preempted; events: Killing"
+            assert decision.ending is not None
+            assert decision.ending.phase is SessionPhase.FAILED
+    # A normal exit stays a completed run, even if the platform let go of it since.
+    running = _component(R.COMPUTE, "compute", phase=P.RUNNING, started_at=T0)
+    exit_0 = rules.on_status(
+        running, PlatformStatus(PlatformState.EXITED, exit_code=0), end=T0 + 600 * S,
+        interactive=False, warned=False, now=T0, timings=TIMINGS,
+    )  # fmt: skip
+    assert exit_0 == rules.exited(0)
+    gone_after_exit_0 = rules.ended_by_platform(
+        running, PlatformStatus(PlatformState.RELEASED, exit_code=0)
+    )
+    assert isinstance(gone_after_exit_0, Release)
+    assert gone_after_exit_0.outcome is P.COMPLETED
+    assert gone_after_exit_0.ending is not None
+    assert gone_after_exit_0.ending.phase is SessionPhase.COMPLETED
+
+
+async def test_a_preempted_compute_fails_the_session_and_is_released_once() -> None:
+    """The rule applied: the scripted platform ends the compute while it runs; the
+    session ends FAILED, the compute FAILED with the platform's words, the rest released,
+    and the compute is asked to release once (it is gone already)."""
+    clock = ManualClock(T0)
+    platform = Preempting(clock, run=600)
+    session = await _drive(_session(Plan(run=600)), platform, clock, seconds=40)
+    assert session.phase is SessionPhase.RUNNING
+    platform.preempted = True
+    session = await _drive(session, platform, clock, seconds=30)
+    parts = _by_name(session)
+    assert session.phase is SessionPhase.FAILED
+    assert parts["compute"].phase is P.FAILED
+    assert "ended by the platform" in _texts([parts["compute"]])
+    assert "Preempted by a higher-priority job" in _texts([parts["compute"]])
+    assert "ended by the platform" in _texts(session)
+    assert {parts[n].phase for n in ("storage", "data", "exe")} == {P.COMPLETED}
+    releases = [name for action, name in platform.calls if action is Action.RELEASE]
+    assert releases.count("compute") == 1
+
+
+async def test_a_normal_exit_is_committed_before_the_compute_is_released() -> None:
+    """The compute's release after exit 0 is committed first: the pass that sees the exit
+    asks the platform nothing, so a crash can never leave a release the broker asked for
+    to be read back as an end it did not ask for."""
+    clock = ManualClock(T0)
+    platform = Scripted(clock, run=3)
+    session = _session(Plan())
+    step = await advance(session, platform, now=clock.now(), timings=TIMINGS)
+    while step.ending is None:
+        session = _commit(session, step)
+        clock.advance(S)
+        step = await advance(session, platform, now=clock.now(), timings=TIMINGS)
+    assert step.ending is SessionPhase.COMPLETED
+    assert (Action.RELEASE, "compute") not in platform.calls
+    compute = next(c for c in step.components if c.uuid == _by_name(session)["compute"].uuid)
+    assert compute.phase is P.RELEASING
+    assert compute.uuid in step.deferred
+    session = await _drive(_commit(session, step), platform, clock, seconds=10)
+    assert session.phase is SessionPhase.COMPLETED
+
+
+class Preempting(Scripted):
+    """Once ``preempted``, the platform ends the compute itself: Terminating, then gone."""
+
+    preempted = False
+    polls_since = 0
+
+    async def poll(self, work: Work) -> PlatformStatus:
+        if not self.preempted or work.role is not R.COMPUTE:
+            return await super().poll(work)
+        self.calls.append((Action.POLL, work.component.name))
+        self.polls_since += 1
+        state = PlatformState.RELEASING if self.polls_since == 1 else PlatformState.MISSING
+        return PlatformStatus(state, "Preempted by a higher-priority job")
 
 
 def test_a_release_answer_ends_the_component() -> None:

@@ -7,7 +7,9 @@ checked:
 
 * at every instant, for every resource, what the live bookings hold is within the pool
   (offers of one set hold the pointwise max of their amounts, everything else adds up),
-  computed here from the rows, independently of ``planning/calendar.py``;
+  computed here from the rows, independently of ``planning/calendar.py``; the account's
+  interactive sessions (notebooks, on a mock platform with ``mock_max_interactive_sessions``)
+  are one of those resources;
 * every session still books what it was offered, in a phase it may be in.
 
 Each request's answer is checked against what was asked: the number of offers, their
@@ -36,7 +38,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multip
 
 from execbroker.auth.identity import Caller
 from execbroker.clock import ManualClock
-from execbroker.config import DatabaseSettings, PlanningSettings, Settings
+from execbroker.config import DatabaseSettings, MockSettings, PlanningSettings, Settings
 from execbroker.exceptions import ConflictError, RequestRefusedError
 from execbroker.factory import Factory, ProcessContext
 from execbroker.model import kinds
@@ -58,7 +60,7 @@ E = TypeVar("E", bound=Exception)
 
 OWNER = Caller("alice")
 START = datetime(2030, 1, 1, tzinfo=UTC)
-POOL = (8, 16, 50)  # cores, memory GiB, storage GiB
+POOL = (8, 16, 50, 2)  # cores, memory GiB, storage GiB, notebooks of the account at once
 OFFER_TTL = timedelta(seconds=120)
 MAX_OFFERS = 4
 MAX_DURATION = timedelta(hours=12)
@@ -105,6 +107,7 @@ ROWS = sa.select(
     _C.cores,
     _C.memory_gib,
     _C.storage_gib,
+    _C.interactive,
     _C.prepare_start,
     _C.available_start,
     _C.available_seconds,
@@ -117,7 +120,7 @@ ACCEPT = {"kind": "uri:enum-value-update", "path": "/phase", "value": "ACCEPTED"
 REJECT = {"kind": "uri:enum-value-update", "path": "/phase", "value": "REJECTED"}
 CANCEL = {"kind": "uri:enum-value-update", "path": "/phase", "value": "CANCELLED"}
 
-Amounts = tuple[int, int, int]
+Amounts = tuple[int, int, int, int]
 
 
 # ---------------------------------------------------------------------- requests
@@ -220,6 +223,7 @@ class Shape:
             and end >= now
         )
         return Expected(
+            interactive=int(self.executable == "notebook"),
             valid=valid,
             start=max(start, now),
             end=end,
@@ -233,6 +237,7 @@ class Shape:
 
 @dataclass(frozen=True)
 class Expected:
+    interactive: int  # the account's interactive sessions it books: 1 for a notebook
     valid: bool  # the request passes validation: mins fit the pool, min <= max, not past
     start: datetime  # the start interval, clamped to now
     end: datetime
@@ -244,7 +249,7 @@ class Expected:
 
     @property
     def minimum(self) -> Amounts:
-        return (self.cores[0], self.memory[0], self.storage[0])
+        return (self.cores[0], self.memory[0], self.storage[0], self.interactive)
 
 
 def spans(*, likely: int, possible: int, top: int) -> st.SearchStrategy[Span]:
@@ -328,16 +333,18 @@ def held_at(rows: Iterable[Row], moment: datetime) -> Amounts:
     peaks: dict[str, Amounts] = {}
     for row in rows:
         if row.book_start <= moment < row.book_end:
-            before = peaks.get(row.group, (0, 0, 0))
+            before = peaks.get(row.group, (0, 0, 0, 0))
             peaks[row.group] = (
                 max(before[0], row.amounts[0]),
                 max(before[1], row.amounts[1]),
                 max(before[2], row.amounts[2]),
+                max(before[3], row.amounts[3]),
             )
     return (
         sum(p[0] for p in peaks.values()),
         sum(p[1] for p in peaks.values()),
         sum(p[2] for p in peaks.values()),
+        sum(p[3] for p in peaks.values()),
     )
 
 
@@ -346,7 +353,7 @@ def within_pool(amounts: Amounts) -> bool:
 
 
 def plus(a: Amounts, b: Amounts) -> Amounts:
-    return (a[0] + b[0], a[1] + b[1], a[2] + b[2])
+    return (a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3])
 
 
 def errors_with_paths(messages: Iterable[MessageItem]) -> list[MessageItem]:
@@ -462,6 +469,7 @@ class CalendarMachine(RuleBasedStateMachine):
                 release_estimates=RELEASE,
                 slack=timedelta(),
             ),
+            mock=MockSettings(max_interactive_sessions=POOL[3]),
         )
         # The broker as the lifespan builds it, without its background loops: the rules
         # below drive the engine and the expiry by hand.
@@ -513,7 +521,7 @@ class CalendarMachine(RuleBasedStateMachine):
                 expires=r.expires,
                 book_start=r.book_start,
                 book_end=r.book_end,
-                amounts=(r.cores, r.memory_gib, r.storage_gib),
+                amounts=(r.cores, r.memory_gib, r.storage_gib, r.interactive),
                 prepare_start=r.prepare_start,
                 available_start=r.available_start,
                 available_seconds=r.available_seconds,
@@ -563,7 +571,7 @@ class CalendarMachine(RuleBasedStateMachine):
             book_end=session.schedule.release_end,
             available_start=session.schedule.available_start,
             available_seconds=session.schedule.available_duration.total_seconds(),
-            amounts=(session.cores, session.memory_gib, session.storage_gib),
+            amounts=(session.cores, session.memory_gib, session.storage_gib, session.interactive),
         )
 
     @staticmethod
@@ -578,6 +586,7 @@ class CalendarMachine(RuleBasedStateMachine):
         assert expected.cores[0] <= session.cores <= expected.cores[1]
         assert expected.memory[0] <= session.memory_gib <= expected.memory[1]
         assert expected.storage[0] <= session.storage_gib <= expected.storage[1]
+        assert session.interactive == expected.interactive
         assert session.owner == OWNER.name
 
     # ------------------------------------------------------------------ rules
@@ -640,7 +649,8 @@ class CalendarMachine(RuleBasedStateMachine):
         assert session.expires is None
         event("direct: accepted")
         self.check_offered(session, expected, now)
-        assert (session.cores, session.memory_gib, session.storage_gib) == expected.minimum
+        booked = (session.cores, session.memory_gib, session.storage_gib, session.interactive)
+        assert booked == expected.minimum
         self.remember(session)
         self.model.accept(str(session.uuid))
         return session.uuid
@@ -806,7 +816,8 @@ class CalendarMachine(RuleBasedStateMachine):
         for moment in sorted({r.book_start for r in live} | {r.book_end for r in live}):
             held = held_at(live, moment)
             assert within_pool(held), (
-                f"at {moment} the calendar holds {held} (cores, memory, storage), more than "
+                f"at {moment} the calendar holds {held} (cores, memory, storage, notebooks), "
+                "more than "
                 f"the pool {POOL}: "
                 + "; ".join(
                     f"{r.uuid[:8]} {r.phase} set={(r.offer_set or '-')[:8]} "

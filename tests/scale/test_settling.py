@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,21 +40,29 @@ def _request(cores: int) -> dict[str, Any]:
     return document
 
 
-@pytest.fixture
-def other_broker(tmp_path: Path, database_url: str) -> Iterator[LiveBroker]:
+@contextmanager
+def _second_broker(tmp_path: Path, database_url: str, **env: str) -> Iterator[LiveBroker]:
     """A second broker process on this test's database, with the same pool and users."""
     tokens = write_tokens_file(tmp_path / "shared-tokens.yaml")
-    env = {
+    environment = {
         "EXECBROKER_DATABASE_URL": database_url,
         "EXECBROKER_TOKENS_FILE": str(tokens),
         "EXECBROKER_DEFAULT_OWNER": "alice",
         "EXECBROKER_LOG_LEVEL": "WARNING",
         "EXECBROKER_QUOTA_ACTIVE_SESSIONS": "1",
         **{f"EXECBROKER_{key.upper()}": str(value) for key, value in POOL.items()},
+        **env,
     }
     data_dir = tmp_path / "other"
     data_dir.mkdir()
-    with LiveBroker(data_dir=data_dir, env=env) as started:
+    with LiveBroker(data_dir=data_dir, env=environment) as started:
+        yield started
+
+
+@pytest.fixture
+def other_broker(tmp_path: Path, database_url: str) -> Iterator[LiveBroker]:
+    """A second broker process on this test's database, with the same pool and users."""
+    with _second_broker(tmp_path, database_url) as started:
         yield started
 
 
@@ -129,3 +138,49 @@ async def test_an_uncontested_booking_is_settled_without_replanning(
     assert theirs[0].json()["result"] == "YES"
     assert answer.json()["result"] == "YES"
     assert after == before
+
+
+def _notebook() -> dict[str, Any]:
+    """A one-core notebook for an hour in a fixed slot: nothing but the account limit
+    stands in its way.
+    """
+    document: dict[str, Any] = example("notebook-request.yaml")
+    document["compute"]["cores"] = {"min": 1, "max": 1}
+    document["compute"]["memory"] = {"min": 1, "max": 1}
+    document["schedule"] = {"requested": {"start": "2031-01-01T10:00:00Z/PT0S", "duration": "PT1H"}}
+    return document
+
+
+@pytest.mark.parametrize("per_owner", [False, True], ids=["one-account", "per-owner"])
+async def test_an_interactive_session_booked_by_another_broker_meanwhile_counts(
+    broker: Any,
+    tmp_path: Path,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    per_owner: bool,
+) -> None:
+    limit = {"mock_max_interactive_sessions": 1, "mock_accounts_per_owner": per_owner}
+    env = {f"EXECBROKER_{key.upper()}": str(value).lower() for key, value in limit.items()}
+    with (
+        _second_broker(tmp_path, database_url, **env) as other_broker,
+        other_broker.client() as other,
+    ):
+        theirs = _interleave(monkeypatch, lambda: other.post("/requests", json=_notebook()))
+        async with broker(**POOL, **limit) as client:
+            before = _relocked((await client.get("/metrics")).text)
+            answer = await post(client, "/requests", _notebook(), headers=auth("bob"))
+            after = _relocked((await client.get("/metrics")).text)
+
+    # alice's notebook, booked by the other broker while bob's was being planned.
+    assert theirs[0].json()["result"] == "YES"
+    mine = answer.json()
+    if per_owner:
+        assert mine["result"] == "YES", "alice's notebook does not count against bob's account"
+        assert after == before, "and so the plan stands"
+    else:
+        assert mine["result"] == "NO", "the account's only interactive session is alice's now"
+        assert (
+            "allows at most 1 interactive sessions per account"
+            in (mine["meta"]["messages"][-1]["message"])
+        )
+        assert after == before + 1

@@ -13,7 +13,8 @@ from typing import cast
 import pytest
 
 from execbroker.exceptions import QuotaExceededError
-from execbroker.model.capacity import Amounts
+from execbroker.model.capacity import UNLIMITED, Amounts
+from execbroker.platforms.base import PlatformLimits
 from execbroker.services import admission
 from execbroker.storage.booking import Booking
 
@@ -28,6 +29,7 @@ class _Facts:
     def __init__(self, *, live: int = 0, active: int = 0, held: Amounts = NOTHING) -> None:
         self.live, self.active, self.held = live, active, held
         self.relied: list[tuple[str, object]] = []
+        self.accounts: list[str | None] = []
 
     def live_offers(self, owner: str, *, now: datetime, at_most: int) -> int:
         self.relied.append(("live_offers", at_most))
@@ -38,9 +40,17 @@ class _Facts:
         return self.active
 
     def hold_total_keeping_room(
-        self, start: datetime, end: datetime, *, now: datetime, largest: Amounts, capacity: Amounts
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        now: datetime,
+        largest: Amounts,
+        capacity: Amounts,
+        account: str | None = None,
     ) -> Amounts:
         self.relied.append(("room", (largest, capacity)))
+        self.accounts.append(account)
         return self.held
 
     def booking(self) -> Booking:
@@ -121,3 +131,41 @@ def test_a_total_short_of_room_in_any_one_resource_asks_for_the_exact_calendar()
 def test_fits_counts_every_resource_and_allows_exactly_full() -> None:
     assert admission.fits(Amounts(8, 32, 50), Amounts(8, 32, 50), POOL)
     assert not admission.fits(Amounts(8, 32, 50), Amounts(9, 0, 0), POOL)
+
+
+def test_a_total_at_the_account_limit_asks_for_the_exact_calendar() -> None:
+    limits = PlatformLimits(name="Skaha", interactive_sessions=5)
+    bounds = admission.bounds_for(POOL, limits, interactive=True)
+    facts = _Facts(held=Amounts(0, 0, 0, 5))
+    largest = Amounts(1, 1, 0, bounds.interactive)
+    end = NOW + timedelta(hours=2)
+    total = admission.total_if_it_fits(
+        facts.booking(), NOW, end, now=NOW, largest=largest, capacity=bounds.capacity
+    )
+    assert total is None, "a sixth interactive session does not fit beside five"
+    roomy = _Facts(held=Amounts(0, 0, 0, 4))
+    total = admission.total_if_it_fits(
+        roomy.booking(), NOW, end, now=NOW, largest=largest, capacity=bounds.capacity
+    )
+    assert total == Amounts(0, 0, 0, 4)
+
+
+def test_headless_plans_are_not_held_to_the_account_limit() -> None:
+    limits = PlatformLimits(name="Skaha", interactive_sessions=5)
+    bounds = admission.bounds_for(POOL, limits, interactive=False)
+    assert bounds.interactive == 0
+    assert bounds.capacity.interactive == UNLIMITED
+    held = Amounts(0, 0, 0, 7)  # more than the limit, as when it was lowered
+    assert admission.fits(held, Amounts(1, 1, 0), bounds.capacity)
+
+
+def test_sessions_started_elsewhere_leave_less_of_the_account_limit() -> None:
+    limits = PlatformLimits(name="Skaha", interactive_sessions=5, interactive_elsewhere=2)
+    assert admission.bounds_for(POOL, limits, interactive=True).capacity.interactive == 3
+    crowded = PlatformLimits(name="Skaha", interactive_sessions=5, interactive_elsewhere=9)
+    assert admission.bounds_for(POOL, crowded, interactive=True).capacity.interactive == 0
+
+
+def test_the_account_is_the_owner_only_in_per_user_mode() -> None:
+    assert admission.account_of("alice", PlatformLimits(per_owner=True)) == "alice"
+    assert admission.account_of("alice", PlatformLimits(per_owner=False)) is None

@@ -221,7 +221,7 @@ async def test_twenty_sessions_cost_one_list_call_per_interval(
 
 async def test_stuck_broken_and_vanished_sessions(broker: Any, world: SkahaWorld) -> None:
     world.fake.hold_queue(["notebook"])  # Kueue starvation: Pending, no startTime
-    async with broker(**world.settings()) as client:
+    async with broker(**world.settings(skaha_queue_budget=3)) as client:
         stuck = await start(client, notebook("PT1M"))
         broken = await start(client, headless(1, {"FAKE_IMAGE_PULL": "fail"}))
         vanishing = await start(client, headless(30))
@@ -234,8 +234,53 @@ async def test_stuck_broken_and_vanished_sessions(broker: Any, world: SkahaWorld
 
     assert stuck_session["phase"] == "CANCELLED", texts(stuck_session["compute"])
     assert "did not become ready in time" in texts(stuck_session)
+    assert "queue budget" in texts(stuck_session["compute"])
     assert broken_session["phase"] == "FAILED"
     assert "ErrImagePull" in texts(broken_session["compute"]), "the events say why"
     assert vanished_session["phase"] == "FAILED"
     assert "lost" in texts(vanished_session["compute"])
     assert world.sessions() == [], "the stuck and the broken one deleted"
+
+
+async def test_a_preempted_job_ends_failed_with_skahas_events_and_log_tail(
+    broker: Any, make_world: MakeWorld
+) -> None:
+    """Issue 17 item 4: Kubernetes preempts a running headless job (Terminating for a few
+    seconds, then gone). The broker did not ask for that end: the session ends FAILED,
+    saying so with Skaha's events and the log tail, not COMPLETED. A job left alone next to
+    it still completes."""
+    world = make_world(timings=replace(FAST_TIMINGS, terminating=timedelta(seconds=3)))
+    async with broker(**world.settings()) as client:
+        preempted = await start(client, headless(30))
+        left_alone = await start(client, headless(2))
+        running = await until_phase(client, preempted, {"RUNNING"})
+        world.fake.preempt(skaha_id(running, world))
+        session = await until_ended(client, preempted, seconds=20)
+        normal = await until_ended(client, left_alone, seconds=20)
+
+    assert session["phase"] == "FAILED", texts(session)
+    failure = texts(session["compute"])
+    assert "ended by the platform" in failure
+    assert "the broker did not delete it" in failure
+    assert "Preempted" in failure, "Skaha's events say why"
+    assert "log tail" in failure
+    assert "ended by the platform" in texts(session), "the session says why it failed"
+    assert normal["phase"] == "COMPLETED", texts(normal["compute"])
+    assert world.sessions() == []
+
+
+async def test_a_job_deleted_behind_the_brokers_back_ends_failed(
+    broker: Any, world: SkahaWorld
+) -> None:
+    """An administrator deletes a running job: Skaha shows it Terminating only briefly
+    (or never: straight to 404). Either way the session ends FAILED, never COMPLETED."""
+    async with broker(**world.settings()) as client:
+        url = await start(client, headless(30))
+        running = await until_phase(client, url, {"RUNNING"})
+        sid = skaha_id(running, world)
+        world.fake.delete_session(ACCOUNT, sid)
+        session = await until_ended(client, url, seconds=20)
+
+    assert session["phase"] == "FAILED", texts(session)
+    assert "ended by the platform" in texts(session["compute"])
+    assert world.fake.session_status(sid) is None

@@ -139,6 +139,9 @@ class ComponentRecord:
     outcome: ComponentPhase | None = None
     started_at: datetime | None = None
     exit_code: int | None = None
+    # When the platform was first seen holding it in its queue, and seen admitting it.
+    queued_at: datetime | None = None
+    admitted_at: datetime | None = None
 
     @property
     def refs(self) -> Refs:
@@ -176,6 +179,8 @@ class SessionRecord:
     seen: bool = False
     warned: bool = False
     revision: int = 0
+    # Interactive sessions it books (0 or 1): what a platform's per-account limit counts.
+    interactive: int = 0
     # Worked out on reading, not stored: how far the calendar lets the run be extended.
     extension_limit: timedelta | None = None
 

@@ -384,6 +384,15 @@ class DockerContainer(_LifecycleComponent):
     entrypoint: str | None = None
     environment: dict[str, str] | None = None
     network: DockerNetworkSpec | None = None
+    session_type: str | None = Field(
+        default=None,
+        alias="x-session-type",
+        description=(
+            "execbroker extension (not in v1.0), Skaha only: the Skaha session type to run "
+            "the container as (headless, contributed, notebook, carta, firefly, desktop). "
+            "Without it, a container with network ports runs as contributed, else headless."
+        ),
+    )
 
 
 class JupyterNotebook(_LifecycleComponent):
@@ -441,6 +450,15 @@ class SimpleComputeResource(_LifecycleComponent):
     volumes: list[VolumeMount] | None = None
     cores: MinMax | None = None
     memory: MinMax | None = None
+    gpus: Int64 | None = Field(
+        default=None,
+        ge=1,
+        alias="x-gpus",
+        description=(
+            "execbroker extension (not in v1.0), Skaha only: the number of GPUs, one of the "
+            "platform's GPU options."
+        ),
+    )
 
 
 ComputeResource = Annotated[

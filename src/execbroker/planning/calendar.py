@@ -1,6 +1,7 @@
 """The capacity calendar: how much of a platform's pool is held at each instant.
 
-A *hold* is a session's booking: ``[start, end)`` for some cores, memory and storage.
+A *hold* is a session's booking: ``[start, end)`` for some cores, memory and storage, and
+perhaps one of its account's interactive sessions.
 Sessions of one offer set are alternatives (at most one can be accepted), so a group of
 siblings holds, at each instant, the largest of their amounts rather than the sum; holds of
 different groups add up. :class:`Usage` is the resulting step function, built in
@@ -41,18 +42,25 @@ class Usage:
         self._cores: list[int] = []
         self._memory: list[int] = []
         self._storage: list[int] = []
+        self._interactive: list[int] = []
         level = Amounts()
         for moment in self.times:
             level = level + deltas[moment]
             self._cores.append(level.cores)
             self._memory.append(level.memory_gib)
             self._storage.append(level.storage_gib)
+            self._interactive.append(level.interactive)
 
     def __len__(self) -> int:
         return len(self.times)
 
     def level(self, index: int) -> Amounts:
-        return Amounts(self._cores[index], self._memory[index], self._storage[index])
+        return Amounts(
+            self._cores[index],
+            self._memory[index],
+            self._storage[index],
+            self._interactive[index],
+        )
 
     def peak(self, start: datetime, end: datetime) -> Amounts:
         """The most held at any instant of ``[start, end)``."""
@@ -64,6 +72,7 @@ class Usage:
             max(self._cores[first:last]),
             max(self._memory[first:last]),
             max(self._storage[first:last]),
+            max(self._interactive[first:last]),
         )
 
     def breakpoints(self, start: datetime, end: datetime) -> Iterator[datetime]:

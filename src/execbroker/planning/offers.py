@@ -11,18 +11,26 @@ smaller before larger):
 Each offer books ``[start - lead, start + duration + tail]``: the time to prepare before the
 start, and to release after the end. Siblings are alternatives and are planned
 independently; together they hold against every other request.
+
+Besides the pool, a search books within its :class:`Bounds`: an account's limit on
+interactive sessions (booked like a resource, so that a request past it gets a later start,
+when earlier ones end, or ``NO`` naming the limit), and what the platform shows free now,
+which caps every offer whose booking begins before that reading is renewed. Later starts
+are planned against the pool alone: nothing says what the platform will have free then.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
 from execbroker.model import kinds
-from execbroker.model.capacity import Amounts
+from execbroker.model.capacity import UNLIMITED, Amounts
+from execbroker.model.estimates import EstimateKey, executable_image
 from execbroker.model.isotime import format_duration, format_instant
 from execbroker.model.messages import make_message
 from execbroker.model.phases import ComponentPhase, MessageLevel, SessionPhase
@@ -36,7 +44,8 @@ from execbroker.model.records import (
 )
 from execbroker.model.wire import MessageItem
 from execbroker.planning.calendar import Usage
-from execbroker.planning.profile import PlatformProfile
+from execbroker.planning.estimates import learned_note
+from execbroker.planning.profile import PlatformProfile, PreparingEstimate
 
 __all__ = [
     "COST_CARBON",
@@ -44,6 +53,9 @@ __all__ = [
     "COST_MONETARY",
     "METRIC_IO_THROUGHPUT",
     "METRIC_PERFORMANCE",
+    "AccountLimit",
+    "Bounds",
+    "FreeNow",
     "Offer",
     "OfferSearch",
     "SessionTimes",
@@ -64,16 +76,73 @@ METRIC_IO_THROUGHPUT = "urn:ivoa:calycopis:metric:io-throughput"
 
 @dataclass(frozen=True)
 class Offer:
-    """One alternative: a start and the amounts offered."""
+    """One alternative: a start and the amounts offered (``interactive``: the account's
+    interactive sessions it books, 0 or 1).
+    """
 
     start: datetime
     cores: int
     memory_gib: int
     storage_gib: dict[str, int] = field(default_factory=dict)
+    interactive: int = 0
 
     @property
     def amounts(self) -> Amounts:
-        return Amounts(self.cores, self.memory_gib, sum(self.storage_gib.values()))
+        """What the offer books."""
+        return Amounts(
+            self.cores, self.memory_gib, sum(self.storage_gib.values()), self.interactive
+        )
+
+
+@dataclass(frozen=True)
+class AccountLimit:
+    """An account's limit on interactive sessions at once (Skaha's
+    ``maxInteractiveSessions``): ``most`` of them on ``platform``, of which ``elsewhere``
+    are taken by sessions the broker did not book.
+    """
+
+    platform: str
+    most: int
+    elsewhere: int = 0
+
+
+@dataclass(frozen=True)
+class FreeNow:
+    """What the platform shows free now (cores and memory; the rest unlimited), standing
+    for "now" until ``until``.
+    """
+
+    amounts: Amounts
+    until: datetime
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """What a search books within: the pool's ``capacity`` (its ``interactive`` what the
+    account may still have at once), the interactive sessions the plan books (0 or 1) and
+    under which ``limit``, and what the platform shows free now.
+    """
+
+    capacity: Amounts
+    interactive: int = 0
+    limit: AccountLimit | None = None
+    free_now: FreeNow | None = None
+
+    @classmethod
+    def of(
+        cls,
+        capacity: Amounts,
+        *,
+        limit: AccountLimit | None = None,
+        free_now: FreeNow | None = None,
+    ) -> Bounds:
+        """The bounds of a plan that books one of ``limit``'s sessions (None: no session
+        an account limit counts) within the pool ``capacity``.
+        """
+        if limit is None:
+            return cls(replace(capacity, interactive=UNLIMITED), free_now=free_now)
+        room = max(limit.most - limit.elsewhere, 0)
+        return cls(replace(capacity, interactive=room), 1, limit, free_now)
 
 
 @dataclass(frozen=True)
@@ -88,17 +157,22 @@ class SessionTimes:
     executable_release: timedelta
     data_release: timedelta
     storage_release: timedelta
+    # What the offer says of the steps planned from history (learned estimates).
+    notes: tuple[MessageItem, ...] = ()
 
     @classmethod
     def of(cls, plan: Plan, profile: PlatformProfile) -> SessionTimes:
         base = profile.prepare_time(ComponentRole.DATA)
         data = {d.name: base + _staging_time(d.size_bytes, profile) for d in plan.data}
+        executable = plan.executable
+        image = executable_image(executable.kind, executable.spec)
+        compute = profile.preparing(ComponentRole.COMPUTE, kind=executable.kind, image=image)
+        prepared = profile.preparing(ComponentRole.EXECUTABLE, kind=executable.kind, image=image)
+        storage = [profile.preparing(ComponentRole.STORAGE, kind=s.kind) for s in plan.storage]
         return cls(
-            compute_prepare=profile.prepare_time(ComponentRole.COMPUTE),
-            executable_prepare=profile.prepare_time(ComponentRole.EXECUTABLE),
-            storage_prepare=profile.prepare_time(ComponentRole.STORAGE)
-            if plan.storage
-            else timedelta(0),
+            compute_prepare=compute.duration,
+            executable_prepare=prepared.duration,
+            storage_prepare=max((s.duration for s in storage), default=timedelta(0)),
             data_prepare=data,
             compute_release=profile.release_time(ComponentRole.COMPUTE),
             executable_release=profile.release_time(ComponentRole.EXECUTABLE),
@@ -106,6 +180,17 @@ class SessionTimes:
             storage_release=profile.release_time(ComponentRole.STORAGE)
             if plan.storage
             else timedelta(0),
+            notes=_learned_notes(
+                profile.name,
+                [
+                    (ComponentRole.COMPUTE, executable.kind, image, compute),
+                    (ComponentRole.EXECUTABLE, executable.kind, image, prepared),
+                    *(
+                        (ComponentRole.STORAGE, s.kind, "", e)
+                        for s, e in zip(plan.storage, storage, strict=True)
+                    ),
+                ],
+            ),
         )
 
     @property
@@ -123,6 +208,18 @@ class SessionTimes:
         """How long after its end a session is still being released."""
         after_compute = max(self.executable_release, self.data_release + self.storage_release)
         return self.compute_release + after_compute
+
+
+def _learned_notes(
+    platform: str, steps: Sequence[tuple[ComponentRole, str, str, PreparingEstimate]]
+) -> tuple[MessageItem, ...]:
+    """One message per step planned from history (once per key)."""
+    keys = {
+        EstimateKey(platform, role, kind, image): estimate.learned
+        for role, kind, image, estimate in steps
+        if estimate.learned is not None
+    }
+    return tuple(learned_note(key, learned) for key, learned in keys.items())
 
 
 # Staging times are capped here: far longer than any broker plans for (the planner refuses
@@ -157,10 +254,11 @@ def _ceil_second(moment: datetime) -> datetime:
 
 class _Search:
     def __init__(
-        self, plan: Plan, *, profile: PlatformProfile, usage: Usage, now: datetime
+        self, plan: Plan, *, profile: PlatformProfile, bounds: Bounds, usage: Usage, now: datetime
     ) -> None:
         self.plan = plan
-        self.capacity = profile.capacity
+        self.bounds = bounds
+        self.capacity = bounds.capacity
         self.usage = usage
         times = SessionTimes.of(plan, profile)
         self.lead = times.lead
@@ -174,14 +272,25 @@ class _Search:
 
     def free_at(self, start: datetime) -> Amounts:
         held = self.usage.peak(start - self.lead, start + self.plan.duration + self.tail)
-        return self.capacity - held
+        free = self.capacity - held
+        now = self.bounds.free_now
+        if now is not None and start - self.lead < now.until:
+            free = free.floor(now.amounts)
+        return free
 
     def candidates(self, from_start: datetime) -> Iterator[datetime]:
-        """Starts worth trying from ``from_start`` on: it, then each time something is freed."""
+        """Starts worth trying from ``from_start`` on: it, then each time something is freed
+        (a hold ends, or the platform's reading of what is free stops standing for "now").
+        """
         if from_start <= self.latest:
             yield from_start
-        for moment in self.usage.breakpoints(from_start - self.lead, self.latest - self.lead):
-            start = _ceil_second(moment + self.lead)
+        freed = (
+            _ceil_second(moment + self.lead)
+            for moment in self.usage.breakpoints(from_start - self.lead, self.latest - self.lead)
+        )
+        now = self.bounds.free_now
+        renewed = [_ceil_second(now.until + self.lead)] if now is not None else []
+        for start in heapq.merge(freed, renewed):
             if from_start < start <= self.latest:
                 yield start
 
@@ -199,16 +308,25 @@ class _Search:
 
 
 def generate_offers(
-    plan: Plan, *, profile: PlatformProfile, usage: Usage, now: datetime, max_offers: int
+    plan: Plan,
+    *,
+    profile: PlatformProfile,
+    usage: Usage,
+    now: datetime,
+    max_offers: int,
+    bounds: Bounds | None = None,
 ) -> OfferSearch:
-    """Up to ``max_offers`` feasible alternatives; or none, with messages naming the limits."""
-    search = _Search(plan, profile=profile, usage=usage, now=now)
-    minimum = _offer(plan, search.earliest, low=True)
+    """Up to ``max_offers`` feasible alternatives within ``bounds`` (default: the profile's
+    pool, no account limit); or none, with messages naming the limits.
+    """
+    bounds = bounds or Bounds.of(profile.capacity)
+    search = _Search(plan, profile=profile, bounds=bounds, usage=usage, now=now)
+    minimum = _offer(plan, search.earliest, low=True, interactive=bounds.interactive)
     first = search.earliest_fit(search.earliest, minimum.amounts)
     if first is None:
         return OfferSearch([], _nothing_fits(plan, search, minimum.amounts))
-    offers = [_offer(plan, first, low=True)]
-    larger = _largest(plan, first, search.free_at(first))
+    offers = [_offer(plan, first, low=True, interactive=bounds.interactive)]
+    larger = _largest(plan, first, search.free_at(first), interactive=bounds.interactive)
     if larger != offers[0] and len(offers) < max_offers:
         offers.append(larger)
     later = max_offers - len(offers)
@@ -219,21 +337,22 @@ def generate_offers(
         target = _ceil_second(first + span * index / later)
         start = search.earliest_fit(target, minimum.amounts)
         if start is not None and all(o.start != start for o in offers):
-            offers.append(_offer(plan, start, low=True))
+            offers.append(_offer(plan, start, low=True, interactive=bounds.interactive))
     offers.sort(key=lambda o: (o.start, o.amounts))
     return OfferSearch(offers)
 
 
-def _offer(plan: Plan, start: datetime, *, low: bool) -> Offer:
+def _offer(plan: Plan, start: datetime, *, low: bool, interactive: int) -> Offer:
     return Offer(
         start,
         plan.cores.min if low else plan.cores.max,
         plan.memory.min if low else plan.memory.max,
         {s.name: (s.size.min if low else s.size.max) for s in plan.storage if s.size},
+        interactive,
     )
 
 
-def _largest(plan: Plan, start: datetime, free: Amounts) -> Offer:
+def _largest(plan: Plan, start: datetime, free: Amounts, *, interactive: int) -> Offer:
     """The most the plan may use at ``start``, within its maximums and what is free."""
     cores = max(plan.cores.min, min(plan.cores.max, free.cores))
     memory = max(plan.memory.min, min(plan.memory.max, free.memory_gib))
@@ -245,7 +364,7 @@ def _largest(plan: Plan, start: datetime, free: Amounts) -> Offer:
         grow = max(0, min(storage.size.max - storage.size.min, spare))
         sizes[storage.name] = storage.size.min + grow
         spare -= grow
-    return Offer(start, cores, memory, sizes)
+    return Offer(start, cores, memory, sizes, interactive)
 
 
 def _nothing_fits(plan: Plan, search: _Search, need: Amounts) -> list[MessageItem]:
@@ -268,7 +387,7 @@ def _nothing_fits(plan: Plan, search: _Search, need: Amounts) -> list[MessageIte
             )
         ]
     best = search.best_free()
-    problems = []
+    problems = _over_the_account_limit(search, need, best, window)
     for path, unit, wanted, available in (
         ("/compute/cores/min", "cores", need.cores, best.cores),
         ("/compute/memory/min", "GiB of memory", need.memory_gib, best.memory_gib),
@@ -307,6 +426,31 @@ def _nothing_fits(plan: Plan, search: _Search, need: Amounts) -> list[MessageIte
             )
         )
     return problems
+
+
+def _over_the_account_limit(
+    search: _Search, need: Amounts, best: Amounts, window: dict[str, str]
+) -> list[MessageItem]:
+    """The account's interactive-session limit, when it leaves no start free of it."""
+    limit = search.bounds.limit
+    if limit is None or need.interactive <= best.interactive:
+        return []
+    values: dict[str, Any] = {
+        "path": "/executable",
+        **window,
+        "platform": limit.platform,
+        "limit": limit.most,
+        "held": limit.most - max(best.interactive, 0),
+        "elsewhere": limit.elsewhere,
+    }
+    template = (
+        "{path}: {platform} allows at most {limit} interactive sessions per account at "
+        "once; {held} are booked over every window of {duration} starting between {start} "
+        "and {end}"
+    )
+    if limit.elsewhere:
+        template += " ({elsewhere} of them started outside this broker)"
+    return [make_message(MessageLevel.ERROR, template, values)]
 
 
 # ---------------------------------------------------------------------- costs
@@ -573,9 +717,10 @@ def build_session(
         cores=offer.cores,
         memory_gib=offer.memory_gib,
         storage_gib=storage_gib,
+        interactive=offer.interactive,
         created=now,
         modified=now,
-        messages=list(notes),
+        messages=[*notes, *times.notes],
         connectors=[],
         components=records,
         costs=summed_costs([compute_costs, *storage_costs.values()]),

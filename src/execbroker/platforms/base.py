@@ -10,13 +10,16 @@ from __future__ import annotations
 import abc
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from execbroker.exceptions import RequestRefusedError
+from execbroker.model.capacity import Amounts
 from execbroker.model.phases import ComponentPhase, MessageLevel
 from execbroker.model.records import ComponentRecord, ComponentRole, SessionRecord
+from execbroker.platforms.extensions import unsupported_extensions
 
 if TYPE_CHECKING:
     from execbroker.model.plan import Plan
@@ -26,6 +29,7 @@ __all__ = [
     "Platform",
     "PlatformError",
     "PlatformHealth",
+    "PlatformLimits",
     "PlatformNote",
     "PlatformState",
     "PlatformStatus",
@@ -67,7 +71,9 @@ class PlatformStatus:
     """A platform's answer about one object: its state, why, an exit code, and when to ask again.
 
     ``connectors`` are the URLs it offers into a running compute; ``notes`` are recorded on the
-    component when it becomes available and when it exits.
+    component when it becomes available and when it exits. ``queued``: the platform holds the
+    object in its queue, not yet admitted to the cluster (Skaha: Pending without a start
+    time); the engine gives it the queue budget instead of its preparing budget.
     """
 
     state: PlatformState
@@ -78,6 +84,7 @@ class PlatformStatus:
     connectors: list[dict[str, Any]] = field(default_factory=list)
     # Recorded by the engine when the component becomes AVAILABLE and when it exits.
     notes: tuple[PlatformNote, ...] = ()
+    queued: bool = False
 
 
 @dataclass(frozen=True)
@@ -122,6 +129,29 @@ class PlatformHealth:
     message: str | None = None
 
 
+@dataclass(frozen=True)
+class PlatformLimits:
+    """What the planner may not book past on this platform, beyond the configured pool
+    (:meth:`Platform.limits`). The defaults limit nothing.
+
+    ``interactive_sessions``: how many interactive sessions one account may have at once
+    (Skaha's ``maxInteractiveSessions``, Pending and Running alike); None: no limit.
+    ``per_owner``: each owner is an account of their own (per-user mode); otherwise every
+    session shares one account. ``interactive_elsewhere``: interactive sessions the (shared)
+    account has that the broker did not book, such as a person's own portal sessions: they
+    count at every instant. ``free`` and ``free_until``: the cores and memory the platform
+    shows free now (its other amounts unlimited), and until when that reading stands for
+    "now"; None when it is not read.
+    """
+
+    name: str = "the platform"
+    interactive_sessions: int | None = None
+    per_owner: bool = False
+    interactive_elsewhere: int = 0
+    free: Amounts | None = None
+    free_until: datetime | None = None
+
+
 class Platform(abc.ABC):
     """Where components run: prepare, poll and release, each idempotent by component UUID.
 
@@ -155,8 +185,24 @@ class Platform(abc.ABC):
         (an image from a registry it may not pull, an argument it cannot pass on), so that
         the user gets ``NO`` with reasons instead of an offer that would fail later.
         Must not block: it works from what :meth:`start` (or a background refresh) read.
+        The default refuses the Skaha extension fields (:mod:`.extensions`).
         """
+        problems = unsupported_extensions(plan, platform=self.name)
+        if problems:
+            raise RequestRefusedError(problems)
         return plan
+
+    def limits(self) -> PlatformLimits:
+        """The limits the planner books against beyond the configured pool, from what the
+        platform already knows (must not block). The default limits nothing.
+        """
+        return PlatformLimits()
+
+    def interactive(self, plan: Plan) -> bool:
+        """Whether a session of ``plan`` counts toward an account's interactive-session
+        limit (:attr:`PlatformLimits.interactive_sessions`). The default: it does not.
+        """
+        return False
 
     @abc.abstractmethod
     async def prepare(self, work: Work) -> PlatformStatus:

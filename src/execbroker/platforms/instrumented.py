@@ -15,6 +15,7 @@ from execbroker.platforms.base import (
     OwnerPhases,
     Platform,
     PlatformHealth,
+    PlatformLimits,
     PlatformStatus,
     Work,
 )
@@ -69,6 +70,12 @@ class InstrumentedPlatform(Platform):
 
     def shape(self, plan: Plan) -> Plan:
         return self.inner.shape(plan)
+
+    def limits(self) -> PlatformLimits:
+        return self.inner.limits()
+
+    def interactive(self, plan: Plan) -> bool:
+        return self.inner.interactive(plan)
 
     async def prepare(self, work: Work) -> PlatformStatus:
         return await self._timed(f"prepare {work.role.value}", lambda: self.inner.prepare(work))

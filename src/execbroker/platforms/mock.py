@@ -18,7 +18,10 @@ overridden per request through the executable's ``environment``:
   docker platform keeps a container's;
 - ``MOCK_FAIL_AT``: ``<role>:<phase>`` injects a failure, where role is one of
   executable, compute, storage, data and phase one of PREPARING, RUNNING (compute only),
-  RELEASING — e.g. ``data:PREPARING``;
+  RELEASING — e.g. ``data:PREPARING``; or ``<role>:TERMINATED``: the platform ends the
+  component itself, as a preempted job or an administrator would — once it is ready (the
+  compute: once it has run for ``MOCK_RUN_SECONDS``) it is reported releasing for
+  ``MOCK_RELEASE_SECONDS``, then released, with no exit code;
 - ``MOCK_STALL``: ``<role>:<seconds>`` makes the call that creates that component take so
   many seconds of real time before it answers (a slow platform API, e.g. a Skaha create
   stuck behind Kubernetes) — e.g. ``compute:45``. A call given up meanwhile creates nothing.
@@ -40,10 +43,12 @@ from uuid import UUID
 from execbroker.clock import Clock
 from execbroker.config import MockSettings
 from execbroker.model import kinds
+from execbroker.model.plan import Plan
 from execbroker.model.printable import printable_output
 from execbroker.model.records import ComponentRole
 from execbroker.platforms.base import (
     Platform,
+    PlatformLimits,
     PlatformNote,
     PlatformState,
     PlatformStatus,
@@ -95,6 +100,18 @@ class MockPlatform(Platform):
         self._objects: dict[str, _Object] = {}
         self._ledger: TextIO | None = None
         self._offset = 0  # how much of the ledger file has been replayed
+
+    def limits(self) -> PlatformLimits:
+        """The account limit on notebooks the settings give (none by default)."""
+        return PlatformLimits(
+            name="the mock platform",
+            interactive_sessions=self._timings.max_interactive_sessions,
+            per_owner=self._timings.accounts_per_owner,
+        )
+
+    def interactive(self, plan: Plan) -> bool:
+        """Notebooks count toward the account limit, containers do not."""
+        return plan.executable.kind == kinds.EXECUTABLE_JUPYTER
 
     async def start(self) -> None:
         self._ledger_path.parent.mkdir(parents=True, exist_ok=True)
@@ -260,7 +277,7 @@ class MockPlatform(Platform):
     def _exit_before(found: _Object, moment: datetime) -> int | None:
         """The exit code, if the run had ended by ``moment``."""
         ended = _ended_at(found)
-        if ended is None or ended > moment or found.fail_at == "compute:RUNNING":
+        if ended is None or ended > moment or found.fail_at in _NO_EXIT:
             return None
         return found.exit_code
 
@@ -281,6 +298,10 @@ class MockPlatform(Platform):
         if fail == f"{found.role}:PREPARING":
             return PlatformStatus(PlatformState.FAILED, f"injected failure: {fail}")
         ready = found.created + timedelta(seconds=found.prepare)
+        if fail == f"{found.role}:TERMINATED":
+            terminated = self._terminated(found, ready, now)
+            if terminated is not None:
+                return terminated
         if now < ready:
             return PlatformStatus(PlatformState.PREPARING, next_check=ready - now)
         if found.role != ComponentRole.COMPUTE.value:
@@ -304,6 +325,24 @@ class MockPlatform(Platform):
             connectors=connectors,
             notes=_output_notes(found),
         )
+
+    @staticmethod
+    def _terminated(found: _Object, ready: datetime, now: datetime) -> PlatformStatus | None:
+        """``<role>:TERMINATED``: ended by the platform once ready (the compute: once it has
+        run), as a preemption would; None before then.
+        """
+        ran = found.run if found.role == ComponentRole.COMPUTE.value else None
+        ends = ready + timedelta(seconds=ran or 0)
+        if now < ends:
+            return None
+        gone = ends + timedelta(seconds=found.release)
+        reason = "terminated by the platform (injected: preempted)"
+        if now >= gone:
+            return PlatformStatus(PlatformState.RELEASED, reason)
+        return PlatformStatus(PlatformState.RELEASING, reason, next_check=gone - now)
+
+
+_NO_EXIT = frozenset({"compute:RUNNING", "compute:TERMINATED"})
 
 
 def _ended_at(found: _Object) -> datetime | None:

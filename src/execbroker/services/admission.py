@@ -9,6 +9,11 @@ booking (:meth:`Calendar.book
 transaction as the writes that follow: under the pool's lock, or (optimistically) with the
 booking told what the decision relied on, which it checks again when it settles. Two
 requests can therefore never both pass a quota or both take the last of the pool.
+
+The platform's own limits (:meth:`Platform.limits
+<execbroker.platforms.base.Platform.limits>`) become the bounds a search books within
+(:func:`bounds_for`): an account's interactive sessions are a resource of the pool, counted
+per owner in per-user mode (:func:`account_of`).
 """
 
 from __future__ import annotations
@@ -16,10 +21,14 @@ from __future__ import annotations
 from datetime import datetime
 
 from execbroker.exceptions import QuotaExceededError
-from execbroker.model.capacity import Amounts
+from execbroker.model.capacity import UNLIMITED, Amounts
+from execbroker.planning.offers import AccountLimit, Bounds, FreeNow
+from execbroker.platforms.base import PlatformLimits
 from execbroker.storage.booking import Booking
 
 __all__ = [
+    "account_of",
+    "bounds_for",
     "check_active_sessions",
     "check_stored_records",
     "fits",
@@ -74,6 +83,30 @@ def check_active_sessions(booking: Booking, owner: str, *, limit: int | None) ->
         )
 
 
+def bounds_for(capacity: Amounts, limits: PlatformLimits, *, interactive: bool) -> Bounds:
+    """What a plan books within on the platform: the pool ``capacity``; if the plan is
+    ``interactive`` and the platform limits those per account, one of the account's
+    sessions under that limit; and what the platform shows free now, if it is read.
+    """
+    limit = None
+    if interactive and limits.interactive_sessions is not None:
+        limit = AccountLimit(limits.name, limits.interactive_sessions, limits.interactive_elsewhere)
+    free_now = None
+    if limits.free is not None and limits.free_until is not None:
+        free_now = FreeNow(
+            Amounts(limits.free.cores, limits.free.memory_gib, UNLIMITED, UNLIMITED),
+            limits.free_until,
+        )
+    return Bounds.of(capacity, limit=limit, free_now=free_now)
+
+
+def account_of(owner: str, limits: PlatformLimits) -> str | None:
+    """The platform account ``owner``'s sessions count against: their own in per-user
+    mode; None (one account that every session shares) otherwise.
+    """
+    return owner if limits.per_owner else None
+
+
 def total_if_it_fits(
     booking: Booking,
     start: datetime,
@@ -82,12 +115,16 @@ def total_if_it_fits(
     now: datetime,
     largest: Amounts,
     capacity: Amounts,
+    account: str | None = None,
 ) -> Amounts | None:
     """The sum of every hold over ``[start, end)`` if even it leaves room for ``largest``
     within ``capacity`` (then no instant in the window can be short of it, and the exact
-    calendar need not be built); None if it does not.
+    calendar need not be built); None if it does not. Interactive sessions count as
+    ``account``'s limit counts them (:func:`account_of`).
     """
-    total = booking.hold_total_keeping_room(start, end, now=now, largest=largest, capacity=capacity)
+    total = booking.hold_total_keeping_room(
+        start, end, now=now, largest=largest, capacity=capacity, account=account
+    )
     return total if fits(total, largest, capacity) else None
 
 

@@ -141,7 +141,7 @@ class OfferService:
                 limit=self._limits.live_offers,
                 most=self._limits.max_offers,
             )
-            search = self._search(booking, plan, now=moment, max_offers=room)
+            search = self._search(booking, plan, owner=owner, now=moment, max_offers=room)
             sessions = [
                 build_session(
                     plan,
@@ -211,10 +211,11 @@ class OfferService:
         admission.check_stored_records(owner, stored=stored, limit=limit)
 
     def _search(
-        self, booking: Booking, plan: Plan, *, now: datetime, max_offers: int
+        self, booking: Booking, plan: Plan, *, owner: str, now: datetime, max_offers: int
     ) -> OfferSearch:
-        """Offers against what is held over the window the plan could book, then filtered by
-        the request's cost and metric limits.
+        """Offers against what is held over the window the plan could book, within the
+        platform's limits (an interactive session counts against ``owner``'s account), then
+        filtered by the request's cost and metric limits.
         """
         times = SessionTimes.of(plan, self._profile)
         if times.lead + times.tail > self._limits.max_preparation:
@@ -230,6 +231,11 @@ class OfferService:
                     )
                 ],
             )
+        limits = self._platform.limits()
+        bounds = admission.bounds_for(
+            self._profile.capacity, limits, interactive=self._platform.interactive(plan)
+        )
+        account = admission.account_of(owner, limits)
         start = plan.window.start - times.lead
         end = plan.window.end + plan.duration + times.tail
         # Fast path: if even the sum of every overlapping hold leaves room for the largest
@@ -239,15 +245,21 @@ class OfferService:
             start,
             end,
             now=now,
-            largest=Amounts(plan.cores.max, plan.memory.max, plan.storage_max),
-            capacity=self._profile.capacity,
+            largest=Amounts(plan.cores.max, plan.memory.max, plan.storage_max, bounds.interactive),
+            capacity=bounds.capacity,
+            account=account,
         )
         if total is not None:
             usage = Usage([Hold("everything", start, end, total)])
         else:
-            usage = Usage(booking.holds(start, end, now=now))
+            usage = Usage(booking.holds(start, end, now=now, account=account))
         search = generate_offers(
-            plan, profile=self._profile, usage=usage, now=now, max_offers=max_offers
+            plan,
+            profile=self._profile,
+            usage=usage,
+            now=now,
+            max_offers=max_offers,
+            bounds=bounds,
         )
         return apply_limits(search, plan, self._profile)
 
@@ -268,7 +280,7 @@ class OfferService:
         def book(booking: Booking) -> SessionRecord:
             moment = booking.now()
             admission.check_active_sessions(booking, owner, limit=self._limits.active_sessions)
-            search = self._search(booking, plan, now=moment, max_offers=1)
+            search = self._search(booking, plan, owner=owner, now=moment, max_offers=1)
             if not search.offers:
                 OFFERS.labels("refused").inc()
                 raise RequestRefusedError(search.problems)

@@ -36,6 +36,7 @@ from execbroker.planning.calendar import Usage
 from execbroker.planning.offers import component_costs, summed_costs
 from execbroker.planning.profile import PlatformProfile
 from execbroker.planning.validation import schema_messages
+from execbroker.platforms.base import Platform
 from execbroker.services import admission
 from execbroker.services.expiry import ExpiryTimer
 from execbroker.storage.booking import Booking
@@ -92,7 +93,9 @@ class SessionService:
     """Reads sessions and components, applies a client's updates, and waits for changes.
 
     Built by :class:`~execbroker.factory.Factory`: ``changes`` wakes the waiters and the
-    engine when it changes a session; ``expiry`` expires offers found too late to accept.
+    engine when it changes a session; ``expiry`` expires offers found too late to accept;
+    ``platform`` says what else than the pool limits an extension (an account's
+    interactive sessions).
     """
 
     def __init__(
@@ -104,8 +107,10 @@ class SessionService:
         changes: SessionChanges,
         expiry: ExpiryTimer,
         limits: SessionLimits,
+        platform: Platform,
     ) -> None:
         self._limits = limits
+        self._platform = platform
         self._store = store
         self._clock = clock
         self._profile = profile
@@ -134,10 +139,14 @@ class SessionService:
             return
         start, end = self._extension_window(session)
         now = self._clock.now()
-        total = await self._store.calendar.hold_total(start, end, now=now, exclude=session.uuid)
+        account = self._account(session)
+        calendar = self._store.calendar
+        total = await calendar.hold_total(
+            start, end, now=now, exclude=session.uuid, account=account
+        )
         if self._nothing_in_the_way(session, total):
             return
-        holds = await self._store.calendar.holds(start, end, now=now, exclude=session.uuid)
+        holds = await calendar.holds(start, end, now=now, exclude=session.uuid, account=account)
         session.extension_limit = self._extension_limit(session, Usage(holds))
 
     def work_out_extension_in(
@@ -145,20 +154,36 @@ class SessionService:
     ) -> None:
         """:meth:`work_out_extension` inside a booking transaction (a session just booked)."""
         start, end = self._extension_window(session)
-        total = booking.hold_total(start, end, now=now, exclude=session.uuid)
+        account = self._account(session)
+        total = booking.hold_total(start, end, now=now, exclude=session.uuid, account=account)
         if self._nothing_in_the_way(session, total):
             return
-        holds = booking.holds(start, end, now=now, exclude=session.uuid, advisory=True)
+        holds = booking.holds(
+            start, end, now=now, exclude=session.uuid, advisory=True, account=account
+        )
         session.extension_limit = self._extension_limit(session, Usage(holds))
 
     def _extension_window(self, session: SessionRecord) -> tuple[datetime, datetime]:
         start = session.schedule.release_end
         return start, start + self._room(session)
 
+    def _account(self, session: SessionRecord) -> str | None:
+        """The platform account whose interactive sessions the session counts among."""
+        return admission.account_of(session.owner, self._platform.limits())
+
+    def _capacity(self, session: SessionRecord) -> Amounts:
+        """The pool the session is extended within: its account's interactive-session
+        limit too, if it is one of them.
+        """
+        limits = self._platform.limits()
+        bounds = admission.bounds_for(
+            self._profile.capacity, limits, interactive=session.interactive > 0
+        )
+        return bounds.capacity
+
     def _nothing_in_the_way(self, session: SessionRecord, total: Amounts) -> bool:
         """If even every overlapping hold leaves room, the whole room is the limit (set)."""
-        own = Amounts(session.cores, session.memory_gib, session.storage_gib)
-        if not admission.fits(total, own, self._profile.capacity):
+        if not admission.fits(total, _booked(session), self._capacity(session)):
             return False
         session.extension_limit = self._room(session)
         return True
@@ -171,10 +196,7 @@ class SessionService:
         start = session.schedule.release_end
         room = self._room(session)
         blocked = usage.first_exceeding(
-            start,
-            start + room,
-            extra=Amounts(session.cores, session.memory_gib, session.storage_gib),
-            limit=self._profile.capacity,
+            start, start + room, extra=_booked(session), limit=self._capacity(session)
         )
         limit = room if blocked is None else min(room, blocked - start)
         return timedelta(seconds=int(limit.total_seconds()))
@@ -229,6 +251,7 @@ class SessionService:
                 current.schedule.release_end + self._room(current),
                 now=now,
                 exclude=current.uuid,
+                account=self._account(current),
             )
             limit = self._extension_limit(current, Usage(holds))
             if delta > limit:
@@ -632,3 +655,8 @@ def _wrong_phase(session: SessionRecord, target: SessionPhase) -> ConflictError:
         },
         path="/phase",
     )
+
+
+def _booked(session: SessionRecord) -> Amounts:
+    """What the session books of the pool."""
+    return Amounts(session.cores, session.memory_gib, session.storage_gib, session.interactive)

@@ -100,22 +100,43 @@ class Booking:
         now: datetime,
         exclude: UUID | None = None,
         advisory: bool = False,
+        account: str | None = None,
     ) -> list[Hold]:
-        """The exact calendar over ``[start, end)``. ``advisory``: only for telling the
-        user (how far a session could be extended), never for booking.
+        """The exact calendar over ``[start, end)``, interactive sessions counted as
+        ``account``'s limit counts them (None: one account for all; :func:`queries.window`).
+        ``advisory``: only for telling the user (how far a session could be extended), never
+        for booking.
         """
         if self._optimistic and not advisory:
             raise _MustLockError
         return queries.holds(
-            self._connection, start, end, now=now, exclude=exclude, longest=self._longest
+            self._connection,
+            start,
+            end,
+            now=now,
+            exclude=exclude,
+            longest=self._longest,
+            account=account,
         )
 
     def hold_total(
-        self, start: datetime, end: datetime, *, now: datetime, exclude: UUID | None = None
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        now: datetime,
+        exclude: UUID | None = None,
+        account: str | None = None,
     ) -> Amounts:
         """The sum of every hold over ``[start, end)`` (advice: nothing is rechecked)."""
         return queries.hold_total(
-            self._connection, start, end, now=now, exclude=exclude, longest=self._longest
+            self._connection,
+            start,
+            end,
+            now=now,
+            exclude=exclude,
+            longest=self._longest,
+            account=account,
         )
 
     def hold_total_keeping_room(
@@ -126,9 +147,11 @@ class Booking:
         now: datetime,
         largest: Amounts,
         capacity: Amounts,
+        account: str | None = None,
     ) -> Amounts:
         """The sum of every hold over ``[start, end)``, for a decision that books up to
-        ``largest`` in the window if the sum leaves room for it within ``capacity``.
+        ``largest`` in the window if the sum leaves room for it within ``capacity``
+        (interactive sessions: as ``account``'s limit counts them, see :meth:`holds`).
 
         An optimistic booking then settles only if everyone else's holds still leave that
         room when it commits (a locked one needs no check: nobody else books meanwhile).
@@ -136,19 +159,21 @@ class Booking:
         (:meth:`holds`) instead, which only a locked booking may: the check is then never
         sent.
         """
-        total = self.hold_total(start, end, now=now)
+        total = self.hold_total(start, end, now=now, account=account)
         if self._optimistic:
             self._condition(
                 "room",
                 lambda: {
-                    **queries.window(start, end, now, None, self._longest),
+                    **queries.window(start, end, now, None, self._longest, account=account),
                     "w_own": [str(s.uuid) for s in self._booked],
                     "largest_cores": largest.cores,
                     "largest_memory": largest.memory_gib,
                     "largest_storage": largest.storage_gib,
+                    "largest_interactive": largest.interactive,
                     "capacity_cores": capacity.cores,
                     "capacity_memory": capacity.memory_gib,
                     "capacity_storage": capacity.storage_gib,
+                    "capacity_interactive": capacity.interactive,
                 },
             )
         return total
@@ -384,21 +409,45 @@ class Calendar:
         return found
 
     async def holds(
-        self, start: datetime, end: datetime, *, now: datetime, exclude: UUID | None = None
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        now: datetime,
+        exclude: UUID | None = None,
+        account: str | None = None,
     ) -> list[Hold]:
         """What is held over ``[start, end)``, read without the lock (for advice only)."""
         async with self._db.read() as connection:
             return await connection.run_sync(
-                queries.holds, start, end, now=now, exclude=exclude, longest=self._longest
+                queries.holds,
+                start,
+                end,
+                now=now,
+                exclude=exclude,
+                longest=self._longest,
+                account=account,
             )
 
     async def hold_total(
-        self, start: datetime, end: datetime, *, now: datetime, exclude: UUID | None = None
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        now: datetime,
+        exclude: UUID | None = None,
+        account: str | None = None,
     ) -> Amounts:
         """The sum of what is held over ``[start, end)``, read without the lock (advice)."""
         async with self._db.read() as connection:
             return await connection.run_sync(
-                queries.hold_total, start, end, now=now, exclude=exclude, longest=self._longest
+                queries.hold_total,
+                start,
+                end,
+                now=now,
+                exclude=exclude,
+                longest=self._longest,
+                account=account,
             )
 
 

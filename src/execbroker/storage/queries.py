@@ -65,6 +65,22 @@ def _holding_clause(phase: sa.ColumnElement[str]) -> sa.ColumnElement[bool]:
     )
 
 
+def _interactive() -> Any:
+    """A booking's interactive sessions as the window's account counts them: every booking's
+    when all share one account (``w_every``), else only those of ``w_account``'s bookings.
+    """
+    return sa.case(
+        (
+            sa.or_(
+                sa.bindparam("w_every", type_=sa.Boolean()),
+                sessions.c.owner == sa.bindparam("w_account"),
+            ),
+            sessions.c.interactive,
+        ),
+        else_=0,
+    )
+
+
 def _hold_queries(phase: sa.ColumnElement[str]) -> tuple[sa.Select[Any], sa.Select[Any]]:
     holding = _holding_clause(phase)
     listed = sa.select(
@@ -76,11 +92,13 @@ def _hold_queries(phase: sa.ColumnElement[str]) -> tuple[sa.Select[Any], sa.Sele
         sessions.c.cores,
         sessions.c.memory_gib,
         sessions.c.storage_gib,
+        _interactive().label("interactive"),
     ).where(holding)
     total = sa.select(
         sa.func.coalesce(sa.func.sum(sessions.c.cores), 0),
         sa.func.coalesce(sa.func.sum(sessions.c.memory_gib), 0),
         sa.func.coalesce(sa.func.sum(sessions.c.storage_gib), 0),
+        sa.func.coalesce(sa.func.sum(_interactive()), 0),
     ).where(holding)
     return listed, total
 
@@ -98,10 +116,11 @@ def _room_check() -> sa.ColumnElement[bool]:
     """Everyone else's live bookings over the window still leave room for the largest the
     request may use: their sum does, or else (read only then) their sum with the offers of
     one set counted once, at their largest. Either is an upper bound of what is held at
-    any instant in the window.
+    any instant in the window. Interactive sessions count as the window's account counts
+    them (:func:`_interactive`).
     """
 
-    def fits(cores: Any, memory: Any, storage: Any) -> sa.ColumnElement[bool]:
+    def fits(cores: Any, memory: Any, storage: Any, interactive: Any) -> sa.ColumnElement[bool]:
         return sa.and_(
             sa.func.coalesce(cores, 0) + sa.bindparam("largest_cores")
             <= sa.bindparam("capacity_cores"),
@@ -109,6 +128,8 @@ def _room_check() -> sa.ColumnElement[bool]:
             <= sa.bindparam("capacity_memory"),
             sa.func.coalesce(storage, 0) + sa.bindparam("largest_storage")
             <= sa.bindparam("capacity_storage"),
+            sa.func.coalesce(interactive, 0) + sa.bindparam("largest_interactive")
+            <= sa.bindparam("capacity_interactive"),
         )
 
     others = sa.and_(
@@ -120,6 +141,7 @@ def _room_check() -> sa.ColumnElement[bool]:
             sa.func.sum(sessions.c.cores),
             sa.func.sum(sessions.c.memory_gib),
             sa.func.sum(sessions.c.storage_gib),
+            sa.func.sum(_interactive()),
         )
     ).where(others)
     group = sa.case(
@@ -137,6 +159,7 @@ def _room_check() -> sa.ColumnElement[bool]:
             sa.func.max(sessions.c.cores).label("cores"),
             sa.func.max(sessions.c.memory_gib).label("memory_gib"),
             sa.func.max(sessions.c.storage_gib).label("storage_gib"),
+            sa.func.max(_interactive()).label("interactive"),
         )
         .where(others)
         .group_by(group)
@@ -147,6 +170,7 @@ def _room_check() -> sa.ColumnElement[bool]:
             sa.func.sum(largest_of_each.c.cores),
             sa.func.sum(largest_of_each.c.memory_gib),
             sa.func.sum(largest_of_each.c.storage_gib),
+            sa.func.sum(largest_of_each.c.interactive),
         )
     )
     # Scalar subqueries: PostgreSQL runs the second only if the first is false.
@@ -179,15 +203,26 @@ _NOBODY = "00000000-0000-0000-0000-000000000000"
 
 
 def window(
-    start: datetime, end: datetime, now: datetime, exclude: UUID | None, longest: timedelta
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    exclude: UUID | None,
+    longest: timedelta,
+    *,
+    account: str | None = None,
 ) -> dict[str, Any]:
-    """The parameters of a window query (and of the ``room`` check)."""
+    """The parameters of a window query (and of the ``room`` check). ``account``: whose
+    interactive sessions count (an owner's, in per-user mode); None: everyone's, as they
+    share one account.
+    """
     return {
         "w_start": start,
         "w_end": end,
         "w_end_bound": end + longest,
         "w_now": now,
         "w_exclude": str(exclude) if exclude else _NOBODY,
+        "w_every": account is None,
+        "w_account": account or "",
     }
 
 
@@ -199,13 +234,16 @@ def hold_total(
     now: datetime,
     exclude: UUID | None,
     longest: timedelta,
+    account: str | None = None,
 ) -> Amounts:
     """The sum of every hold overlapping ``[start, end)``: an upper bound of what is held
-    at any instant in it, counted by the database without loading the holds.
+    at any instant in it, counted by the database without loading the holds (interactive
+    sessions: ``account``'s, see :func:`window`).
     """
     query = _HOLD_TOTAL_SQLITE if connection.dialect.name == "sqlite" else HOLD_TOTAL_PG
-    row = (connection.execute(query, window(start, end, now, exclude, longest))).one()
-    return Amounts(int(row[0]), int(row[1]), int(row[2]))
+    parameters = window(start, end, now, exclude, longest, account=account)
+    row = connection.execute(query, parameters).one()
+    return Amounts(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
 
 
 def holds(
@@ -216,12 +254,15 @@ def holds(
     now: datetime,
     exclude: UUID | None,
     longest: timedelta,
+    account: str | None = None,
 ) -> list[Hold]:
     """Bookings overlapping ``[start, end)``: live offers (grouped by offer set, as they are
-    alternatives) and accepted sessions that have not ended.
+    alternatives) and accepted sessions that have not ended (interactive sessions:
+    ``account``'s, see :func:`window`).
     """
     query = _HOLDS_SQLITE if connection.dialect.name == "sqlite" else _HOLDS_PG
-    rows = (connection.execute(query, window(start, end, now, exclude, longest))).all()
+    parameters = window(start, end, now, exclude, longest, account=account)
+    rows = (connection.execute(query, parameters)).all()
     return [
         Hold(
             group=row.offer_set_uuid
@@ -229,7 +270,7 @@ def holds(
             else row.uuid,
             start=row.book_start,
             end=row.book_end,
-            amounts=Amounts(row.cores, row.memory_gib, row.storage_gib),
+            amounts=Amounts(row.cores, row.memory_gib, row.storage_gib, row.interactive),
         )
         for row in rows
     ]

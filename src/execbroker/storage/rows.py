@@ -149,6 +149,7 @@ def insert_sessions(
                 "cores": session.cores,
                 "memory_gib": session.memory_gib,
                 "storage_gib": session.storage_gib,
+                "interactive": session.interactive,
                 "connectors": session.connectors,
                 "costs": session.costs,
                 "next_due": session.next_due,
@@ -296,6 +297,8 @@ def component_from_row(row: Any, items: list[MessageItem]) -> ComponentRecord:
         outcome=ComponentPhase(row.outcome) if row.outcome else None,
         started_at=row.started_at,
         exit_code=row.exit_code,
+        queued_at=row.queued_at,
+        admitted_at=row.admitted_at,
     )
 
 
@@ -314,6 +317,7 @@ def session_from_row(
         cores=row.cores,
         memory_gib=row.memory_gib,
         storage_gib=row.storage_gib,
+        interactive=row.interactive,
         created=row.created,
         modified=row.modified,
         messages=found.get(row.uuid, []),

@@ -16,6 +16,7 @@ __all__ = [
     "metadata",
     "name_bindings",
     "offer_sets",
+    "preparing_times",
     "sessions",
 ]
 
@@ -97,6 +98,9 @@ sessions = sa.Table(
     sa.Column("cores", sa.Integer, nullable=False),
     sa.Column("memory_gib", sa.Integer, nullable=False),
     sa.Column("storage_gib", sa.Integer, nullable=False),
+    # Interactive sessions it books (0 or 1), counted against its account's limit (Skaha's
+    # maxInteractiveSessions): per owner in per-user mode, all together otherwise.
+    sa.Column("interactive", sa.Integer, nullable=False, server_default="0"),
     sa.Column("connectors", JSONDocument, nullable=False),
     sa.Column("costs", JSONDocument, nullable=True),
     # The lifecycle engine's bookkeeping: when to look at the session next, who is looking
@@ -129,6 +133,8 @@ sessions = sa.Table(
         "storage_gib",
         "uuid",
         "releasing",
+        "interactive",
+        "owner",
     ),
 )
 
@@ -164,6 +170,9 @@ components = sa.Table(
     sa.Column("outcome", sa.String(16), nullable=True),
     sa.Column("started_at", UTCDateTime(), nullable=True),
     sa.Column("exit_code", sa.Integer, nullable=True),
+    # When the platform was first seen holding it in its queue, and seen admitting it.
+    sa.Column("queued_at", UTCDateTime(), nullable=True),
+    sa.Column("admitted_at", UTCDateTime(), nullable=True),
 )
 
 # Messages are rows, so that appending one is an INSERT on every database. ``subject_uuid``
@@ -203,4 +212,20 @@ name_bindings = sa.Table(
     sa.Column("name", sa.String(NAME_LENGTH), primary_key=True),
     sa.Column("subject", sa.String(NAME_LENGTH), nullable=False),
     sa.Column("first_seen", UTCDateTime(), nullable=False),
+)
+
+
+# How long preparing steps took, one row per observation: at most ``estimate_window`` recent
+# rows per platform, role, kind and image (execbroker.storage.estimates).
+preparing_times = sa.Table(
+    "preparing_times",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("platform", sa.String(32), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("kind", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("image", sa.String(500), nullable=False),
+    sa.Column("seconds", sa.Float, nullable=False),
+    sa.Column("observed", UTCDateTime(), nullable=False),
+    sa.Index("ix_preparing_times_key", "platform", "role", "kind", "image", "id"),
 )

@@ -94,6 +94,8 @@ class FakeSession:
     crashed_at: datetime | None = None
     crash_exit_code: int = 137
     deleted_at: datetime | None = None
+    preempted: bool = False
+    """Ended by Kubernetes (``FakeSkaha.preempt``), not by a DELETE: said in its events."""
     forgotten: bool = False
 
     @property
@@ -268,6 +270,9 @@ class FakeSession:
             ]
         if snapshot.stage is Stage.TERMINATING and self.deleted_at is not None:
             gone = self.deleted_at
+            if self.preempted:
+                preempted = "Preempted by a pod of higher priority on node-1"
+                rows.append(("Warning", "Preempted", preempted, gone, gone))
             rows.append(
                 ("Normal", "Killing", f"Stopping container {self.session_type}", gone, gone)
             )

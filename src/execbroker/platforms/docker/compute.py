@@ -299,7 +299,9 @@ class Compute:
                 notes=notes,
             )
         if status == "removing":
-            return PlatformStatus(PlatformState.RELEASING, next_check=_SOON)
+            return PlatformStatus(
+                PlatformState.RELEASING, "the container is being removed", next_check=_SOON
+            )
         return PlatformStatus(
             PlatformState.FAILED,
             f"the container is {status}: {state.get('Error') or 'no reason given'}",

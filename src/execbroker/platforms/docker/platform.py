@@ -57,6 +57,7 @@ from execbroker.platforms.docker.options import DockerSetup
 from execbroker.platforms.docker.records import ObjectRecords, ObjectState
 from execbroker.platforms.docker.runtime import ContainerRuntime
 from execbroker.platforms.docker.tasks import ComponentTasks
+from execbroker.platforms.extensions import unsupported_extensions
 
 if TYPE_CHECKING:
     from execbroker.model.plan import Plan
@@ -154,6 +155,7 @@ class DockerPlatform(Platform):
         """
         problems = data_problems(plan, list(self._settings.file_roots))
         problems.extend(port_problems(plan, self._setup))
+        problems.extend(unsupported_extensions(plan, platform=self.name))
         if problems:
             raise RequestRefusedError(problems)
         return plan

@@ -58,6 +58,7 @@ __all__ = [
     "SkahaContext",
     "SkahaImage",
     "SkahaSession",
+    "SkahaStats",
     "SkahaStatus",
     "TokenSource",
     "normalise_name",
@@ -221,6 +222,67 @@ class SkahaContext:
 
 
 @dataclass(frozen=True)
+class SkahaStats:
+    """``GET /session?view=stats``: the cores and memory (GiB) the cluster has free now,
+    i.e. what it can give (``cpuCoresAvailable``, ``ramAvailable``) less what its sessions
+    requested (``requestedCPUCores``, ``requestedRAM``), as Skaha's own portal reads them.
+    """
+
+    free_cores: int
+    free_memory_gib: int
+
+    @classmethod
+    def from_json(cls, document: object) -> SkahaStats:
+        cores = document.get("cores") if isinstance(document, Mapping) else None
+        ram = document.get("ram") if isinstance(document, Mapping) else None
+        if not isinstance(cores, Mapping) or not isinstance(ram, Mapping):
+            raise SkahaServerError("Skaha's session stats have no 'cores' and 'ram'")
+        values = (
+            _number(cores.get("cpuCoresAvailable")),
+            _number(cores.get("requestedCPUCores")),
+            _gibibytes(ram.get("ramAvailable")),
+            _gibibytes(ram.get("requestedRAM")),
+        )
+        if None in values:
+            raise SkahaServerError(
+                "Skaha's session stats lack cores.cpuCoresAvailable, "
+                "cores.requestedCPUCores, ram.ramAvailable or ram.requestedRAM"
+            )
+        cores_total, cores_requested, ram_total, ram_requested = (v or 0.0 for v in values)
+        return cls(
+            free_cores=max(int(cores_total - cores_requested), 0),
+            free_memory_gib=max(int(ram_total - ram_requested), 0),
+        )
+
+
+def _number(value: object) -> float | None:
+    """A number from Skaha's JSON, which sometimes writes it as a string (``"89.5"``)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return float(value.strip())
+    return None
+
+
+# Kubernetes quantity suffixes, in GiB: Skaha provisions its "GB" as GiB (SKAHA.md §1.4).
+_GIB_PER_UNIT = {"": 1.0, "k": 2**-20, "m": 2**-10, "g": 1.0, "t": 2**10, "p": 2**20}
+_QUANTITY = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?)\s*([kmgtp]?)i?b?\s*$", re.IGNORECASE)
+
+
+def _gibibytes(value: object) -> float | None:
+    """GiB from a stats memory figure: ``"5032G"``, ``"512Mi"``, ``"2T"`` or a number."""
+    if not isinstance(value, str):
+        return _number(value)
+    found = _QUANTITY.match(value)
+    if found is None:
+        return None
+    return float(found.group(1)) * _GIB_PER_UNIT[found.group(2).lower()]
+
+
+@dataclass(frozen=True)
 class SkahaImage:
     """An image of Skaha's public image cache (``GET /image``)."""
 
@@ -238,6 +300,7 @@ class CreateRequest:
     type: str = "headless"
     cores: int | None = None
     ram: int | None = None
+    gpus: int | None = None
     cmd: str | None = None
     args: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
@@ -249,6 +312,8 @@ class CreateRequest:
             form["cores"] = str(self.cores)
         if self.ram is not None:
             form["ram"] = str(self.ram)
+        if self.gpus is not None:
+            form["gpus"] = str(self.gpus)
         if self.type == "headless":
             if self.cmd:
                 form["cmd"] = self.cmd
@@ -418,6 +483,23 @@ class SkahaClient:
     async def context(self) -> SkahaContext:
         return SkahaContext.from_json(_json(await self._call("GET", "/context")))
 
+    async def stats(self) -> SkahaStats:
+        """What the cluster has free now (``GET /session?view=stats``; Skaha answers 503
+        while its metrics are down; not retried: a reading taken again on the next interval).
+        """
+        response = await self._call("GET", "/session", query={"view": "stats"}, retry=False)
+        return SkahaStats.from_json(_json(response))
+
+    async def interactive_sessions(self) -> list[SkahaSession]:
+        """The account's non-headless sessions (``GET /session?view=interactive``; not
+        retried: a reading taken again on the next interval).
+        """
+        query = {"view": "interactive"}
+        documents = _json(await self._call("GET", "/session", query=query, retry=False))
+        if not isinstance(documents, list):
+            raise SkahaServerError("Skaha's session list is not a JSON array")
+        return [SkahaSession.from_json(d) for d in documents if isinstance(d, Mapping)]
+
     async def repositories(self) -> list[str]:
         """Registry hosts images may come from (``GET /repository``)."""
         document = _json(await self._call("GET", "/repository"))
@@ -453,9 +535,12 @@ class SkahaClient:
         headers: Mapping[str, str] | None = None,
         idempotent: bool = True,
         max_bytes: int | None = None,
+        retry: bool = True,
     ) -> httpx.Response:
         """One Skaha call, with its retries; a 2xx response, or a typed error. With
         ``max_bytes``, a longer body is not read: :class:`SkahaListTooLargeError`.
+        ``retry=False``: the first failure is the answer (a reading taken again on the next
+        interval anyway).
         """
         waited = 0.0
         attempt = 0
@@ -507,7 +592,7 @@ class SkahaClient:
                 error = _error(response)
             delay = self._retry.delay(attempt, retry_after)
             attempt += 1
-            if attempt > self._retry.retries or waited + delay > self._retry.budget:
+            if not retry or attempt > self._retry.retries or waited + delay > self._retry.budget:
                 if isinstance(error, SkahaUnavailableError) and error.retry_after is None:
                     error.retry_after = timedelta(seconds=max(delay, 1.0))
                 raise error

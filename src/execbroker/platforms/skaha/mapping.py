@@ -1,9 +1,9 @@
 """From the broker's components to Skaha's session parameters, and back (SKAHA.md §6).
 
 - docker-container → a ``headless`` session: ``entrypoint`` → ``cmd`` (one executable),
-  ``command`` → ``args`` (Skaha splits them on spaces, so no argument may hold one),
-  ``environment`` → repeated ``env=KEY=VALUE`` (Skaha silently drops a value with ``=``
-  and breaks on one with ``"``). What Skaha cannot carry is refused at planning time.
+  ``command`` → ``args`` (Skaha splits them on spaces), ``environment`` → repeated
+  ``env=KEY=VALUE``. Skaha pastes them into its Job YAML unescaped, so what it would
+  corrupt or drop is refused at planning time (:mod:`.launch`).
 - jupyter-notebook → a ``notebook`` session of the configured notebook image.
 - cores and memory → the smallest ``/context`` option within the request's range (fixed
   resources: request = limit), else refused; the plan's range is narrowed to it.
@@ -16,26 +16,31 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from execbroker.exceptions import RequestRefusedError
 from execbroker.model import kinds
-from execbroker.model.messages import make_message, warn
-from execbroker.model.phases import MessageLevel
+from execbroker.model.messages import warn
 from execbroker.model.plan import Plan, PlannedComponent, Range
-from execbroker.model.records import ComponentRole
+from execbroker.model.records import ComponentRecord, ComponentRole
 from execbroker.model.wire import MessageItem
+from execbroker.platforms import extensions
 from execbroker.platforms.base import Work
 from execbroker.platforms.skaha.client import CreateRequest, ResourceOptions, SkahaContext
 from execbroker.platforms.skaha.errors import SkahaRequestError
+from execbroker.platforms.skaha.launch import field_problem as _problem
+from execbroker.platforms.skaha.launch import headless_launch, launch_problems
 
 __all__ = [
     "Catalogue",
     "choose_image",
     "create_request",
+    "executable_session_type",
     "image_host",
+    "session_type",
     "shape_plan",
 ]
 
@@ -48,6 +53,8 @@ class Catalogue:
     registries: tuple[str, ...]
     images: frozenset[str]
     read_at: datetime
+    image_types: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """The session types ``/image`` lists for each image of the public cache."""
 
 
 def image_host(reference: str) -> str:
@@ -71,8 +78,34 @@ def choose_image(locations: list[str], registries: tuple[str, ...]) -> str | Non
     )
 
 
-def _problem(path: str, template: str, **values: object) -> MessageItem:
-    return make_message(MessageLevel.ERROR, "{path}: " + template, {"path": path, **values})
+def session_type(plan: Plan) -> str:
+    """The Skaha session type ``plan`` runs as: the one place that decides it.
+
+    Every type but ``headless`` is interactive, and counts toward the account's
+    ``maxInteractiveSessions``.
+    """
+    return executable_session_type(plan.executable.kind, plan.executable.spec)
+
+
+def executable_session_type(kind: str, spec: Mapping[str, Any]) -> str:
+    """The Skaha session type of an executable of ``kind`` with wire fields ``spec``.
+
+    A jupyter-notebook is a ``notebook``; a docker-container is what its ``x-session-type``
+    extension names, else ``contributed`` when it asks for network ports, else ``headless``.
+    Only the request decides, never Skaha's catalogue, so that the type booked at planning
+    is the type created, after a restart too.
+    """
+    if kind == kinds.EXECUTABLE_JUPYTER:
+        return "notebook"
+    chosen = spec.get(extensions.SESSION_TYPE)
+    if isinstance(chosen, str) and chosen.strip():
+        return chosen.strip().lower()
+    return "contributed" if _ports(spec) else "headless"
+
+
+def _ports(spec: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    network = spec.get("network") or {}
+    return [port for port in network.get("ports") or [] if isinstance(port, Mapping)]
 
 
 # --------------------------------------------------------------------------- planning
@@ -108,6 +141,8 @@ def shape_plan(
         notebook_image=notebook_image,
         registry_auth=registry_auth,
     )
+    _check_session_type(plan.executable, catalogue, problems, notes)
+    _check_gpus(plan.compute, catalogue, problems)
     cores = _fit("/compute/cores", "cores", plan.cores, catalogue.context.cores, problems)
     memory = _fit(
         "/compute/memory", "GiB of memory", plan.memory, catalogue.context.memory_gb, problems
@@ -204,47 +239,142 @@ def _check_executable(
                 image=image,
             )
         )
-    entrypoint = spec.get("entrypoint")
-    if isinstance(entrypoint, str) and " " in entrypoint.strip():
+    # What Skaha's launch YAML would corrupt or drop (issue 17 item 5).
+    problems.extend(launch_problems(spec, image=image))
+
+
+# The types a docker-container may run as (desktop-app is only attached to a desktop).
+CONTAINER_TYPES = ("headless", "contributed", "notebook", "carta", "firefly", "desktop")
+# The types whose image /image must list with that type, when it lists the image at all.
+_LISTED_TYPES = frozenset({"carta", "firefly", "desktop"})
+CONTRIBUTED_PORT = 5000
+"""The one port Skaha's proxy forwards to a contributed session (``/session/contrib/<id>/``)."""
+
+
+def _check_session_type(
+    executable: PlannedComponent,
+    catalogue: Catalogue,
+    problems: list[MessageItem],
+    notes: list[MessageItem],
+) -> None:
+    """What the docker-container's session type needs (SKAHA.md §1.4, §1.11, §6.1)."""
+    if executable.kind != kinds.EXECUTABLE_DOCKER:
+        return
+    spec = executable.spec
+    kind = executable_session_type(executable.kind, spec)
+    path = f"/executable/{extensions.SESSION_TYPE}"
+    if kind not in CONTAINER_TYPES:
         problems.append(
             _problem(
-                "/executable/entrypoint",
-                "Skaha runs one executable as the entrypoint, without arguments: "
-                "'{entrypoint}' has a space; put its arguments in command",
-                entrypoint=entrypoint,
+                path,
+                "Skaha runs a docker-container as one of {types}, not '{kind}'",
+                types=", ".join(CONTAINER_TYPES),
+                kind=kind,
             )
         )
-    for index, argument in enumerate(spec.get("command") or []):
-        if " " in str(argument):
+        return
+    if kind == "headless":
+        if _ports(spec):
             problems.append(
                 _problem(
-                    f"/executable/command/{index}",
-                    "Skaha separates arguments with spaces, so an argument cannot contain "
-                    "one: '{argument}'",
-                    argument=argument,
+                    "/executable/network/ports",
+                    "Skaha headless sessions publish no network ports; leave out "
+                    "{field} (a container with ports runs as contributed) or the ports",
+                    field=extensions.SESSION_TYPE,
                 )
             )
-    for name, value in (spec.get("environment") or {}).items():
-        if "=" in str(value):
+        return
+    for name in ("entrypoint", "command", "environment"):
+        if spec.get(name):
             problems.append(
                 _problem(
-                    f"/executable/environment/{name}",
-                    "Skaha drops environment values that contain '=': {name}",
+                    f"/executable/{name}",
+                    "Skaha starts a {kind} session with its image's own entrypoint, "
+                    "without a command or environment; leave out {name}",
+                    kind=kind,
                     name=name,
                 )
             )
-        if '"' in str(value):
-            problems.append(
-                _problem(
-                    f"/executable/environment/{name}",
-                    "Skaha cannot pass a '\"' in an environment value: {name}",
-                    name=name,
-                )
-            )
-    network = spec.get("network") or {}
-    if network.get("ports"):
+    if kind == "contributed":
+        _check_contributed_ports(spec, problems)
+    elif _ports(spec):
         notes.append(
-            warn("Skaha headless sessions publish no network ports; the ports are ignored")
+            warn(
+                "A Skaha {kind} session is reached through Skaha's own proxy; the network "
+                "ports asked for are not applied",
+                kind=kind,
+            )
+        )
+    _check_listed_type(spec, kind, catalogue, problems)
+
+
+def _check_contributed_ports(spec: Mapping[str, Any], problems: list[MessageItem]) -> None:
+    """A contributed session's web UI is served on port 5000 over HTTP, nothing else."""
+    for index, port in enumerate(_ports(spec)):
+        number = (port.get("internal") or {}).get("port")
+        if number is not None and number != CONTRIBUTED_PORT:
+            problems.append(
+                _problem(
+                    f"/executable/network/ports/{index}/internal/port",
+                    "Skaha publishes a contributed session's web interface from port {only} "
+                    "only, not {port}: serve HTTP on port {only} in the image",
+                    only=CONTRIBUTED_PORT,
+                    port=number,
+                )
+            )
+        protocol = str(port.get("protocol") or "HTTP").upper()
+        if protocol not in {"HTTP", "HTTPS", "TCP"}:
+            problems.append(
+                _problem(
+                    f"/executable/network/ports/{index}/protocol",
+                    "Skaha proxies HTTP to a contributed session, not {protocol}",
+                    protocol=protocol,
+                )
+            )
+
+
+def _check_listed_type(
+    spec: Mapping[str, Any], kind: str, catalogue: Catalogue, problems: list[MessageItem]
+) -> None:
+    """A carta, firefly or desktop image must be one ``/image`` lists for that type."""
+    if kind not in _LISTED_TYPES:
+        return
+    locations = [str(loc) for loc in (spec.get("image") or {}).get("locations") or []]
+    image = choose_image(locations, catalogue.registries)
+    listed = catalogue.image_types.get(image or "")
+    if image is None or listed is None or kind in listed:
+        return  # not pullable or not cached: _check_executable says so; else it fits
+    problems.append(
+        _problem(
+            "/executable/image/locations",
+            "Skaha lists '{image}' for {types} sessions, not {kind}; choose an image "
+            "GET /image lists with type {kind}",
+            image=image,
+            types=", ".join(sorted(listed)) or "no",
+            kind=kind,
+        )
+    )
+
+
+def _check_gpus(
+    compute: PlannedComponent, catalogue: Catalogue, problems: list[MessageItem]
+) -> None:
+    """GPUs (``x-gpus``) only as ``/context`` offers them."""
+    wanted = compute.spec.get(extensions.GPUS)
+    if wanted is None:
+        return
+    options = catalogue.context.gpus
+    path = f"/compute/{extensions.GPUS}"
+    if not options:
+        problems.append(_problem(path, "this Skaha site offers no GPUs"))
+    elif wanted not in options:
+        problems.append(
+            _problem(
+                path,
+                "Skaha offers {options} GPUs, not {wanted}",
+                options=", ".join(map(str, options)),
+                wanted=wanted,
+            )
         )
 
 
@@ -262,8 +392,12 @@ def create_request(
     if executable is None:
         raise SkahaRequestError("the session has no executable to run on Skaha")
     spec: dict[str, Any] = executable.spec
+    kind = executable_session_type(executable.kind, spec)
+    gpus = _gpus(session.component(ComponentRole.COMPUTE))
     if executable.kind == kinds.EXECUTABLE_JUPYTER:
-        return CreateRequest(name=name, image=notebook_image, type="notebook", cores=cores, ram=ram)
+        return CreateRequest(
+            name=name, image=notebook_image, type=kind, cores=cores, ram=ram, gpus=gpus
+        )
     locations = [str(loc) for loc in (spec.get("image") or {}).get("locations") or []]
     registries = catalogue.registries if catalogue else ()
     image = choose_image(locations, registries) or next(
@@ -271,18 +405,23 @@ def create_request(
     )
     if image is None:
         raise SkahaRequestError("the executable names no image for Skaha to run")
-    environment = spec.get("environment") or {}
-    entrypoint = spec.get("entrypoint")
+    launch = headless_launch(spec)
     return CreateRequest(
         name=name,
         image=image,
-        type="headless",
+        type=kind,
         cores=cores,
         ram=ram,
-        cmd=entrypoint.strip() if isinstance(entrypoint, str) and entrypoint.strip() else None,
-        args=tuple(str(argument) for argument in spec.get("command") or []),
-        env=tuple(sorted((str(k), str(v)) for k, v in environment.items())),
+        gpus=gpus,
+        cmd=launch.cmd,
+        args=launch.args,
+        env=launch.env,
     )
+
+
+def _gpus(compute: ComponentRecord | None) -> int | None:
+    wanted = compute.spec.get(extensions.GPUS) if compute is not None else None
+    return int(wanted) if wanted is not None else None
 
 
 def _snap(amount: int, options: ResourceOptions | None) -> int:
