@@ -275,3 +275,30 @@ def test_three_users_with_5_second_tokens_have_no_authentication_failure() -> No
         assert completed is not None, run.stdout
         assert int(completed[1]) >= 2, "each user kept sessions going"
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+async def test_a_refresh_token_near_its_end_is_warned_of_in_health_and_the_log(
+    broker: Any, world: SkahaWorld, caplog: pytest.LogCaptureFixture
+) -> None:
+    world.idp.refresh_token_ttl = timedelta(days=3)  # SKA IAM's end after 30 days
+    world.write_tokens()
+    alice = signed_in(world, "alice")
+    async with broker(**world.settings()) as client:
+        single = await healthz(client)
+    async with broker(**per_user(world)) as client:
+        await direct(client, notebook("PT3S"), alice)
+        users = await eventually(
+            lambda: healthz(client),
+            lambda body: body.get("refresh_tokens_expiring") == 1,
+            what="alice's refresh token counted as ending soon",
+        )
+
+    assert single["platform_identity"] == "single-account"
+    assert "can read each other's files" in single["platform_identity_note"]
+    assert "refresh token of skaha_token_file ends at" in single["platform_message"]
+    assert "(in 3.0 days)" in single["platform_message"]
+    assert single["platform_status"] == "available", "a warning, not an outage"
+    assert "end within the warning time" in users["platform_message"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "the Skaha refresh token ends soon; write new tokens to skaha_token_file" in warnings
+    assert any("a user's Skaha refresh token ends soon" in w for w in warnings)
