@@ -36,13 +36,15 @@ def per_user(world: SkahaWorld, **overrides: Any) -> dict[str, Any]:
     """Broker settings for per-user mode against ``world``."""
     world.idp.exchange_audiences.add(SKAHA_AUDIENCE)
     return world.settings(
-        user=None,
-        auth="oidc",
-        oidc_issuer=world.issuer,
-        oidc_audience=BROKER_AUDIENCE,
-        skaha_exchange_audience=SKAHA_AUDIENCE,
-        skaha_credential_key=KEY,
-        **overrides,
+        **{
+            "user": None,
+            "auth": "oidc",
+            "oidc_issuer": world.issuer,
+            "oidc_audience": BROKER_AUDIENCE,
+            "skaha_exchange_audience": SKAHA_AUDIENCE,
+            "skaha_credential_key": KEY,
+            **overrides,
+        }
     )
 
 
@@ -302,3 +304,20 @@ async def test_a_refresh_token_near_its_end_is_warned_of_in_health_and_the_log(
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert "the Skaha refresh token ends soon; write new tokens to skaha_token_file" in warnings
     assert any("a user's Skaha refresh token ends soon" in w for w in warnings)
+
+
+async def test_stored_credentials_under_another_key_are_one_error_and_a_new_sign_in(
+    broker: Any, world: SkahaWorld, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    alice = signed_in(world, "alice")
+    async with broker(**per_user(world)) as client:
+        await direct(client, notebook("PT30S"), alice)
+    assert len(stored_credentials(tmp_path)) == 1
+    rekeyed = per_user(world, skaha_credential_key=Fernet.generate_key().decode())
+    async with broker(**rekeyed) as client:
+        health = await healthz(client)
+
+    assert health["users_with_credentials"] == 0
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any("cannot be decrypted with skaha_credential_key" in e for e in errors), errors
+    assert stored_credentials(tmp_path) == {}, "the unreadable row is dropped"

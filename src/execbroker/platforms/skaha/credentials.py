@@ -135,15 +135,15 @@ class Sealer:
         """The tokens and the problem in ``sealed``; ValueError if it cannot be read."""
         try:
             document = json.loads(self._fernet.decrypt(sealed.encode("ascii")))
-        except (InvalidToken, ValueError):
+            expires = document.get("expires_at")
+            tokens = TokenSet(
+                access_token=str(document["access_token"]),
+                refresh_token=document.get("refresh_token"),
+                expires_at=datetime.fromtimestamp(expires, UTC) if expires is not None else None,
+                obtained_at=datetime.fromtimestamp(document["obtained_at"], UTC),
+            )
+        except (InvalidToken, ValueError, KeyError, TypeError, AttributeError):
             raise ValueError("sealed with another key, or damaged") from None
-        expires = document.get("expires_at")
-        tokens = TokenSet(
-            access_token=str(document["access_token"]),
-            refresh_token=document.get("refresh_token"),
-            expires_at=datetime.fromtimestamp(expires, UTC) if expires is not None else None,
-            obtained_at=datetime.fromtimestamp(document["obtained_at"], UTC),
-        )
         problem = document.get("problem")
         return tokens, problem if isinstance(problem, str) else None
 
