@@ -4,6 +4,10 @@ VENV   ?= .venv
 PORT   ?= 8080
 HOST   ?= 127.0.0.1
 BIN    := $(VENV)/bin
+# `make test` runs the suite on this many pytest-xdist workers (0: in this one process).
+# Most tests wait on timers, sockets and subprocesses, so two workers halve the wall time on
+# two cores; each worker has its own PostgreSQL database, SQLite files and loopback ports.
+TEST_WORKERS ?= 2
 
 .PHONY: run test lint typecheck check clean
 
@@ -24,7 +28,7 @@ run: $(VENV)/.installed-run
 	$(BIN)/execbroker serve --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests bench

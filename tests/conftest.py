@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from asgi_lifespan import LifespanManager
 
 from execbroker.config import Settings
 from execbroker.main import create_app
+from tests.support.alone import turn
 from tests.support.inprocess import InProcessClient
 from tests.support.users import ADMINS, auth, write_tokens_file
 
@@ -40,6 +41,11 @@ TESTS = Path(__file__).parent
 _POSTGRES_FIXTURES = frozenset({"postgres_database", "shared_database"})
 _CONTAINER_FIXTURES = frozenset({"runtime"})  # tests/docker/conftest.py: the container runtime
 _BROWSER_FIXTURES = frozenset({"browser_ready"})  # tests/web/test_browser.py: Chromium
+# Tests (or whole modules) that time another client's latency, in folders whose files this
+# one does not mark.
+_ALONE = (
+    "tests/skaha/test_faults.py::test_a_huge_list_of_foreign_sessions_does_not_block_the_api",
+)
 
 
 def _needs_postgres(item: pytest.Item) -> bool:
@@ -61,6 +67,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.browser)
         if item.path.is_relative_to(TESTS / "skaha"):
             item.add_marker(pytest.mark.skaha)
+        if any(item.nodeid == n or item.nodeid.startswith(f"{n}::") for n in _ALONE):
+            item.add_marker(pytest.mark.alone)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
+    """Run each test in its turn: see tests/support/alone.py."""
+    with turn(item.config, alone=item.get_closest_marker("alone") is not None):
+        return (yield)
 
 
 @pytest.fixture(scope="session")
@@ -94,7 +109,10 @@ def database_url(
     with psycopg.connect(plain, autocommit=True) as connection:
         exists = connection.execute("SELECT to_regclass('public.sessions')").fetchone()
         if exists and exists[0]:
-            connection.execute("TRUNCATE messages, components, sessions, offer_sets, name_bindings")
+            connection.execute(
+                "TRUNCATE messages, components, sessions, offer_sets, name_bindings, "
+                "preparing_times"
+            )
     return postgres_database
 
 

@@ -21,7 +21,8 @@ from tests.support.users import TOKENS, auth, write_tokens_file
 from tests.support.waiting import eventually_sync
 from tests.support.wire import notebook_request
 
-pytestmark = pytest.mark.slow  # a broker process under floods of connections
+# A broker process under floods of connections, timed: with no other test running meanwhile.
+pytestmark = [pytest.mark.slow, pytest.mark.alone]
 
 LATER = "2030-01-01T10:00:00Z/PT3H"  # offers that stay OFFERED while the test runs
 

@@ -32,6 +32,8 @@ def test_make_run_honours_port_and_serves_on_loopback() -> None:
     ).stdout
     assert "pip install --quiet -e '.[test]'" in tested
     assert "-m pytest" in tested
+    # Two pytest-xdist workers, one per core of the machines CI runs on.
+    assert "-m pytest -n 2 --dist worksteal" in tested
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")

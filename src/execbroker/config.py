@@ -252,6 +252,33 @@ class PlanningSettings(_Section):
         ge=timedelta(),
         description="Seconds added to every planned preparing step, so that all is ready on time.",
     )
+    estimate_percentile: int = Field(
+        default=90,
+        ge=1,
+        le=100,
+        description=(
+            "Learned estimates: a preparing step (a compute's start, an executable's or a "
+            "storage's preparation) is planned with this percentile of how long it really "
+            "took recently on this platform, for the same kind and image."
+        ),
+    )
+    estimate_window: int = Field(
+        default=50,
+        ge=1,
+        le=10_000,
+        description=(
+            "Learned estimates: how many recent observations per platform, kind and image "
+            "are kept in the database and planned with."
+        ),
+    )
+    estimate_min_observations: int = Field(
+        default=5,
+        ge=1,
+        description=(
+            "Learned estimates: below this many observations of a step, it is planned with "
+            "prepare_estimates (or Skaha's defaults) instead."
+        ),
+    )
     compute_performance: dict[str, float] = Field(
         default_factory=lambda: {"standard": 150.0, "fast": 200.0},
         description=(
@@ -806,8 +833,11 @@ class SkahaSettings(_Section):
         alias="skaha_url",
         default=None,
         description=(
-            "Skaha service URL, e.g. https://ws-uv.canfar.net/skaha (platform = skaha); "
-            "'/v1' is appended unless the URL already ends with it."
+            "Skaha service URL, e.g. https://ws-uv.canfar.net/skaha (platform = skaha). The "
+            "session API is the accessURL of standardID "
+            "http://www.opencadc.org/std/platform#session-1 in <url>/capabilities, else "
+            "<url>/v1 when the site has no capabilities document; a URL ending in /v1 is "
+            "used as the API as is. A site without a v1 session API stops the start-up."
         ),
     )
     token_file: Path | None = Field(
@@ -965,6 +995,82 @@ class SkahaSettings(_Section):
         description=(
             "Largest session list (bytes) the broker reads from Skaha. A larger one is not "
             "read: the sessions get no news and /healthz says degraded, with the reason."
+        ),
+    )
+    credential_key: SecretStr | None = Field(
+        alias="skaha_credential_key",
+        default=None,
+        description=(
+            "Per-user mode (auth = oidc): the Fernet key (32 url-safe base64 bytes, e.g. from "
+            "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key()"
+            ".decode())'`) that encrypts the users' Skaha refresh tokens in the database. "
+            "Required in per-user mode; never logged."
+        ),
+    )
+    exchange_audience: str | None = Field(
+        alias="skaha_exchange_audience",
+        default=None,
+        description=(
+            "Per-user mode: the audience asked for when a user's access token is exchanged "
+            "for a Skaha token (RFC 8693 token exchange), e.g. the Skaha client's id. Unset: "
+            "no audience is sent."
+        ),
+    )
+    exchange_scopes: str = Field(
+        alias="skaha_exchange_scopes",
+        default="openid profile offline_access",
+        description=(
+            "Per-user mode: space-separated scopes asked for in the token exchange; "
+            "offline_access is added if missing (it brings the refresh token back)."
+        ),
+    )
+    refresh_warning: Seconds = Field(
+        alias="skaha_refresh_warning",
+        default=timedelta(days=7),
+        ge=timedelta(),
+        description=(
+            "Warn in /healthz and the log this many seconds before a Skaha refresh token's "
+            "exp (JWT refresh tokens, e.g. SKA IAM's 30 days): the broker's token file in "
+            "single-account mode, each user's stored one in per-user mode."
+        ),
+    )
+    compute_estimate: Seconds = Field(
+        alias="skaha_compute_estimate",
+        default=timedelta(seconds=120),
+        gt=timedelta(),
+        description=(
+            "Seconds a headless Skaha session is planned to take from its admission to "
+            "running (image pull, container start), when prepare_estimates is not set. The "
+            "learned estimates replace it once there is enough history."
+        ),
+    )
+    notebook_estimate: Seconds = Field(
+        alias="skaha_notebook_estimate",
+        default=timedelta(seconds=180),
+        gt=timedelta(),
+        description=(
+            "Seconds a Skaha notebook is planned to take to start and pass its readiness "
+            "probe (which Skaha gives up to 300 s), when prepare_estimates is not set."
+        ),
+    )
+    budget_slack: Seconds = Field(
+        alias="skaha_budget_slack",
+        default=timedelta(seconds=600),
+        ge=timedelta(),
+        description=(
+            "On Skaha, when budget_slack is not set: seconds a session may go on starting "
+            "beyond its planned time (a slow image pull, a notebook's readiness probe) before "
+            "it is cancelled."
+        ),
+    )
+    queue_budget: Seconds = Field(
+        alias="skaha_queue_budget",
+        default=timedelta(minutes=30),
+        gt=timedelta(),
+        description=(
+            "Seconds a Skaha session may wait in Skaha's queue (Pending without a start time: "
+            "Kueue has not admitted it) before it is cancelled. Its preparing budget starts "
+            "when it is admitted."
         ),
     )
     use_stats: bool = Field(
@@ -1273,6 +1379,13 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def effective_budget_slack(self) -> timedelta:
+        """The engine's budget slack: as set, or on Skaha (unset) ``skaha_budget_slack``."""
+        if self.platform == "skaha" and "budget_slack" not in self.engine.model_fields_set:
+            return self.skaha.budget_slack
+        return self.engine.budget_slack
+
+    @property
     def effective_database_url(self) -> str:
         if self.database.url:
             return self.database.url
@@ -1284,8 +1397,14 @@ class Settings(BaseSettings):
 
 
 def skaha_per_user(settings: Settings) -> bool:
-    """Whether every owner is a Skaha account of their own (per-user mode: Skaha with OIDC
-    callers); otherwise every session runs as the broker's one account.
+    """Whether each Skaha session runs as its owner (per-user mode) rather than as the
+    broker's one account (single-account mode).
+
+    Per-user mode is on exactly when the platform is Skaha and users sign in with OIDC
+    (``auth = oidc``): their access tokens can then be exchanged for Skaha tokens. With
+    ``auth = tokens`` the broker knows no IdP identity for its users, so every session shares
+    the account of ``skaha_token_file``. The Skaha *account* of a session is its owner key in
+    per-user mode, one shared account otherwise.
     """
     return settings.platform == "skaha" and settings.auth.mode == "oidc"
 

@@ -131,7 +131,7 @@ async def test_retention_deletes_old_ended_records_and_keeps_live_ones(
 
 
 async def test_anonymous_requests_are_rate_limited_per_address(broker: BrokerClient) -> None:
-    async with broker(user=None, anonymous_rate=0.5, anonymous_burst=4) as client:
+    async with broker(user=None, anonymous_rate=0.01, anonymous_burst=4) as client:
         for path in ("/healthz", "/metrics", "/openapi.json", "/sessions"):
             assert (await client.get(path)).status_code in (200, 401)
         limited = await client.get("/healthz")

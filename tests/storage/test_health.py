@@ -181,6 +181,7 @@ async def test_pages_damaged_while_serving_are_degraded_once_a_query_meets_them(
     assert body["database_message"].startswith("the database is damaged: ")
 
 
+@pytest.mark.alone  # another client's latency, measured
 async def test_healthz_answers_at_once_while_writes_hang_then_says_so(tmp_path: Path) -> None:
     """Another process holds SQLite's write lock: /healthz never waits for it (a balancer's
     probe does not time out), and once a write has waited 5 s it answers 503."""

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
 
 import httpx
 import pytest
@@ -18,7 +17,8 @@ from execbroker.localtoken import local_token
 from execbroker.main import create_app
 from execbroker.web.dashboard import PAGE_POLICY, STATIC_FILES
 
-PAGES = ["/ui/", "/ui/new", f"/ui/sessions/{uuid4()}"]
+# A fixed id (of no session): pytest-xdist workers must collect the same test names.
+PAGES = ["/ui/", "/ui/new", "/ui/sessions/5b0c9a5e-8c1f-4d7e-a2b3-6f4e1d9c0a17"]
 TYPES = {
     "js": "text/javascript; charset=utf-8",
     "css": "text/css; charset=utf-8",

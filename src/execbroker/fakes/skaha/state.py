@@ -118,6 +118,7 @@ class FakeSkaha:
         self._queue_held = False
         self._broken_images: set[str] = set()
         self._launched: list[tuple[str, str]] = []
+        self._creators: dict[str, str] = {}  # session id → the user who created it
 
     # ---- knobs -------------------------------------------------------------------------
 
@@ -293,6 +294,11 @@ class FakeSkaha:
         """
         with self._lock:
             return list(self._launched)
+
+    def creators(self) -> dict[str, str]:
+        """Who created each session ever launched, by session name (gone ones too)."""
+        with self._lock:
+            return {name: self._creators[sid] for sid, name in self._launched}
 
     def session_ids(self, user: str | None = None) -> list[str]:
         with self._lock:
@@ -541,11 +547,21 @@ class FakeSkaha:
 
     def connectable(self, session_id: str) -> bool:
         """Whether the UI behind the session's ``connectURL`` answers (it is Running)."""
+        return self.connect_status(session_id) == 200
+
+    def connect_status(self, session_id: str) -> int:
+        """What the session's ``connectURL`` answers: 200 once Running (and past
+        ``timings.connect_warmup``), 503 while it warms up, else 404.
+        """
         with self._lock:
             session = self._sessions.get(session_id)
             if session is None or not session.interactive:
-                return False
-            return session.at(self.clock(), self.timings).stage is Stage.RUNNING
+                return 404
+            snapshot = session.at(self.clock(), self.timings)
+            if snapshot.stage is not Stage.RUNNING or snapshot.running_at is None:
+                return 404
+            warm = snapshot.running_at + self.timings.connect_warmup
+            return 200 if self.clock() >= warm else 503
 
     # ---- internals -----------------------------------------------------------------------
 
@@ -609,6 +625,7 @@ class FakeSkaha:
         now = self.clock()
         session_id = self._new_id()
         self._launched.append((session_id, name.lower()[:_MAX_NAME]))
+        self._creators[session_id] = user
         run, exit_code = _run_control(kind, cmd, args, env, self.timings.run)
         interactive = kind in INTERACTIVE_TYPES
         deadline = self.timings.session_expiry if interactive else self.timings.headless_deadline
