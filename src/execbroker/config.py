@@ -997,6 +997,43 @@ class SkahaSettings(_Section):
             "read: the sessions get no news and /healthz says degraded, with the reason."
         ),
     )
+    credential_key: SecretStr | None = Field(
+        alias="skaha_credential_key",
+        default=None,
+        description=(
+            "Per-user mode (auth = oidc): the Fernet key (32 url-safe base64 bytes, e.g. from "
+            "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key()"
+            ".decode())'`) that encrypts the users' Skaha refresh tokens in the database. "
+            "Required in per-user mode; never logged."
+        ),
+    )
+    exchange_audience: str | None = Field(
+        alias="skaha_exchange_audience",
+        default=None,
+        description=(
+            "Per-user mode: the audience asked for when a user's access token is exchanged "
+            "for a Skaha token (RFC 8693 token exchange), e.g. the Skaha client's id. Unset: "
+            "no audience is sent."
+        ),
+    )
+    exchange_scopes: str = Field(
+        alias="skaha_exchange_scopes",
+        default="openid profile offline_access",
+        description=(
+            "Per-user mode: space-separated scopes asked for in the token exchange; "
+            "offline_access is added if missing (it brings the refresh token back)."
+        ),
+    )
+    refresh_warning: Seconds = Field(
+        alias="skaha_refresh_warning",
+        default=timedelta(days=7),
+        ge=timedelta(),
+        description=(
+            "Warn in /healthz and the log this many seconds before a Skaha refresh token's "
+            "exp (JWT refresh tokens, e.g. SKA IAM's 30 days): the broker's token file in "
+            "single-account mode, each user's stored one in per-user mode."
+        ),
+    )
     compute_estimate: Seconds = Field(
         alias="skaha_compute_estimate",
         default=timedelta(seconds=120),
@@ -1360,8 +1397,14 @@ class Settings(BaseSettings):
 
 
 def skaha_per_user(settings: Settings) -> bool:
-    """Whether every owner is a Skaha account of their own (per-user mode: Skaha with OIDC
-    callers); otherwise every session runs as the broker's one account.
+    """Whether each Skaha session runs as its owner (per-user mode) rather than as the
+    broker's one account (single-account mode).
+
+    Per-user mode is on exactly when the platform is Skaha and users sign in with OIDC
+    (``auth = oidc``): their access tokens can then be exchanged for Skaha tokens. With
+    ``auth = tokens`` the broker knows no IdP identity for its users, so every session shares
+    the account of ``skaha_token_file``. The Skaha *account* of a session is its owner key in
+    per-user mode, one shared account otherwise.
     """
     return settings.platform == "skaha" and settings.auth.mode == "oidc"
 

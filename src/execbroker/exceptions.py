@@ -21,6 +21,7 @@ __all__ = [
     "MalformedBodyError",
     "NotAcceptableError",
     "NotFoundError",
+    "PlatformIdentityRefusedError",
     "QuotaExceededError",
     "RateLimitedError",
     "RequestRefusedError",
@@ -193,6 +194,15 @@ class ServiceUnavailableError(ClientError):
     @property
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)}
+
+
+class PlatformIdentityRefusedError(ClientError):
+    """The platform cannot act as the caller: e.g. the identity provider refused to exchange
+    their token for one of the platform's (per-user Skaha). The message carries its reason.
+    """
+
+    status = 403
+    error = "platform_identity_refused"
 
 
 class NotFoundError(ClientError):

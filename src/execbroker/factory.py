@@ -42,6 +42,7 @@ from execbroker.services.estimates import EstimateRecorder
 from execbroker.services.expiry import ExpiryTimer
 from execbroker.services.offers import OfferLimits, OfferService
 from execbroker.services.sessions import SessionLimits, SessionService
+from execbroker.storage.credentials import CredentialRows
 from execbroker.storage.database import Database
 from execbroker.storage.estimates import PreparingTimes
 from execbroker.storage.health import StorageProbe
@@ -100,7 +101,9 @@ class ProcessContext:
             clock=clock,
             lock_timeout=settings.database.booking_lock_timeout.total_seconds(),
         )
-        platform = InstrumentedPlatform(build_platform(settings, clock, background))
+        platform = InstrumentedPlatform(
+            build_platform(settings, clock, background, credential_store=CredentialRows(database))
+        )
         estimates = EstimateRecorder(PreparingTimes(database), estimate_book(settings))
         feed = ChangeFeed(
             recheck=settings.server.change_recheck_local.total_seconds(),

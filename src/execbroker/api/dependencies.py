@@ -65,6 +65,7 @@ async def _caller(
         name=identity.key,
         admin=identity.key in broker.settings.auth.admins,
         display=identity.display,
+        token=credentials.credentials,
     )
 
 

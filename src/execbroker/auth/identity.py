@@ -15,7 +15,7 @@ would otherwise fail a write with a 500, and control characters in a name reach 
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 __all__ = ["MAX_USERNAME_LENGTH", "Authenticator", "Caller", "Identity", "username_problem"]
@@ -59,6 +59,9 @@ class Caller:
     name: str
     admin: bool = False
     display: str | None = None
+    # The bearer token this request came with, for a platform that acts as the caller
+    # (per-user Skaha exchanges it); never shown or logged.
+    token: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def scope(self) -> str | None:

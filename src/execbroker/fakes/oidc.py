@@ -57,6 +57,7 @@ DEFAULT_CLIENTS: Mapping[str, str] = {"execbroker": "execbroker-client-secret"}
 # Stable ``sub`` values: IAM subjects are UUIDs, distinct from the username.
 _SUBJECT_NAMESPACE = uuid.UUID("6f1c1d43-35a4-4a52-9d0c-2f3b1f0e7a10")
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+_ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 - a URN
 
 
 def _utc_now() -> datetime:
@@ -102,6 +103,7 @@ class _RefreshGrant:
     expires_at: datetime
     revoked: bool = False
     rotated: bool = False
+    audience: str | None = None  # of the access tokens it renews (None: the default)
 
 
 class _OAuthError(Exception):
@@ -138,7 +140,8 @@ class FakeOIDCProvider:
 
     Counters (read them in assertions): ``token_requests`` (every POST to the token
     endpoint, failed ones included), ``refresh_grants`` (successful refresh grants),
-    ``client_credentials_grants``, ``discovery_requests``, ``jwks_requests``,
+    ``exchange_grants`` (successful token exchanges), ``token_refusals`` (OAuth errors
+    answered), ``client_credentials_grants``, ``discovery_requests``, ``jwks_requests``,
     ``userinfo_requests``.
     """
 
@@ -153,6 +156,7 @@ class FakeOIDCProvider:
         clients: Mapping[str, str] | None = None,
         username_claim: str = "preferred_username",
         clock: Callable[[], datetime] = _utc_now,
+        exchange_audiences: Sequence[str] = (),
     ) -> None:
         self.issuer = issuer
         self.audience = audience
@@ -162,6 +166,10 @@ class FakeOIDCProvider:
         self.clients: dict[str, str] = dict(DEFAULT_CLIENTS if clients is None else clients)
         self.username_claim = username_claim
         self.clock = clock
+        # RFC 8693 token exchange: the audiences it mints for (tokens for them are valid
+        # too), and the users it refuses (access_denied).
+        self.exchange_audiences: set[str] = set(exchange_audiences)
+        self.exchange_denied: set[str] = set()
 
         self.idp_down = False
         self.hanging = False
@@ -171,6 +179,10 @@ class FakeOIDCProvider:
         self.token_requests = 0
         self.refresh_grants = 0
         self.client_credentials_grants = 0
+        self.exchange_grants = 0
+        self.token_refusals = 0  # token endpoint calls answered with an OAuth error
+        # Every token it handed out (access and refresh), to check none leaks into a log.
+        self.issued_tokens: list[str] = []
         self.discovery_requests = 0
         self.jwks_requests = 0
         self.userinfo_requests = 0
@@ -259,7 +271,9 @@ class FakeOIDCProvider:
         }
         claims.update(extra_claims or {})
         headers = {"kid": kid if kid is not None else key.kid, **(extra_headers or {})}
-        return jwt.encode(claims, key.private_key, algorithm=ALGORITHM, headers=headers)
+        token = jwt.encode(claims, key.private_key, algorithm=ALGORITHM, headers=headers)
+        self.issued_tokens.append(token)
+        return token
 
     def _audience_claim(self, audience: str | Sequence[str] | None) -> str | list[str]:
         if audience is None:
@@ -282,16 +296,44 @@ class FakeOIDCProvider:
         """A new opaque refresh token for ``username``, redeemable by ``client_id``."""
         if client_id not in self.clients:
             raise ValueError(f"unknown client {client_id!r}")
-        token = secrets.token_urlsafe(32)
         grant = _RefreshGrant(
             username=username,
             client_id=client_id,
             scope=scope,
             expires_at=self.clock() + self.refresh_token_ttl,
         )
+        token = self._refresh_jwt(grant)
         with self._lock:
             self._refresh[token] = grant
         return token
+
+    def _refresh_jwt(self, grant: _RefreshGrant) -> str:
+        """A refresh token as SKA IAM makes them: an unsigned JWT (``alg: none``) with its
+        ``exp``; the provider still looks it up, so it cannot be forged by editing it.
+        """
+        claims = {
+            "iss": self.issuer or "",
+            "sub": self.subject_for(grant.username),
+            "exp": int(grant.expires_at.timestamp()),
+            "iat": int(self.clock().timestamp()),
+            "jti": str(uuid.uuid4()),
+        }
+        token = jwt.encode(claims, "", algorithm="none")
+        self.issued_tokens.append(token)
+        return token
+
+    def refresh_tokens(self, username: str) -> list[str]:
+        """The refresh tokens of ``username`` that still work (not revoked, not rotated)."""
+        now = self.clock()
+        with self._lock:
+            return [
+                token
+                for token, grant in self._refresh.items()
+                if grant.username == username
+                and not grant.revoked
+                and not grant.rotated
+                and now < grant.expires_at
+            ]
 
     def revoke_refresh_tokens(self, username: str | None = None) -> int:
         """Revoke the refresh tokens of ``username`` (everyone's if ``None``); returns how many.
@@ -321,7 +363,7 @@ class FakeOIDCProvider:
         username = claims.get(self.username_claim, claims.get("preferred_username"))
         return username if isinstance(username, str) else None
 
-    def _verified_claims(self, token: str) -> dict[str, Any] | None:
+    def _verified_claims(self, token: str, *, any_audience: bool = False) -> dict[str, Any] | None:
         issuer = self.issuer
         if issuer is None:
             return None
@@ -338,10 +380,11 @@ class FakeOIDCProvider:
                 token,
                 key.private_key.public_key(),
                 algorithms=[ALGORITHM],
-                audience=self.audience,
+                audience=[self.audience, *self.exchange_audiences],
                 issuer=issuer,
                 # Time is checked below against the injected clock, not the real one.
                 options={
+                    "verify_aud": not any_audience,
                     "verify_exp": False,
                     "verify_nbf": False,
                     "verify_iat": False,
@@ -371,7 +414,11 @@ class FakeOIDCProvider:
             "userinfo_endpoint": f"{base}/userinfo",
             "revocation_endpoint": f"{base}/revoke",
             "jwks_uri": f"{base}/jwks",
-            "grant_types_supported": ["refresh_token", "client_credentials"],
+            "grant_types_supported": [
+                "refresh_token",
+                "client_credentials",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+            ],
             "response_types_supported": ["code"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": [ALGORITHM],
@@ -454,6 +501,8 @@ class FakeOIDCProvider:
         try:
             body = self._grant(self._authenticate_client(request, fields), fields)
         except _OAuthError as error:
+            with self._lock:
+                self.token_refusals += 1
             return error.response()
         return JSONResponse(body, headers=_NO_STORE)
 
@@ -463,6 +512,8 @@ class FakeOIDCProvider:
                 return self._refresh_grant(client_id, fields)
             case "client_credentials":
                 return self._client_credentials_grant(client_id, fields)
+            case "urn:ietf:params:oauth:grant-type:token-exchange":
+                return self._exchange_grant(client_id, fields)
             case None:
                 raise _OAuthError(400, "invalid_request", "grant_type is missing")
             case other:
@@ -518,19 +569,25 @@ class FakeOIDCProvider:
             scope = self._narrowed_scope(grant.scope, fields.get("scope"))
             if self.rotate_refresh_tokens:
                 grant.rotated = True
-                refresh_token = secrets.token_urlsafe(32)
-                self._refresh[refresh_token] = _RefreshGrant(
+                renewed = _RefreshGrant(
                     username=grant.username,
                     client_id=client_id,
                     scope=grant.scope,
                     expires_at=now + self.refresh_token_ttl,
+                    audience=grant.audience,
                 )
+                refresh_token = self._refresh_jwt(renewed)
+                self._refresh[refresh_token] = renewed
             else:
                 refresh_token = presented
             self.refresh_grants += 1
             username = grant.username
+            audience = grant.audience
         access_token = self.mint(
-            username, issued_at=now, extra_claims={"scope": scope, "client_id": client_id}
+            username,
+            audience=audience,
+            issued_at=now,
+            extra_claims={"scope": scope, "client_id": client_id},
         )
         return self._token_body(access_token, scope, refresh_token=refresh_token)
 
@@ -553,6 +610,62 @@ class FakeOIDCProvider:
         if not set(requested.split()) <= set(granted.split()):
             raise _OAuthError(400, "invalid_scope", "requested scope exceeds the granted scope")
         return requested
+
+    def _exchange_grant(self, client_id: str, fields: Mapping[str, str]) -> dict[str, Any]:
+        """RFC 8693: a valid access token of a user (``subject_token``) becomes a token of
+        the same user for an ``audience`` this provider exchanges for, with a refresh token
+        when ``offline_access`` is asked for. Refusals: an invalid or expired subject token
+        (``invalid_grant``), an audience not configured (``invalid_target``), a scope beyond
+        the default ones (``invalid_scope``), a user in ``exchange_denied``
+        (``access_denied``).
+        """
+        subject = self._required_field(fields, "subject_token")
+        kind = self._required_field(fields, "subject_token_type")
+        if kind != _ACCESS_TOKEN_TYPE:
+            raise _OAuthError(
+                400, "invalid_request", f"subject_token_type {kind!r} is not supported"
+            )
+        claims = self._verified_claims(subject, any_audience=True)  # any of its own
+        if claims is None:
+            raise _OAuthError(400, "invalid_grant", "the subject token is invalid or expired")
+        username = claims.get(self.username_claim, claims.get("preferred_username"))
+        if not isinstance(username, str):
+            raise _OAuthError(400, "invalid_grant", "the subject token names no user")
+        audience = fields.get("audience")
+        if audience is None or audience not in self.exchange_audiences:
+            raise _OAuthError(
+                400, "invalid_target", f"audience {audience!r} is not allowed for token exchange"
+            )
+        scope = fields.get("scope", "openid")
+        if not set(scope.split()) <= set(DEFAULT_SCOPE.split()):
+            raise _OAuthError(400, "invalid_scope", "requested scope exceeds the allowed scope")
+        if username in self.exchange_denied:
+            raise _OAuthError(
+                400, "access_denied", f"user {username} may not get tokens for {audience}"
+            )
+        now = self.clock()
+        refresh_token = None
+        with self._lock:
+            self.exchange_grants += 1
+            if "offline_access" in scope.split():
+                grant = _RefreshGrant(
+                    username=username,
+                    client_id=client_id,
+                    scope=scope,
+                    expires_at=now + self.refresh_token_ttl,
+                    audience=audience,
+                )
+                refresh_token = self._refresh_jwt(grant)
+                self._refresh[refresh_token] = grant
+        access_token = self.mint(
+            username,
+            audience=audience,
+            issued_at=now,
+            extra_claims={"scope": scope, "client_id": client_id},
+        )
+        body = self._token_body(access_token, scope, refresh_token=refresh_token)
+        body["issued_token_type"] = _ACCESS_TOKEN_TYPE
+        return body
 
     def _client_credentials_grant(
         self, client_id: str, fields: Mapping[str, str]

@@ -127,6 +127,8 @@ class PlatformHealth:
 
     available: bool
     message: str | None = None
+    # Further fields for /healthz (e.g. Skaha's ``platform_identity`` and its counts).
+    details: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -191,6 +193,14 @@ class Platform(abc.ABC):
         if problems:
             raise RequestRefusedError(problems)
         return plan
+
+    async def admit(self, owner: str, token: str | None) -> None:  # noqa: B027 - optional hook
+        """Called at accept and ``/direct`` before anything of ``owner``'s is accepted, with
+        the caller's own bearer token when the caller is the owner (else None). A platform
+        that runs sessions as their owner gets a credential of theirs here, and raises a
+        :class:`~execbroker.exceptions.ClientError` carrying the reason it cannot (nothing is
+        accepted then). The default admits everyone.
+        """
 
     def limits(self) -> PlatformLimits:
         """The limits the planner books against beyond the configured pool, from what the

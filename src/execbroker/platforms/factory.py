@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from execbroker.background import BackgroundTaskManager
 from execbroker.clock import Clock
 from execbroker.config import Settings
 from execbroker.platforms.base import Platform
 from execbroker.platforms.mock import MockPlatform
 
+if TYPE_CHECKING:
+    from execbroker.platforms.skaha.credentials import CredentialStore
+
 __all__ = ["build_platform"]
 
 
-def build_platform(settings: Settings, clock: Clock, background: BackgroundTaskManager) -> Platform:
-    """The platform ``settings`` name; its long-lived tasks run under ``background``."""
+def build_platform(
+    settings: Settings,
+    clock: Clock,
+    background: BackgroundTaskManager,
+    *,
+    credential_store: CredentialStore | None = None,
+) -> Platform:
+    """The platform ``settings`` name; its long-lived tasks run under ``background``;
+    ``credential_store`` keeps the users' Skaha credentials in per-user mode.
+    """
     match settings.platform:
         case "mock":
             return MockPlatform(
@@ -27,7 +40,10 @@ def build_platform(settings: Settings, clock: Clock, background: BackgroundTaskM
             )
 
             return SkahaPlatform(
-                SkahaOptions.from_settings(settings), clock=clock, background=background
+                SkahaOptions.from_settings(settings),
+                clock=clock,
+                background=background,
+                credential_store=credential_store,
             )
         case "docker":
             # Imported here: the Docker client library is only loaded when it is used.

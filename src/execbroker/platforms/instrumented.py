@@ -71,6 +71,9 @@ class InstrumentedPlatform(Platform):
     def shape(self, plan: Plan) -> Plan:
         return self.inner.shape(plan)
 
+    async def admit(self, owner: str, token: str | None) -> None:
+        await self.inner.admit(owner, token)
+
     def limits(self) -> PlatformLimits:
         return self.inner.limits()
 

@@ -276,6 +276,9 @@ class OfferService:
         except RequestRefusedError:
             OFFERS.labels("refused").inc()
             raise
+        # Before anything is booked: a platform that runs it as the caller gets their
+        # credential now, or refuses with its reason.
+        await self._platform.admit(owner, caller.token)
 
         def book(booking: Booking) -> SessionRecord:
             moment = booking.now()

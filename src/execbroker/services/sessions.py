@@ -507,7 +507,8 @@ class SessionService:
         now = self._clock.now()
         match target:
             case SessionPhase.ACCEPTED:
-                await self._accept(session, now=now, by=caller.label)
+                token = caller.token if caller.name == session.owner else None
+                await self._accept(session, now=now, by=caller.label, token=token)
                 OFFERS.labels("accepted").inc()
             case SessionPhase.REJECTED:
                 await self._reject(
@@ -522,9 +523,16 @@ class SessionService:
         logger.info("session updated", extra={"session": str(uuid), "phase": target.value})
         return await self.get_session(uuid, caller=caller)
 
-    async def _accept(self, session: SessionRecord, *, now: datetime, by: str) -> None:
+    async def _accept(
+        self, session: SessionRecord, *, now: datetime, by: str, token: str | None
+    ) -> None:
+        """Accept ``session`` for ``by``; ``token`` is the owner's own bearer token when
+        they are the caller (the platform may exchange it for one of its own first).
+        """
         if session.expires is not None and session.expires <= now:
             await self._expired(session.expires)
+        # Before the booking commits: a refusal leaves the offer as it was.
+        await self._platform.admit(session.owner, token)
 
         def accept(booking: Booking) -> list[UUID] | None:
             at = booking.now()

@@ -18,6 +18,7 @@ __all__ = [
     "offer_sets",
     "preparing_times",
     "sessions",
+    "skaha_credentials",
 ]
 
 
@@ -228,4 +229,15 @@ preparing_times = sa.Table(
     sa.Column("seconds", sa.Float, nullable=False),
     sa.Column("observed", UTCDateTime(), nullable=False),
     sa.Index("ix_preparing_times_key", "platform", "role", "kind", "image", "id"),
+)
+
+
+# Each user's Skaha tokens in per-user mode, sealed with Fernet by the platform
+# (execbroker.platforms.skaha.credentials); deleted when no session of theirs holds.
+skaha_credentials = sa.Table(
+    "skaha_credentials",
+    metadata,
+    sa.Column("account", sa.String(NAME_LENGTH), primary_key=True),
+    sa.Column("sealed", sa.Text, nullable=False),
+    sa.Column("updated", UTCDateTime(), nullable=False),
 )

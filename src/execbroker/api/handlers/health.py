@@ -63,6 +63,7 @@ async def healthz(broker: BrokerDep) -> JSONResponse:
         body["database_message"] = storage.problem
     if platform.message:
         body["platform_message"] = platform.message
+    body.update(platform.details)
     if dead:
         body["dead_tasks"] = dead
     return JSONResponse(body, status_code=200 if storage.ok and not dead else 503)

@@ -118,6 +118,7 @@ class FakeSkaha:
         self._queue_held = False
         self._broken_images: set[str] = set()
         self._launched: list[tuple[str, str]] = []
+        self._creators: dict[str, str] = {}  # session id → the user who created it
 
     # ---- knobs -------------------------------------------------------------------------
 
@@ -293,6 +294,11 @@ class FakeSkaha:
         """
         with self._lock:
             return list(self._launched)
+
+    def creators(self) -> dict[str, str]:
+        """Who created each session ever launched, by session name (gone ones too)."""
+        with self._lock:
+            return {name: self._creators[sid] for sid, name in self._launched}
 
     def session_ids(self, user: str | None = None) -> list[str]:
         with self._lock:
@@ -619,6 +625,7 @@ class FakeSkaha:
         now = self.clock()
         session_id = self._new_id()
         self._launched.append((session_id, name.lower()[:_MAX_NAME]))
+        self._creators[session_id] = user
         run, exit_code = _run_control(kind, cmd, args, env, self.timings.run)
         interactive = kind in INTERACTIVE_TYPES
         deadline = self.timings.session_expiry if interactive else self.timings.headless_deadline

@@ -94,9 +94,17 @@ from execbroker.platforms.skaha.client import (
     SkahaStatus,
     normalise_name,
 )
+from execbroker.platforms.skaha.credentials import (
+    CredentialStore,
+    ExchangeSettings,
+    Sealer,
+    UserCredentials,
+    describe,
+)
 from execbroker.platforms.skaha.discovery import discover_session_api
 from execbroker.platforms.skaha.errors import (
     SkahaCreateUnknownError,
+    SkahaCredentialsError,
     SkahaError,
     SkahaForbiddenError,
     SkahaNotFoundError,
@@ -161,6 +169,10 @@ class SkahaOptions:
     connect_hosts: tuple[str, ...] = ()  # empty: the host of ``url``
     use_stats: bool = False
     per_user: bool = False  # every owner is a Skaha account (config.skaha_per_user)
+    credential_key: SecretStr | None = field(default=None, repr=False)
+    exchange_audience: str | None = None
+    exchange_scopes: str = "openid profile offline_access"
+    refresh_warning: timedelta = timedelta(days=7)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SkahaOptions:
@@ -194,6 +206,25 @@ class SkahaOptions:
             connect_hosts=tuple(settings.skaha.connect_hosts),
             use_stats=settings.skaha.use_stats,
             per_user=skaha_per_user(settings),
+            credential_key=settings.skaha.credential_key,
+            exchange_audience=settings.skaha.exchange_audience,
+            exchange_scopes=settings.skaha.exchange_scopes,
+            refresh_warning=settings.skaha.refresh_warning,
+        )
+
+    def exchange(self) -> ExchangeSettings:
+        """How users' tokens are exchanged and refreshed (per-user mode)."""
+        return ExchangeSettings(
+            issuer=self.issuer,
+            client_id=self.client_id,
+            client_secret=self.client_secret,
+            audience=self.exchange_audience,
+            scopes=self.exchange_scopes,
+            refresh_fraction=self.refresh_fraction,
+            refresh_warning=self.refresh_warning,
+            cleanup_interval=self.sweep_interval,
+            # Longer than an accept takes from its admission to its commit.
+            admit_grace=timedelta(seconds=2 * max(self.sweep_interval, self.timeout)),
         )
 
     @property
@@ -244,6 +275,21 @@ class _Created:
     at: float  # monotonic
 
 
+@dataclass
+class _Account:
+    """One Skaha account: its client (its token) and its own shared list.
+
+    Single-account mode has one (key ``""``, the token file's); per-user mode one per
+    owner with live sessions, each listed once per interval with its own token.
+    """
+
+    key: str
+    client: SkahaClient
+    listing: _Listing | None = None
+    list_failure: tuple[float, SkahaError] | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
 class SkahaPlatform(Platform):
     """Runs a session's compute as a session on CANFAR's Skaha, named after its component.
 
@@ -261,7 +307,15 @@ class SkahaPlatform(Platform):
         clock: Clock,
         background: BackgroundTaskManager,
         transport: httpx.AsyncBaseTransport | None = None,
+        credential_store: CredentialStore | None = None,
     ) -> None:
+        if options.per_user and credential_store is None:
+            raise ValueError("per-user Skaha identity needs a credential store")
+        self._sealer = _sealer(options) if options.per_user else None
+        self._store = credential_store
+        self._users: UserCredentials | None = None
+        self._accounts: dict[str, _Account] = {}
+        self._orphans: dict[UUID, str] = {}  # found by objects(): its account
         self._options = options
         self._background = background
         self._clock = clock
@@ -273,9 +327,9 @@ class SkahaPlatform(Platform):
         self._catalogue: Catalogue | None = None
         self._catalogue_problem: str | None = "Skaha has not been asked yet"
         self._skaha_problem: str | None = None
-        self._listing: _Listing | None = None
-        self._list_failure: tuple[float, SkahaError] | None = None
-        self._list_lock = asyncio.Lock()
+        self._shared_account: _Account | None = None
+        self._api = options.url
+        self._refresh_warned: datetime | None = None
         self._created: dict[UUID, _Created] = {}
         # Components whose last create has an unknown outcome: when it was sent (monotonic).
         self._creating: dict[UUID, float] = {}
@@ -347,6 +401,7 @@ class SkahaPlatform(Platform):
             )
             await self._http.aclose()
             raise
+        self._api = api  # every account's client calls it
         self._client = SkahaClient(
             api,
             http=self._http,
@@ -354,6 +409,11 @@ class SkahaPlatform(Platform):
             retry=RetryPolicy(retries=options.retries, budget=options.retry_budget),
             registry_auth=options.registry_auth,
         )
+        self._shared_account = _Account("", self._client)
+        if options.per_user:
+            await self._start_users(self._http)
+        self._log_identity()
+        self._check_refresh_expiry()
         try:
             async with asyncio.timeout(options.timeout):
                 await self._read_catalogue()
@@ -380,6 +440,123 @@ class SkahaPlatform(Platform):
             extra={"skaha_url": self.client.base_url, "prefix": options.prefix},
         )
 
+    async def _start_users(self, http: httpx.AsyncClient) -> None:
+        """Per-user mode: read the users' stored credentials and keep them fresh."""
+        if self._store is None or self._sealer is None:
+            raise RuntimeError("per-user Skaha identity needs a credential store and a key")
+        self._users = UserCredentials(
+            self._options.exchange(),
+            store=self._store,
+            sealer=self._sealer,
+            http=http,
+            clock=self._clock,
+            background=self._background,
+            on_forget=self._forget_account,
+        )
+        await self._users.start()
+
+    def _log_identity(self) -> None:
+        if self._options.per_user:
+            logger.info(
+                "Skaha identity: per-user; each session runs as its owner, with their "
+                "exchanged token (skaha_token_file's account reads only Skaha's catalogue)"
+            )
+        else:
+            logger.warning(
+                "Skaha identity: single-account; every session runs as the account of "
+                "skaha_token_file: users share its /arc home and projects and can read and "
+                "overwrite each other's files (sign users in with auth = oidc for per-user)"
+            )
+
+    @property
+    def users(self) -> UserCredentials | None:
+        """The users' credentials in per-user mode, else None."""
+        return self._users
+
+    async def admit(self, owner: str, token: str | None) -> None:
+        """Per-user mode: make sure ``owner`` has a Skaha credential before anything of
+        theirs is accepted, exchanging ``token`` (their own access token) if needed.
+        Single-account mode admits everyone (the token file's account runs everything).
+        """
+        if self._users is not None:
+            await self._users.admit(owner, token)
+
+    @property
+    def _shared(self) -> _Account:
+        if self._shared_account is None:
+            raise RuntimeError("the Skaha platform is not started")
+        return self._shared_account
+
+    def _account(self, work: Work) -> _Account:
+        """The account that runs ``work``'s session: its owner's, or the shared one."""
+        return self._account_of(work.session.owner)
+
+    def _account_of(self, owner: str) -> _Account:
+        users = self._users
+        if users is None:
+            return self._shared
+        account = self._accounts.get(owner)
+        if account is None:
+            client = SkahaClient(
+                self._api,
+                http=self._require_http(),
+                tokens=users.source(owner),
+                retry=RetryPolicy(retries=self._options.retries, budget=self._options.retry_budget),
+                registry_auth=self._options.registry_auth,
+            )
+            account = self._accounts[owner] = _Account(owner, client)
+        return account
+
+    def _live_accounts(self) -> list[_Account]:
+        """The accounts whose sessions the broker follows: the users' with a usable
+        credential (per-user), or the shared one.
+        """
+        users = self._users
+        if users is None:
+            return [self._shared]
+        return [self._account_of(key) for key in sorted(users.accounts()) if users.usable(key)]
+
+    def _forget_account(self, key: str) -> None:
+        self._accounts.pop(key, None)
+
+    def _require_http(self) -> httpx.AsyncClient:
+        if self._http is None:
+            raise RuntimeError("the Skaha platform is not started")
+        return self._http
+
+    def _check_refresh_expiry(self) -> str | None:
+        """Single-account mode: a warning (logged once per token) when the token file's
+        refresh token ends within ``refresh_warning``; None otherwise.
+        """
+        tokens = self._tokens
+        end = tokens.refresh_expires_at if tokens is not None else None
+        if end is None or end - self._clock.now() > self._options.refresh_warning:
+            return None
+        days = max((end - self._clock.now()).total_seconds(), 0.0) / 86400
+        warning = (
+            f"the Skaha refresh token of skaha_token_file ends at "
+            f"{end.strftime('%Y-%m-%dT%H:%M:%SZ')} (in {days:.1f} days): write new tokens "
+            "to the file before then, or Skaha stops"
+        )
+        if self._refresh_warned != end:
+            self._refresh_warned = end
+            logger.warning(
+                "the Skaha refresh token ends soon; write new tokens to skaha_token_file",
+                extra={"expires_at": end.isoformat()},
+            )
+        return warning
+
+    def _identity_details(self) -> dict[str, Any]:
+        if self._users is not None:
+            return describe(self._users)
+        return {
+            "platform_identity": "single-account",
+            "platform_identity_note": (
+                "every Skaha session runs as the account of skaha_token_file: users share "
+                "its /arc home and projects and can read each other's files"
+            ),
+        }
+
     async def stop(self) -> None:
         """Close the HTTP client (the background manager has stopped the loops)."""
         if self._http is not None:
@@ -387,7 +564,34 @@ class SkahaPlatform(Platform):
             self._http = None
 
     def health(self) -> PlatformHealth:
-        """Whether Skaha can be used now, and if not, what the operator should know."""
+        """Whether Skaha can be used now, and if not, what the operator should know; and
+        which identity sessions run with (``platform_identity`` and its counts).
+        """
+        health = self._availability()
+        notes = [n for n in (health.message, self._users_note()) if n]
+        if health.available:
+            notes.append(self._check_refresh_expiry() or "")
+        return PlatformHealth(
+            available=health.available,
+            message="; ".join(n for n in notes if n) or None,
+            details=self._identity_details(),
+        )
+
+    def _users_note(self) -> str | None:
+        users = self._users
+        if users is None:
+            return None
+        parts = []
+        if again := users.to_log_in_again():
+            parts.append(
+                f"{again} user(s) must sign in again: the identity provider refused their "
+                "Skaha refresh token, so their sessions wait"
+            )
+        if ending := users.expiring():
+            parts.append(f"{ending} user(s)' Skaha refresh tokens end within the warning time")
+        return "; ".join(parts) or None
+
+    def _availability(self) -> PlatformHealth:
         tokens = self._tokens
         if tokens is not None and tokens.problem is not None:
             return PlatformHealth(available=False, message=tokens.problem)
@@ -446,6 +650,7 @@ class SkahaPlatform(Platform):
                 )
             self._catalogue_problem = failure.message
         await self._usage.refresh(self.client)
+        self._check_refresh_expiry()
         return self._catalogue_pause()
 
     def limits(self) -> PlatformLimits:
@@ -481,9 +686,10 @@ class SkahaPlatform(Platform):
         except ValueError:
             return None
 
-    async def _sessions(self, *, newer_than: float | None = None) -> _Listing:
-        """The sessions of this broker: one list call per interval, shared by every caller
-        (``newer_than``: a list taken after that monotonic instant).
+    async def _sessions(self, account: _Account, *, newer_than: float | None = None) -> _Listing:
+        """The sessions of this broker in ``account``: one list call per interval and
+        account, shared by every caller (``newer_than``: a list taken after that monotonic
+        instant).
         """
         interval = self._options.list_interval
 
@@ -492,28 +698,28 @@ class SkahaPlatform(Platform):
                 return False
             return newer_than is None or listing.taken > newer_than
 
-        listing = self._listing
+        listing = account.listing
         if listing is not None and recent(listing):
             return listing
-        async with self._list_lock:
-            listing = self._listing
+        async with account.lock:
+            listing = account.listing
             now = time.monotonic()
             if listing is not None and recent(listing):
                 return listing
-            if self._list_failure is not None and now - self._list_failure[0] < interval:
+            if account.list_failure is not None and now - account.list_failure[0] < interval:
                 # Failed moments ago: do not ask again before the interval is over.
-                failed_at, failure = self._list_failure
+                failed_at, failure = account.list_failure
                 raise SkahaUnavailableError(
                     failure.message, retry_after=timedelta(seconds=interval - (now - failed_at))
                 )
             taken = time.monotonic()
             try:
-                sessions = await self.client.own_sessions(
+                sessions = await account.client.own_sessions(
                     f"{self._options.prefix}-", max_bytes=self._options.list_max_bytes
                 )
             except SkahaError as failure:
-                self._list_failure = (time.monotonic(), failure)
-                self._skaha_failed(failure)
+                account.list_failure = (time.monotonic(), failure)
+                self._skaha_failed(account, failure)
                 raise
             named: dict[str, list[SkahaSession]] = {}
             for session in sessions:
@@ -522,17 +728,18 @@ class SkahaPlatform(Platform):
             # Names are not unique on Skaha: a live session stands for its name before a
             # terminating one, the oldest first (the one the sweep keeps).
             by_name = {name: _oldest(found) for name, found in named.items()}
-            self._listing = _Listing(taken=taken, by_name=by_name, named=named)
-            self._list_failure = None
+            account.listing = _Listing(taken=taken, by_name=by_name, named=named)
+            account.list_failure = None
             self._skaha_answered()
-            return self._listing
+            return account.listing
 
     async def _lookup(self, work: Work) -> SkahaSession | None:
         """The component's session: from the shared list, or what a create said, or (for
         one missing from a newer list) from Skaha by id.
         """
         name = self.session_name(work.uuid)
-        listing = await self._sessions()
+        account = self._account(work)
+        listing = await self._sessions(account)
         created = self._created.get(work.uuid)
         named = listing.named.get(name, [])
         tracked = next((s for s in named if created is not None and s.id == created.id), None)
@@ -546,11 +753,15 @@ class SkahaPlatform(Platform):
                 id=created.id, name=name, status=SkahaStatus.PENDING, type=created.type
             )
         try:
-            return await self.client.session(created.id)
+            return await account.client.session(created.id)
         except SkahaNotFoundError:
             return None
 
-    def _skaha_failed(self, failure: SkahaError) -> None:
+    def _skaha_failed(self, account: _Account, failure: SkahaError) -> None:
+        if account is not self._shared_account and isinstance(
+            failure, SkahaCredentialsError | SkahaForbiddenError
+        ):
+            return  # one user's credential: their sessions wait, health counts them
         if isinstance(failure, SkahaForbiddenError):
             problem = f"Skaha refuses the broker's account: {failure.message}"
         elif isinstance(failure, SkahaUnavailableError | SkahaServerError):
@@ -597,7 +808,7 @@ class SkahaPlatform(Platform):
             self._creating.pop(work.uuid, None)
             self._created[work.uuid] = _Created(existing.id, existing.type, time.monotonic())
             return await self._status(work, existing)
-        self._wait_for_outstanding_create(work.uuid, name)
+        self._wait_for_outstanding_create(work, name)
         request = create_request(
             work, name=name, catalogue=self._catalogue, notebook_image=self._options.notebook_image
         )
@@ -605,7 +816,7 @@ class SkahaPlatform(Platform):
         # cancellation) has an unknown outcome too.
         self._creating[work.uuid] = time.monotonic()
         try:
-            session_id = await self.client.create(request)
+            session_id = await self._account(work).client.create(request)
         except SkahaCreateUnknownError:
             raise
         except SkahaError:
@@ -621,15 +832,16 @@ class SkahaPlatform(Platform):
             PlatformState.PREPARING, f"Skaha session {name} created", next_check=self._interval
         )
 
-    def _wait_for_outstanding_create(self, uuid: UUID, name: str) -> None:
+    def _wait_for_outstanding_create(self, work: Work, name: str) -> None:
         """Refuse to create again while an earlier create of unknown outcome may still
         land: until a list taken ``timeout + create_grace`` after it shows nothing.
         """
+        uuid = work.uuid
         sent = self._creating.get(uuid)
         if sent is None:
             return
         quiet = self._options.timeout + self._options.create_grace
-        listing = self._listing
+        listing = self._account(work).listing
         taken = listing.taken if listing is not None else sent
         wait = sent + quiet - taken
         if wait > 0:
@@ -660,7 +872,7 @@ class SkahaPlatform(Platform):
         """The session is in no list and Skaha says 404 by id: lost only once that has
         held for ``_LOST_LOOKS`` lists spanning ``lost_grace`` (R4: a glitch is not a loss).
         """
-        listing = self._listing
+        listing = self._account(work).listing
         taken = listing.taken if listing is not None else time.monotonic()
         seen = self._missing.get(work.uuid) or _Missing(first=taken, last=-1.0, looks=0)
         if taken != seen.last:
@@ -690,18 +902,19 @@ class SkahaPlatform(Platform):
         if work.role is not ComponentRole.COMPUTE:
             return PlatformStatus(PlatformState.RELEASED, "nothing to release on Skaha")
         name = self.session_name(work.uuid)
+        account = self._account(work)
         try:
             session = await self._lookup(work)
-            targets = self._to_delete(work.uuid, name, session)
+            targets = self._to_delete(account, work.uuid, session)
             if not targets:
-                self._forget(work.uuid, session)
+                self._forget(account, work.uuid, session)
                 return PlatformStatus(PlatformState.RELEASED, "the Skaha session has gone")
             exit_code = 0 if session is not None and session.status in _ENDED else None
             remaining = 0
             for target in targets:
-                await self.client.delete(target)
+                await account.client.delete(target)
                 try:
-                    after = await self.client.session(target)
+                    after = await account.client.session(target)
                 except SkahaNotFoundError:
                     continue
                 if after.status != SkahaStatus.TERMINATING:
@@ -715,7 +928,7 @@ class SkahaPlatform(Platform):
         except SkahaError as failure:
             return self._no_news(work, failure)
         if not remaining:
-            self._forget(work.uuid, session)
+            self._forget(account, work.uuid, session)
             logger.info(
                 "Skaha session deleted",
                 extra={"component": str(work.uuid), "skaha_name": name, "count": len(targets)},
@@ -728,10 +941,10 @@ class SkahaPlatform(Platform):
             PlatformState.RELEASING, "the Skaha session is being deleted", next_check=self._interval
         )
 
-    def _to_delete(self, uuid: UUID, name: str, session: SkahaSession | None) -> list[str]:
+    def _to_delete(self, account: _Account, uuid: UUID, session: SkahaSession | None) -> list[str]:
         """The ids of the component's sessions that are not being deleted already."""
-        listing = self._listing
-        named = listing.named.get(name, []) if listing is not None else []
+        listing = account.listing
+        named = listing.named.get(self.session_name(uuid), []) if listing is not None else []
         ids = [s.id for s in named if s.status != SkahaStatus.TERMINATING]
         if session is not None and session.status != SkahaStatus.TERMINATING:
             ids.append(session.id)
@@ -741,30 +954,38 @@ class SkahaPlatform(Platform):
         return list(dict.fromkeys(i for i in ids if i))
 
     async def objects(self) -> set[UUID]:
-        try:
-            listing = await self._sessions()
-        except SkahaError as failure:
-            logger.warning(
-                "cannot list Skaha sessions to reconcile; orphans stay until the next start",
-                extra={"reason": failure.message},
-            )
-            return set()
-        return {
-            owner
-            for name, session in listing.by_name.items()
-            if session.status != SkahaStatus.TERMINATING
-            and (owner := self._owner_of(name)) is not None
-        }
+        """Components with a live session in any followed account (per-user: each user
+        with a stored credential; an account that cannot be listed keeps its orphans
+        until the next start).
+        """
+        found: set[UUID] = set()
+        for account in self._live_accounts():
+            try:
+                listing = await self._sessions(account)
+            except SkahaError as failure:
+                logger.warning(
+                    "cannot list Skaha sessions to reconcile; orphans stay until the next start",
+                    extra={"reason": failure.message, "account": account.key},
+                )
+                continue
+            for name, session in listing.by_name.items():
+                owner = self._owner_of(name)
+                if session.status != SkahaStatus.TERMINATING and owner is not None:
+                    found.add(owner)
+                    self._orphans[owner] = account.key
+        return found
 
     async def release_orphan(self, uuid: UUID) -> None:
         name = self.session_name(uuid)
+        key = self._orphans.pop(uuid, "")
+        account = self._account_of(key) if self._users is not None else self._shared
         try:
-            listing = await self._sessions()
+            listing = await self._sessions(account)
             for session in listing.named.get(name, []):
                 if session.status != SkahaStatus.TERMINATING:
-                    await self.client.delete(session.id)
+                    await account.client.delete(session.id)
                     PLATFORM_SWEPT.labels(self.name, "orphan").inc()
-            self._forget(uuid, listing.by_name.get(name))
+            self._forget(account, uuid, listing.by_name.get(name))
         except SkahaError as failure:
             logger.warning(
                 "cannot delete an orphaned Skaha session",
@@ -795,9 +1016,24 @@ class SkahaPlatform(Platform):
     async def sweep(self, phases: OwnerPhases) -> int:
         """Delete sessions of this broker's prefix that no live component owns (its
         component is unknown or has ended), and the duplicates of live ones, keeping the
-        one the broker tracks, else the oldest; how many it deleted.
+        one the broker tracks, else the oldest; how many it deleted. Per-user mode sweeps
+        every followed user's account; one that cannot be listed is swept next time.
         """
-        listing = await self._sessions()
+        if self._users is None:
+            return await self._sweep_account(self._shared, phases)
+        deleted = 0
+        for account in self._live_accounts():
+            try:
+                deleted += await self._sweep_account(account, phases)
+            except SkahaError as failure:
+                logger.warning(
+                    "cannot sweep a user's Skaha sessions; trying at the next sweep",
+                    extra={"reason": failure.message, "account": account.key},
+                )
+        return deleted
+
+    async def _sweep_account(self, account: _Account, phases: OwnerPhases) -> int:
+        listing = await self._sessions(account)
         found: dict[UUID, list[SkahaSession]] = {}
         for name, sessions in listing.named.items():
             owner = self._owner_of(name)
@@ -810,7 +1046,7 @@ class SkahaPlatform(Platform):
         known = await phases(set(found))
         # Looked at again after the phases were read: a session released meanwhile (its
         # component ended) is terminating or gone by then, not an orphan.
-        now = await self._sessions(newer_than=asked)
+        now = await self._sessions(account, newer_than=asked)
         deleted = 0
         for owner, listed in found.items():
             sessions = [
@@ -831,7 +1067,7 @@ class SkahaPlatform(Platform):
             else:
                 continue
             for session in doomed:
-                await self.client.delete(session.id)
+                await account.client.delete(session.id)
                 PLATFORM_SWEPT.labels(self.name, reason).inc()
                 deleted += 1
                 logger.warning(
@@ -863,12 +1099,12 @@ class SkahaPlatform(Platform):
         if status in _ENDED:
             return PlatformStatus(PlatformState.EXITED, "the Skaha session completed", exit_code=0)
         if status in _BROKEN:
-            return PlatformStatus(PlatformState.FAILED, await self._failure(session))
+            return PlatformStatus(PlatformState.FAILED, await self._failure(work, session))
         if status == SkahaStatus.TERMINATING:
             # Polled, so not deleted by the broker (it commits a release before asking).
             return PlatformStatus(
                 PlatformState.RELEASING,
-                await self._failure(session, _TERMINATING),
+                await self._failure(work, session, _TERMINATING),
                 next_check=self._interval,
             )
         logger.warning(
@@ -897,7 +1133,7 @@ class SkahaPlatform(Platform):
         ):
             # Slower than planned: look at the events once per interval for a failed pull.
             self._events_read[session.id] = time.monotonic()
-            events = await self.client.events(session.id)
+            events = await self._account(work).client.events(session.id)
             if events and any(reason in events for reason in _PULL_FAILURES):
                 return PlatformStatus(
                     PlatformState.FAILED,
@@ -909,7 +1145,7 @@ class SkahaPlatform(Platform):
             next_check=self._interval,
         )
 
-    async def _failure(self, session: SkahaSession, headline: str | None = None) -> str:
+    async def _failure(self, work: Work, session: SkahaSession, headline: str | None = None) -> str:
         """Why a session failed (or is ending: ``headline``), from its expiry, its events
         and the tail of its log.
         """
@@ -922,7 +1158,7 @@ class SkahaPlatform(Platform):
                 else "the Skaha session failed"
             )
         parts = [headline]
-        client = self.client
+        client = self._account(work).client
         with contextlib.suppress(SkahaError):
             events = await client.events(session.id)
             if events and events.strip() and events.strip() != "<none>":
@@ -964,7 +1200,7 @@ class SkahaPlatform(Platform):
                 state = PlatformState.PREPARING
         return PlatformStatus(state, message, next_check=check)
 
-    def _forget(self, uuid: UUID, session: SkahaSession | None) -> None:
+    def _forget(self, account: _Account, uuid: UUID, session: SkahaSession | None) -> None:
         self._created.pop(uuid, None)
         self._missing.pop(uuid, None)
         if session is not None:
@@ -973,7 +1209,7 @@ class SkahaPlatform(Platform):
             self._connect_waiting.pop(session.id, None)
             self._renewed.pop(session.id, None)
             self._events_read.pop(session.id, None)
-        listing = self._listing
+        listing = account.listing
         if listing is not None:
             listing.by_name.pop(self.session_name(uuid), None)
             listing.named.pop(self.session_name(uuid), None)
@@ -1001,7 +1237,7 @@ class SkahaPlatform(Platform):
             if expiry == last.expiry and since < _UNSEEN_RENEWAL * self._options.renew_interval:
                 return  # the last renewal has not shown yet (Skaha prints whole seconds)
         try:
-            await self.client.renew(session.id)
+            await self._account(work).client.renew(session.id)
         except SkahaError as failure:
             self._renewed[session.id] = _Renewal(at=time.monotonic(), expiry=None)
             logger.warning(
@@ -1119,6 +1355,14 @@ class SkahaPlatform(Platform):
             level=MessageLevel.WARN,
         )
         return [], (note,)
+
+
+def _sealer(options: SkahaOptions) -> Sealer:
+    """The users' credential sealer; a missing or bad key is one start-up line."""
+    try:
+        return Sealer(options.credential_key)
+    except ValueError as failure:
+        raise StartupError(str(failure)) from None
 
 
 def _oldest(sessions: list[SkahaSession]) -> SkahaSession:

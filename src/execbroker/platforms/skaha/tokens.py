@@ -50,7 +50,16 @@ from execbroker.platforms.skaha.errors import (
     TokenFileError,
 )
 
-__all__ = ["TokenManager", "TokenSet", "read_token_file", "write_token_file"]
+__all__ = [
+    "DeadGrantError",
+    "TokenEndpoint",
+    "TokenManager",
+    "TokenSet",
+    "read_token_file",
+    "refresh_token_expiry",
+    "token_set_from",
+    "write_token_file",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +96,35 @@ def _jwt_expiry(token: str) -> datetime | None:
         return None
     exp = claims.get("exp")
     return datetime.fromtimestamp(exp, UTC) if isinstance(exp, int | float) else None
+
+
+def refresh_token_expiry(token: str | None) -> datetime | None:
+    """When a refresh token ends, if it is a JWT that says (SKA IAM's are, unsigned):
+    read without verifying, only to warn ahead. None for an opaque one.
+    """
+    return _jwt_expiry(token) if token else None
+
+
+def token_set_from(answer: Mapping[str, Any], *, now: datetime, previous: str | None) -> TokenSet:
+    """The tokens in a token endpoint's answer, obtained ``now``; the refresh token is the
+    rotated one if the answer has one, else ``previous``. ValueError without an access token.
+    """
+    access = answer.get("access_token")
+    if not isinstance(access, str) or not access:
+        raise ValueError("the identity provider's token answer has no access_token")
+    rotated = answer.get("refresh_token")
+    expires_in = answer.get("expires_in")
+    # The earlier of what the answer says and what the token says (a JWT's exp is in
+    # whole seconds from its issue time, so it can come up to a second sooner).
+    candidates = [_jwt_expiry(access)]
+    if isinstance(expires_in, int | float) and not isinstance(expires_in, bool):
+        candidates.append(now + timedelta(seconds=float(expires_in)))
+    return TokenSet(
+        access_token=access,
+        refresh_token=rotated if isinstance(rotated, str) and rotated else previous,
+        expires_at=min((c for c in candidates if c is not None), default=None),
+        obtained_at=now,
+    )
 
 
 def _parse_expiry(value: object) -> datetime | None:
@@ -165,11 +203,103 @@ def _signature(path: Path) -> tuple[int, int, int] | None:
     return (status.st_mtime_ns, status.st_size, status.st_ino)
 
 
-class _DeadGrantError(Exception):
+class DeadGrantError(Exception):
+    """The identity provider refused a grant for good (``error`` and its description, as
+    the provider said them): retrying will not help.
+    """
+
     def __init__(self, error: str, description: str) -> None:
         super().__init__(error)
         self.error = error
         self.description = description
+
+
+class TokenEndpoint:
+    """The issuer's token endpoint (found from its discovery document), with the client's
+    authentication (``client_secret_basic``, or ``client_id`` alone for a public client).
+
+    :meth:`post` answers the token document, raises :class:`DeadGrantError` for a refusal
+    that retrying will not change and :class:`SkahaUnavailableError` for anything that
+    may pass (unreachable, a 5xx). Shared by the broker's and the users' credentials.
+    """
+
+    def __init__(
+        self,
+        *,
+        http: httpx.AsyncClient,
+        issuer: str | None,
+        client_id: str | None,
+        client_secret: SecretStr | None,
+        refusals: frozenset[str] = _DEAD_GRANT,
+    ) -> None:
+        self._http = http
+        self._issuer = issuer.rstrip("/") if issuer else None
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._refusals = refusals
+        self._url: str | None = None
+
+    @property
+    def issuer(self) -> str | None:
+        return self._issuer
+
+    def forget(self) -> None:
+        """Discover the endpoint again before the next call."""
+        self._url = None
+
+    async def post(self, form: Mapping[str, str]) -> dict[str, Any]:
+        """The endpoint's answer to the grant in ``form``."""
+        endpoint = await self._endpoint()
+        fields = dict(form)
+        headers = {"Accept": "application/json"}
+        if self._client_secret is not None and self._client_id:
+            # RFC 6749 §2.3.1: both parts form-urlencoded, then base64.
+            pair = f"{quote_plus(self._client_id)}:"
+            pair += quote_plus(self._client_secret.get_secret_value())
+            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        elif self._client_id:
+            fields["client_id"] = self._client_id
+        try:
+            response = await self._http.post(endpoint, data=fields, headers=headers)
+        except httpx.TransportError as failure:
+            raise SkahaUnavailableError(
+                f"the identity provider cannot be reached ({type(failure).__name__})"
+            ) from None
+        body = _json_object(response)
+        if response.is_success:
+            return body
+        error = str(body.get("error", ""))
+        if 400 <= response.status_code < 500 and error in self._refusals:
+            description = str(body.get("error_description", "")).strip() or "no reason given"
+            raise DeadGrantError(error, description[:300])
+        raise SkahaUnavailableError(
+            f"the identity provider answered HTTP {response.status_code}"
+            + (f" ({error[:60]})" if error else ""),
+            status=response.status_code,
+        )
+
+    async def _endpoint(self) -> str:
+        if self._url is not None:
+            return self._url
+        if self._issuer is None:
+            raise SkahaUnavailableError("no OIDC issuer is set (skaha_oidc_issuer)")
+        url = f"{self._issuer}/.well-known/openid-configuration"
+        try:
+            response = await self._http.get(url, headers={"Accept": "application/json"})
+        except httpx.TransportError as failure:
+            raise SkahaUnavailableError(
+                f"the identity provider cannot be reached ({type(failure).__name__})"
+            ) from None
+        if not response.is_success:
+            raise SkahaUnavailableError(
+                f"the identity provider's discovery document answered HTTP {response.status_code}",
+                status=response.status_code,
+            )
+        endpoint = _json_object(response).get("token_endpoint")
+        if not isinstance(endpoint, str) or not endpoint:
+            raise SkahaUnavailableError("the discovery document names no token_endpoint")
+        self._url = endpoint
+        return endpoint
 
 
 class TokenManager:
@@ -207,7 +337,9 @@ class TokenManager:
         self._tokens: TokenSet | None = None
         self._document: dict[str, Any] = {}
         self._signature: tuple[int, int, int] | None = None
-        self._token_endpoint: str | None = None
+        self._endpoint = TokenEndpoint(
+            http=http, issuer=self._issuer, client_id=client_id, client_secret=client_secret
+        )
         self._lock = asyncio.Lock()
         self._background = background
         self._wake = Wake()
@@ -248,6 +380,12 @@ class TokenManager:
             and tokens.expires_at is not None
             and self._clock.now() >= tokens.expires_at
         )
+
+    @property
+    def refresh_expires_at(self) -> datetime | None:
+        """When the refresh token ends, if it is a JWT that says so (SKA IAM's are)."""
+        tokens = self._tokens
+        return refresh_token_expiry(tokens.refresh_token) if tokens is not None else None
 
     @property
     def _can_refresh(self) -> bool:
@@ -318,7 +456,7 @@ class TokenManager:
             raise SkahaUnavailableError(self._outage or why)
         try:
             answer = await self._grant(tokens.refresh_token)
-        except _DeadGrantError as dead:
+        except DeadGrantError as dead:
             self._give_up(
                 f"the identity provider {self._issuer} refused the Skaha refresh token "
                 f"({dead.error}: {dead.description})"
@@ -327,25 +465,11 @@ class TokenManager:
         except SkahaUnavailableError as failure:
             self._failed(failure.message)
             raise
-        now = self._clock.now()
-        access = answer.get("access_token")
-        if not isinstance(access, str) or not access:
-            self._failed("the identity provider's token answer has no access_token")
-            raise SkahaUnavailableError(self._outage or "no access_token")
-        rotated = answer.get("refresh_token")
-        expires_in = answer.get("expires_in")
-        # The earlier of what the answer says and what the token says (a JWT's exp is in
-        # whole seconds from its issue time, so it can come up to a second sooner).
-        candidates = [_jwt_expiry(access)]
-        if isinstance(expires_in, int | float) and not isinstance(expires_in, bool):
-            candidates.append(now + timedelta(seconds=float(expires_in)))
-        expires_at = min((c for c in candidates if c is not None), default=None)
-        fresh = TokenSet(
-            access_token=access,
-            refresh_token=rotated if isinstance(rotated, str) and rotated else tokens.refresh_token,
-            expires_at=expires_at,
-            obtained_at=now,
-        )
+        try:
+            fresh = token_set_from(answer, now=self._clock.now(), previous=tokens.refresh_token)
+        except ValueError as failure:
+            self._failed(str(failure))
+            raise SkahaUnavailableError(self._outage or str(failure)) from None
         # Persist before use: once the IdP has rotated, the file must not keep the dead one.
         await self._persist(fresh)
         self._tokens = fresh
@@ -358,60 +482,14 @@ class TokenManager:
         self._wake.set()
         logger.debug(
             "Skaha access token refreshed",
-            extra={"expires_at": expires_at.isoformat() if expires_at else None},
+            extra={"expires_at": fresh.expires_at.isoformat() if fresh.expires_at else None},
         )
 
     async def _grant(self, refresh_token: str) -> dict[str, Any]:
         """The token endpoint's answer to a refresh_token grant."""
-        endpoint = await self._endpoint()
-        form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
-        headers = {"Accept": "application/json"}
-        if self._client_secret is not None and self._client_id:
-            # RFC 6749 §2.3.1: both parts form-urlencoded, then base64.
-            pair = f"{quote_plus(self._client_id)}:"
-            pair += quote_plus(self._client_secret.get_secret_value())
-            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
-        elif self._client_id:
-            form["client_id"] = self._client_id
-        try:
-            response = await self._http.post(endpoint, data=form, headers=headers)
-        except httpx.TransportError as failure:
-            raise SkahaUnavailableError(
-                f"the identity provider cannot be reached ({type(failure).__name__})"
-            ) from None
-        body = _json_object(response)
-        if response.is_success:
-            return body
-        error = str(body.get("error", ""))
-        if response.status_code in (400, 401) and error in _DEAD_GRANT:
-            description = str(body.get("error_description", "")).strip() or "no reason given"
-            raise _DeadGrantError(error, description)
-        raise SkahaUnavailableError(
-            f"the identity provider answered HTTP {response.status_code}"
-            + (f" ({error})" if error else ""),
-            status=response.status_code,
+        return await self._endpoint.post(
+            {"grant_type": "refresh_token", "refresh_token": refresh_token}
         )
-
-    async def _endpoint(self) -> str:
-        if self._token_endpoint is not None:
-            return self._token_endpoint
-        url = f"{self._issuer}/.well-known/openid-configuration"
-        try:
-            response = await self._http.get(url, headers={"Accept": "application/json"})
-        except httpx.TransportError as failure:
-            raise SkahaUnavailableError(
-                f"the identity provider cannot be reached ({type(failure).__name__})"
-            ) from None
-        if not response.is_success:
-            raise SkahaUnavailableError(
-                f"the identity provider's discovery document answered HTTP {response.status_code}",
-                status=response.status_code,
-            )
-        endpoint = _json_object(response).get("token_endpoint")
-        if not isinstance(endpoint, str) or not endpoint:
-            raise SkahaUnavailableError("the discovery document names no token_endpoint")
-        self._token_endpoint = endpoint
-        return endpoint
 
     def _failed(self, reason: str) -> None:
         """A refresh failed for a reason that may pass: back off, keep the refresh token."""
@@ -465,7 +543,7 @@ class TokenManager:
             logger.error("new Skaha token file not read: %s", failure.message)  # noqa: TRY400
             return False
         logger.info("Skaha token file replaced; using the new tokens")
-        self._token_endpoint = None  # the issuer may have moved too: discover again
+        self._endpoint.forget()  # the issuer may have moved too: discover again
         self._problem = None
         self._outage = None
         self._failures = 0
