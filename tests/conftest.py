@@ -41,9 +41,10 @@ TESTS = Path(__file__).parent
 _POSTGRES_FIXTURES = frozenset({"postgres_database", "shared_database"})
 _CONTAINER_FIXTURES = frozenset({"runtime"})  # tests/docker/conftest.py: the container runtime
 _BROWSER_FIXTURES = frozenset({"browser_ready"})  # tests/web/test_browser.py: Chromium
-# Tests that measure another client's latency, in folders whose files this one cannot mark.
-_ALONE = frozenset(
-    {"tests/skaha/test_faults.py::test_a_huge_list_of_foreign_sessions_does_not_block_the_api"}
+# Tests (or whole modules) that time another client's latency, in folders whose files this
+# one does not mark.
+_ALONE = (
+    "tests/skaha/test_faults.py::test_a_huge_list_of_foreign_sessions_does_not_block_the_api",
 )
 
 
@@ -66,7 +67,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.browser)
         if item.path.is_relative_to(TESTS / "skaha"):
             item.add_marker(pytest.mark.skaha)
-        if item.nodeid in _ALONE:
+        if any(item.nodeid == n or item.nodeid.startswith(f"{n}::") for n in _ALONE):
             item.add_marker(pytest.mark.alone)
 
 

@@ -12,6 +12,7 @@ from execbroker.fakes.skaha import SkahaCatalogue
 from tests.skaha.conftest import ACCOUNT, MakeWorld, SkahaWorld
 from tests.skaha.documents import headless
 from tests.skaha.test_lifecycle import skaha_id, start, until_phase
+from tests.skaha.test_limits import _errors, _within
 from tests.skaha.test_planning import _problems
 from tests.support.wire import post
 
@@ -134,3 +135,17 @@ async def test_gpus_are_sent_when_the_site_offers_them_and_refused_when_it_has_n
     assert "Skaha offers 1, 2 GPUs, not 3" in _problems(three)["/compute/x-gpus"]
     assert "this Skaha site offers no GPUs" in _problems(none)["/compute/x-gpus"]
     assert "mock platform cannot honour" in _problems(elsewhere)["/compute/x-gpus"]
+
+
+async def test_contributed_and_carta_sessions_count_toward_the_interactive_limit(
+    broker: Any, make_world: MakeWorld
+) -> None:
+    world = make_world(catalogue=SkahaCatalogue(max_interactive_sessions=1))
+    async with broker(**world.settings()) as client:
+        await start(client, web_app())
+        carta = (await post(client, "/requests", _within(typed(CARTA, "carta"), 5))).json()
+        job = (await post(client, "/requests", _within(headless(1), 5))).json()
+
+    assert carta["result"] == "NO"
+    assert "Skaha allows at most 1 interactive sessions per account at once" in _errors(carta)[0]
+    assert job["result"] == "YES", "a headless job is not counted"
