@@ -98,7 +98,7 @@ def _assert_launched_as_asked(spec: dict[str, Any], launched: Launched) -> None:
     assert asked == spec["environment"]
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(spec=_executables(_ANY_TEXT, _ANY_NAME))
 def test_every_executable_the_checks_accept_launches_exactly_as_asked(
     spec: dict[str, Any],
@@ -110,7 +110,7 @@ def test_every_executable_the_checks_accept_launches_exactly_as_asked(
     _assert_launched_as_asked(spec, _as_skaha_runs_it(spec))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(spec=_executables(_texts(_ORDINARY, min_size=1), _ORDINARY_NAME))
 def test_executables_of_ordinary_text_are_accepted_and_launch_as_asked(
     spec: dict[str, Any],
