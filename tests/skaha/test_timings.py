@@ -65,8 +65,11 @@ async def test_a_session_past_its_queue_budget_is_cancelled(broker: Any, world: 
 async def test_a_starting_session_past_its_preparing_budget_is_still_cancelled(
     broker: Any, make_world: MakeWorld
 ) -> None:
-    # Admitted at once, then Pending with a start time for 30 s (a slow image pull).
-    world = make_world(timings=replace(FAST_TIMINGS, pull=timedelta(seconds=30)))
+    # Admitted at once (no queue at all: even a loaded broker cannot catch it queued), then
+    # Pending with a start time for 30 s (a slow image pull).
+    world = make_world(
+        timings=replace(FAST_TIMINGS, queue=timedelta(0), pull=timedelta(seconds=30))
+    )
     async with broker(**world.settings(**SCALED, skaha_queue_budget=60)) as client:
         session = await until_ended(client, await start(client, headless(1)), seconds=30)
 
