@@ -118,7 +118,7 @@ def main() -> None:
             token_file.chmod(0o600)
             env = {
                 "EXECBROKER_PLATFORM": "skaha",
-                "EXECBROKER_SKAHA_URL": f"{proxy}/skaha",
+                "EXECBROKER_SKAHA_URL": f"{proxy}/skaha/v1",
                 "EXECBROKER_SKAHA_TOKEN_FILE": str(token_file),
                 "EXECBROKER_SKAHA_LIST_INTERVAL": str(arguments.list_interval),
                 "EXECBROKER_LOG_LEVEL": "WARNING",

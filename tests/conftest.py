@@ -94,7 +94,10 @@ def database_url(
     with psycopg.connect(plain, autocommit=True) as connection:
         exists = connection.execute("SELECT to_regclass('public.sessions')").fetchone()
         if exists and exists[0]:
-            connection.execute("TRUNCATE messages, components, sessions, offer_sets, name_bindings")
+            connection.execute(
+                "TRUNCATE messages, components, sessions, offer_sets, name_bindings, "
+                "preparing_times"
+            )
     return postgres_database
 
 

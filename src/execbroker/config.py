@@ -252,6 +252,33 @@ class PlanningSettings(_Section):
         ge=timedelta(),
         description="Seconds added to every planned preparing step, so that all is ready on time.",
     )
+    estimate_percentile: int = Field(
+        default=90,
+        ge=1,
+        le=100,
+        description=(
+            "Learned estimates: a preparing step (a compute's start, an executable's or a "
+            "storage's preparation) is planned with this percentile of how long it really "
+            "took recently on this platform, for the same kind and image."
+        ),
+    )
+    estimate_window: int = Field(
+        default=50,
+        ge=1,
+        le=10_000,
+        description=(
+            "Learned estimates: how many recent observations per platform, kind and image "
+            "are kept in the database and planned with."
+        ),
+    )
+    estimate_min_observations: int = Field(
+        default=5,
+        ge=1,
+        description=(
+            "Learned estimates: below this many observations of a step, it is planned with "
+            "prepare_estimates (or Skaha's defaults) instead."
+        ),
+    )
     compute_performance: dict[str, float] = Field(
         default_factory=lambda: {"standard": 150.0, "fast": 200.0},
         description=(
@@ -806,8 +833,11 @@ class SkahaSettings(_Section):
         alias="skaha_url",
         default=None,
         description=(
-            "Skaha service URL, e.g. https://ws-uv.canfar.net/skaha (platform = skaha); "
-            "'/v1' is appended unless the URL already ends with it."
+            "Skaha service URL, e.g. https://ws-uv.canfar.net/skaha (platform = skaha). The "
+            "session API is the accessURL of standardID "
+            "http://www.opencadc.org/std/platform#session-1 in <url>/capabilities, else "
+            "<url>/v1 when the site has no capabilities document; a URL ending in /v1 is "
+            "used as the API as is. A site without a v1 session API stops the start-up."
         ),
     )
     token_file: Path | None = Field(
@@ -965,6 +995,45 @@ class SkahaSettings(_Section):
         description=(
             "Largest session list (bytes) the broker reads from Skaha. A larger one is not "
             "read: the sessions get no news and /healthz says degraded, with the reason."
+        ),
+    )
+    compute_estimate: Seconds = Field(
+        alias="skaha_compute_estimate",
+        default=timedelta(seconds=120),
+        gt=timedelta(),
+        description=(
+            "Seconds a headless Skaha session is planned to take from its admission to "
+            "running (image pull, container start), when prepare_estimates is not set. The "
+            "learned estimates replace it once there is enough history."
+        ),
+    )
+    notebook_estimate: Seconds = Field(
+        alias="skaha_notebook_estimate",
+        default=timedelta(seconds=180),
+        gt=timedelta(),
+        description=(
+            "Seconds a Skaha notebook is planned to take to start and pass its readiness "
+            "probe (which Skaha gives up to 300 s), when prepare_estimates is not set."
+        ),
+    )
+    budget_slack: Seconds = Field(
+        alias="skaha_budget_slack",
+        default=timedelta(seconds=600),
+        ge=timedelta(),
+        description=(
+            "On Skaha, when budget_slack is not set: seconds a session may go on starting "
+            "beyond its planned time (a slow image pull, a notebook's readiness probe) before "
+            "it is cancelled."
+        ),
+    )
+    queue_budget: Seconds = Field(
+        alias="skaha_queue_budget",
+        default=timedelta(minutes=30),
+        gt=timedelta(),
+        description=(
+            "Seconds a Skaha session may wait in Skaha's queue (Pending without a start time: "
+            "Kueue has not admitted it) before it is cancelled. Its preparing budget starts "
+            "when it is admitted."
         ),
     )
     use_stats: bool = Field(
@@ -1271,6 +1340,13 @@ class Settings(BaseSettings):
 
         EgressPolicy(value)  # raises ValueError naming the entry that does not read
         return value
+
+    @property
+    def effective_budget_slack(self) -> timedelta:
+        """The engine's budget slack: as set, or on Skaha (unset) ``skaha_budget_slack``."""
+        if self.platform == "skaha" and "budget_slack" not in self.engine.model_fields_set:
+            return self.skaha.budget_slack
+        return self.engine.budget_slack
 
     @property
     def effective_database_url(self) -> str:

@@ -35,13 +35,15 @@ from execbroker.lifecycle.engine import Engine
 from execbroker.lifecycle.notify import PostgresNotifier
 from execbroker.lifecycle.retention import RetentionJob
 from execbroker.lifecycle.rules import EngineTimings
-from execbroker.planning.profile import PlatformProfile, profile_from_settings
+from execbroker.planning.profile import PlatformProfile, estimate_book, profile_from_settings
 from execbroker.platforms.factory import build_platform
 from execbroker.platforms.instrumented import InstrumentedPlatform
+from execbroker.services.estimates import EstimateRecorder
 from execbroker.services.expiry import ExpiryTimer
 from execbroker.services.offers import OfferLimits, OfferService
 from execbroker.services.sessions import SessionLimits, SessionService
 from execbroker.storage.database import Database
+from execbroker.storage.estimates import PreparingTimes
 from execbroker.storage.health import StorageProbe
 from execbroker.storage.startup import open_database
 from execbroker.storage.store import BrokerStore
@@ -74,6 +76,7 @@ class ProcessContext:
     authenticator: Authenticator
     storage: StorageProbe
     background: BackgroundTaskManager
+    estimates: EstimateRecorder
     _started: bool = field(default=False, init=False)
 
     @classmethod
@@ -98,6 +101,7 @@ class ProcessContext:
             lock_timeout=settings.database.booking_lock_timeout.total_seconds(),
         )
         platform = InstrumentedPlatform(build_platform(settings, clock, background))
+        estimates = EstimateRecorder(PreparingTimes(database), estimate_book(settings))
         feed = ChangeFeed(
             recheck=settings.server.change_recheck_local.total_seconds(),
             max_per_user=settings.server.max_waiters_per_user,
@@ -109,7 +113,8 @@ class ProcessContext:
             changes=feed,
             late_steps=background.group("late-steps"),
             timings=EngineTimings(
-                budget_slack=settings.engine.budget_slack,
+                budget_slack=settings.effective_budget_slack,
+                queue_budget=settings.skaha.queue_budget,
                 poll_interval=settings.engine.poll_interval,
                 end_warning=settings.engine.end_warning,
                 call_deadline=settings.engine.effective_call_deadline,
@@ -120,6 +125,7 @@ class ProcessContext:
             lease=settings.engine.lease,
             retry=settings.engine.retry,
             single_process=database.is_sqlite,
+            learn=estimates.record,
         )
         changes = SessionChanges(feed, engine=engine.wake)
         return cls(
@@ -127,7 +133,7 @@ class ProcessContext:
             clock=clock,
             database=database,
             store=store,
-            profile=profile_from_settings(settings),
+            profile=profile_from_settings(settings, estimates.book),
             platform=platform,
             feed=feed,
             engine=engine,
@@ -145,6 +151,7 @@ class ProcessContext:
                 database, clock=clock, min_free_bytes=settings.database.healthz_min_free_bytes
             ),
             background=background,
+            estimates=estimates,
         )
 
     async def start(self, *, loops: bool = True) -> None:
@@ -154,6 +161,7 @@ class ProcessContext:
         """
         self._started = True
         await self.platform.start()
+        await self.estimates.load()
         if not loops:
             return
         if not self.database.is_sqlite:

@@ -19,6 +19,8 @@ __all__ = [
     "PLATFORM_CALL_SECONDS",
     "PLATFORM_ERRORS",
     "PLATFORM_SWEPT",
+    "PREPARING_ESTIMATE",
+    "PREPARING_TIMES",
     "RATE_LIMITED",
     "RETENTION_DELETED",
     "SESSIONS",
@@ -109,4 +111,18 @@ RATE_LIMITED = Counter(
 WAITERS_REFUSED = Counter(
     "execbroker_waiters_refused_total",
     "Long-polls and event streams answered 429 because their user held the most allowed",
+)
+PREPARING_TIMES = Histogram(
+    "execbroker_preparing_seconds",
+    "How long preparing steps took, from their preparing start to available (the learned "
+    "estimates' observations; its _count counts them), by platform, role and short kind",
+    ["platform", "role", "kind"],
+    buckets=(0.1, 1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600),
+)
+PREPARING_ESTIMATE = Gauge(
+    "execbroker_preparing_estimate_seconds",
+    "The learned preparing estimate the planner plans with now (the configured percentile of "
+    "recent history), for the keys with the most observations (at most 20: the image label "
+    "stays bounded); a key with too few observations is planned with the defaults, not shown",
+    ["platform", "role", "kind", "image"],
 )

@@ -157,6 +157,25 @@ def test_create_reads_a_form_body_with_repeated_env(
     assert "DROPPED" not in logs.text
 
 
+def test_a_launch_is_pasted_together_and_parsed_as_skaha_does(
+    alice: httpx.Client, clock: ManualClock
+) -> None:
+    """Skaha's YAML by concatenation: a quote breaks the Job (500, nothing launched), a
+    backslash is eaten, an empty value and a trailing empty argument are dropped."""
+    broken = alice.post("/session", data={"name": "J", "image": TERMINAL, "args": 'say "hi"'})
+    assert broken.status_code == 500
+    assert alice.get("/session").json() == []
+
+    form = {"name": "J", "image": TERMINAL, "cmd": "a\\b", "args": "x ", "env": ["E=", "F=1"]}
+    response = alice.post("/session", data=form)
+    assert response.status_code == 200, response.text
+    clock.advance(2)
+    logs = alice.get(f"/session/{response.text.strip()}", params={"view": "logs"}).text
+    assert "command: ab x\n" in logs
+    assert "env: F=1\n" in logs
+    assert "env: E" not in logs
+
+
 def test_list_get_and_delete_a_session(alice: httpx.Client, clock: ManualClock) -> None:
     session_id = create(alice, name="My-Job", type="HEADLESS")
 

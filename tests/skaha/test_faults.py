@@ -50,7 +50,8 @@ class Hostile:
     proxy: ServerThread
 
     def settings(self, **overrides: Any) -> dict[str, Any]:
-        return self.world.settings(skaha_url=f"{self.proxy.url}/skaha", **overrides)
+        # The API root itself: the fake's capabilities would lead past the proxy.
+        return self.world.settings(skaha_url=f"{self.proxy.url}/skaha/v1", **overrides)
 
     def leftovers(self) -> list[str]:
         """Names of the sessions of the broker's prefix on the fake (not being deleted).
@@ -305,7 +306,7 @@ def test_a_huge_list_of_foreign_sessions_does_not_block_the_api(
         return max(times)
 
     env = hostile.world.env(
-        skaha_url=f"{hostile.proxy.url}/skaha", skaha_list_interval=1, log_level="WARNING"
+        skaha_url=f"{hostile.proxy.url}/skaha/v1", skaha_list_interval=1, log_level="WARNING"
     )
     with LiveBroker(data_dir=tmp_path, env=env) as live, live.client() as client:
         created = client.post("/direct", json=notebook("PT1M"))

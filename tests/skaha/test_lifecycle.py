@@ -221,7 +221,7 @@ async def test_twenty_sessions_cost_one_list_call_per_interval(
 
 async def test_stuck_broken_and_vanished_sessions(broker: Any, world: SkahaWorld) -> None:
     world.fake.hold_queue(["notebook"])  # Kueue starvation: Pending, no startTime
-    async with broker(**world.settings()) as client:
+    async with broker(**world.settings(skaha_queue_budget=3)) as client:
         stuck = await start(client, notebook("PT1M"))
         broken = await start(client, headless(1, {"FAKE_IMAGE_PULL": "fail"}))
         vanishing = await start(client, headless(30))
@@ -234,6 +234,7 @@ async def test_stuck_broken_and_vanished_sessions(broker: Any, world: SkahaWorld
 
     assert stuck_session["phase"] == "CANCELLED", texts(stuck_session["compute"])
     assert "did not become ready in time" in texts(stuck_session)
+    assert "queue budget" in texts(stuck_session["compute"])
     assert broken_session["phase"] == "FAILED"
     assert "ErrImagePull" in texts(broken_session["compute"]), "the events say why"
     assert vanished_session["phase"] == "FAILED"

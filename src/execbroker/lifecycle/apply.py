@@ -96,6 +96,8 @@ class _Component:
         self.outcome = record.outcome
         self.started_at = record.started_at
         self.exit_code = record.exit_code
+        self.queued_at = record.queued_at
+        self.admitted_at = record.admitted_at
         self.messages: list[MessageItem] = []
 
     @property
@@ -119,6 +121,8 @@ class _Component:
             outcome=self.outcome,
             started_at=self.started_at,
             exit_code=self.exit_code,
+            queued_at=self.queued_at,
+            admitted_at=self.admitted_at,
         )
 
     def changed(self) -> bool:
@@ -126,6 +130,7 @@ class _Component:
         return bool(self.messages) or (
             (self.phase, self.due, self.outcome, self.started_at, self.exit_code)
             != (r.phase, r.due, r.outcome, r.started_at, r.exit_code)
+            or (self.queued_at, self.admitted_at) != (r.queued_at, r.admitted_at)
         )
 
     def change(self) -> ComponentChange:
@@ -137,6 +142,8 @@ class _Component:
             started_at=self.started_at,
             exit_code=self.exit_code,
             messages=self.messages,
+            queued_at=self.queued_at,
+            admitted_at=self.admitted_at,
         )
 
 
@@ -224,6 +231,8 @@ class _Pass:
                     self.platform_notes(part, status)
                 if decision.outcome is not None:
                     part.outcome = decision.outcome
+                part.queued_at = decision.queued_at or part.queued_at
+                part.admitted_at = decision.admitted_at or part.admitted_at
                 self.end_run(decision.ending)
                 self.move(part, decision.phase, decision.due)
             case Fail(note=note, ending=ending):

@@ -23,16 +23,19 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 from execbroker.background import TaskGroup, Wake
 from execbroker.clock import Clock
 from execbroker.lifecycle.apply import advance
 from execbroker.lifecycle.changes import ChangeFeed
+from execbroker.lifecycle.learning import observations
 from execbroker.lifecycle.rules import EngineTimings
 from execbroker.metrics import ENGINE_PASSES, LATE_STEPS, STEP_DURATION, STEP_LATENESS
 from execbroker.model.advance import Advance
+from execbroker.model.estimates import Observation
 from execbroker.model.phases import (
     TERMINAL_COMPONENT_PHASES,
     derive_session_phase,
@@ -42,7 +45,10 @@ from execbroker.model.records import SessionRecord
 from execbroker.platforms.base import Platform
 from execbroker.storage.store import BrokerStore
 
-__all__ = ["Engine"]
+__all__ = ["Engine", "Learn"]
+
+Learn = Callable[[list[Observation]], Awaitable[None]]
+"""Takes how long the steps a pass brought up took to prepare (the learned estimates)."""
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +74,7 @@ class Engine:
         retry: timedelta = timedelta(seconds=5),
         single_process: bool = True,
         step_deadline: float | None = 2.0,
+        learn: Learn | None = None,
     ) -> None:
         self.wake = Wake()
         self._store = store
@@ -83,6 +90,7 @@ class Engine:
         self._single_process = single_process
         self._step_deadline = step_deadline
         self._late = late_steps
+        self._learn = learn
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:8]}"
 
     async def reconcile(self) -> None:
@@ -130,19 +138,21 @@ class Engine:
         )
         for uuid in written:
             self._changes.publish(uuid)
-        for step in slow:
-            self._late.spawn(step, self._commit_late(step))
+        for step, session in zip(steps, batch, strict=True):
+            if step in slow:
+                self._late.spawn(step, self._commit_late(step, session))
+        await self._learn_from(batch, advances, written, now)
         return len(batch), upcoming
 
-    async def _commit_late(self, step: asyncio.Future[Advance]) -> None:
+    async def _commit_late(self, step: asyncio.Future[Advance], session: SessionRecord) -> None:
         """A step that outlived its pass's deadline commits on its own when it is done."""
         LATE_STEPS.inc()
         try:
-            await self._commit_step(step)
+            await self._commit_step(step, session)
         finally:
             self._late.forget(step)
 
-    async def _commit_step(self, step: asyncio.Future[Advance]) -> None:
+    async def _commit_step(self, step: asyncio.Future[Advance], session: SessionRecord) -> None:
         try:
             found = await step
             written, _ = await self._store.claims.commit_advances(
@@ -153,7 +163,35 @@ class Engine:
             return
         for uuid in written:
             self._changes.publish(uuid)
+        await self._learn_from([session], [found], written, self._clock.now())
         self.poke()
+
+    async def _learn_from(
+        self,
+        sessions: Sequence[SessionRecord],
+        advances: Sequence[Advance],
+        written: Sequence[UUID],
+        now: datetime,
+    ) -> None:
+        """Record how long the steps these committed advances brought up took to prepare."""
+        if self._learn is None:
+            return
+        committed = set(written)
+        by_uuid = {s.uuid: s for s in sessions}
+        found = [
+            seen
+            for advance in advances
+            if advance.session_uuid in committed and advance.session_uuid in by_uuid
+            for seen in observations(
+                by_uuid[advance.session_uuid], advance, platform=self._platform.name, now=now
+            )
+        ]
+        if not found:
+            return
+        try:
+            await self._learn(found)
+        except Exception:
+            logger.exception("recording preparing times failed; the estimates stay as they were")
 
     async def _advance(self, session: SessionRecord, now: datetime) -> Advance:
         if session.next_due is not None:

@@ -20,7 +20,11 @@ The rules, and the function that codes each (``docs/development.md`` adds the te
 4. **Prepare budget:** a component still preparing when its planned preparing time plus the
    slack has passed since it started is cancelled, and with it the session:
    :func:`prepare_budget`. It is judged when a poll answers; while the platform cannot be
-   reached, the component waits (:func:`unreachable`), as that is not its fault.
+   reached, the component waits (:func:`unreachable`), as that is not its fault. *Beyond
+   DESIGN:* a component the platform holds in its queue (Skaha's Kueue: Pending without a
+   start time) has the queue budget instead, counted from its start; once admitted, its
+   preparing budget counts from the admission (:func:`budget_deadline`,
+   :func:`queue_change`). Both moments are kept on the component, and said in its messages.
 5. **Run end:** the executable's exit (:func:`exited`; 0 is COMPLETED, else FAILED), the
    offered time running out (:func:`time_up`), or a user's cancel end the run; then every
    component is released in order (:func:`may_release`: compute first, then the executable
@@ -50,6 +54,7 @@ The session's own phase is derived from its components by
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -66,6 +71,8 @@ from execbroker.model.records import ComponentRecord, ComponentRole, Schedule
 from execbroker.platforms.base import PlatformState, PlatformStatus
 
 __all__ = [
+    "ADMITTED",
+    "QUEUED",
     "Action",
     "Become",
     "Call",
@@ -89,6 +96,7 @@ __all__ = [
     "on_status",
     "prepare_budget",
     "preparing",
+    "queue_change",
     "release_outcome",
     "release_step",
     "released",
@@ -109,6 +117,8 @@ class EngineTimings:
     """
 
     budget_slack: timedelta = timedelta(seconds=60)
+    # How long a component may wait in the platform's queue before it is admitted.
+    queue_budget: timedelta = timedelta(minutes=30)
     poll_interval: timedelta = timedelta(seconds=5)
     end_warning: timedelta = timedelta(minutes=5)
     # Longest a platform call may take: shorter than the engine's lease, so that a step
@@ -174,6 +184,9 @@ class Become:
     platform_notes: bool = False  # keep what the platform found worth saying (a checksum)
     ending: Ending | None = None
     outcome: ComponentPhase | None = None
+    # The platform's queue: when the component was first seen in it, and out of it again.
+    queued_at: datetime | None = None
+    admitted_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -305,14 +318,27 @@ def still_coming(
 # ---------------------------------------------------------------------- rule 4: budget
 
 
+QUEUED = "{name} is queued since {since}, waiting for the cluster to admit it: {reason}"
+ADMITTED = "{name} was admitted by the cluster after {waited} in its queue"
+
+
+def _prepare_budget(component: ComponentRecord, timings: EngineTimings) -> timedelta:
+    return component.schedule.prepare_duration + timings.budget_slack
+
+
 def budget_deadline(
     component: ComponentRecord, *, now: datetime, timings: EngineTimings
 ) -> datetime:
-    """When a preparing component's budget (planned preparing time plus slack) runs out,
-    counted from when it actually started preparing.
+    """When a preparing component's budget runs out. Its planned preparing time plus slack,
+    counted from when it actually started preparing; while it waits in the platform's queue,
+    the queue budget from then instead; once admitted, the preparing budget from its admission.
     """
-    budget = component.schedule.prepare_duration + timings.budget_slack
-    return (component.started_at or now) + budget
+    started = component.started_at or now
+    if component.admitted_at is not None:
+        return component.admitted_at + _prepare_budget(component, timings)
+    if component.queued_at is not None:
+        return started + timings.queue_budget
+    return started + _prepare_budget(component, timings)
 
 
 def preparing(*, ending: SessionPhase | None) -> Decision:
@@ -322,16 +348,69 @@ def preparing(*, ending: SessionPhase | None) -> Decision:
     return Call(Action.POLL)
 
 
-def prepare_budget(
-    component: ComponentRecord, *, next_check: datetime, now: datetime, timings: EngineTimings
-) -> Decision:
-    """Rule 4: the platform says it is still preparing. Past its budget it is cancelled, and
-    so is the session; else it is looked at again by its deadline at the latest.
+def queue_change(
+    component: ComponentRecord, *, queued: bool, reason: str | None, now: datetime
+) -> Become | None:
+    """What changes, once each, with the platform's queue: the component is seen waiting in
+    it (and so has the queue budget), or seen out of it after that (admitted: its preparing
+    budget counts from now). Each is said in a message and kept on the component.
     """
+    if component.phase is not ComponentPhase.PREPARING:
+        return None
+    if queued and component.queued_at is None:
+        note = Note(
+            MessageLevel.INFO,
+            QUEUED,
+            {
+                "name": component.name,
+                "since": format_instant(now),
+                "reason": reason or "the platform holds it in its queue",
+            },
+        )
+        return Become(ComponentPhase.PREPARING, None, (note,), queued_at=now)
+    if not queued and component.queued_at is not None and component.admitted_at is None:
+        note = Note(
+            MessageLevel.INFO,
+            ADMITTED,
+            {"name": component.name, "waited": format_duration(now - component.queued_at)},
+        )
+        return Become(ComponentPhase.PREPARING, None, (note,), admitted_at=now)
+    return None
+
+
+def prepare_budget(
+    component: ComponentRecord,
+    *,
+    next_check: datetime,
+    now: datetime,
+    timings: EngineTimings,
+    queued: bool = False,
+    reason: str | None = None,
+) -> Decision:
+    """Rule 4: the platform says it is still preparing (``queued``: still in its queue, for
+    ``reason``). Past its budget it is cancelled, and so is the session; else it is looked
+    at again by its deadline at the latest, saying first that it is queued or admitted.
+    """
+    change = queue_change(component, queued=queued, reason=reason, now=now)
+    if change is not None:
+        view = dataclasses.replace(
+            component,
+            queued_at=change.queued_at or component.queued_at,
+            admitted_at=change.admitted_at,
+        )
+        deadline = budget_deadline(view, now=now, timings=timings)
+        return dataclasses.replace(change, due=min(next_check, deadline))
     deadline = budget_deadline(component, now=now, timings=timings)
     if now < deadline:
         return Wait(min(next_check, deadline))
-    budget = component.schedule.prepare_duration + timings.budget_slack
+    in_queue = component.queued_at is not None and component.admitted_at is None
+    budget = timings.queue_budget if in_queue else _prepare_budget(component, timings)
+    template = (
+        "{name} was still waiting in the platform's queue after its queue budget of "
+        "{budget}; cancelled"
+        if in_queue
+        else "{name} was still preparing after its budget of {budget}; cancelled"
+    )
     return Release(
         ComponentPhase.CANCELLED,
         ending=Ending(
@@ -346,7 +425,7 @@ def prepare_budget(
         notes=(
             Note(
                 MessageLevel.WARN,
-                "{name} was still preparing after its budget of {budget}; cancelled",
+                template,
                 {"name": component.name, "budget": format_duration(budget)},
             ),
         ),
@@ -590,21 +669,34 @@ def on_status(
     match status.state:
         case PlatformState.PREPARING:
             next_check = now + (status.next_check or timings.poll_interval)
-            return prepare_budget(component, next_check=next_check, now=now, timings=timings)
+            return prepare_budget(
+                component,
+                next_check=next_check,
+                now=now,
+                timings=timings,
+                queued=status.queued,
+                reason=status.message,
+            )
         case PlatformState.READY:
             if component.phase is ComponentPhase.AVAILABLE:
                 return Become(ComponentPhase.AVAILABLE, look_again())
-            return Become(
-                ComponentPhase.AVAILABLE,
-                look_again(),
-                (Note(MessageLevel.INFO, "{name} is available", name),),
-                platform_notes=True,
+            return _admitted(
+                component,
+                Become(
+                    ComponentPhase.AVAILABLE,
+                    look_again(),
+                    (Note(MessageLevel.INFO, "{name} is available", name),),
+                    platform_notes=True,
+                ),
+                now=now,
             )
         case PlatformState.RUNNING:
             notes: tuple[Note, ...] = ()
             if component.phase is not ComponentPhase.RUNNING:
                 notes = (Note(MessageLevel.INFO, "{name} is running", name),)
-            return Become(ComponentPhase.RUNNING, look_again(), notes)
+            return _admitted(
+                component, Become(ComponentPhase.RUNNING, look_again(), notes), now=now
+            )
         case PlatformState.EXITED:
             return exited(status.exit_code or 0)
         case PlatformState.FAILED:
@@ -617,6 +709,16 @@ def on_status(
             )
         case PlatformState.RELEASING | PlatformState.RELEASED | PlatformState.MISSING:
             return ended_by_platform(component, status)
+
+
+def _admitted(component: ComponentRecord, decision: Become, *, now: datetime) -> Become:
+    """A component that was queued and is up before it was seen admitted: say it was."""
+    admission = queue_change(component, queued=False, reason=None, now=now)
+    if admission is None:
+        return decision
+    return dataclasses.replace(
+        decision, notes=(*admission.notes, *decision.notes), admitted_at=admission.admitted_at
+    )
 
 
 _ENDED_HOW = {

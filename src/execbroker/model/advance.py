@@ -24,6 +24,8 @@ class ComponentChange:
     started_at: datetime | None
     exit_code: int | None
     messages: list[MessageItem] = field(default_factory=list)
+    queued_at: datetime | None = None
+    admitted_at: datetime | None = None
 
 
 @dataclass

@@ -139,6 +139,9 @@ class ComponentRecord:
     outcome: ComponentPhase | None = None
     started_at: datetime | None = None
     exit_code: int | None = None
+    # When the platform was first seen holding it in its queue, and seen admitting it.
+    queued_at: datetime | None = None
+    admitted_at: datetime | None = None
 
     @property
     def refs(self) -> Refs:

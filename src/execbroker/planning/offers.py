@@ -30,6 +30,7 @@ from uuid import UUID, uuid4
 
 from execbroker.model import kinds
 from execbroker.model.capacity import UNLIMITED, Amounts
+from execbroker.model.estimates import EstimateKey, executable_image
 from execbroker.model.isotime import format_duration, format_instant
 from execbroker.model.messages import make_message
 from execbroker.model.phases import ComponentPhase, MessageLevel, SessionPhase
@@ -43,7 +44,8 @@ from execbroker.model.records import (
 )
 from execbroker.model.wire import MessageItem
 from execbroker.planning.calendar import Usage
-from execbroker.planning.profile import PlatformProfile
+from execbroker.planning.estimates import learned_note
+from execbroker.planning.profile import PlatformProfile, PreparingEstimate
 
 __all__ = [
     "COST_CARBON",
@@ -155,17 +157,22 @@ class SessionTimes:
     executable_release: timedelta
     data_release: timedelta
     storage_release: timedelta
+    # What the offer says of the steps planned from history (learned estimates).
+    notes: tuple[MessageItem, ...] = ()
 
     @classmethod
     def of(cls, plan: Plan, profile: PlatformProfile) -> SessionTimes:
         base = profile.prepare_time(ComponentRole.DATA)
         data = {d.name: base + _staging_time(d.size_bytes, profile) for d in plan.data}
+        executable = plan.executable
+        image = executable_image(executable.kind, executable.spec)
+        compute = profile.preparing(ComponentRole.COMPUTE, kind=executable.kind, image=image)
+        prepared = profile.preparing(ComponentRole.EXECUTABLE, kind=executable.kind, image=image)
+        storage = [profile.preparing(ComponentRole.STORAGE, kind=s.kind) for s in plan.storage]
         return cls(
-            compute_prepare=profile.prepare_time(ComponentRole.COMPUTE),
-            executable_prepare=profile.prepare_time(ComponentRole.EXECUTABLE),
-            storage_prepare=profile.prepare_time(ComponentRole.STORAGE)
-            if plan.storage
-            else timedelta(0),
+            compute_prepare=compute.duration,
+            executable_prepare=prepared.duration,
+            storage_prepare=max((s.duration for s in storage), default=timedelta(0)),
             data_prepare=data,
             compute_release=profile.release_time(ComponentRole.COMPUTE),
             executable_release=profile.release_time(ComponentRole.EXECUTABLE),
@@ -173,6 +180,17 @@ class SessionTimes:
             storage_release=profile.release_time(ComponentRole.STORAGE)
             if plan.storage
             else timedelta(0),
+            notes=_learned_notes(
+                profile.name,
+                [
+                    (ComponentRole.COMPUTE, executable.kind, image, compute),
+                    (ComponentRole.EXECUTABLE, executable.kind, image, prepared),
+                    *(
+                        (ComponentRole.STORAGE, s.kind, "", e)
+                        for s, e in zip(plan.storage, storage, strict=True)
+                    ),
+                ],
+            ),
         )
 
     @property
@@ -190,6 +208,18 @@ class SessionTimes:
         """How long after its end a session is still being released."""
         after_compute = max(self.executable_release, self.data_release + self.storage_release)
         return self.compute_release + after_compute
+
+
+def _learned_notes(
+    platform: str, steps: Sequence[tuple[ComponentRole, str, str, PreparingEstimate]]
+) -> tuple[MessageItem, ...]:
+    """One message per step planned from history (once per key)."""
+    keys = {
+        EstimateKey(platform, role, kind, image): estimate.learned
+        for role, kind, image, estimate in steps
+        if estimate.learned is not None
+    }
+    return tuple(learned_note(key, learned) for key, learned in keys.items())
 
 
 # Staging times are capped here: far longer than any broker plans for (the planner refuses
@@ -694,7 +724,7 @@ def build_session(
         interactive=offer.interactive,
         created=now,
         modified=now,
-        messages=list(notes),
+        messages=[*notes, *times.notes],
         connectors=[],
         components=records,
         costs=summed_costs([compute_costs, *storage_costs.values()]),

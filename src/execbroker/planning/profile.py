@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from execbroker.config import CostSettings, Settings
 from execbroker.model import kinds
 from execbroker.model.capacity import UNLIMITED, Amounts
+from execbroker.model.estimates import LEARNED_ROLES, EstimateKey
 from execbroker.model.records import ComponentRole
+from execbroker.planning.estimates import EstimateBook, Learned
 
-__all__ = ["PlatformProfile", "profile_from_settings"]
+__all__ = ["PlatformProfile", "PreparingEstimate", "estimate_book", "profile_from_settings"]
 
 # What each platform can run; a request for anything else is answered NO, saying so.
 _EXECUTABLES = {
@@ -25,8 +27,23 @@ def _by_role(values: dict[str, timedelta]) -> dict[ComponentRole, timedelta]:
 
 
 @dataclass(frozen=True)
+class PreparingEstimate:
+    """How long a step is planned to take to prepare (slack included), and the history it
+    was learned from (None: the configured default).
+    """
+
+    duration: timedelta
+    learned: Learned | None = None
+
+
+@dataclass(frozen=True)
 class PlatformProfile:
-    """Built from settings by :func:`profile_from_settings`; the settings hold the defaults."""
+    """Built from settings by :func:`profile_from_settings`; the settings hold the defaults.
+
+    ``compute_by_executable`` overrides the compute's preparing estimate by executable kind
+    (a Skaha notebook's readiness); ``estimates`` holds the learned estimates, which win over
+    both once they have enough history.
+    """
 
     name: str
     capacity: Amounts
@@ -38,6 +55,8 @@ class PlatformProfile:
     cost: CostSettings  # per-hour rates that turn offered amounts and durations into costs
     compute_performance: tuple[float, float]  # benchmark score of one core: min, max
     io_throughput: tuple[float, float]  # MB/s: min, max
+    compute_by_executable: dict[str, timedelta] = field(default_factory=dict)
+    estimates: EstimateBook = field(default_factory=EstimateBook)
 
     @property
     def cores(self) -> int:
@@ -56,6 +75,22 @@ class PlatformProfile:
         estimate = self.prepare.get(role, timedelta(0))
         return estimate + self.slack if estimate else timedelta(0)
 
+    def preparing(
+        self, role: ComponentRole, *, kind: str = "", image: str = ""
+    ) -> PreparingEstimate:
+        """The planned time to prepare a step, learned from history when there is enough of
+        it (``kind`` and ``image``: the executable's, for the executable and the compute;
+        the component's own kind otherwise), else the default; the slack added either way.
+        """
+        if role in LEARNED_ROLES:
+            learned = self.estimates.learned(EstimateKey(self.name, role, kind, image))
+            if learned is not None:
+                return PreparingEstimate(learned.estimate + self.slack, learned)
+        default = self.compute_by_executable.get(kind) if role is ComponentRole.COMPUTE else None
+        if default is not None:
+            return PreparingEstimate(default + self.slack)
+        return PreparingEstimate(self.prepare_time(role))
+
     def release_time(self, role: ComponentRole) -> timedelta:
         return self.release.get(role, timedelta(0))
 
@@ -65,10 +100,35 @@ def _span(by_type: dict[str, float]) -> tuple[float, float]:
     return min(by_type.values()), max(by_type.values())
 
 
-def profile_from_settings(settings: Settings) -> PlatformProfile:
-    """The platform profile the planner plans against, from the settings: capacity, executable
-    kinds, preparation and release estimates, slack and rates.
+def estimate_book(settings: Settings) -> EstimateBook:
+    """An empty book of learned estimates, planning with the configured percentile."""
+    return EstimateBook(
+        percentile=settings.planning.estimate_percentile,
+        window=settings.planning.estimate_window,
+        minimum=settings.planning.estimate_min_observations,
+    )
+
+
+def _prepare_defaults(
+    settings: Settings,
+) -> tuple[dict[ComponentRole, timedelta], dict[str, timedelta]]:
+    """The preparing estimates by role, and the compute's by executable kind: as set, or on
+    Skaha (``prepare_estimates`` not set) Skaha's own, minutes instead of the mock's seconds.
     """
+    prepare = _by_role(settings.planning.prepare_estimates)
+    if settings.platform != "skaha" or "prepare_estimates" in settings.planning.model_fields_set:
+        return prepare, {}
+    prepare[ComponentRole.COMPUTE] = settings.skaha.compute_estimate
+    return prepare, {kinds.EXECUTABLE_JUPYTER: settings.skaha.notebook_estimate}
+
+
+def profile_from_settings(
+    settings: Settings, estimates: EstimateBook | None = None
+) -> PlatformProfile:
+    """The platform profile the planner plans against, from the settings: capacity, executable
+    kinds, preparation and release estimates, slack and rates; ``estimates``: the learned ones.
+    """
+    prepare, by_executable = _prepare_defaults(settings)
     return PlatformProfile(
         name=settings.platform,
         capacity=Amounts(
@@ -79,11 +139,13 @@ def profile_from_settings(settings: Settings) -> PlatformProfile:
             UNLIMITED,
         ),
         executable_kinds=_EXECUTABLES[settings.platform],
-        prepare=_by_role(settings.planning.prepare_estimates),
+        prepare=prepare,
         release=_by_role(settings.planning.release_estimates),
         slack=settings.planning.slack,
         staging_bytes_per_second=settings.planning.staging_mib_per_second * 2**20,
         cost=settings.cost,
         compute_performance=_span(settings.planning.compute_performance),
         io_throughput=_span(settings.planning.io_throughput),
+        compute_by_executable=by_executable,
+        estimates=estimates if estimates is not None else estimate_book(settings),
     )

@@ -71,7 +71,9 @@ class PlatformStatus:
     """A platform's answer about one object: its state, why, an exit code, and when to ask again.
 
     ``connectors`` are the URLs it offers into a running compute; ``notes`` are recorded on the
-    component when it becomes available and when it exits.
+    component when it becomes available and when it exits. ``queued``: the platform holds the
+    object in its queue, not yet admitted to the cluster (Skaha: Pending without a start
+    time); the engine gives it the queue budget instead of its preparing budget.
     """
 
     state: PlatformState
@@ -82,6 +84,7 @@ class PlatformStatus:
     connectors: list[dict[str, Any]] = field(default_factory=list)
     # Recorded by the engine when the component becomes AVAILABLE and when it exits.
     notes: tuple[PlatformNote, ...] = ()
+    queued: bool = False
 
 
 @dataclass(frozen=True)

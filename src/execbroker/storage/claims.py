@@ -205,6 +205,8 @@ class ClaimStore:
                     outcome=sa.bindparam("b_outcome"),
                     started_at=sa.bindparam("b_started", type_=components.c.started_at.type),
                     exit_code=sa.bindparam("b_exit"),
+                    queued_at=sa.bindparam("b_queued", type_=components.c.queued_at.type),
+                    admitted_at=sa.bindparam("b_admitted", type_=components.c.admitted_at.type),
                     modified=now,
                 ),
                 [
@@ -215,6 +217,8 @@ class ClaimStore:
                         "b_outcome": c.outcome.value if c.outcome else None,
                         "b_started": c.started_at,
                         "b_exit": c.exit_code,
+                        "b_queued": c.queued_at,
+                        "b_admitted": c.admitted_at,
                     }
                     for _, c in changes
                 ],

@@ -297,6 +297,8 @@ def component_from_row(row: Any, items: list[MessageItem]) -> ComponentRecord:
         outcome=ComponentPhase(row.outcome) if row.outcome else None,
         started_at=row.started_at,
         exit_code=row.exit_code,
+        queued_at=row.queued_at,
+        admitted_at=row.admitted_at,
     )
 
 

@@ -39,6 +39,7 @@ _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 _RAW_RECEIVE = "execbroker.fake.raw_receive"
 _VOSI_AVAILABILITY = "http://www.ivoa.net/xml/VOSIAvailability/v1.0"
 _CAPABILITIES = ("session-1", "context-1", "image-1", "repository-1")
+_LEGACY_SESSIONS = "vos://cadc.nrc.ca~vospace/CADC/std/Proc#sessions-1.0"
 
 
 def create_skaha_app(
@@ -312,15 +313,26 @@ class _SkahaRoutes:
         return Response(body, media_type="text/xml")
 
     def _capabilities(self, _user: str, _params: _Params, request: Request) -> Response:
+        quirks = self.fake.quirks
+        if quirks.no_capabilities:
+            return _text("not found: /skaha/capabilities", status_code=404)
         root = f"{_base(request)}/skaha"
+        offered = (
+            [(_LEGACY_SESSIONS, f"{root}/v0")]
+            if quirks.v0_only
+            else [
+                (f"http://www.opencadc.org/std/platform#{name}", f"{root}/v1")
+                for name in _CAPABILITIES
+            ]
+        )
         entries = "".join(
-            f'  <capability standardID="http://www.opencadc.org/std/platform#{name}">\n'
+            f'  <capability standardID="{standard}">\n'
             f'    <interface xsi:type="vs:ParamHTTP" role="std">\n'
-            f'      <accessURL use="base">{root}/v1</accessURL>\n'
+            f'      <accessURL use="base">{url}</accessURL>\n'
             '      <securityMethod standardID="ivo://ivoa.net/sso#token"/>\n'
             "    </interface>\n"
             "  </capability>\n"
-            for name in _CAPABILITIES
+            for standard, url in offered
         )
         body = (
             '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -333,7 +345,10 @@ class _SkahaRoutes:
 
     def _connect(self, _user: str, _params: _Params, request: Request) -> Response:
         session_id = request.path_params["session_id"]
-        if not self.fake.connectable(session_id):
+        status = self.fake.connect_status(session_id)
+        if status == 503:
+            return _text("service unavailable: the session is starting", status_code=503)
+        if status != 200:
             return _text("session not available", status_code=404)
         kind = request.path_params["kind"]
         return Response(

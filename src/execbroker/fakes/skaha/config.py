@@ -36,7 +36,8 @@ class SkahaTimings:
     404); ``ttl_headless``/``ttl_interactive``: finished → garbage-collected;
     ``session_expiry``: interactive ``activeDeadlineSeconds`` and the renew window;
     ``headless_deadline``: headless ``activeDeadlineSeconds``; ``events_ttl``: how long
-    Kubernetes keeps events.
+    Kubernetes keeps events; ``connect_warmup``: how long the connect URL answers 503 after
+    Running (Skaha before CANFAR 2026.2, without readiness probes: about 30 s).
     """
 
     queue: timedelta = timedelta(seconds=0.5)
@@ -48,6 +49,7 @@ class SkahaTimings:
     session_expiry: timedelta = timedelta(seconds=600)
     headless_deadline: timedelta = timedelta(days=14)
     events_ttl: timedelta = timedelta(hours=1)
+    connect_warmup: timedelta = timedelta(0)
 
     @classmethod
     def realistic(cls) -> SkahaTimings:
@@ -127,6 +129,10 @@ class SkahaQuirks:
     """``/context`` gives ``maxInteractiveSessions`` as a string, as the file-based variant."""
     available: bool = True
     """What ``/skaha/availability`` says."""
+    no_capabilities: bool = False
+    """``/skaha/capabilities`` answers 404, as a site without VOSI capabilities."""
+    v0_only: bool = False
+    """``/skaha/capabilities`` lists only the legacy v0 session API, as a site not upgraded."""
 
 
 class Endpoint(StrEnum):

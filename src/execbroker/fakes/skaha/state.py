@@ -37,6 +37,12 @@ from execbroker.fakes.skaha.errors import (
     UnexpectedError,
     UnsupportedOperationError,
 )
+from execbroker.fakes.skaha.launch import (
+    SKAHA_TEMPLATE_ENV,
+    Launched,
+    LaunchError,
+    launch_headless,
+)
 from execbroker.fakes.skaha.sessions import FakeSession, Snapshot, Stage
 
 __all__ = ["NOT_AUTHORIZED", "REGISTRY_AUTH_REQUIRED", "FakeSkaha", "RecordedRequest"]
@@ -342,11 +348,7 @@ class FakeSkaha:
             if image not in self._images and not registry_auth:
                 raise IllegalArgumentError(REGISTRY_AUTH_REQUIRED)
             headless = kind == "headless"
-            variables = _parse_env(env) if headless else {}
-            if any('"' in value for value in variables.values()):
-                # Values are pasted into the Job YAML unescaped; a quote breaks the launch.
-                raise UnexpectedError("java.lang.IllegalStateException: failed to parse job YAML")
-            arguments = args.split(" ") if headless and args else []
+            launched = _headless(image, cmd, args, env) if headless else None
             return self._launch(
                 user,
                 name=name,
@@ -355,9 +357,9 @@ class FakeSkaha:
                 cores=core_count,
                 ram=ram_gb,
                 gpus=gpu_count,
-                cmd=cmd if headless else None,
-                args=arguments,
-                env=variables,
+                cmd=launched.command[0] if launched and launched.command else None,
+                args=list(launched.args or []) if launched else [],
+                env=_requested(launched.env) if launched else {},
             )
 
     def list_sessions(
@@ -539,11 +541,21 @@ class FakeSkaha:
 
     def connectable(self, session_id: str) -> bool:
         """Whether the UI behind the session's ``connectURL`` answers (it is Running)."""
+        return self.connect_status(session_id) == 200
+
+    def connect_status(self, session_id: str) -> int:
+        """What the session's ``connectURL`` answers: 200 once Running (and past
+        ``timings.connect_warmup``), 503 while it warms up, else 404.
+        """
         with self._lock:
             session = self._sessions.get(session_id)
             if session is None or not session.interactive:
-                return False
-            return session.at(self.clock(), self.timings).stage is Stage.RUNNING
+                return 404
+            snapshot = session.at(self.clock(), self.timings)
+            if snapshot.stage is not Stage.RUNNING or snapshot.running_at is None:
+                return 404
+            warm = snapshot.running_at + self.timings.connect_warmup
+            return 200 if self.clock() >= warm else 503
 
     # ---- internals -----------------------------------------------------------------------
 
@@ -653,14 +665,19 @@ def _option(name: str, raw: str | None, options: Sequence[int], *, fractional: b
     return value
 
 
-def _parse_env(entries: Sequence[str]) -> dict[str, str]:
-    """``KEY=VALUE`` entries; Skaha silently drops those with no or more than one ``=``."""
-    variables: dict[str, str] = {}
-    for entry in entries:
-        parts = entry.split("=")
-        if len(parts) == 2:
-            variables[parts[0]] = parts[1]
-    return variables
+def _headless(image: str, cmd: str | None, args: str | None, env: Sequence[str]) -> Launched:
+    """What the container runs, from the Job YAML Skaha pastes together (:mod:`.launch`);
+    a Job that cannot be built or read is Skaha's 500.
+    """
+    try:
+        return launch_headless(image, cmd, args, env)
+    except LaunchError as failure:
+        raise UnexpectedError(f"java.lang.IllegalStateException: {failure}") from failure
+
+
+def _requested(env: dict[str, str]) -> dict[str, str]:
+    """The container's environment less what Skaha's template sets in every session."""
+    return {key: value for key, value in env.items() if key not in SKAHA_TEMPLATE_ENV}
 
 
 def _run_control(

@@ -1,9 +1,9 @@
 """From the broker's components to Skaha's session parameters, and back (SKAHA.md §6).
 
 - docker-container → a ``headless`` session: ``entrypoint`` → ``cmd`` (one executable),
-  ``command`` → ``args`` (Skaha splits them on spaces, so no argument may hold one),
-  ``environment`` → repeated ``env=KEY=VALUE`` (Skaha silently drops a value with ``=``
-  and breaks on one with ``"``). What Skaha cannot carry is refused at planning time.
+  ``command`` → ``args`` (Skaha splits them on spaces), ``environment`` → repeated
+  ``env=KEY=VALUE``. Skaha pastes them into its Job YAML unescaped, so what it would
+  corrupt or drop is refused at planning time (:mod:`.launch`).
 - jupyter-notebook → a ``notebook`` session of the configured notebook image.
 - cores and memory → the smallest ``/context`` option within the request's range (fixed
   resources: request = limit), else refused; the plan's range is narrowed to it.
@@ -23,8 +23,7 @@ from typing import Any
 
 from execbroker.exceptions import RequestRefusedError
 from execbroker.model import kinds
-from execbroker.model.messages import make_message, warn
-from execbroker.model.phases import MessageLevel
+from execbroker.model.messages import warn
 from execbroker.model.plan import Plan, PlannedComponent, Range
 from execbroker.model.records import ComponentRecord, ComponentRole
 from execbroker.model.wire import MessageItem
@@ -32,6 +31,8 @@ from execbroker.platforms import extensions
 from execbroker.platforms.base import Work
 from execbroker.platforms.skaha.client import CreateRequest, ResourceOptions, SkahaContext
 from execbroker.platforms.skaha.errors import SkahaRequestError
+from execbroker.platforms.skaha.launch import field_problem as _problem
+from execbroker.platforms.skaha.launch import headless_launch, launch_problems
 
 __all__ = [
     "Catalogue",
@@ -105,10 +106,6 @@ def executable_session_type(kind: str, spec: Mapping[str, Any]) -> str:
 def _ports(spec: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     network = spec.get("network") or {}
     return [port for port in network.get("ports") or [] if isinstance(port, Mapping)]
-
-
-def _problem(path: str, template: str, **values: object) -> MessageItem:
-    return make_message(MessageLevel.ERROR, "{path}: " + template, {"path": path, **values})
 
 
 # --------------------------------------------------------------------------- planning
@@ -242,43 +239,8 @@ def _check_executable(
                 image=image,
             )
         )
-    entrypoint = spec.get("entrypoint")
-    if isinstance(entrypoint, str) and " " in entrypoint.strip():
-        problems.append(
-            _problem(
-                "/executable/entrypoint",
-                "Skaha runs one executable as the entrypoint, without arguments: "
-                "'{entrypoint}' has a space; put its arguments in command",
-                entrypoint=entrypoint,
-            )
-        )
-    for index, argument in enumerate(spec.get("command") or []):
-        if " " in str(argument):
-            problems.append(
-                _problem(
-                    f"/executable/command/{index}",
-                    "Skaha separates arguments with spaces, so an argument cannot contain "
-                    "one: '{argument}'",
-                    argument=argument,
-                )
-            )
-    for name, value in (spec.get("environment") or {}).items():
-        if "=" in str(value):
-            problems.append(
-                _problem(
-                    f"/executable/environment/{name}",
-                    "Skaha drops environment values that contain '=': {name}",
-                    name=name,
-                )
-            )
-        if '"' in str(value):
-            problems.append(
-                _problem(
-                    f"/executable/environment/{name}",
-                    "Skaha cannot pass a '\"' in an environment value: {name}",
-                    name=name,
-                )
-            )
+    # What Skaha's launch YAML would corrupt or drop (issue 17 item 5).
+    problems.extend(launch_problems(spec, image=image))
 
 
 # The types a docker-container may run as (desktop-app is only attached to a desktop).
@@ -443,8 +405,7 @@ def create_request(
     )
     if image is None:
         raise SkahaRequestError("the executable names no image for Skaha to run")
-    environment = spec.get("environment") or {}
-    entrypoint = spec.get("entrypoint")
+    launch = headless_launch(spec)
     return CreateRequest(
         name=name,
         image=image,
@@ -452,9 +413,9 @@ def create_request(
         cores=cores,
         ram=ram,
         gpus=gpus,
-        cmd=entrypoint.strip() if isinstance(entrypoint, str) and entrypoint.strip() else None,
-        args=tuple(str(argument) for argument in spec.get("command") or []),
-        env=tuple(sorted((str(k), str(v)) for k, v in environment.items())),
+        cmd=launch.cmd,
+        args=launch.args,
+        env=launch.env,
     )
 
 

@@ -27,7 +27,8 @@ within ``sweep_interval``, with any number of replicas.
 Status → what the engine sees (SKAHA.md §6.3):
 
 ==================================  ==========================================
-``Pending`` (queued or pulling)     PREPARING (FAILED on image-pull errors once
+``Pending``, no ``startTime``       PREPARING, queued (the queue budget applies)
+``Pending`` (pulling, starting)     PREPARING (FAILED on image-pull errors once
                                     its planned preparing time has passed)
 ``Running``, interactive            READY, with the ``connectURL`` as connector
 ``Running``, headless               RUNNING
@@ -68,8 +69,10 @@ from pydantic import SecretStr
 from execbroker.background import BackgroundTaskManager
 from execbroker.clock import Clock
 from execbroker.config import Settings, skaha_per_user
+from execbroker.exceptions import StartupError
 from execbroker.metrics import PLATFORM_SWEPT
 from execbroker.model import kinds
+from execbroker.model.isotime import format_duration
 from execbroker.model.phases import TERMINAL_COMPONENT_PHASES, ComponentPhase, MessageLevel
 from execbroker.model.plan import Plan
 from execbroker.model.records import ComponentRole
@@ -91,6 +94,7 @@ from execbroker.platforms.skaha.client import (
     SkahaStatus,
     normalise_name,
 )
+from execbroker.platforms.skaha.discovery import discover_session_api
 from execbroker.platforms.skaha.errors import (
     SkahaCreateUnknownError,
     SkahaError,
@@ -112,6 +116,9 @@ from execbroker.platforms.skaha.usage import AccountUsage
 __all__ = ["SkahaOptions", "SkahaPlatform"]
 
 logger = logging.getLogger(__name__)
+_CONNECT_PROBE_TIMEOUT = 5.0  # seconds for one GET of a connect URL
+_SERVER_ERROR = 500
+_BEFORE_AVAILABLE = frozenset({ComponentPhase.WAITING, ComponentPhase.PREPARING})
 
 _ENDED = frozenset({SkahaStatus.COMPLETED, SkahaStatus.SUCCEEDED})
 _BROKEN = frozenset({SkahaStatus.FAILED, SkahaStatus.ERROR})
@@ -276,6 +283,10 @@ class SkahaPlatform(Platform):
         self._renewed: dict[str, _Renewal] = {}
         self._lifetime_warning: str | None = None
         self._connect_refused: set[str] = set()
+        # Sessions whose connect URL has answered (not 5xx): published from then on.
+        self._connect_answered: set[str] = set()
+        # Sessions whose connect URL did not answer at first: since when (monotonic).
+        self._connect_waiting: dict[str, float] = {}
         self._events_read: dict[str, float] = {}
         self._sweeping = False
         self._usage = AccountUsage(
@@ -328,8 +339,16 @@ class SkahaPlatform(Platform):
         except SkahaError:
             await self._http.aclose()
             raise
+        try:
+            api = await discover_session_api(self._http, options.url)
+        except StartupError as unsupported:
+            logger.error(  # noqa: TRY400 - one line for the operator, not a trace
+                "the Skaha site is not supported", extra={"reason": str(unsupported)}
+            )
+            await self._http.aclose()
+            raise
         self._client = SkahaClient(
-            options.url,
+            api,
             http=self._http,
             tokens=self._tokens,
             retry=RetryPolicy(retries=options.retries, budget=options.retry_budget),
@@ -832,11 +851,14 @@ class SkahaPlatform(Platform):
                 return PlatformStatus(PlatformState.RUNNING, next_check=self._interval)
             await self._renew_if_due(work, session)
             connectors, refused = self._connectors(work, session)
+            unready = await self._connect_unready(work, session, connectors)
+            if unready is not None:
+                return PlatformStatus(PlatformState.PREPARING, unready, next_check=self._interval)
             return PlatformStatus(
                 PlatformState.READY,
                 next_check=self._interval,
                 connectors=connectors,
-                notes=refused,
+                notes=(*refused, *self._connect_waited(session)),
             )
         if status in _ENDED:
             return PlatformStatus(PlatformState.EXITED, "the Skaha session completed", exit_code=0)
@@ -857,10 +879,12 @@ class SkahaPlatform(Platform):
 
     async def _pending(self, work: Work, session: SkahaSession) -> PlatformStatus:
         if session.start_time is None:
+            # Kueue holds it (or nothing has scheduled it yet): queued, with the queue budget.
             return PlatformStatus(
                 PlatformState.PREPARING,
-                "queued: waiting for Skaha to schedule the session",
+                "Skaha holds the session in its queue (Pending, no start time yet)",
                 next_check=self._interval,
+                queued=True,
             )
         started = work.component.started_at
         planned = work.component.schedule.prepare_duration
@@ -945,6 +969,8 @@ class SkahaPlatform(Platform):
         self._missing.pop(uuid, None)
         if session is not None:
             self._connect_refused.discard(session.id)
+            self._connect_answered.discard(session.id)
+            self._connect_waiting.pop(session.id, None)
             self._renewed.pop(session.id, None)
             self._events_read.pop(session.id, None)
         listing = self._listing
@@ -1010,6 +1036,64 @@ class SkahaPlatform(Platform):
             "Skaha session lifetime within the renew window",
             extra={"lifetime": lifetime, "renew_before": window},
         )
+
+    async def _connect_unready(
+        self, work: Work, session: SkahaSession, connectors: list[dict[str, Any]]
+    ) -> str | None:
+        """Why the session's connector is not published yet, or None once its URL has
+        answered (SKAHA.md §6.4: Skaha before CANFAR 2026.2 answers 503 for about 30 s
+        after Running). Asked until the first answer that is not 5xx, and only while the
+        component is not yet available (after a restart, a published one stays so).
+        """
+        if (
+            not connectors
+            or session.id in self._connect_answered
+            or work.component.phase not in _BEFORE_AVAILABLE
+        ):
+            return None
+        problem = await self._probe_connect(str(connectors[0]["location"]))
+        if problem is not None:
+            if session.id not in self._connect_waiting:
+                self._connect_waiting[session.id] = time.monotonic()
+                logger.info(
+                    "Skaha session running, its connect URL not answering yet",
+                    extra={"component": str(work.uuid), "answer": problem},
+                )
+            return f"starting: the session's web interface does not answer yet ({problem})"
+        self._connect_answered.add(session.id)
+        return None
+
+    def _connect_waited(self, session: SkahaSession) -> tuple[PlatformNote, ...]:
+        """A note, once, that the connector waited for its URL to answer."""
+        since = self._connect_waiting.pop(session.id, None)
+        if since is None:
+            return ()
+        waited = timedelta(seconds=round(time.monotonic() - since, 1))
+        return (
+            PlatformNote(
+                "Skaha's web interface for the session answered {waited} after it was "
+                "running; its connector is published from now on",
+                {"waited": format_duration(waited)},
+            ),
+        )
+
+    async def _probe_connect(self, url: str) -> str | None:
+        """One GET of a connect URL, without following redirects (into the user's data)
+        nor reading the body, and without the broker's token; why it is not ready, or
+        None. The URL holds the session's secret: it is never logged (httpx's own
+        request lines are silenced at start).
+        """
+        if self._http is None:
+            raise RuntimeError("the Skaha platform is not started")
+        timeout = min(self._options.timeout, _CONNECT_PROBE_TIMEOUT)
+        try:
+            async with self._http.stream(
+                "GET", url, timeout=timeout, follow_redirects=False
+            ) as response:
+                status = response.status_code
+        except httpx.HTTPError as failure:
+            return f"no answer: {type(failure).__name__}"
+        return f"HTTP {status}" if status >= _SERVER_ERROR else None
 
     def _connectors(
         self, work: Work, session: SkahaSession
