@@ -5,11 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from execbroker.config import Settings
-from execbroker.model.capacity import Amounts, Hold
+from execbroker.model.capacity import UNLIMITED, Amounts, Hold
 from execbroker.model.isotime import Interval
 from execbroker.model.plan import Plan
 from execbroker.planning.calendar import Usage
-from execbroker.planning.offers import SessionTimes, generate_offers
+from execbroker.planning.offers import (
+    AccountLimit,
+    Bounds,
+    FreeNow,
+    SessionTimes,
+    generate_offers,
+)
 from execbroker.planning.profile import profile_from_settings
 from execbroker.planning.validation import validate_request
 from tests.support.wire import example
@@ -142,3 +148,68 @@ def test_an_interval_narrower_than_a_second_is_met_at_its_instant() -> None:
         wide, profile=profile, usage=Usage([]), now=T0 - timedelta(days=1), max_offers=4
     )
     assert search.offers[0].start == at(0) + timedelta(seconds=1), "whole seconds otherwise"
+
+
+def test_what_the_platform_shows_free_now_caps_offers_until_the_next_reading() -> None:
+    settings = Settings()
+    profile = profile_from_settings(settings)
+    now = T0 - timedelta(minutes=1)
+    plan = _plan(settings)  # 2-4 cores for 2 h, starting 10:00-13:00
+    lead = SessionTimes.of(plan, profile).lead
+    reading = FreeNow(Amounts(3, 6, UNLIMITED, UNLIMITED), until=at(1))
+    bounds = Bounds.of(profile.capacity, free_now=reading)
+
+    search = generate_offers(
+        plan, profile=profile, usage=Usage([]), now=now, max_offers=4, bounds=bounds
+    )
+
+    first, larger = search.offers[:2]
+    assert first.start == larger.start == at(0)
+    assert (larger.cores, larger.memory_gib) == (3, 6), "no more than the reading shows"
+    scarce = FreeNow(Amounts(1, 64, UNLIMITED, UNLIMITED), until=at(1))
+    later = generate_offers(
+        plan,
+        profile=profile,
+        usage=Usage([]),
+        now=now,
+        max_offers=1,
+        bounds=Bounds.of(profile.capacity, free_now=scarce),
+    )
+    assert later.offers[0].start >= at(1) + lead, "once the reading no longer stands"
+
+
+def test_a_notebook_past_the_account_limit_starts_when_one_ends_or_is_refused() -> None:
+    settings = Settings()
+    profile = profile_from_settings(settings)
+    now = T0 - timedelta(days=1)
+    plan = _plan(settings)
+    notebooks = [Hold(f"nb-{i}", at(-1), at(1.5), Amounts(1, 1, 0, 1)) for i in range(2)]
+    bounds = Bounds.of(profile.capacity, limit=AccountLimit("Skaha", 2))
+
+    waits = generate_offers(
+        plan, profile=profile, usage=Usage(notebooks), now=now, max_offers=4, bounds=bounds
+    )
+    lead = SessionTimes.of(plan, profile).lead
+    assert waits.offers[0].start >= at(1.5) + lead
+    assert all(o.interactive == 1 for o in waits.offers)
+
+    soon = _plan(settings, start="2030-01-01T10:00:00Z/PT30M")
+    refused = generate_offers(
+        soon, profile=profile, usage=Usage(notebooks), now=now, max_offers=4, bounds=bounds
+    )
+    assert refused.offers == []
+    assert [m.message for m in refused.problems] == [
+        "/executable: Skaha allows at most 2 interactive sessions per account at once; 2 are "
+        "booked over every window of PT2H starting between 2030-01-01T10:00:00Z and "
+        "2030-01-01T10:30:00Z"
+    ]
+
+    elsewhere = Bounds.of(profile.capacity, limit=AccountLimit("Skaha", 2, elsewhere=1))
+    one_booked = generate_offers(
+        soon, profile=profile, usage=Usage(notebooks[:1]), now=now, max_offers=4, bounds=elsewhere
+    )
+    assert str(one_booked.problems[0].message).endswith("(1 of them started outside this broker)")
+    headless = Bounds.of(profile.capacity)
+    assert generate_offers(
+        soon, profile=profile, usage=Usage(notebooks * 5), now=now, max_offers=1, bounds=headless
+    ).offers, "a plan no account limit counts is not held back by the notebooks"

@@ -20,6 +20,7 @@ from execbroker.platforms.skaha.client import SkahaStats
 from execbroker.platforms.skaha.errors import SkahaServerError
 from tests.skaha.conftest import ACCOUNT, TERMINAL, MakeWorld
 from tests.skaha.documents import headless, notebook
+from tests.skaha.test_types import web_app
 from tests.support.engine import texts, until_ended
 from tests.support.wire import post
 
@@ -87,6 +88,23 @@ async def test_sessions_the_account_has_outside_the_broker_count_toward_the_limi
     assert one["result"] == "YES", _errors(one)
     assert two["result"] == "NO"
     assert _errors(two)[0].endswith("(1 of them started outside this broker)"), _errors(two)
+
+
+async def test_a_contributed_web_app_is_interactive_too(broker: Any, make_world: MakeWorld) -> None:
+    world = make_world(catalogue=SkahaCatalogue(max_interactive_sessions=1))
+    async with broker(**world.settings()) as client:
+        app = await _direct(client, web_app())
+        job = await _direct(client, headless(1))
+        refused = (await post(client, "/requests", _within(notebook("PT4S"), 5))).json()
+        await client.post(
+            app["meta"]["url"],
+            json={"kind": "uri:enum-value-update", "path": "/phase", "value": "CANCELLED"},
+        )
+        ended = [await until_ended(client, s["meta"]["url"], seconds=30) for s in (app, job)]
+
+    assert refused["result"] == "NO", "the account's one interactive session is the web app"
+    assert "Skaha allows at most 1 interactive sessions per account" in _errors(refused)[0]
+    assert [s["phase"] for s in ended] == ["CANCELLED", "COMPLETED"]
 
 
 async def test_with_stats_no_offer_starting_now_is_larger_than_what_is_free(

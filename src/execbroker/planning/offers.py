@@ -410,12 +410,16 @@ def _nothing_fits(plan: Plan, search: _Search, need: Amounts) -> list[MessageIte
             )
     if not problems:
         # Each resource fits at some start, but never all of them at the same start.
+        template = (
+            "{path}: no window of {duration} starting between {start} and {end} has "
+            "{cores} cores, {memory} GiB of memory and {storage} GiB of storage free at once"
+        )
+        if need.interactive:
+            template += ", beside one of the account's interactive sessions"
         problems.append(
             make_message(
                 MessageLevel.ERROR,
-                "{path}: no window of {duration} starting between {start} and {end} has "
-                "{cores} cores, {memory} GiB of memory and {storage} GiB of storage free "
-                "at once",
+                template,
                 {
                     "path": "/schedule/requested/start",
                     **window,

@@ -88,7 +88,7 @@ def upgrade() -> None:
     op.execute(
         "UPDATE sessions SET interactive = 1 WHERE uuid IN ("
         "SELECT session_uuid FROM components "
-        "WHERE role = 'executable' AND kind LIKE '%jupyter-notebook')"
+        "WHERE role = 'executable' AND kind LIKE '%jupyter-notebook%')"
     )
     _index(_NEW)
 
