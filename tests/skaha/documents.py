@@ -7,6 +7,9 @@ from typing import Any
 from tests.skaha.conftest import TERMINAL
 from tests.support.wire import example
 
+DEMO_APP = "images.canfar.net/skaha/demo-app:1.0"
+"""A web application image the fake Skaha lists for the contributed type."""
+
 
 def headless(
     seconds: float = 1,
@@ -40,4 +43,20 @@ def headless(
 def notebook(duration: str) -> dict[str, Any]:
     document: dict[str, Any] = example("notebook-request.yaml")
     document["schedule"] = {"requested": {"duration": duration}}
+    return document
+
+
+def web_app(
+    image: str = DEMO_APP, *, port: int = 5000, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A container serving a web interface on ``port``, with the image's own entrypoint,
+    and the executable fields ``extra``.
+    """
+    document = headless(duration="PT30S")
+    executable = document["executable"]
+    for name in ("entrypoint", "command", "environment"):
+        del executable[name]
+    executable["image"]["locations"] = [image]
+    executable["network"] = {"ports": [{"access": True, "internal": {"port": port}}]}
+    executable.update(extra or {})
     return document

@@ -13,9 +13,8 @@ import httpx
 import pytest
 
 from tests.skaha.conftest import FAST_TIMINGS, MakeWorld
-from tests.skaha.documents import notebook
+from tests.skaha.documents import notebook, web_app
 from tests.skaha.test_lifecycle import start
-from tests.skaha.test_types import web_app
 from tests.support.engine import texts
 
 WARMUP = 3.0

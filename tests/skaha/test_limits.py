@@ -19,8 +19,7 @@ from execbroker.fakes.skaha import SkahaCatalogue
 from execbroker.platforms.skaha.client import SkahaStats
 from execbroker.platforms.skaha.errors import SkahaServerError
 from tests.skaha.conftest import ACCOUNT, TERMINAL, MakeWorld
-from tests.skaha.documents import headless, notebook
-from tests.skaha.test_types import web_app
+from tests.skaha.documents import headless, notebook, web_app
 from tests.support.engine import texts, until_ended
 from tests.support.wire import post
 

@@ -10,31 +10,14 @@ import httpx
 
 from execbroker.fakes.skaha import SkahaCatalogue
 from tests.skaha.conftest import ACCOUNT, MakeWorld, SkahaWorld
-from tests.skaha.documents import headless
+from tests.skaha.documents import headless, web_app
 from tests.skaha.test_lifecycle import skaha_id, start, until_phase
 from tests.skaha.test_limits import _errors, _within
 from tests.skaha.test_planning import _problems
 from tests.support.wire import post
 
-DEMO_APP = "images.canfar.net/skaha/demo-app:1.0"
 CARTA = "images.canfar.net/skaha/carta:4.1"
 FIREFLY = "images.canfar.net/skaha/firefly:2025.1"
-
-
-def web_app(
-    image: str = DEMO_APP, *, port: int = 5000, extra: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """A container serving a web interface on ``port``, with the image's own entrypoint,
-    and the executable fields ``extra``.
-    """
-    document = headless(duration="PT30S")
-    executable = document["executable"]
-    for name in ("entrypoint", "command", "environment"):
-        del executable[name]
-    executable["image"]["locations"] = [image]
-    executable["network"] = {"ports": [{"access": True, "internal": {"port": port}}]}
-    executable.update(extra or {})
-    return document
 
 
 def typed(image: str, kind: str) -> dict[str, Any]:
