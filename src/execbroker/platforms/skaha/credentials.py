@@ -42,10 +42,12 @@ from execbroker.clock import Clock
 from execbroker.exceptions import PlatformIdentityRefusedError, ServiceUnavailableError
 from execbroker.platforms.skaha.errors import SkahaCredentialsError, SkahaUnavailableError
 from execbroker.platforms.skaha.tokens import (
+    EXPIRY_MARGIN,
     DeadGrantError,
     TokenEndpoint,
     TokenSet,
     refresh_token_expiry,
+    retry_delay,
     token_set_from,
 )
 
@@ -78,7 +80,6 @@ _EXCHANGE_REFUSALS = frozenset(
         "access_denied",
     }
 )
-_EXPIRY_MARGIN = timedelta(seconds=2)
 
 
 class CredentialStore(Protocol):
@@ -363,7 +364,7 @@ class UserCredentials:
         """Usable without asking the user: refreshable, or not about to expire."""
         if tokens.refresh_token is not None and self._settings.issuer:
             return True
-        return tokens.expires_at is None or now < tokens.expires_at - _EXPIRY_MARGIN
+        return tokens.expires_at is None or now < tokens.expires_at - EXPIRY_MARGIN
 
     # -- what the Skaha client uses ----------------------------------------------------------
 
@@ -371,9 +372,7 @@ class UserCredentials:
         """``account``'s current access token, refreshed first when about to expire."""
         user = self._user(account)
         tokens = user.tokens
-        if tokens.expires_at is not None and self._clock.now() >= (
-            tokens.expires_at - self._margin(tokens)
-        ):
+        if tokens.about_to_expire(self._clock.now(), self._settings.refresh_fraction):
             await self.refresh(account, stale=tokens.access_token)
             user = self._user(account)
         return user.tokens.access_token
@@ -388,12 +387,6 @@ class UserCredentials:
         if user.problem is not None:
             raise SkahaCredentialsError(user.problem)
         return user
-
-    def _margin(self, tokens: TokenSet) -> timedelta:
-        if tokens.expires_at is None:
-            return timedelta(0)
-        lifetime = max(tokens.expires_at - tokens.obtained_at, timedelta(0))
-        return min(_EXPIRY_MARGIN, lifetime * (1 - self._settings.refresh_fraction) / 2)
 
     async def refresh(self, account: str, *, stale: str | None = None) -> None:
         """Refresh ``account``'s access token, unless ``stale`` is no longer the current
@@ -441,8 +434,7 @@ class UserCredentials:
         self._wake.set()
 
     def _failed(self, account: str, user: _User, reason: str) -> None:
-        first, longest = self._settings.backoff
-        delay = min(longest, first * 2**user.failures)
+        delay = retry_delay(self._settings.backoff, user.failures)
         user.failures += 1
         user.next_attempt = self._clock.now() + timedelta(seconds=delay)
         if user.outage is None:

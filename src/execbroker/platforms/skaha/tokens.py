@@ -51,12 +51,14 @@ from execbroker.platforms.skaha.errors import (
 )
 
 __all__ = [
+    "EXPIRY_MARGIN",
     "DeadGrantError",
     "TokenEndpoint",
     "TokenManager",
     "TokenSet",
     "read_token_file",
     "refresh_token_expiry",
+    "retry_delay",
     "token_set_from",
     "write_token_file",
 ]
@@ -64,7 +66,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # Refresh an access token this close to its expiry before using it, whatever the schedule.
-_EXPIRY_MARGIN = timedelta(seconds=2)
+EXPIRY_MARGIN = timedelta(seconds=2)
 # OAuth errors that mean the grant itself is unusable: retrying will not help.
 _DEAD_GRANT = frozenset(
     {"invalid_grant", "invalid_client", "unauthorized_client", "unsupported_grant_type"}
@@ -86,6 +88,24 @@ class TokenSet:
             return None
         lifetime = max(self.expires_at - self.obtained_at, timedelta(0))
         return self.obtained_at + lifetime * fraction
+
+    def about_to_expire(self, now: datetime, fraction: float) -> bool:
+        """Whether to refresh before using it, whatever the schedule: within a little of its
+        expiry, and well after the background refresh (at ``fraction``) was due.
+        """
+        if self.expires_at is None:
+            return False
+        lifetime = max(self.expires_at - self.obtained_at, timedelta(0))
+        margin = min(EXPIRY_MARGIN, lifetime * (1 - fraction) / 2)
+        return now >= self.expires_at - margin
+
+
+def retry_delay(backoff: tuple[float, float], failures: int) -> float:
+    """Seconds before trying a refresh again after ``failures`` failed ones in a row:
+    doubling from the first of ``backoff`` up to its longest.
+    """
+    first, longest = backoff
+    return min(longest, first * 2.0**failures)
 
 
 def _jwt_expiry(token: str) -> datetime | None:
@@ -400,21 +420,10 @@ class TokenManager:
             if self._problem is not None:
                 raise SkahaCredentialsError(self._problem)
         tokens = self._current()
-        if tokens.expires_at is not None and self._clock.now() >= (
-            tokens.expires_at - self._margin(tokens)
-        ):
+        if tokens.about_to_expire(self._clock.now(), self._fraction):
             await self.refresh(stale=tokens.access_token)
             tokens = self._current()
         return tokens.access_token
-
-    def _margin(self, tokens: TokenSet) -> timedelta:
-        """How close to its expiry a token is refreshed before use rather than used: a
-        little, and well after the background refresh was due.
-        """
-        if tokens.expires_at is None:
-            return timedelta(0)
-        lifetime = max(tokens.expires_at - tokens.obtained_at, timedelta(0))
-        return min(_EXPIRY_MARGIN, lifetime * (1 - self._fraction) / 2)
 
     async def refresh(self, *, stale: str | None = None) -> None:
         """Get a new access token, unless ``stale`` is no longer the current one (someone
@@ -493,8 +502,7 @@ class TokenManager:
 
     def _failed(self, reason: str) -> None:
         """A refresh failed for a reason that may pass: back off, keep the refresh token."""
-        first, longest = self._backoff
-        delay = min(longest, first * 2**self._failures)
+        delay = retry_delay(self._backoff, self._failures)
         self._failures += 1
         self._next_attempt = self._clock.now() + timedelta(seconds=delay)
         if self._outage is None:
