@@ -41,11 +41,6 @@ TESTS = Path(__file__).parent
 _POSTGRES_FIXTURES = frozenset({"postgres_database", "shared_database"})
 _CONTAINER_FIXTURES = frozenset({"runtime"})  # tests/docker/conftest.py: the container runtime
 _BROWSER_FIXTURES = frozenset({"browser_ready"})  # tests/web/test_browser.py: Chromium
-# Tests (or whole modules) that time another client's latency, in folders whose files this
-# one does not mark.
-_ALONE = (
-    "tests/skaha/test_faults.py::test_a_huge_list_of_foreign_sessions_does_not_block_the_api",
-)
 
 
 def _needs_postgres(item: pytest.Item) -> bool:
@@ -67,8 +62,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.browser)
         if item.path.is_relative_to(TESTS / "skaha"):
             item.add_marker(pytest.mark.skaha)
-        if any(item.nodeid == n or item.nodeid.startswith(f"{n}::") for n in _ALONE):
-            item.add_marker(pytest.mark.alone)
 
 
 @pytest.hookimpl(wrapper=True)

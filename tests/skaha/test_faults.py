@@ -288,6 +288,7 @@ async def test_a_lifetime_within_the_renew_window_renews_once_per_interval_and_w
     assert "skaha_renew_before" in health.get("platform_message", ""), health
 
 
+@pytest.mark.alone  # another client's latency, measured
 def test_a_huge_list_of_foreign_sessions_does_not_block_the_api(
     hostile: Hostile, tmp_path: Path
 ) -> None:
