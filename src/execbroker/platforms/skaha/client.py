@@ -137,6 +137,8 @@ class SkahaSession:
     expiry_time: datetime | None = None
     # A capability (it embeds the notebook token): shown to the owner only, never logged.
     connect_url: str | None = field(default=None, repr=False)
+    # False: known only from the broker's own create, not yet from any answer of Skaha's.
+    listed: bool = True
 
     @classmethod
     def from_json(cls, document: Mapping[str, Any]) -> SkahaSession:

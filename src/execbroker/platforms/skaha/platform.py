@@ -750,7 +750,11 @@ class SkahaPlatform(Platform):
             return None
         if created.at >= listing.taken:
             return SkahaSession(
-                id=created.id, name=name, status=SkahaStatus.PENDING, type=created.type
+                id=created.id,
+                name=name,
+                status=SkahaStatus.PENDING,
+                type=created.type,
+                listed=False,
             )
         try:
             return await account.client.session(created.id)
@@ -1114,6 +1118,9 @@ class SkahaPlatform(Platform):
         return self._no_news(work, None)
 
     async def _pending(self, work: Work, session: SkahaSession) -> PlatformStatus:
+        if not session.listed:
+            # Created since the last list: nothing says yet whether Kueue holds it.
+            return PlatformStatus(PlatformState.PREPARING, next_check=self._interval)
         if session.start_time is None:
             # Kueue holds it (or nothing has scheduled it yet): queued, with the queue budget.
             return PlatformStatus(
