@@ -120,6 +120,9 @@ sessions = sa.Table(
     sa.Index("ix_sessions_next_due", "next_due"),
     # Listing a user's sessions, and counting their live offers and active sessions (quotas).
     sa.Index("ix_sessions_owner_phase", "owner", "phase", "expires"),
+    # Listings, newest first: a user's, and everyone's (migration 0014).
+    sa.Index("ix_sessions_owner_created", "owner", "created"),
+    sa.Index("ix_sessions_created", "created"),
     # The planner reads only bookings ending inside [window start, window end + longest
     # booking); the index covers what it sums, so SQLite answers from the index alone.
     # (On PostgreSQL, migration 0006 replaces it with partial indexes of live bookings.)
