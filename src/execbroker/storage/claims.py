@@ -7,6 +7,7 @@ lets go), works on them, and writes what it did only for the sessions it still h
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
@@ -14,7 +15,7 @@ from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from execbroker.metrics import CLAIMS_TAKEN_OVER
 from execbroker.model.advance import Advance
@@ -71,15 +72,19 @@ class ClaimStore:
             # Whose lease it was, for the takeover count (SQLite's RETURNING can only name
             # the table it updates; there, one process holds every claim anyway).
             claim = claim.returning(due_cte.c.previous)
-        async with self._db.write() as connection:
-            rows = (await connection.execute(claim)).all()
+        sqlite = self._db.is_sqlite
+
+        def work(connection: Connection) -> list[SessionRecord]:
+            rows = connection.execute(claim).all()
             if not rows:
                 return []
-            if not self._db.is_sqlite:
+            if not sqlite:
                 taken_over = sum(1 for row in rows if row.previous not in (None, worker))
                 if taken_over:
                     CLAIMS_TAKEN_OVER.inc(taken_over)
-            return await connection.run_sync(load_sessions, rows, with_messages=False)
+            return load_sessions(connection, rows, with_messages=False)
+
+        return await self._db.run_write(work)
 
     async def commit_advances(
         self, advances: Sequence[Advance], *, worker: str, now: datetime
@@ -100,30 +105,32 @@ class ClaimStore:
         """
         if not advances:
             return [], await self.next_step_due(now=now)
-        async with self._db.write() as connection:
+
+        def work(connection: Connection) -> tuple[list[UUID], datetime | None]:
             held = sa.select(sessions.c.uuid, sessions.c.revision).where(
                 sessions.c.uuid.in_([str(a.session_uuid) for a in advances]),
                 sessions.c.claimed_by == worker,
             )
             if not self._db.is_sqlite:
                 held = held.with_for_update()  # no lease can be taken over mid-commit
-            mine = {row.uuid: row.revision for row in (await connection.execute(held)).all()}
+            mine = {row.uuid: row.revision for row in connection.execute(held).all()}
             kept = [
                 a if mine[str(a.session_uuid)] == a.revision else _undecided(a)
                 for a in advances
                 if str(a.session_uuid) in mine
             ]
             if not kept:
-                return [], await self._next_step_due(connection, now)
-            written = await self._write_isolated(connection, kept, now)
-            upcoming = await self._next_step_due(connection, now)
-        return [a.session_uuid for a in written], upcoming
+                return [], _next_step_due(connection, now)
+            written = self._write_isolated(connection, kept, now)
+            return [a.session_uuid for a in written], _next_step_due(connection, now)
 
-    async def _write_isolated(
-        self, connection: AsyncConnection, kept: list[Advance], now: datetime
+        return await self._db.run_write(work)
+
+    def _write_isolated(
+        self, connection: Connection, kept: list[Advance], now: datetime
     ) -> list[Advance]:
         """Write the advances, the batch at once if it can; the ones written."""
-        failure = await self._write_saved(connection, kept, now)
+        failure = self._write_saved(connection, kept, now)
         if failure is None:
             return kept
         written: list[Advance] = []
@@ -133,7 +140,7 @@ class ClaimStore:
         else:
             logger.warning("an engine batch did not write; writing its sessions one by one")
             for advance in kept:
-                alone = await self._write_saved(connection, [advance], now)
+                alone = self._write_saved(connection, [advance], now)
                 if alone is None:
                     written.append(advance)
                 else:
@@ -143,29 +150,27 @@ class ClaimStore:
                 "an engine step did not write; it is tried again alone",
                 extra={"session": str(uuid), "error": str(error)[:500]},
             )
-        await connection.execute(
+        connection.execute(
             sessions.update()
             .where(sessions.c.uuid.in_([str(uuid) for uuid in unwritten]))
             .values(next_due=now + UNWRITTEN_STEP_RETRY, claimed_by=None, claimed_until=None)
         )
         return written
 
-    async def _write_saved(
-        self, connection: AsyncConnection, kept: list[Advance], now: datetime
+    def _write_saved(
+        self, connection: Connection, kept: list[Advance], now: datetime
     ) -> BaseException | None:
         """Write in a savepoint; what the database refused, rolled back to it (None: written)."""
         try:
-            async with connection.begin_nested():
-                await self._write_advances(connection, kept, now)
+            with connection.begin_nested():
+                self._write_advances(connection, kept, now)
         except _REFUSED_VALUES as refused:
             return refused
         return None
 
-    async def _write_advances(
-        self, connection: AsyncConnection, kept: list[Advance], now: datetime
-    ) -> None:
+    def _write_advances(self, connection: Connection, kept: list[Advance], now: datetime) -> None:
         same = sessions.c.revision == sa.bindparam("b_revision")
-        await connection.execute(
+        connection.execute(
             sessions.update()
             .where(sessions.c.uuid == sa.bindparam("b_uuid"))
             .values(
@@ -196,7 +201,7 @@ class ClaimStore:
         )
         changes = [(a, c) for a in kept for c in a.components]
         if changes:
-            await connection.execute(
+            connection.execute(
                 components.update()
                 .where(components.c.uuid == sa.bindparam("b_uuid"))
                 .values(
@@ -232,29 +237,14 @@ class ClaimStore:
                 target = MessageTarget(change.uuid, session_uuid=session_uuid)
                 rows.extend(message_row(target, m) for m in change.messages)
         if rows:
-            await connection.execute(messages.insert(), rows)
+            connection.execute(messages.insert(), rows)
 
     async def next_step_due(self, *, now: datetime) -> datetime | None:
         """When the next step nobody holds is due. Steps another worker holds are its
         business until its lease runs out (and a lease running out is found by polling):
         counting them would have this worker spin on work it cannot claim.
         """
-        async with self._db.read() as connection:
-            return await self._next_step_due(connection, now)
-
-    async def _next_step_due(self, connection: AsyncConnection, now: datetime) -> datetime | None:
-        value = (
-            await connection.execute(
-                sa.select(sessions.c.next_due)
-                .where(
-                    sessions.c.next_due.is_not(None),
-                    sa.or_(sessions.c.claimed_until.is_(None), sessions.c.claimed_until < now),
-                )
-                .order_by(sessions.c.next_due)
-                .limit(1)
-            )
-        ).scalar()
-        return AS_UTC.process_result_value(value, self._db.engine.dialect)
+        return await self._db.run_read(functools.partial(_next_step_due, now=now))
 
     async def release_all(self) -> int:
         """Forget every claim: for a single broker restarting on its own (SQLite) database,
@@ -271,18 +261,32 @@ class ClaimStore:
     async def component_phases(self, uuids: Iterable[UUID]) -> dict[UUID, ComponentPhase]:
         """The phases of these components, for those the database knows."""
         wanted = [str(u) for u in uuids]
-        found: dict[UUID, ComponentPhase] = {}
-        async with self._db.read() as connection:
+
+        def read(connection: Connection) -> dict[UUID, ComponentPhase]:
+            found: dict[UUID, ComponentPhase] = {}
             for start in range(0, len(wanted), 500):
-                rows = (
-                    await connection.execute(
-                        sa.select(components.c.uuid, components.c.phase).where(
-                            components.c.uuid.in_(wanted[start : start + 500])
-                        )
+                rows = connection.execute(
+                    sa.select(components.c.uuid, components.c.phase).where(
+                        components.c.uuid.in_(wanted[start : start + 500])
                     )
-                ).all()
+                )
                 found.update({UUID(r.uuid): ComponentPhase(r.phase) for r in rows})
-        return found
+            return found
+
+        return await self._db.run_read(read)
+
+
+def _next_step_due(connection: Connection, now: datetime) -> datetime | None:
+    value = connection.execute(
+        sa.select(sessions.c.next_due)
+        .where(
+            sessions.c.next_due.is_not(None),
+            sa.or_(sessions.c.claimed_until.is_(None), sessions.c.claimed_until < now),
+        )
+        .order_by(sessions.c.next_due)
+        .limit(1)
+    ).scalar()
+    return AS_UTC.process_result_value(value, connection.dialect)
 
 
 def _undecided(advance: Advance) -> Advance:

@@ -8,17 +8,25 @@ measured as second-long latency tails under load (``bench/requests_bench.py``). 
 plain deferred transactions and, with WAL, never wait for writers. PostgreSQL uses ordinary
 transactions; guarded updates and row locks serialise what must be serialised.
 
-:meth:`Database.run_write` runs a whole synchronous transaction function. On SQLite it runs
-in a worker thread on a plain ``sqlite3`` connection, in one hop: a booking then holds the
-write lock for its own work only, instead of for one event-loop turn per statement (which,
-with many requests in flight, was most of its time — ``bench/lifecycle.py``).
+:meth:`Database.run_write` and :meth:`Database.run_read` run a whole synchronous transaction
+function. On SQLite each runs in one hop to a thread of its own on a plain ``sqlite3``
+connection: writes on the one writer thread (a booking then holds the write lock for its own
+work only, instead of for one event-loop turn per statement, which with many requests in
+flight was most of its time: ``bench/lifecycle.py``), reads on a small pool of reader threads
+(WAL lets them read while the writer writes, and ``sqlite3`` lets go of the GIL while a
+statement runs). Through ``aiosqlite`` a read cost two thread hand-overs per statement, and
+reading one session, a dozen: ``bench/http.py``. On PostgreSQL both run on the asyncio
+driver's connection (no thread at all). New storage code uses these two; :meth:`read` and
+:meth:`write` remain for the few callers that interleave awaits with statements.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +45,9 @@ __all__ = ["Database", "PostgresLimits"]
 _MIGRATIONS = Path(__file__).parent / "migrations"
 T = TypeVar("T")
 _IMMEDIATE = "execbroker_immediate"
+# Reader threads (and connections) on SQLite: reads run in parallel with each other and with
+# the writer; more than a few only queue on two cores.
+_SQLITE_READERS = 3
 
 
 @dataclass(frozen=True)
@@ -98,19 +109,49 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(self.url, **options)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         self._sync_engine: Engine | None = None
+        self._read_engine: Engine | None = None
+        self._writer: ThreadPoolExecutor | None = None
+        self._readers: ThreadPoolExecutor | None = None
         if self.is_sqlite:
             _configure_sqlite(self.engine)
+            plain = self.url.set(drivername="sqlite")
             self._sync_engine = create_engine(
-                self.url.set(drivername="sqlite"),
-                connect_args={"timeout": 30, "check_same_thread": False},
+                plain, connect_args={"timeout": 30, "check_same_thread": False}
             )
             _configure_sqlite_writer(self._sync_engine)
+            self._read_engine = create_engine(
+                plain,
+                connect_args={"timeout": 30, "check_same_thread": False},
+                pool_size=_SQLITE_READERS,
+                max_overflow=0,
+            )
+            _configure_sqlite_reader(self._read_engine)
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="execbroker-sqlite-writer")
+            self._readers = ThreadPoolExecutor(
+                _SQLITE_READERS, thread_name_prefix="execbroker-sqlite-reader"
+            )
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A transaction for reading: a consistent snapshot, never blocking writers."""
         async with self.engine.connect() as connection, connection.begin():
             yield connection
+
+    async def run_read(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` in one read transaction (a consistent snapshot; never blocks writers)."""
+        if self._readers is not None:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(
+                self._readers, functools.partial(self._read_in_thread, work)
+            )
+        async with self.read() as connection:
+            return await connection.run_sync(work)
+
+    def _read_in_thread(self, work: Callable[[Connection], T]) -> T:
+        if self._read_engine is None:
+            raise RuntimeError("only SQLite reads in a thread")
+        with self._read_engine.connect() as connection, connection.begin():
+            return work(connection)
 
     async def ping(self) -> None:
         """Return once the database answers a read; raise whatever stops one."""
@@ -130,9 +171,12 @@ class Database:
 
     async def run_write(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` in one write transaction; committed if it returns, else rolled back."""
-        if self._sync_engine is not None and self._write_lock is not None:
+        if self._writer is not None and self._write_lock is not None:
+            loop = asyncio.get_running_loop()
             async with self._write_lock:
-                return await asyncio.to_thread(self._write_in_thread, work)
+                return await loop.run_in_executor(
+                    self._writer, functools.partial(self._write_in_thread, work)
+                )
         async with self.write() as connection:
             return await connection.run_sync(work)
 
@@ -167,8 +211,7 @@ class Database:
         from the SQLite writer's worker thread: ``listener`` must be thread-safe).
         """
         engines = [self.engine.sync_engine]
-        if self._sync_engine is not None:
-            engines.append(self._sync_engine)
+        engines += [e for e in (self._sync_engine, self._read_engine) if e is not None]
         for engine in engines:
             event.listen(
                 engine, "handle_error", lambda context: listener(context.original_exception)
@@ -176,8 +219,12 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
-        if self._sync_engine is not None:
-            self._sync_engine.dispose()
+        for pool in (self._writer, self._readers):
+            if pool is not None:
+                await asyncio.to_thread(pool.shutdown)
+        for engine in (self._sync_engine, self._read_engine):
+            if engine is not None:
+                engine.dispose()
 
 
 # A fixed key of the advisory lock taken while migrating ("execbroker-migrate").
@@ -211,6 +258,18 @@ def _configure_sqlite_writer(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _configure_sqlite_reader(engine: Engine) -> None:
+    """The reader threads' engine: deferred transactions, each a snapshot of the last commit."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        _sqlite_pragmas(dbapi_connection)
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN")
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

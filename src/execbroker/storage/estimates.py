@@ -101,5 +101,4 @@ class PreparingTimes:
                 found[key].append(row.seconds)
             return {key: durations[-window:] for key, durations in found.items()}
 
-        async with self._db.read() as connection:
-            return await connection.run_sync(work)
+        return await self._db.run_read(work)

@@ -7,6 +7,7 @@ callers can never both change the same offer. Every query is filtered by owner.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -54,41 +55,39 @@ class OfferStore:
 
     async def insert(self, offer_set: OfferSetRecord, *, request: dict[str, Any] | None) -> None:
         """An offer set that books nothing (result NO), in one transaction."""
-        async with self._db.write() as connection:
-            await connection.run_sync(insert_offer_set, offer_set, request=request)
+        await self._db.run_write(
+            functools.partial(insert_offer_set, offer_set=offer_set, request=request)
+        )
 
     async def get(self, uuid: UUID, *, owner: str | None) -> OfferSetRecord | None:
         """The offer set with its offers and messages, if ``owner`` (None: anyone) has it."""
-        async with self._db.read() as connection:
-            row = (
-                await connection.execute(
-                    sa.select(offer_sets).where(
-                        offer_sets.c.uuid == str(uuid), *owned_by(offer_sets, owner)
-                    )
+
+        def read(connection: Connection) -> OfferSetRecord | None:
+            row = connection.execute(
+                sa.select(offer_sets).where(
+                    offer_sets.c.uuid == str(uuid), *owned_by(offer_sets, owner)
                 )
             ).one_or_none()
             if row is None:
                 return None
-            session_rows = (
-                await connection.execute(
-                    sa.select(sessions)
-                    .where(sessions.c.offer_set_uuid == str(uuid))
-                    .order_by(sessions.c.position)
-                )
+            session_rows = connection.execute(
+                sa.select(sessions)
+                .where(sessions.c.offer_set_uuid == str(uuid))
+                .order_by(sessions.c.position)
             ).all()
-            found = await connection.run_sync(load_sessions, session_rows)
-            offer_set_messages = await connection.run_sync(
-                load_messages, messages.c.subject_uuid == str(uuid)
+            found = load_sessions(connection, session_rows)
+            offer_set_messages = load_messages(connection, messages.c.subject_uuid == str(uuid))
+            return OfferSetRecord(
+                uuid=UUID(row.uuid),
+                owner=row.owner,
+                result=OfferResult(row.result),
+                created=row.created,
+                modified=row.modified,
+                messages=offer_set_messages.get(str(uuid), []),
+                offers=found,
             )
-        return OfferSetRecord(
-            uuid=UUID(row.uuid),
-            owner=row.owner,
-            result=OfferResult(row.result),
-            created=row.created,
-            modified=row.modified,
-            messages=offer_set_messages.get(str(uuid), []),
-            offers=found,
-        )
+
+        return await self._db.run_read(read)
 
     async def listing(
         self, *, owner: str | None, after: datetime | None, last: int | None
@@ -97,31 +96,36 @@ class OfferStore:
         query = sa.select(offer_sets).where(*owned_by(offer_sets, owner))
         if after is not None:
             query = query.where(offer_sets.c.created > after)
-        query = query.order_by(offer_sets.c.created.desc(), offer_sets.c.uuid).limit(last or 1000)
-        async with self._db.read() as connection:
-            rows = (await connection.execute(query)).all()
-        return [
-            OfferSetRecord(
-                uuid=UUID(row.uuid),
-                owner=row.owner,
-                result=OfferResult(row.result),
-                created=row.created,
-                modified=row.modified,
-            )
-            for row in rows
-        ]
+        query = query.order_by(offer_sets.c.created.desc(), offer_sets.c.uuid.desc()).limit(
+            last or 1000
+        )
+
+        def read(connection: Connection) -> list[OfferSetRecord]:
+            return [
+                OfferSetRecord(
+                    uuid=UUID(row.uuid),
+                    owner=row.owner,
+                    result=OfferResult(row.result),
+                    created=row.created,
+                    modified=row.modified,
+                )
+                for row in connection.execute(query)
+            ]
+
+        return await self._db.run_read(read)
 
     async def next_expiry(self) -> datetime | None:
         """When the next offer still OFFERED expires."""
-        async with self._db.read() as connection:
-            value: datetime | None = (
-                await connection.execute(
-                    sa.select(sa.func.min(sessions.c.expires)).where(
-                        sessions.c.phase == SessionPhase.OFFERED.value
-                    )
+
+        def read(connection: Connection) -> datetime | None:
+            value: datetime | None = connection.execute(
+                sa.select(sa.func.min(sessions.c.expires)).where(
+                    sessions.c.phase == SessionPhase.OFFERED.value
                 )
             ).scalar()
-        return AS_UTC.process_result_value(value, self._db.engine.dialect)
+            return AS_UTC.process_result_value(value, connection.dialect)
+
+        return await self._db.run_read(read)
 
     async def mark_rejected(
         self, uuid: UUID, *, owner: str, now: datetime, note: MessageItem

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from execbroker.model.phases import TERMINAL_SESSION_PHASES
@@ -42,10 +43,11 @@ async def stored_records(database: Database, owner: str) -> int:
         .select_from(sessions)
         .where(sessions.c.owner == owner, sessions.c.offer_set_uuid.is_(None))
     )
-    async with database.read() as connection:
-        total = (await connection.execute(sets)).scalar_one()
-        total += (await connection.execute(direct)).scalar_one()
-    return int(total)
+
+    def read(connection: Connection) -> int:
+        return int(connection.execute(sets).scalar_one() + connection.execute(direct).scalar_one())
+
+    return await database.run_read(read)
 
 
 def _kept(before: datetime) -> sa.ColumnElement[bool]:

@@ -6,6 +6,7 @@ Mechanical: records in, records out. Changes are guarded in SQL (``UPDATE … WH
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,7 +31,7 @@ from execbroker.storage.rows import (
 )
 from execbroker.storage.tables import components, messages, sessions
 
-__all__ = ["SessionStore", "extend_run"]
+__all__ = ["SessionStore", "extend_run", "listing_query"]
 
 
 class SessionStore:
@@ -41,8 +42,7 @@ class SessionStore:
 
     async def get(self, uuid: UUID, *, owner: str | None) -> SessionRecord | None:
         """The session with its components and messages, if ``owner`` (None: anyone) has it."""
-        async with self._db.read() as connection:
-            return await connection.run_sync(load_session, uuid, owner=owner)
+        return await self._db.run_read(functools.partial(load_session, uuid=uuid, owner=owner))
 
     async def listing(
         self,
@@ -53,40 +53,39 @@ class SessionStore:
         last: int | None,
     ) -> list[SessionRecord]:
         """Newest first; without components or messages (a listing, not a reading)."""
-        query = sa.select(sessions).where(*owned_by(sessions, owner))
-        if phases:
-            query = query.where(sessions.c.phase.in_([p.value for p in phases]))
-        if after is not None:
-            query = query.where(sessions.c.created > after)
-        query = query.order_by(sessions.c.created.desc(), sessions.c.uuid).limit(last or 1000)
-        async with self._db.read() as connection:
-            rows = (await connection.execute(query)).all()
-        return [session_from_row(row, [], {}) for row in rows]
+        query = listing_query(owner=owner, phases=phases, after=after, last=last)
+
+        def read(connection: Connection) -> list[SessionRecord]:
+            return [session_from_row(row, [], {}) for row in connection.execute(query)]
+
+        return await self._db.run_read(read)
 
     async def find_component(self, uuid: UUID, *, owner: str | None) -> ComponentRecord | None:
         """The component with its messages, if ``owner`` (None: anyone) has it."""
-        async with self._db.read() as connection:
-            row = (
-                await connection.execute(
-                    sa.select(components).where(
-                        components.c.uuid == str(uuid), *owned_by(components, owner)
-                    )
+
+        def read(connection: Connection) -> ComponentRecord | None:
+            row = connection.execute(
+                sa.select(components).where(
+                    components.c.uuid == str(uuid), *owned_by(components, owner)
                 )
             ).one_or_none()
             if row is None:
                 return None
-            found = await connection.run_sync(load_messages, messages.c.subject_uuid == str(uuid))
-        return component_from_row(row, found.get(str(uuid), []))
+            found = load_messages(connection, messages.c.subject_uuid == str(uuid))
+            return component_from_row(row, found.get(str(uuid), []))
+
+        return await self._db.run_read(read)
 
     async def count_by_phase(self) -> dict[str, int]:
         """How many sessions (offers included) are in each phase."""
-        async with self._db.read() as connection:
-            rows = (
-                await connection.execute(
-                    sa.select(sessions.c.phase, sa.func.count()).group_by(sessions.c.phase)
-                )
-            ).all()
-        return {str(phase): int(count) for phase, count in rows}
+
+        def read(connection: Connection) -> dict[str, int]:
+            rows = connection.execute(
+                sa.select(sessions.c.phase, sa.func.count()).group_by(sessions.c.phase)
+            )
+            return {str(phase): int(count) for phase, count in rows}
+
+        return await self._db.run_read(read)
 
     async def mark_ending(
         self,
@@ -108,8 +107,9 @@ class SessionStore:
         Bumps the revision, so that an engine pass that read the session before this does
         not write back its older view; the first ending decided stays.
         """
-        async with self._db.write() as connection:
-            moved = await connection.execute(
+
+        def write(connection: Connection) -> bool:
+            moved = connection.execute(
                 sessions.update()
                 .where(
                     sessions.c.uuid == str(uuid),
@@ -130,12 +130,28 @@ class SessionStore:
             if row is None:
                 return False
             offer_set = UUID(row.offer_set_uuid) if row.offer_set_uuid else None
-            await connection.run_sync(
-                insert_messages,
+            insert_messages(
+                connection,
                 MessageTarget(uuid, session_uuid=uuid, offer_set_uuid=offer_set),
                 [note],
             )
-        return True
+            return True
+
+        return await self._db.run_write(write)
+
+
+def listing_query(
+    *, owner: str | None, phases: Sequence[SessionPhase], after: datetime | None, last: int | None
+) -> sa.Select[Any]:
+    """The sessions of a listing, newest first: read backwards along the index on
+    ``(owner, created, uuid)`` (``(created, uuid)`` for everyone's), never sorted.
+    """
+    query = sa.select(sessions).where(*owned_by(sessions, owner))
+    if phases:
+        query = query.where(sessions.c.phase.in_([p.value for p in phases]))
+    if after is not None:
+        query = query.where(sessions.c.created > after)
+    return query.order_by(sessions.c.created.desc(), sessions.c.uuid.desc()).limit(last or 1000)
 
 
 def extend_run(
