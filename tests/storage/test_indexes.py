@@ -17,9 +17,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from execbroker.model.phases import HOLDING_SESSION_PHASES
+from execbroker.model.phases import HOLDING_SESSION_PHASES, SessionPhase
 from execbroker.storage import queries
 from execbroker.storage.database import Database
+from execbroker.storage.sessions import listing_query
 from execbroker.storage.tables import sessions
 
 MIGRATION = Path(queries.__file__).parent / "migrations" / "versions" / "0006_holding_indexes.py"
@@ -69,3 +70,33 @@ async def test_postgresql_reads_holds_and_active_sessions_from_the_partial_index
         await database.dispose()
     assert "ix_sessions_live_booking" in holds, holds
     assert "ix_sessions_owner_holding" in quota, quota
+
+
+# An admin's listing of one phase reads the phase's index and sorts what it finds instead.
+@pytest.mark.parametrize(
+    ("owner", "phases"),
+    [("alice", []), ("alice", [SessionPhase.COMPLETED]), (None, [])],
+    ids=["a user's", "a user's completed", "everyone's"],
+)
+async def test_a_session_listing_reads_its_index_backwards_and_sorts_nothing(
+    tmp_path: Path, owner: str | None, phases: list[SessionPhase]
+) -> None:
+    """With a user's whole history stored, ``GET /sessions?last=20`` must cost what 20 rows
+    cost: SQLite walks the index newest first and stops, instead of sorting every session.
+    """
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'listing.db'}")
+    await database.migrate()
+    listing = listing_query(owner=owner, phases=phases, after=None, last=20)
+    try:
+        async with database.read() as connection:
+            plan = await connection.run_sync(_sqlite_plan, listing)
+    finally:
+        await database.dispose()
+    assert "TEMP B-TREE" not in plan, plan
+    assert ("ix_sessions_owner_created" if owner else "ix_sessions_created") in plan, plan
+
+
+def _sqlite_plan(connection: Connection, statement: Any) -> str:
+    literal = statement.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True})
+    rows = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {literal}")
+    return "\n".join(str(row[-1]) for row in rows)

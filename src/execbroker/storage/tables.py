@@ -69,6 +69,8 @@ offer_sets = sa.Table(
     sa.Column("request", JSONDocument, nullable=True),
     # Set once, under a guard: the one offer of this set that was accepted.
     sa.Column("accepted_session", sa.String(UUID_LENGTH), nullable=True),
+    # Listing a user's offer sets, newest first (migration 0014).
+    sa.Index("ix_offer_sets_owner_created", "owner", "created", "uuid"),
 )
 
 sessions = sa.Table(
@@ -121,8 +123,8 @@ sessions = sa.Table(
     # Listing a user's sessions, and counting their live offers and active sessions (quotas).
     sa.Index("ix_sessions_owner_phase", "owner", "phase", "expires"),
     # Listings, newest first: a user's, and everyone's (migration 0014).
-    sa.Index("ix_sessions_owner_created", "owner", "created"),
-    sa.Index("ix_sessions_created", "created"),
+    sa.Index("ix_sessions_owner_created", "owner", "created", "uuid"),
+    sa.Index("ix_sessions_created", "created", "uuid"),
     # The planner reads only bookings ending inside [window start, window end + longest
     # booking); the index covers what it sums, so SQLite answers from the index alone.
     # (On PostgreSQL, migration 0006 replaces it with partial indexes of live bookings.)

@@ -1,8 +1,9 @@
-"""Indexes that match the session listings: a user's newest first, and everyone's (admins).
+"""Indexes that match the listings: a user's sessions and offer sets newest first, and
+everyone's sessions (admins).
 
-``GET /sessions`` orders by ``created`` (newest first) within an owner; without an index on
-``(owner, created)`` it read and sorted every session the user ever had, so a listing grew
-slower with history (``bench/http.py``).
+``GET /sessions`` and ``GET /offersets`` order by ``created`` then ``uuid``, newest first,
+within an owner; without an index in that order they read and sorted every record the user
+ever had, so a listing grew slower with history (``bench/http.py``).
 
 Revision ID: 0014
 Revises: 0013
@@ -21,11 +22,19 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     with op.batch_alter_table("sessions", schema=None) as batch_op:
-        batch_op.create_index("ix_sessions_owner_created", ["owner", "created"], unique=False)
-        batch_op.create_index("ix_sessions_created", ["created"], unique=False)
+        batch_op.create_index(
+            "ix_sessions_owner_created", ["owner", "created", "uuid"], unique=False
+        )
+        batch_op.create_index("ix_sessions_created", ["created", "uuid"], unique=False)
+    with op.batch_alter_table("offer_sets", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_offer_sets_owner_created", ["owner", "created", "uuid"], unique=False
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("offer_sets", schema=None) as batch_op:
+        batch_op.drop_index("ix_offer_sets_owner_created")
     with op.batch_alter_table("sessions", schema=None) as batch_op:
         batch_op.drop_index("ix_sessions_created")
         batch_op.drop_index("ix_sessions_owner_created")
