@@ -199,7 +199,10 @@ async def test_extending_a_run_within_the_calendar(broker: Any) -> None:
         ]
         assert money[1] == pytest.approx(money[0] * 40 / 30, abs=1e-6)  # quoted to 6 places
 
-        # Another run booked straight after this one leaves no room to extend it.
+        # Read (so the room is worked out and kept), then another run booked straight after
+        # this one leaves no room to extend it: the next read says so at once.
+        room = (await client.get(session["meta"]["url"])).json()
+        assert "/schedule/available/duration" in {o["path"] for o in room["meta"]["options"]}
         await post(client, "/direct", _request(6, window="PT12H"))
         blocked = (await client.get(session["meta"]["url"])).json()
         assert "/schedule/available/duration" not in {o["path"] for o in blocked["meta"]["options"]}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -56,6 +57,10 @@ _UPDATE_KINDS = (
 )
 
 
+# How long an active session's extension room is reused while no booking commits here (other
+# brokers' bookings are seen once it has passed), and how many sessions' rooms are kept.
+_ROOM_FRESH = 2.0
+_ROOMS_KEPT = 10_000
 _SECONDS_PER_UNIT = {
     None: 1,
     "s": 1,
@@ -117,6 +122,7 @@ class SessionService:
         self._changes = changes
         self._feed = changes.feed
         self._expiry = expiry
+        self._rooms: dict[UUID, _Room] = {}
 
     async def get_session(self, uuid: UUID, *, caller: Caller) -> SessionRecord:
         """The session, if ``caller`` may see it; while it is active, with how far the
@@ -134,9 +140,34 @@ class SessionService:
     async def work_out_extension(self, session: SessionRecord) -> None:
         """Set how far the calendar lets an active session be extended now (unless it was
         worked out already, in the transaction that booked it).
+
+        The answer is advice (an extension is decided again under the booking lock), so it
+        is kept per session until a booking in this process commits, the session's own
+        booking changes, or :data:`_ROOM_FRESH` passes (bookings by other brokers): a
+        client polling its session does not read the calendar on every ``GET``.
         """
         if session.phase not in ACTIVE_SESSION_PHASES or session.extension_limit is not None:
             return
+        calendar = self._store.calendar
+        key = (session.schedule.release_end, _booked(session), session.interactive)
+        seen = self._rooms.get(session.uuid)
+        moment = time.monotonic()
+        if (
+            seen is not None
+            and seen.key == key
+            and seen.generation == calendar.generation
+            and moment - seen.at < _ROOM_FRESH
+        ):
+            session.extension_limit = seen.limit
+            return
+        generation = calendar.generation
+        await self._work_out_extension(session)
+        if len(self._rooms) >= _ROOMS_KEPT:
+            self._rooms.clear()
+        if session.extension_limit is not None:
+            self._rooms[session.uuid] = _Room(key, generation, moment, session.extension_limit)
+
+    async def _work_out_extension(self, session: SessionRecord) -> None:
         start, end = self._extension_window(session)
         now = self._clock.now()
         account = self._account(session)
@@ -610,6 +641,16 @@ class SessionService:
     async def phase_counts(self) -> dict[str, int]:
         """Every user's sessions and offers, counted by phase (for metrics)."""
         return await self._store.sessions.count_by_phase()
+
+
+@dataclass(frozen=True)
+class _Room:
+    """An active session's extension room as last worked out, and what it was worked out on."""
+
+    key: tuple[datetime, Amounts, int]
+    generation: int
+    at: float
+    limit: timedelta
 
 
 def _phases(session: SessionRecord) -> dict[str, str]:

@@ -9,6 +9,7 @@ still true when the booking commits.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -304,6 +305,9 @@ class Calendar:
         self._pool_key = pool_lock_key(pool)
         self._longest = longest_booking
         self._settlements: dict[tuple[str, ...], tuple[str, dict[str, Any]]] = {}
+        # How many bookings this process has committed: advice read from the calendar (an
+        # active session's extension room) is stale once it has moved on.
+        self.generation = 0
 
     async def book(self, work: Callable[[Booking], T], *, optimistic: bool = True) -> T:
         """Run ``work`` with a :class:`Booking`, in one transaction: committed if it
@@ -319,7 +323,7 @@ class Calendar:
         holds it and has stalled) is :class:`ServiceUnavailableError`: 503, try again.
         """
         try:
-            return await self._book(work, optimistic=optimistic)
+            done = await self._book(work, optimistic=optimistic)
         except (sa.exc.DBAPIError, psycopg.Error) as failure:
             found = getattr(failure, "orig", failure)
             if getattr(found, "sqlstate", None) in (_LOCK_NOT_AVAILABLE, _QUERY_CANCELED):
@@ -330,6 +334,8 @@ class Calendar:
                     {"timeout": self._lock_timeout},
                 ) from failure
             raise
+        self.generation += 1
+        return done
 
     async def _book(self, work: Callable[[Booking], T], *, optimistic: bool) -> T:
         if self._db.is_sqlite:
@@ -418,16 +424,17 @@ class Calendar:
         account: str | None = None,
     ) -> list[Hold]:
         """What is held over ``[start, end)``, read without the lock (for advice only)."""
-        async with self._db.read() as connection:
-            return await connection.run_sync(
+        return await self._db.run_read(
+            functools.partial(
                 queries.holds,
-                start,
-                end,
+                start=start,
+                end=end,
                 now=now,
                 exclude=exclude,
                 longest=self._longest,
                 account=account,
             )
+        )
 
     async def hold_total(
         self,
@@ -439,16 +446,17 @@ class Calendar:
         account: str | None = None,
     ) -> Amounts:
         """The sum of what is held over ``[start, end)``, read without the lock (advice)."""
-        async with self._db.read() as connection:
-            return await connection.run_sync(
+        return await self._db.run_read(
+            functools.partial(
                 queries.hold_total,
-                start,
-                end,
+                start=start,
+                end=end,
                 now=now,
                 exclude=exclude,
                 longest=self._longest,
                 account=account,
             )
+        )
 
 
 # The SQLSTATE that execbroker_require() raises (migration 0007).
