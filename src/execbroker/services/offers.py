@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Self
@@ -100,6 +101,7 @@ class OfferService:
         self._changes = changes
         self._expiry = expiry
         self._sessions = sessions
+        self._stored: dict[str, _Stored] = {}
 
     async def request_offers(self, document: Any, *, caller: Caller) -> OfferSetRecord:
         """Plan ``document`` and store the offer set: ``YES`` with offers, or ``NO`` with why.
@@ -126,6 +128,7 @@ class OfferService:
                 messages=refusal.messages,
             )
             await self._store.offers.insert(refused, request=None)
+            self._stored_one(owner)
             OFFER_SETS.labels(OfferResult.NO.value).inc()
             OFFERS.labels("refused").inc()
             logger.info("offer set refused", extra={"offer_set": str(offer_set_uuid)})
@@ -181,6 +184,7 @@ class OfferService:
             return made
 
         offer_set = await self._store.calendar.book(book)
+        self._stored_one(owner)
         OFFER_SETS.labels(offer_set.result.value).inc()
         if offer_set.offers:
             OFFERS.labels("made").inc(len(offer_set.offers))
@@ -203,12 +207,30 @@ class OfferService:
         """The stored-records quota (:func:`admission.check_stored_records`), checked
         before planning, not under the pool's lock: concurrent requests may pass it
         together, by at most their number.
+
+        The count is read from the database at most every :data:`_STORED_FRESH` seconds
+        per user, plus what this process has stored for them since (other brokers' records
+        are counted when it is read again); a count at the limit is read again before the
+        request is refused, so records the retention job deleted free the quota at once.
         """
         limit = self._limits.stored_records
         if limit is None:
             return
-        stored = await stored_records(self._database, owner)
-        admission.check_stored_records(owner, stored=stored, limit=limit)
+        found = self._stored.get(owner)
+        moment = time.monotonic()
+        if found is None or moment - found.read_at > _STORED_FRESH or found.count >= limit:
+            if len(self._stored) >= _STORED_KEPT:
+                self._stored.clear()
+            found = self._stored[owner] = _Stored(
+                await stored_records(self._database, owner), moment
+            )
+        admission.check_stored_records(owner, stored=found.count, limit=limit)
+
+    def _stored_one(self, owner: str) -> None:
+        """``owner`` has one more record stored (an offer set or a direct session)."""
+        found = self._stored.get(owner)
+        if found is not None:
+            found.count += 1
 
     def _search(
         self, booking: Booking, plan: Plan, *, owner: str, now: datetime, max_offers: int
@@ -315,6 +337,7 @@ class OfferService:
             return created
 
         session = await self._store.calendar.book(book)
+        self._stored_one(owner)
         OFFERS.labels("direct").inc()
         self._changes.changed(session.uuid)
         logger.info("direct session created", extra={"session": str(session.uuid)})
@@ -330,3 +353,17 @@ class OfferService:
         if found is None:
             raise NotFoundError("No offer set {uuid}", {"uuid": uuid})
         return found
+
+
+# How long a user's count of stored records is used before it is read again, and how many
+# users' counts are kept.
+_STORED_FRESH = 5.0
+_STORED_KEPT = 10_000
+
+
+@dataclass
+class _Stored:
+    """A user's stored records: as read at ``read_at`` (monotonic), plus those stored since."""
+
+    count: int
+    read_at: float
