@@ -48,7 +48,9 @@ def serve(
     warn_if_shared(settings)
     console.print(
         f"execbroker listening on [bold]http://{host}:{port}[/bold] "
-        f"(platform {settings.platform}, database {_safe_url(settings.effective_database_url)})"
+        f"(platform {settings.platform}, database {_safe_url(settings.effective_database_url)})",
+        # Rich's highlighter compiles its patterns on first use: a second of start-up here.
+        highlight=False,
     )
     uvicorn.run(
         create_app(settings),
