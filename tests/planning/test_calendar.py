@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from execbroker.config import Settings
 from execbroker.model.capacity import UNLIMITED, Amounts, Hold
 from execbroker.model.isotime import Interval
+from execbroker.model.phases import MessageLevel
 from execbroker.model.plan import Plan
 from execbroker.planning.calendar import Usage
 from execbroker.planning.offers import (
@@ -106,7 +107,9 @@ def test_nothing_fits_names_the_resource_and_what_is_free() -> None:
     )
 
     assert search.offers == []
-    (problem,) = search.problems
+    problem, advice = search.problems  # and what would fit (tests/planning/test_advice.py)
+    assert advice.values is not None
+    assert advice.values["change"] == "cores"
     assert problem.values is not None
     assert problem.values["path"] == "/compute/cores/min"
     assert problem.message is not None
@@ -198,7 +201,7 @@ def test_a_notebook_past_the_account_limit_starts_when_one_ends_or_is_refused() 
         soon, profile=profile, usage=Usage(notebooks), now=now, max_offers=4, bounds=bounds
     )
     assert refused.offers == []
-    assert [m.message for m in refused.problems] == [
+    assert [m.message for m in refused.problems if m.level == MessageLevel.ERROR] == [
         "/executable: Skaha allows at most 2 interactive sessions per account at once; 2 are "
         "booked over every window of PT2H starting between 2030-01-01T10:00:00Z and "
         "2030-01-01T10:30:00Z"

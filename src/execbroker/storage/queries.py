@@ -279,6 +279,7 @@ def holds(
             start=row.book_start,
             end=row.book_end,
             amounts=Amounts(row.cores, row.memory_gib, row.storage_gib, row.interactive),
+            offered=row.phase == SessionPhase.OFFERED.value,
         )
         for row in rows
     ]
