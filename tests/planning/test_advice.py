@@ -156,7 +156,7 @@ def test_an_offer_that_waits_names_the_resource_and_who_holds_it() -> None:
     assert waits["message"] == (
         "Waits for its start at 2030-01-01T10:30:14Z: at 2030-01-01T10:00:00Z, the earliest "
         "start the request allows, 0 of the 4 cores it needs are free; 64 of 64 are held at "
-        "2030-01-01T09:59:46Z by 2 session(s) accepted before it and 1 unexpired offer set(s)"
+        "2030-01-01T10:00:00Z by 2 session(s) accepted before it and 1 unexpired offer set(s)"
     )
     later = [o for o in search.offers if o.start != first.start]
     assert later, "later starts are offered too"
@@ -182,5 +182,5 @@ def test_a_notebook_that_waits_for_the_account_limit_says_so() -> None:
     assert waits["message"] == (
         "Waits for its start at 2030-01-01T11:30:14Z: at 2030-01-01T10:00:00Z, the earliest "
         "start the request allows, the account has 2 of the 2 interactive sessions Skaha "
-        "allows at once; 2 session(s) accepted before it hold them at 2030-01-01T09:59:46Z"
+        "allows at once; 2 session(s) accepted before it hold them at 2030-01-01T10:00:00Z"
     )
