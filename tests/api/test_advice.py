@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 
+from tests.support.engine import container
 from tests.support.waiting import eventually
 from tests.support.wire import example, phase_update, post, request_offers
 
@@ -79,3 +80,24 @@ async def test_a_waiting_session_names_what_it_waits_for_and_who_holds_it(broker
         start = session.json()["schedule"]["available"]["start"]
         assert why["values"]["start"] == start.split("/")[0]
         assert f"Waits for its start at {why['values']['start']}" in why["message"]
+
+
+async def test_the_third_direct_run_on_two_cores_says_it_waits_for_cores(broker: Any) -> None:
+    """The issue's first scenario, as planned: two 1-core runs take the 2-core pool for their
+    default hour, and the third says so, in numbers, from the moment it is made.
+    """
+    async with broker(capacity_cores=2) as client:
+        document = container({"MOCK_RUN_SECONDS": "60"}, data=False)
+        document["compute"] = {"cores": {"min": 1, "max": 1}}
+        document["schedule"] = {"requested": {}}
+        for _ in range(2):
+            assert (await post(client, "/direct", document)).status_code == 303
+
+        third = await post(client, "/direct", document)
+
+        assert third.status_code == 303
+        (why,) = [m for m in third.json()["meta"]["messages"] if "binding" in m.get("values", {})]
+        values = why["values"]
+        assert (values["binding"], values["wanted"], values["free"]) == ("cores", "1", "0")
+        assert (values["held"], values["capacity"], values["holders"]) == ("2", "2", "2")
+        assert values["start"] == third.json()["schedule"]["available"]["start"].split("/")[0]

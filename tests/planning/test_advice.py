@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from execbroker.config import Settings
+from execbroker.exceptions import RequestRefusedError
 from execbroker.model.capacity import Amounts, Hold
 from execbroker.model.plan import Range
 from execbroker.model.wire import MessageItem
@@ -12,7 +15,9 @@ from execbroker.planning.advice import LATER_HORIZON
 from execbroker.planning.calendar import Usage
 from execbroker.planning.offers import AccountLimit, Bounds, OfferSearch, generate_offers
 from execbroker.planning.profile import profile_from_settings
+from execbroker.planning.validation import validate_request
 from tests.planning.test_calendar import T0, _plan, at
+from tests.support.wire import example
 
 NOW = T0 - timedelta(days=1)
 PROFILE = profile_from_settings(Settings())
@@ -156,7 +161,7 @@ def test_an_offer_that_waits_names_the_resource_and_who_holds_it() -> None:
     assert waits["message"] == (
         "Waits for its start at 2030-01-01T10:30:14Z: at 2030-01-01T10:00:00Z, the earliest "
         "start the request allows, 0 of the 4 cores it needs are free; 64 of 64 are held at "
-        "2030-01-01T09:59:46Z by 2 session(s) accepted before it and 1 unexpired offer set(s)"
+        "2030-01-01T10:00:00Z by 2 session(s) accepted before it and 1 unexpired offer set(s)"
     )
     later = [o for o in search.offers if o.start != first.start]
     assert later, "later starts are offered too"
@@ -182,5 +187,21 @@ def test_a_notebook_that_waits_for_the_account_limit_says_so() -> None:
     assert waits["message"] == (
         "Waits for its start at 2030-01-01T11:30:14Z: at 2030-01-01T10:00:00Z, the earliest "
         "start the request allows, the account has 2 of the 2 interactive sessions Skaha "
-        "allows at once; 2 session(s) accepted before it hold them at 2030-01-01T09:59:46Z"
+        "allows at once; 2 session(s) accepted before it hold them at 2030-01-01T10:00:00Z"
+    )
+
+
+def test_more_than_the_platform_has_is_told_that_no_later_start_helps() -> None:
+    document = example("notebook-request.yaml")
+    document["compute"]["cores"] = {"min": 80, "max": 80}
+
+    with pytest.raises(RequestRefusedError) as refused:
+        validate_request(document, settings=Settings(), profile=PROFILE, now=NOW)
+
+    (advice,) = [m for m in refused.value.messages if "change" in (m.values or {})]
+    assert advice.values is not None
+    assert (advice.values["change"], advice.values["most"]) == ("none", "64")
+    assert advice.message == (
+        "/compute/cores/min: no later start or shorter run fits 80 cores: the platform has 64 "
+        "in all"
     )

@@ -216,3 +216,19 @@ def test_a_notebook_past_the_account_limit_starts_when_one_ends_or_is_refused() 
     assert generate_offers(
         soon, profile=profile, usage=Usage(notebooks * 5), now=now, max_offers=1, bounds=headless
     ).offers, "a plan no account limit counts is not held back by the notebooks"
+
+
+def test_the_busiest_instant_and_who_holds_it_then() -> None:
+    usage = Usage(
+        [
+            Hold("a", at(0), at(3), Amounts(10, 0, 0)),
+            Hold("b", at(1), at(2), Amounts(20, 0, 0)),
+            Hold("offers", at(1), at(2), Amounts(1, 1, 0), offered=True),
+            Hold("offers", at(1.5), at(2), Amounts(2, 1, 0), offered=True),  # its sibling
+            Hold("memory", at(0), at(3), Amounts(0, 8, 0)),
+        ]
+    )
+    assert usage.busiest(at(0), at(3), "cores") == at(1.5)
+    assert usage.busiest(at(-1), at(0.5), "cores") == at(0)
+    assert sorted(h.group for h in usage.holders(at(1.5), "cores")) == ["a", "b", "offers"]
+    assert [h.group for h in usage.holders(at(2.5), "memory_gib")] == ["memory"]

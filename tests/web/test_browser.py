@@ -16,11 +16,15 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+import httpx
 import pytest
+import yaml
 
 from tests.support.live import LiveBroker
+from tests.support.wire import phase_update, post, request_offers
 
 try:
     from playwright.async_api import Page, Request, Route, async_playwright, expect
@@ -379,3 +383,62 @@ async def test_the_pool_calendar_shows_an_administrator_every_booking(tmp_path: 
             await page.screenshot(path=ARTIFACTS / "8-pool-calendar.png", full_page=True)
             await browser.close()
     assert problems == []
+
+
+def _notebook(cores: int, window: str) -> dict[str, Any]:
+    """The notebook example for ``cores`` cores, an hour, starting within ``window`` from now."""
+    document: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    document["compute"]["cores"] = {"min": cores, "max": cores}
+    document["schedule"]["requested"] = {"start": f"{now}/{window}", "duration": "PT1H"}
+    return document
+
+
+async def _ask(page: Page, document: dict[str, Any]) -> None:
+    await page.get_by_label("Request (YAML or JSON)").fill(yaml.safe_dump(document))
+    await page.get_by_role("button", name="Ask for offers").click()
+
+
+@pytest.mark.usefixtures("browser_ready")
+async def test_a_refusal_says_what_would_fit_and_a_wait_says_why(tmp_path: Path) -> None:
+    """A pool of 6 cores, 4 of them booked for an hour: a request for 4 more is told that 2
+    would fit, or a later start; asked with a wider interval, its offer and then its session
+    say which resource they wait for and who holds it.
+    """
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "broker").mkdir()
+    env = {**FAST, "EXECBROKER_CAPACITY_CORES": "6"}
+    with LiveBroker(data_dir=tmp_path / "broker", env=env) as broker:
+        bearer = {"Authorization": f"Bearer {broker.token()}"}
+        async with httpx.AsyncClient(base_url=broker.url, headers=bearer) as client:
+            first = await request_offers(client, _notebook(4, "PT10M"))
+            url = first["offers"][0]["meta"]["url"]
+            assert (await post(client, url, phase_update("ACCEPTED"))).status_code == 200
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(
+                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
+            )
+            page = await browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(10_000)
+            await page.goto(_login_link(broker))
+            await expect(page.get_by_role("heading", name="Your sessions")).to_be_visible()
+            await page.get_by_role("link", name="New request").first.click()
+
+            await _ask(page, _notebook(4, "PT10M"))
+            fits = page.locator("#would-fit")
+            await expect(fits).to_contain_text("fits with 2 cores instead of 4")
+            await expect(fits).to_contain_text("fits from ")
+            await page.screenshot(path=ARTIFACTS / "9-would-fit.png", full_page=True)
+
+            await _ask(page, _notebook(4, "PT3H"))
+            offer = page.locator("article.offer").first
+            await expect(offer).to_contain_text("Not earlier because")
+            await expect(offer).to_contain_text("2 of the 4 cores it needs are free")
+            await page.get_by_role("button", name="Accept offer 1").click()
+            await page.wait_for_url(re.compile(r"/ui/sessions/[0-9a-f-]{36}$"))
+            await expect(page.locator("#phase")).to_have_text("WAITING")
+            why = page.locator("#why-waiting")
+            await expect(why).to_contain_text("4 of 6 are held")
+            await expect(why).to_contain_text("by 1 session(s) accepted before it")
+            await page.screenshot(path=ARTIFACTS / "10-session-waiting.png", full_page=True)
+            await browser.close()

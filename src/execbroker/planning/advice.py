@@ -110,7 +110,12 @@ def why_it_waits(
                 time=now,
                 **values,
             )
-        busiest = search.usage.busiest(*span, name)
+        # Who holds it at the earliest start itself, if it is as short then as ever.
+        at_earliest = search.usage.peak(earliest, earliest + timedelta(microseconds=1))
+        if getattr(at_earliest, name) == getattr(held, name):
+            busiest = earliest
+        else:
+            busiest = search.usage.busiest(*span, name)
         holders = search.usage.holders(busiest, name)
         offers = sum(1 for hold in holders if hold.offered)
         values.update(
