@@ -24,6 +24,7 @@ from execbroker.clock import Clock, SystemClock
 from execbroker.exceptions import ServiceUnavailableError
 from execbroker.metrics import BOOKINGS
 from execbroker.model.capacity import Amounts, Hold
+from execbroker.model.occupancy import PoolBooking
 from execbroker.model.records import OfferSetRecord, SessionRecord
 from execbroker.model.wire import MessageItem
 from execbroker.storage import queries
@@ -457,6 +458,23 @@ class Calendar:
                 account=account,
             )
         )
+
+    async def bookings(
+        self, start: datetime, end: datetime, *, now: datetime, limit: int
+    ) -> list[PoolBooking]:
+        """The bookings that held capacity over ``[start, end)`` (at most ``limit``, by
+        start), read without the lock (the operator's calendar: see
+        :func:`queries.pool_bookings`).
+        """
+        async with self._db.read() as connection:
+            return await connection.run_sync(
+                queries.pool_bookings,
+                start,
+                end,
+                now=now,
+                longest=self._longest,
+                limit=limit,
+            )
 
 
 # The SQLSTATE that execbroker_require() raises (migration 0007).
