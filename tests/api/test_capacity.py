@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from execbroker.model.isotime import parse_duration
-from tests.support.engine import FAST, ROLES, container, texts, until_ended
+from tests.support.engine import FAST, ROLES, container, texts, until_ended, until_phase_reached
 from tests.support.waiting import eventually
 from tests.support.wire import example, phase_update, post
 
@@ -74,13 +74,11 @@ async def test_a_cancelled_run_holds_its_cores_until_its_components_are_released
 ) -> None:
     slow_release = {**FAST, "mock_release_seconds": dict.fromkeys(ROLES, 1.5)}
     async with broker(**SMALL_POOL, **slow_release) as client:
-        created = await post(
-            client, "/direct", {**_request(6), "executable": container()["executable"]}
-        )
+        # A run that outlasts the test, so that a loaded machine cannot see it end first.
+        executable = container({"MOCK_RUN_SECONDS": "600"})["executable"]
+        created = await post(client, "/direct", {**_request(6), "executable": executable})
         url = created.headers["location"]
-        session = (await client.get(url)).json()
-        while session["phase"] != "RUNNING":
-            session = (await client.get(url, params={"wait": 5})).json()
+        await until_phase_reached(client, url, "RUNNING")
 
         answer = (await post(client, url, phase_update("CANCELLED"))).json()
         # The user's decision is final at once; the compute shows what is happening to it.

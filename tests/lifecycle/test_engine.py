@@ -22,6 +22,7 @@ from tests.support.engine import (
     run_to_end,
     texts,
     until_ended,
+    until_phase_reached,
 )
 from tests.support.wire import example, phase_update, post
 
@@ -264,9 +265,7 @@ async def test_cancel_mid_run_releases_everything(broker: Any, tmp_path: Path) -
     async with broker(**FAST) as client:
         created = await post(client, "/direct", container({"MOCK_RUN_SECONDS": "60"}))
         url = created.headers["location"]
-        running = (await client.get(url, params={"wait": 5, "phase": "ACCEPTED"})).json()
-        while running["phase"] != "RUNNING":
-            running = (await client.get(url, params={"wait": 5})).json()
+        await until_phase_reached(client, url, "RUNNING")
         await post(client, url, phase_update("CANCELLED"))
         session = await until_ended(client, url)
 

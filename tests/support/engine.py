@@ -57,6 +57,22 @@ async def run_to_end(
     return await until_ended(client, created.headers["location"], seconds=seconds)
 
 
+async def until_phase_reached(
+    client: httpx.AsyncClient, url: str, phase: str, *, seconds: float = 30
+) -> dict[str, Any]:
+    """The session once it is in ``phase``, waiting with the server's long-poll; fails at
+    once if it ends first (rather than polling an ended session forever), or after
+    ``seconds``.
+    """
+    deadline = time.monotonic() + seconds
+    session: dict[str, Any] = (await client.get(url)).json()
+    while session["phase"] != phase:
+        assert session["phase"] not in TERMINAL, f"ended {session['phase']} before {phase}"
+        assert time.monotonic() < deadline, f"still {session['phase']} after {seconds} s"
+        session = (await client.get(url, params={"wait": 5})).json()
+    return session
+
+
 async def until_ended(
     client: httpx.AsyncClient, url: str, *, seconds: float = 20
 ) -> dict[str, Any]:
