@@ -41,6 +41,7 @@ from execbroker.platforms.instrumented import InstrumentedPlatform
 from execbroker.services.backfill import BackfillService
 from execbroker.services.estimates import EstimateRecorder
 from execbroker.services.expiry import ExpiryTimer
+from execbroker.services.occupancy import OccupancyService
 from execbroker.services.offers import OfferLimits, OfferService
 from execbroker.services.sessions import SessionLimits, SessionService
 from execbroker.storage.credentials import CredentialRows
@@ -243,6 +244,11 @@ class Factory:
             limits=SessionLimits.from_settings(context.settings),
             platform=context.platform,
         )
+
+    def create_occupancy_service(self) -> OccupancyService:
+        """The operator's calendar of the pool."""
+        context = self._context
+        return OccupancyService(store=context.store, clock=context.clock, profile=context.profile)
 
     def create_offer_service(self, sessions: SessionService | None = None) -> OfferService:
         """Planning offer sets and direct runs (``sessions``: the session service that

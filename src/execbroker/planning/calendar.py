@@ -31,9 +31,10 @@ class Usage:
     def __init__(self, holds: Iterable[Hold]) -> None:
         deltas: dict[datetime, Amounts] = defaultdict(Amounts)
         groups: dict[str, list[Hold]] = defaultdict(list)
-        for hold in holds:
-            if hold.end > hold.start:
-                groups[hold.group].append(hold)
+        # Kept only to say who holds what (:meth:`holders`), when a plan has to wait.
+        self.holds: list[Hold] = [hold for hold in holds if hold.end > hold.start]
+        for hold in self.holds:
+            groups[hold.group].append(hold)
         for members in groups.values():
             for moment, delta in _group_deltas(members):
                 deltas[moment] = deltas[moment] + delta
@@ -124,6 +125,33 @@ class Usage:
                 return max(self.times[index], start)
             index += 1
         return None
+
+    def busiest(self, start: datetime, end: datetime, resource: str) -> datetime:
+        """The first instant of ``[start, end)`` at which the most of ``resource`` (an
+        :class:`Amounts` field name) is held.
+        """
+        levels = {
+            "cores": self._cores,
+            "memory_gib": self._memory,
+            "storage_gib": self._storage,
+            "interactive": self._interactive,
+        }[resource]
+        first = max(bisect.bisect_right(self.times, start) - 1, 0)
+        last = bisect.bisect_left(self.times, end)
+        if last <= first or not self.times:
+            return start
+        top = max(range(first, last), key=levels.__getitem__)
+        return max(self.times[top], start)
+
+    def holders(self, moment: datetime, resource: str) -> list[Hold]:
+        """The holds with some of ``resource`` at ``moment``, one per group (siblings are
+        alternatives: one booking). ``O(k)``: for telling the user, not for planning.
+        """
+        found: dict[str, Hold] = {}
+        for hold in self.holds:
+            if hold.start <= moment < hold.end and getattr(hold.amounts, resource) > 0:
+                found.setdefault(hold.group, hold)
+        return list(found.values())
 
 
 def _group_deltas(members: list[Hold]) -> list[tuple[datetime, Amounts]]:

@@ -331,6 +331,19 @@ class _Checker:
                 unit=unit,
                 capacity=capacity,
             )
+            # The advice every calendar NO carries (planning/advice.py): here, that no later
+            # start or shorter run helps, only asking for at most what the platform has.
+            self.problems.append(
+                info(
+                    "{path}: no later start or shorter run fits {low} {unit}: the platform has "
+                    "{most} in all",
+                    path=f"{path}/min",
+                    change="none",
+                    low=low,
+                    unit=unit,
+                    most=capacity,
+                )
+            )
         if high > capacity:
             self.notes.append(
                 warn(

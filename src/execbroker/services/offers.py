@@ -264,6 +264,7 @@ class OfferService:
             now=now,
             max_offers=max_offers,
             bounds=bounds,
+            later=lambda begin, end: Usage(booking.holds(begin, end, now=now, account=account)),
         )
         return apply_limits(search, plan, self._profile)
 

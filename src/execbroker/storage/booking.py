@@ -24,6 +24,7 @@ from execbroker.exceptions import ServiceUnavailableError
 from execbroker.metrics import BOOKINGS
 from execbroker.model.capacity import Amounts, Hold
 from execbroker.model.moves import WaitingSession
+from execbroker.model.occupancy import PoolBooking
 from execbroker.model.records import OfferSetRecord, SessionRecord
 from execbroker.model.wire import MessageItem
 from execbroker.storage import moves, queries
@@ -476,6 +477,23 @@ class Calendar:
         """
         async with self._db.read() as connection:
             return await connection.run_sync(lambda sync: moves.any_waiting_to_move(sync, now=now))
+
+    async def bookings(
+        self, start: datetime, end: datetime, *, now: datetime, limit: int
+    ) -> list[PoolBooking]:
+        """The bookings that held capacity over ``[start, end)`` (at most ``limit``, by
+        start), read without the lock (the operator's calendar: see
+        :func:`queries.pool_bookings`).
+        """
+        async with self._db.read() as connection:
+            return await connection.run_sync(
+                queries.pool_bookings,
+                start,
+                end,
+                now=now,
+                longest=self._longest,
+                limit=limit,
+            )
 
 
 # The SQLSTATE that execbroker_require() raises (migration 0007).
