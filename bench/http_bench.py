@@ -29,6 +29,7 @@ See bench/README.md for what each row does and how the database is preloaded.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import datetime as dt
 import json
@@ -62,6 +63,7 @@ from tests.support.live import LiveBroker, free_port
 from tests.support.wire import example
 
 from execbroker.storage import tables
+from execbroker.storage.database import Database
 
 # --------------------------------------------------------------------------- the rows
 
@@ -413,100 +415,152 @@ def real_session(directory: Path) -> Template:
     )
 
 
-class _Shape:
-    """How copies of one template row are written: its INSERT (compiled by SQLAlchemy for
-    SQLite), its values bound once the way SQLAlchemy binds them for the broker (JSON as
-    text, times as UTC text), and which of them are times (moved per copy) or UUIDs."""
-
-    def __init__(self, table: sa.Table, row: dict[str, Any], dialect: sa.Dialect) -> None:
-        self.columns = [column.name for column in table.columns if column.name in row]
-        self.sql = str(table.insert().compile(dialect=dialect, column_keys=self.columns))
-        self.values: list[Any] = []
-        self.times: list[tuple[int, dt.datetime]] = []
-        for index, name in enumerate(self.columns):
-            value = row[name]
-            processor = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-            bound = processor(value) if processor else value
-            if isinstance(value, dt.datetime):
-                naive = value.astimezone(dt.UTC).replace(tzinfo=None)
-                if _sqlite_time(naive) != bound:
-                    raise RuntimeError(f"{table.name}.{name}: {bound!r} is not the time format")
-                self.times.append((index, naive))
-            self.values.append(bound)
-        self.position = {name: index for index, name in enumerate(self.columns)}
-
-    def copy(self, shift: dt.timedelta, changes: dict[str, Any]) -> tuple[Any, ...]:
-        values = list(self.values)
-        for index, naive in self.times:
-            values[index] = _sqlite_time(naive + shift)
-        for name, value in changes.items():
-            values[self.position[name]] = value
-        return tuple(values)
+def _moved(row: dict[str, Any], shift: dt.timedelta) -> dict[str, Any]:
+    return {k: v + shift if isinstance(v, dt.datetime) else v for k, v in row.items()}
 
 
-def _sqlite_time(naive: dt.datetime) -> str:
-    """A UTC time as SQLAlchemy's SQLite dialect stores it (checked against the template)."""
-    return naive.isoformat(" ", "microseconds")
+async def _migrate(url: str) -> None:
+    database = Database(url)
+    try:
+        await database.migrate()
+    finally:
+        await database.dispose()
 
 
-def preload(database: Path, template: Template, count: int, owner: str) -> float:
-    """``count`` sessions like the template in the (migrated) database: the template itself,
-    newest, then copies under new UUIDs further and further back over ``HISTORY``. Returns
-    the seconds it took.
+def _copy_of(
+    table: sa.Table, template: sa.Table, renamed: dict[str, sa.ColumnElement[Any]]
+) -> tuple[list[str], list[sa.ColumnElement[Any]]]:
+    """The columns of ``table`` and, for each, what a copy of a ``template`` row (joined to
+    ``_COPIES``) puts there: the renamed UUID, the time moved back by the copy's shift, or
+    the template's value."""
+    shift = sa.func.printf("-%d seconds", _COPIES.c.shift)
+    names, values = [], []
+    for column in table.columns:
+        if column.name == "id":
+            continue  # the message's own key: a new one
+        source = template.c[column.name]
+        if column.name in renamed:
+            value = renamed[column.name]
+        elif isinstance(column.type, tables.UTCDateTime):
+            # Stored as 'YYYY-MM-DD HH:MM:SS.ffffff': whole seconds back, same fraction.
+            value = sa.func.strftime("%Y-%m-%d %H:%M:%S", source, shift).concat(
+                sa.func.substr(source, 20)
+            )
+        else:
+            value = source
+        names.append(column.name)
+        values.append(value)
+    return names, values
 
-    Fast because the work per copy is small: the rows are bound once (see :class:`_Shape`),
-    each copy only moves the times and renames the UUIDs; the INSERTs run in transactions
-    of ``PRELOAD_BATCH`` sessions with the tables' secondary indexes dropped, and the
-    indexes are then created again from their own SQL (``sqlite_master``), as the
-    migrations made them. The journal and syncing are off meanwhile: the file is scratch,
-    and the broker sets its own pragmas when it opens it."""
+
+_COPIES = sa.Table(
+    "bench_copies",
+    sa.MetaData(),
+    sa.Column("n", sa.Integer, primary_key=True),
+    sa.Column("shift", sa.Integer, nullable=False),
+    sa.Column("session", sa.String),
+    *(sa.Column(f"part{index}", sa.String) for index in range(16)),
+    prefixes=["TEMPORARY"],
+)
+
+
+def _template_table(name: str) -> sa.Table:
+    """A temporary table holding the template's rows of ``name``, same columns."""
+    return sa.Table(
+        f"bench_template_{name}",
+        sa.MetaData(),
+        *(sa.Column(column.name) for column in tables.metadata.tables[name].columns),
+    )
+
+
+def preload(data_dir: Path, template: Template, count: int) -> float:
+    """A fresh database in ``data_dir`` with ``count`` sessions like the template: the
+    template itself, newest (its times moved to now), then copies under new UUIDs, each
+    further back in time, spread over ``HISTORY``. Returns the seconds it took.
+
+    The schema comes from the broker's migrations; the template's rows go in through
+    SQLAlchemy Core as the broker writes them; the copies are made by the database, with
+    ``INSERT … SELECT`` from the template's rows joined to a table of (shift, new UUIDs),
+    in transactions of ``PRELOAD_BATCH`` sessions, with the three tables' secondary indexes
+    dropped meanwhile and then created again from their own SQL (``sqlite_master``). The
+    journal and syncing are off meanwhile: the file is scratch, and the broker sets its own
+    pragmas when it opens it."""
     started = time.perf_counter()
-    newest = dt.datetime.now(dt.UTC) - template.session["created"]
-    step = HISTORY / max(count, 1)
+    database = data_dir / "execbroker.db"
+    asyncio.run(_migrate(f"sqlite+aiosqlite:///{database}"))
+    to_now = dt.datetime.now(dt.UTC) - template.session["created"]
+    step = max(1, int(HISTORY.total_seconds()) // max(count, 1))
+    session_uuid = template.session["uuid"]
+    part_uuids = [part["uuid"] for part in template.components]
+    if len(part_uuids) > len(_COPIES.c) - 3:
+        raise RuntimeError(f"{len(part_uuids)} components: more than the copies table holds")
+    names = ("sessions", "components", "messages")
     engine = sa.create_engine(f"sqlite:///{database}")
-    dialect = engine.dialect
-    session_shape = _Shape(tables.sessions, template.session, dialect)
-    part_shapes = [_Shape(tables.components, part, dialect) for part in template.components]
-    note_shapes = [_Shape(tables.messages, note, dialect) for note in template.messages]
     try:
         with engine.connect() as connection:
             for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-262144"):
                 connection.exec_driver_sql(f"PRAGMA {pragma}")
+            connection.execute(tables.sessions.insert(), [_moved(template.session, to_now)])
+            connection.execute(
+                tables.components.insert(), [_moved(part, to_now) for part in template.components]
+            )
+            connection.execute(
+                tables.messages.insert(), [_moved(note, to_now) for note in template.messages]
+            )
+            for name in names:
+                table = tables.metadata.tables[name]
+                key = table.c.uuid if name == "sessions" else table.c.session_uuid
+                connection.exec_driver_sql(
+                    f"CREATE TEMPORARY TABLE bench_template_{name} AS "  # noqa: S608 - names
+                    f"SELECT * FROM {name} WHERE {key.name} = ?",
+                    (session_uuid,),
+                )
             indexes = connection.exec_driver_sql(
                 "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
                 "AND tbl_name IN ('sessions', 'components', 'messages')"
             ).all()
             for name, _ in indexes:
                 connection.exec_driver_sql(f'DROP INDEX "{name}"')
-            connection.commit()
-            for first in range(0, count, PRELOAD_BATCH):
-                rows: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
-                for index in range(first, min(count, first + PRELOAD_BATCH)):
-                    shift = newest - index * step
-                    renamed = {
-                        old: str(uuid.uuid4()) if index else old
-                        for old in (
-                            template.session["uuid"],
-                            *(p["uuid"] for p in template.components),
-                        )
+            _COPIES.create(connection)
+            connection.execute(
+                _COPIES.insert(),
+                [
+                    {
+                        "n": n,
+                        "shift": n * step,
+                        "session": str(uuid.uuid4()),
+                        **{f"part{i}": str(uuid.uuid4()) for i in range(len(part_uuids))},
                     }
-                    session = renamed[template.session["uuid"]]
-                    rows["sessions"].append(
-                        session_shape.copy(shift, {"uuid": session, "owner": owner})
+                    for n in range(1, count)
+                ],
+            )
+            connection.commit()
+            sources = {name: _template_table(name) for name in names}
+            parts = {old: _COPIES.c[f"part{i}"] for i, old in enumerate(part_uuids)}
+            renamed: dict[str, dict[str, sa.ColumnElement[Any]]] = {
+                "sessions": {"uuid": _COPIES.c.session},
+                "components": {
+                    "uuid": sa.case(parts, value=sources["components"].c.uuid),
+                    "session_uuid": _COPIES.c.session,
+                },
+                "messages": {
+                    "subject_uuid": sa.case(
+                        {session_uuid: _COPIES.c.session, **parts},
+                        value=sources["messages"].c.subject_uuid,
+                    ),
+                    "session_uuid": _COPIES.c.session,
+                },
+            }
+            for first in range(1, count, PRELOAD_BATCH):
+                for name in names:
+                    table = tables.metadata.tables[name]
+                    columns, values = _copy_of(table, sources[name], renamed[name])
+                    chosen = (
+                        sa.select(*values)
+                        .select_from(sources[name].join(_COPIES, sa.true()))  # every pairing
+                        .where(_COPIES.c.n >= first, _COPIES.c.n < first + PRELOAD_BATCH)
                     )
-                    for shape, part in zip(part_shapes, template.components, strict=True):
-                        changes = {"uuid": renamed[part["uuid"]], "session_uuid": session}
-                        rows["components"].append(shape.copy(shift, {**changes, "owner": owner}))
-                    for shape, note in zip(note_shapes, template.messages, strict=True):
-                        changes = {
-                            "subject_uuid": renamed[note["subject_uuid"]],
-                            "session_uuid": session,
-                        }
-                        rows["messages"].append(shape.copy(shift, changes))
-                # All copies of a table's rows have the same columns: one INSERT each.
-                connection.exec_driver_sql(session_shape.sql, rows["sessions"])
-                connection.exec_driver_sql(part_shapes[0].sql, rows["components"])
-                connection.exec_driver_sql(note_shapes[0].sql, rows["messages"])
+                    connection.execute(table.insert().from_select(columns, chosen))
                 connection.commit()
             for _, sql in indexes:
                 connection.exec_driver_sql(sql)
@@ -729,10 +783,12 @@ class Bench:
     def run(self) -> None:
         phase_a = self.wanted(LIST_EMPTY, POST_REQUESTS)
         phase_b = self.wanted(NOT_FOUND, REFUSED, HEALTHZ, GET_SESSION, LIST_FULL)
-        data_dir = self.scratch / "broker"
-        data_dir.mkdir()
         with floor_server(self.scratch / "floor") as floor:
             self.measure_floor(floor)
+            if phase_a:
+                empty = self.scratch / "empty"
+                empty.mkdir()
+                self.empty_broker(empty)
             if phase_b:
                 started = time.perf_counter()
                 template = real_session(self.scratch / "template")
@@ -742,15 +798,13 @@ class Bench:
                     f"messages (the bench keeps {len(template.messages)})",
                     flush=True,
                 )
-            if phase_a or phase_b:
-                # Phase A also migrates the database phase B's preload writes into.
-                self.empty_broker(data_dir)
-            if phase_b:
                 count = max(1, self.args.sessions)
-                seconds = preload(data_dir / "execbroker.db", template, count, owner="local")
+                stored = self.scratch / "stored"
+                stored.mkdir()
+                seconds = preload(stored, template, count)
                 print(f"  preloaded {count:,} sessions in {seconds:.1f} s", flush=True)
                 self.notes.append(f"preloaded {count:,} sessions in {seconds:.1f} s")
-                self.stored_broker(data_dir, template)
+                self.stored_broker(stored, template)
             if phase_a or phase_b:
                 self.measure_floor(floor)
         if self.wanted(LIFECYCLE):
