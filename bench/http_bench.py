@@ -47,7 +47,7 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -473,10 +473,11 @@ def _template_table(name: str) -> sa.Table:
     )
 
 
-def preload(data_dir: Path, template: Template, count: int) -> float:
+def preload(data_dir: Path, template: Template, count: int) -> tuple[float, float]:
     """A fresh database in ``data_dir`` with ``count`` sessions like the template: the
     template itself, newest (its times moved to now), then copies under new UUIDs, each
-    further back in time, spread over ``HISTORY``. Returns the seconds it took.
+    further back in time, spread over ``HISTORY``. Returns the seconds it took, and the
+    seconds of CPU.
 
     The schema comes from the broker's migrations; the template's rows go in through
     SQLAlchemy Core as the broker writes them; the copies are made by the database, with
@@ -485,7 +486,7 @@ def preload(data_dir: Path, template: Template, count: int) -> float:
     dropped meanwhile and then created again from their own SQL (``sqlite_master``). The
     journal and syncing are off meanwhile: the file is scratch, and the broker sets its own
     pragmas when it opens it."""
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     database = data_dir / "execbroker.db"
     asyncio.run(_migrate(f"sqlite+aiosqlite:///{database}"))
     to_now = dt.datetime.now(dt.UTC) - template.session["created"]
@@ -567,7 +568,7 @@ def preload(data_dir: Path, template: Template, count: int) -> float:
             connection.commit()
     finally:
         engine.dispose()
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
 # --------------------------------------------------------------------------- the run
@@ -655,7 +656,40 @@ class Bench:
     def add(self, row: Row) -> None:
         self.rows[row.name] = row
         if row.rate is not None:
-            print(f"  {row.name}: {row.rate:,.1f}/s  {row.note}".rstrip(), flush=True)
+            latency = (
+                "" if row.p50_ms is None else f", p50 {row.p50_ms:.2f} ms, p99 {row.p99_ms:.2f} ms"
+            )
+            print(f"  {row.name}: {row.rate:,.1f}/s{latency}  {row.note}".rstrip(), flush=True)
+
+    def attempt(self, names: tuple[str, ...], action: Callable[[], None]) -> None:
+        """Run ``action``, which measures the rows ``names``; if it fails, those of them not
+        measured yet are reported failed, and the run goes on with the next."""
+        try:
+            action()
+        except Exception as failure:  # reported in the table; the run goes on
+            text = f"{type(failure).__name__}: {failure}"
+            print(f"  {', '.join(names)} failed: {text}", flush=True)
+            self.notes.append(f"{', '.join(names)} failed: {text}")
+            for name in names:
+                if name not in self.rows and self.wanted(name):
+                    first = text.splitlines()[0][:120]
+                    self.rows[name] = Row(name=name, call="(failed)", passed=False, note=first)
+
+    def call(
+        self,
+        name: str,
+        call: str,
+        url: str,
+        headers: dict[str, str],
+        *,
+        expect_errors: bool = False,
+        note: str = "",
+    ) -> None:
+        """Measure one GET of ``url`` with wrk."""
+        script = get_script(self.scripts, name, headers)
+        row = _row(name, call, drive(url, script, self.load, expect_errors=expect_errors))
+        row.note = note
+        self.add(row)
 
     # ------------------------------------------------------------------ phase A: empty
 
@@ -664,16 +698,19 @@ class Bench:
         /requests (whose offers would otherwise show in that listing)."""
         with BenchBroker(data_dir=data_dir, env=BROKER_ENV) as broker:
             auth = {"Authorization": broker.headers["Authorization"]}
-            if self.wanted(LIST_EMPTY):
+
+            def list_empty() -> None:
                 with broker.client() as client:
                     listed = _check(client.get(LISTING), 200, "the empty listing").json()
                 if listed["sessions"]:
                     raise RuntimeError(f"the empty listing lists {len(listed['sessions'])}")
-                script = get_script(self.scripts, LIST_EMPTY, auth)
-                run = drive(f"{broker.url}{LISTING}", script, self.load)
-                self.add(_row(LIST_EMPTY, f"GET {LISTING}, 0 sessions stored", run))
+                url = f"{broker.url}{LISTING}"
+                self.call(LIST_EMPTY, f"GET {LISTING}, 0 sessions stored", url, auth)
+
+            if self.wanted(LIST_EMPTY):
+                self.attempt((LIST_EMPTY,), list_empty)
             if self.wanted(POST_REQUESTS):
-                self._post_requests(broker.url, auth)
+                self.attempt((POST_REQUESTS,), lambda: self._post_requests(broker.url, auth))
 
     def _post_requests(self, url: str, auth: dict[str, str]) -> None:
         document = example(REQUEST)
@@ -703,43 +740,48 @@ class Bench:
         with BenchBroker(data_dir=data_dir, env=BROKER_ENV) as broker:
             url = broker.url
             auth = {"Authorization": broker.headers["Authorization"]}
-            session_path = f"/sessions/{template.session['uuid']}"
+            session = f"/sessions/{template.session['uuid']}"
+            # A token of the right shape that the tokens file does not hold.
+            wrong = {"Authorization": f"Bearer {secrets.token_urlsafe(32)}"}
             before = _rate_limited(url)
-            if self.wanted(NOT_FOUND):
+
+            def not_found() -> None:
                 _check(httpx.get(f"{url}/no/such/path"), 404, "an unknown path")
-                script = get_script(self.scripts, NOT_FOUND, {})
-                run = drive(f"{url}/no/such/path", script, self.load, expect_errors=True)
-                self.add(_row(NOT_FOUND, "GET an unknown path (404), no token", run))
-            if self.wanted(REFUSED):
-                # A token of the right shape that the tokens file does not hold.
-                wrong = {"Authorization": f"Bearer {secrets.token_urlsafe(32)}"}
-                _check(httpx.get(f"{url}{session_path}", headers=wrong), 401, "a wrong token")
-                script = get_script(self.scripts, REFUSED, wrong)
-                run = drive(f"{url}{session_path}", script, self.load, expect_errors=True)
-                self.add(_row(REFUSED, "GET /sessions/{uuid} with a wrong token (401)", run))
-            if self.wanted(HEALTHZ):
+                call = "GET an unknown path (404), no token"
+                self.call(NOT_FOUND, call, f"{url}/no/such/path", {}, expect_errors=True)
+
+            def refused() -> None:
+                _check(httpx.get(f"{url}{session}", headers=wrong), 401, "a wrong token")
+                call = "GET /sessions/{uuid} with a wrong token (401)"
+                self.call(REFUSED, call, f"{url}{session}", wrong, expect_errors=True)
+
+            def healthz() -> None:
                 _check(httpx.get(f"{url}/healthz"), 200, "GET /healthz")
-                script = get_script(self.scripts, HEALTHZ, {})
-                run = drive(f"{url}/healthz", script, self.load)
-                self.add(_row(HEALTHZ, "GET /healthz, no token", run))
-            if self.wanted(GET_SESSION):
+                self.call(HEALTHZ, "GET /healthz, no token", f"{url}/healthz", {})
+
+            def get_session() -> None:
                 with broker.client() as client:
-                    read = _check(client.get(session_path), 200, "the session").json()
-                shape = _shape(read)
-                script = get_script(self.scripts, GET_SESSION, auth)
-                run = drive(f"{url}{session_path}", script, self.load)
-                row = _row(GET_SESSION, "GET /sessions/{uuid}, authenticated", run)
-                row.note = f"({shape})"
-                self.add(row)
-            if self.wanted(LIST_FULL):
+                    read = _check(client.get(session), 200, "the session").json()
+                call = "GET /sessions/{uuid}, authenticated"
+                self.call(GET_SESSION, call, f"{url}{session}", auth, note=f"({_shape(read)})")
+
+            def list_full() -> None:
                 with broker.client() as client:
                     listed = _check(client.get(LISTING), 200, "the listing").json()
-                stored = self.args.sessions
-                script = get_script(self.scripts, LIST_FULL, auth)
-                run = drive(f"{url}{LISTING}", script, self.load)
-                row = _row(LIST_FULL, f"GET {LISTING}, {stored:,} sessions stored", run)
-                row.note = f"({len(listed['sessions'])} listed)"
-                self.add(row)
+                call = f"GET {LISTING}, {max(1, self.args.sessions):,} sessions stored"
+                note = f"({len(listed['sessions'])} listed)"
+                self.call(LIST_FULL, call, f"{url}{LISTING}", auth, note=note)
+
+            rows = {
+                NOT_FOUND: not_found,
+                REFUSED: refused,
+                HEALTHZ: healthz,
+                GET_SESSION: get_session,
+                LIST_FULL: list_full,
+            }
+            for name, action in rows.items():
+                if self.wanted(name):
+                    self.attempt((name,), action)
             limited = _rate_limited(url) - before
             if limited:
                 raise RuntimeError(f"{limited:.0f} calls were answered 429: raise the rate")
@@ -781,35 +823,42 @@ class Bench:
     # ------------------------------------------------------------------ all of it
 
     def run(self) -> None:
-        phase_a = self.wanted(LIST_EMPTY, POST_REQUESTS)
-        phase_b = self.wanted(NOT_FOUND, REFUSED, HEALTHZ, GET_SESSION, LIST_FULL)
+        phase_a = (LIST_EMPTY, POST_REQUESTS)
+        phase_b = (NOT_FOUND, REFUSED, HEALTHZ, GET_SESSION, LIST_FULL)
         with floor_server(self.scratch / "floor") as floor:
             self.measure_floor(floor)
-            if phase_a:
-                empty = self.scratch / "empty"
-                empty.mkdir()
-                self.empty_broker(empty)
-            if phase_b:
-                started = time.perf_counter()
-                template = real_session(self.scratch / "template")
-                print(
-                    f"  one real session run to COMPLETED in {time.perf_counter() - started:.1f}"
-                    f" s: {len(template.components)} components, {template.all_messages} "
-                    f"messages (the bench keeps {len(template.messages)})",
-                    flush=True,
-                )
-                count = max(1, self.args.sessions)
-                stored = self.scratch / "stored"
-                stored.mkdir()
-                seconds = preload(stored, template, count)
-                print(f"  preloaded {count:,} sessions in {seconds:.1f} s", flush=True)
-                self.notes.append(f"preloaded {count:,} sessions in {seconds:.1f} s")
-                self.stored_broker(stored, template)
-            if phase_a or phase_b:
+            if self.wanted(*phase_a):
+                self.attempt(phase_a, self._phase_a)
+            if self.wanted(*phase_b):
+                self.attempt(phase_b, self._phase_b)
+            if self.wanted(*phase_a, *phase_b):
                 self.measure_floor(floor)
         if self.wanted(LIFECYCLE):
-            self.lifecycle()
+            self.attempt((LIFECYCLE, "rss"), self.lifecycle)
         self._judge()
+
+    def _phase_a(self) -> None:
+        empty = self.scratch / "empty"
+        empty.mkdir()
+        self.empty_broker(empty)
+
+    def _phase_b(self) -> None:
+        started = time.perf_counter()
+        template = real_session(self.scratch / "template")
+        print(
+            f"  one real session run to COMPLETED in {time.perf_counter() - started:.1f} s: "
+            f"{len(template.components)} components, {template.all_messages} messages "
+            f"(the bench keeps {len(template.messages)})",
+            flush=True,
+        )
+        count = max(1, self.args.sessions)
+        stored = self.scratch / "stored"
+        stored.mkdir()
+        seconds, cpu = preload(stored, template, count)
+        loaded = f"preloaded {count:,} sessions in {seconds:.1f} s ({cpu:.1f} s of CPU)"
+        print(f"  {loaded}", flush=True)
+        self.notes.append(loaded)
+        self.stored_broker(stored, template)
 
     @property
     def floor_rate(self) -> float:
