@@ -1,4 +1,9 @@
-"""What handlers get injected: the services, the caller's identity, the renderer."""
+"""What handlers get injected: the services, the caller's identity, the renderer.
+
+Every dependency is ``async def`` although none awaits anything: FastAPI runs a plain
+``def`` dependency in a worker thread, a hop to a thread and back for each one on every
+request (with three of them, most of what a refused request cost).
+"""
 
 from __future__ import annotations
 
@@ -39,7 +44,7 @@ class Broker:
     background: BackgroundTaskManager | None = None
 
 
-def _broker(request: Request) -> Broker:
+async def _broker(request: Request) -> Broker:
     broker: Broker = request.app.state.broker
     return broker
 
@@ -72,7 +77,7 @@ async def _caller(
 CallerDep = Annotated[Caller, Depends(_caller)]
 
 
-def _renderer(request: Request, broker: BrokerDep, caller: CallerDep) -> Renderer:
+async def _renderer(request: Request, broker: BrokerDep, caller: CallerDep) -> Renderer:
     return Renderer(base_url(request, broker.settings), viewer=caller.name)
 
 
