@@ -57,6 +57,10 @@ def serve(
         log_level=settings.log_level.lower(),
         # uvicorn's records go through our handlers, which keep credentials out of them.
         log_config=None,
+        access_log=settings.access_log or settings.log_level == "DEBUG",
+        # uvicorn[standard] installs both; named, so that their absence fails loudly
+        # instead of serving at a fraction of the speed on asyncio's loop.
+        loop="uvloop",
         proxy_headers=False,
         # Slow or idle clients do not hold connections: headers, then the idle keep-alive
         # (the body's deadline is the app's: BodyDeadline).
