@@ -16,6 +16,7 @@ import execbroker
 from execbroker.api.dependencies import Broker
 from execbroker.api.errors import (
     UnhandledErrors,
+    answer_not_found,
     install_error_handlers,
     install_refusal_handler,
 )
@@ -101,7 +102,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         docs_url=None,
         redoc_url=None,
     )
-    app.router.default = SlashRedirects(app.router, settings, otherwise=app.router.not_found)
+    app.router.default = SlashRedirects(
+        app.router, settings, otherwise=answer_not_found(app.router.not_found)
+    )
     install_error_handlers(app)
     install_refusal_handler(app)
     _install_limits(app, settings)

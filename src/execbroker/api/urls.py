@@ -17,10 +17,11 @@ import ipaddress
 import re
 from functools import lru_cache
 
+from fastapi.routing import iter_route_contexts
 from starlette.datastructures import URL
 from starlette.requests import Request
 from starlette.responses import RedirectResponse
-from starlette.routing import Match, Router
+from starlette.routing import Match, Route, Router, compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from execbroker.config import Settings
@@ -102,12 +103,39 @@ class SlashRedirects:
 
     Starlette's own ``redirect_slashes`` builds the ``Location`` from the ``Host`` header,
     so the app turns it off and installs this as the router's ``default`` instead.
+
+    The other spelling of a path is looked up in the routes' own path patterns, compiled
+    once when the first request falls through (every route is in place by then), rather
+    than by asking every route to match a copy of the request's scope.
     """
 
     def __init__(self, router: Router, settings: Settings, *, otherwise: ASGIApp) -> None:
         self.router = router
         self.settings = settings
         self.otherwise = otherwise
+        # None until the first request falls through; () when some route is not a plain path
+        # route (a mount matches more than a pattern): then every route is asked instead.
+        self._patterns: tuple[re.Pattern[str], ...] | None = None
+
+    def _path_patterns(self) -> tuple[re.Pattern[str], ...]:
+        if self._patterns is None:
+            contexts = list(iter_route_contexts(self.router.routes))
+            plain = all(
+                isinstance(context.original_route, Route) and context.path is not None
+                for context in contexts
+            )
+            self._patterns = (
+                tuple(compile_path(str(context.path))[0] for context in contexts) if plain else ()
+            )
+        return self._patterns
+
+    def _routed(self, scope: Scope, root: str, route_path: str) -> bool:
+        """Whether some route serves ``route_path`` (below ``root``), by any method."""
+        patterns = self._path_patterns()
+        if patterns:
+            return any(pattern.match(route_path) for pattern in patterns)
+        probe = {**scope, "path": root + route_path}
+        return any(route.matches(probe)[0] is not Match.NONE for route in self.router.routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
@@ -115,8 +143,7 @@ class SlashRedirects:
         route_path = path[len(root) :] if root and path.startswith(root) else path
         if scope["type"] == "http" and route_path not in ("", "/"):
             toggled = route_path.rstrip("/") if route_path.endswith("/") else route_path + "/"
-            probe = {**scope, "path": root + toggled}
-            if any(route.matches(probe)[0] is not Match.NONE for route in self.router.routes):
+            if self._routed(scope, root, toggled):
                 target = URL(base_url(Request(scope), self.settings) + toggled)
                 query = scope.get("query_string", b"").decode("latin-1")
                 response = RedirectResponse(str(target.replace(query=query) if query else target))
