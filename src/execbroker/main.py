@@ -87,7 +87,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                     "database": context.database.url.get_backend_name(),
                 },
             )
-            yield
+            try:
+                yield
+            finally:
+                await app.state.broker.database_ping.aclose()
         finally:
             await context.aclose()
 

@@ -7,13 +7,14 @@ request (with three of them, most of what a refused request cost).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from execbroker.api.formats.limits import ParseLimits
+from execbroker.api.readiness import SharedPing
 from execbroker.api.render import Renderer
 from execbroker.api.urls import base_url
 from execbroker.auth.identity import Authenticator, Caller
@@ -42,6 +43,11 @@ class Broker:
     platform: Platform | None = None
     storage: StorageProbe | None = None
     background: BackgroundTaskManager | None = None
+    # /healthz's database ping, shared by its callers (execbroker.api.readiness).
+    database_ping: SharedPing = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.database_ping = SharedPing(self.database.ping)
 
 
 async def _broker(request: Request) -> Broker:
