@@ -525,6 +525,17 @@ class ServerSettings(_Section):
         ge=16,
         description="Most header lines a request may have; one with more is answered 431.",
     )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description=(
+            "Worker processes `execbroker serve` runs, sharing the port (`--workers`). More "
+            "than 1 needs PostgreSQL: on SQLite one process writes the database file, and "
+            "the broker's write lock holds within one process. Each worker runs the lifecycle "
+            "engine and timers, as brokers sharing a PostgreSQL database do."
+        ),
+    )
     anonymous_rate: float = Field(
         default=20,
         gt=0,
