@@ -33,7 +33,7 @@ from execbroker.api.handlers.openapi_bodies import document_parameter_errors
 from execbroker.api.header_limits import HeaderLimits
 from execbroker.api.limits import AnonymousRateLimit, BodyDeadline
 from execbroker.api.security import SecurityHeaders
-from execbroker.api.urls import SlashRedirects
+from execbroker.api.urls import SlashRedirects, UnroutedPaths
 from execbroker.clock import Clock
 from execbroker.config import Settings, load_settings
 from execbroker.factory import Factory, ProcessContext
@@ -105,11 +105,13 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         docs_url=None,
         redoc_url=None,
     )
-    app.router.default = SlashRedirects(
+    app.router.default = fallback = SlashRedirects(
         app.router, settings, otherwise=answer_not_found(app.router.not_found)
     )
     install_error_handlers(app)
     install_refusal_handler(app)
+    # The innermost: what it answers passes every other middleware like any answer.
+    app.add_middleware(UnroutedPaths, fallback=fallback)
     _install_limits(app, settings)
     app.add_middleware(
         HeaderLimits,
