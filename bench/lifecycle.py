@@ -24,6 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -119,10 +120,37 @@ def zero_delay_env(count: int) -> dict[str, str]:
         "EXECBROKER_CAPACITY_MEMORY_GIB": str(10 * count),
         "EXECBROKER_CAPACITY_STORAGE_GIB": str(100 * count),
         "EXECBROKER_QUOTA_ACTIVE_SESSIONS": str(count),
+        "EXECBROKER_QUOTA_STORED_RECORDS": str(10 * count),
     }
 
 
-def run(count: int, clients: int, run_seconds: float, timeout: float) -> bool:
+@dataclass(frozen=True)
+class LifecycleRun:
+    """What one lifecycle run measured (``bench/http.py`` reads it too)."""
+
+    count: int
+    clients: int
+    run_seconds: float
+    submit_seconds: float
+    finished_seconds: float
+    peak_in_flight: int
+    peak_rss_mib: float
+    stored: int
+    completed: int
+    lateness: list[float]
+
+    @property
+    def rate(self) -> float:
+        """Sessions completed per second, from the first submission to the last end."""
+        return self.completed / self.finished_seconds
+
+    @property
+    def not_completed(self) -> int:
+        return self.count - self.completed
+
+
+def measure(count: int, clients: int, run_seconds: float, timeout: float) -> LifecycleRun:
+    """Submit ``count`` direct sessions to a fresh zero-delay broker and wait for their end."""
     with tempfile.TemporaryDirectory() as scratch:
         data_dir = Path(scratch)
         env = zero_delay_env(count)
@@ -145,26 +173,40 @@ def run(count: int, clients: int, run_seconds: float, timeout: float) -> bool:
             finished = time.perf_counter() - started
             assert broker.process is not None
             rss = _peak_rss_mib(broker.process.pid)
-        total = _count(database, "SELECT count(*) FROM sessions")
-        completed = _count(database, "SELECT count(*) FROM sessions WHERE phase = 'COMPLETED'")
-        lateness = _lateness(database)
+        return LifecycleRun(
+            count=count,
+            clients=clients,
+            run_seconds=run_seconds,
+            submit_seconds=submit,
+            finished_seconds=finished,
+            peak_in_flight=peak,
+            peak_rss_mib=rss,
+            stored=_count(database, "SELECT count(*) FROM sessions"),
+            completed=_count(database, "SELECT count(*) FROM sessions WHERE phase = 'COMPLETED'"),
+            lateness=_lateness(database),
+        )
 
-    not_completed = count - completed
-    rate = completed / finished
+
+def run(count: int, clients: int, run_seconds: float, timeout: float) -> bool:
+    result = measure(count, clients, run_seconds, timeout)
+    lateness = result.lateness
     print(f"sessions            {count} submitted by {clients} clients, run {run_seconds} s each")
-    print(f"submitted in        {submit:8.1f} s  ({count / submit:.0f} sessions/s)")
-    print(f"all ended after     {finished:8.1f} s")
-    print(f"completed per s     {rate:8.1f}")
-    print(f"most in flight      {peak:8d}")
+    print(
+        f"submitted in        {result.submit_seconds:8.1f} s  "
+        f"({count / result.submit_seconds:.0f} sessions/s)"
+    )
+    print(f"all ended after     {result.finished_seconds:8.1f} s")
+    print(f"completed per s     {result.rate:8.1f}")
+    print(f"most in flight      {result.peak_in_flight:8d}")
     print(
         f"lateness p50/p99    {_percentile(lateness, 0.5):8.3f} / "
         f"{_percentile(lateness, 0.99):.3f} s"
         f"   (prepare starts, {len(lateness)} components)"
     )
-    print(f"peak broker RSS     {rss:8.0f} MiB")
-    print(f"sessions stored     {total:8d}")
-    print(f"not COMPLETED       {not_completed:8d}")
-    return not_completed == 0
+    print(f"peak broker RSS     {result.peak_rss_mib:8.0f} MiB")
+    print(f"sessions stored     {result.stored:8d}")
+    print(f"not COMPLETED       {result.not_completed:8d}")
+    return result.not_completed == 0
 
 
 def main() -> None:

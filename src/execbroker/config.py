@@ -195,6 +195,16 @@ class PlanningSettings(_Section):
         default=timedelta(hours=24),
         description="Start interval searched when a request names none: from now to now + this.",
     )
+    backfill: bool = Field(
+        default=True,
+        description=(
+            "Move accepted sessions that have not begun to an earlier start when capacity "
+            "frees up (a run ends early, a session is cancelled, an offer is rejected or "
+            "expires): direct runs and containers within their start interval, notebooks "
+            "only when the request asks (x-start-early). First come, first served; no "
+            "session is ever delayed. false: every session keeps its accepted start."
+        ),
+    )
     default_cores: int = Field(default=1, ge=1, description="Cores when a request names none.")
     default_memory_gib: int = Field(
         default=2, ge=1, description="Memory (GiB) when a request names none."

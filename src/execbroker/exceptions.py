@@ -18,6 +18,7 @@ __all__ = [
     "ConflictError",
     "EgressRefusedError",
     "ExecBrokerError",
+    "ForbiddenError",
     "MalformedBodyError",
     "NotAcceptableError",
     "NotFoundError",
@@ -203,6 +204,13 @@ class PlatformIdentityRefusedError(ClientError):
 
     status = 403
     error = "platform_identity_refused"
+
+
+class ForbiddenError(ClientError):
+    """The caller is known but may not do this: e.g. read what only administrators may."""
+
+    status = 403
+    error = "forbidden"
 
 
 class NotFoundError(ClientError):

@@ -38,8 +38,10 @@ from execbroker.lifecycle.rules import EngineTimings
 from execbroker.planning.profile import PlatformProfile, estimate_book, profile_from_settings
 from execbroker.platforms.factory import build_platform
 from execbroker.platforms.instrumented import InstrumentedPlatform
+from execbroker.services.backfill import BackfillService
 from execbroker.services.estimates import EstimateRecorder
 from execbroker.services.expiry import ExpiryTimer
+from execbroker.services.occupancy import OccupancyService
 from execbroker.services.offers import OfferLimits, OfferService
 from execbroker.services.sessions import SessionLimits, SessionService
 from execbroker.storage.credentials import CredentialRows
@@ -130,13 +132,23 @@ class ProcessContext:
             single_process=database.is_sqlite,
             learn=estimates.record,
         )
-        changes = SessionChanges(feed, engine=engine.wake)
+        changes = SessionChanges(feed, engine=engine.wake, freed=engine.freed)
+        profile = profile_from_settings(settings, estimates.book)
+        if settings.planning.backfill:
+            engine.backfill = BackfillService(
+                store=store,
+                profile=profile,
+                platform=platform,
+                clock=clock,
+                changes=changes,
+                freed=engine.freed,
+            ).run_pass
         return cls(
             settings=settings,
             clock=clock,
             database=database,
             store=store,
-            profile=profile_from_settings(settings, estimates.book),
+            profile=profile,
             platform=platform,
             feed=feed,
             engine=engine,
@@ -232,6 +244,11 @@ class Factory:
             limits=SessionLimits.from_settings(context.settings),
             platform=context.platform,
         )
+
+    def create_occupancy_service(self) -> OccupancyService:
+        """The operator's calendar of the pool."""
+        context = self._context
+        return OccupancyService(store=context.store, clock=context.clock, profile=context.profile)
 
     def create_offer_service(self, sessions: SessionService | None = None) -> OfferService:
         """Planning offer sets and direct runs (``sessions``: the session service that

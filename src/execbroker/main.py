@@ -22,6 +22,7 @@ from execbroker.api.errors import (
 )
 from execbroker.api.formats.limits import ParseLimits
 from execbroker.api.handlers import (
+    admin,
     components,
     health,
     metrics,
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                 platform=context.platform,
                 storage=context.storage,
                 background=context.background,
+                occupancy=factory.create_occupancy_service(),
             )
             logger.info(
                 "broker ready",
@@ -121,7 +123,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     # Inside the security headers, so that a 500 carries them like every other answer.
     app.add_middleware(UnhandledErrors)
     app.add_middleware(SecurityHeaders)
-    for module in (requests, offersets, sessions, components, health, metrics):
+    for module in (requests, offersets, sessions, components, health, metrics, admin):
         app.include_router(module.router)
     app.include_router(dashboard_router)
     app.include_router(docs.router)

@@ -10,10 +10,11 @@ from typing import Protocol
 
 import httpx
 import pytest
+import yaml
 from typer.testing import CliRunner, Result
 
 from execbroker.cli import app
-from tests.client.broker import RunningBroker, request_file
+from tests.client.broker import RunningBroker, request_file, run_request
 from tests.support.live import free_port
 from tests.support.waiting import eventually_sync
 
@@ -224,3 +225,42 @@ def test_dashboard_without_a_token_says_how_to_get_one(tmp_path: Path) -> None:
     assert printed.stdout == ""
     assert "no token for http://broker.example.org" in printed.stderr
     assert "--token" in printed.stderr
+
+
+def _far_request(tmp_path: Path, name: str, *, window: str) -> Path:
+    """40 of the pool's 64 cores for an hour, in a start interval of 2031 nobody else books."""
+    document = run_request()
+    document["compute"]["cores"] = {"min": 40, "max": 40}
+    document["schedule"]["requested"] = {
+        "start": f"2031-01-01T00:00:00Z/{window}",
+        "duration": "PT1H",
+    }
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    return path
+
+
+def test_a_refusal_says_what_would_fit_and_a_wait_says_why(run: Run, tmp_path: Path) -> None:
+    first = run(
+        "request", str(_far_request(tmp_path, "first", window="PT10M")), "--accept", "1", "-q"
+    )
+    assert first.exit_code == 0, first.output
+
+    refused = run("request", str(_far_request(tmp_path, "same", window="PT10M")))
+
+    assert refused.exit_code == 2
+    fits = refused.stderr.split("would fit (each change on its own):", 1)[1]
+    assert "→ fits with 24 cores instead of 40  [/compute/cores/min]" in fits
+    assert "→ fits from 2031-01-01T01:00:" in fits
+    later = run(
+        "request", str(_far_request(tmp_path, "later", window="PT3H")), "--accept", "1", "-q"
+    )
+    assert later.exit_code == 0, later.output
+    status = run("status", later.stdout.strip())
+    assert "waits for its start at 2031-01-01T01:00:" in status.stdout
+    why = " ".join(status.stdout.split("why not earlier:", 1)[1].split())
+    assert why.startswith("at 2031-01-01T00:00:00Z, the earliest start the request allows, 24 of")
+    assert "the 40 cores it needs are free" in why
+    assert "by 1 session(s) accepted before it" in why
+    for session in (first.stdout.strip(), later.stdout.strip()):
+        assert run("cancel", session).exit_code == 0

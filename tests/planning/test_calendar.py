@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from execbroker.config import Settings
 from execbroker.model.capacity import UNLIMITED, Amounts, Hold
 from execbroker.model.isotime import Interval
+from execbroker.model.phases import MessageLevel
 from execbroker.model.plan import Plan
 from execbroker.planning.calendar import Usage
 from execbroker.planning.offers import (
@@ -106,7 +107,9 @@ def test_nothing_fits_names_the_resource_and_what_is_free() -> None:
     )
 
     assert search.offers == []
-    (problem,) = search.problems
+    problem, advice = search.problems  # and what would fit (tests/planning/test_advice.py)
+    assert advice.values is not None
+    assert advice.values["change"] == "cores"
     assert problem.values is not None
     assert problem.values["path"] == "/compute/cores/min"
     assert problem.message is not None
@@ -198,7 +201,7 @@ def test_a_notebook_past_the_account_limit_starts_when_one_ends_or_is_refused() 
         soon, profile=profile, usage=Usage(notebooks), now=now, max_offers=4, bounds=bounds
     )
     assert refused.offers == []
-    assert [m.message for m in refused.problems] == [
+    assert [m.message for m in refused.problems if m.level == MessageLevel.ERROR] == [
         "/executable: Skaha allows at most 2 interactive sessions per account at once; 2 are "
         "booked over every window of PT2H starting between 2030-01-01T10:00:00Z and "
         "2030-01-01T10:30:00Z"
@@ -213,3 +216,19 @@ def test_a_notebook_past_the_account_limit_starts_when_one_ends_or_is_refused() 
     assert generate_offers(
         soon, profile=profile, usage=Usage(notebooks * 5), now=now, max_offers=1, bounds=headless
     ).offers, "a plan no account limit counts is not held back by the notebooks"
+
+
+def test_the_busiest_instant_and_who_holds_it_then() -> None:
+    usage = Usage(
+        [
+            Hold("a", at(0), at(3), Amounts(10, 0, 0)),
+            Hold("b", at(1), at(2), Amounts(20, 0, 0)),
+            Hold("offers", at(1), at(2), Amounts(1, 1, 0), offered=True),
+            Hold("offers", at(1.5), at(2), Amounts(2, 1, 0), offered=True),  # its sibling
+            Hold("memory", at(0), at(3), Amounts(0, 8, 0)),
+        ]
+    )
+    assert usage.busiest(at(0), at(3), "cores") == at(1.5)
+    assert usage.busiest(at(-1), at(0.5), "cores") == at(0)
+    assert sorted(h.group for h in usage.holders(at(1.5), "cores")) == ["a", "b", "offers"]
+    assert [h.group for h in usage.holders(at(2.5), "memory_gib")] == ["memory"]

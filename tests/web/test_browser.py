@@ -14,13 +14,17 @@ import os
 import re
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import Any
+from urllib.parse import urlencode, urlsplit
 
+import httpx
 import pytest
+import yaml
 
 from tests.support.live import LiveBroker
+from tests.support.wire import phase_update, post, request_offers
 
 try:
     from playwright.async_api import Page, Request, Route, async_playwright, expect
@@ -104,12 +108,14 @@ def _login_link(broker: LiveBroker) -> str:
     return printed.stdout.strip()
 
 
-async def _sign_in(page: Page, broker: LiveBroker) -> None:
+async def _sign_in(page: Page, broker: LiveBroker, *, empty: bool = True) -> None:
     """The login link signs the tab in; the token leaves the address bar at once."""
     link = _login_link(broker)
     assert link.startswith(f"{broker.url}/ui/#token=")
     await page.goto(link)
     await expect(page.get_by_role("heading", name="Your sessions")).to_be_visible()
+    if not empty:
+        return
     await expect(page.get_by_text("No sessions yet")).to_be_visible()
     assert page.url == f"{broker.url}/ui/"
     assert await page.evaluate("window.location.hash") == ""
@@ -294,4 +300,145 @@ async def test_a_file_chosen_while_the_page_loads_is_kept(tmp_path: Path) -> Non
             release_script.set()
             text = page.get_by_label("Request (YAML or JSON)")
             await expect(text).to_have_value(request_file.read_text())
+            await browser.close()
+
+
+def _direct_run(cores: int, run_seconds: float, duration: str = "PT1H") -> dict[str, object]:
+    return {
+        "executable": {
+            "kind": "https://www.purl.org/ivoa.net/Calycopis-openapi/schema/v1.0/kinds/executable/docker-container.yaml",
+            "meta": {"name": f"run-{cores}"},
+            "image": {"locations": ["images.canfar.net/example/hello:1.0"]},
+            "environment": {"MOCK_RUN_SECONDS": str(run_seconds)},
+        },
+        "compute": {"cores": {"min": cores, "max": cores}, "memory": {"min": 2, "max": 2}},
+        "schedule": {"requested": {"duration": duration}},
+    }
+
+
+@pytest.mark.usefixtures("browser_ready")
+async def test_the_pool_calendar_shows_an_administrator_every_booking(tmp_path: Path) -> None:
+    """Three runs on an 8-core pool: one done, one running, one waiting its turn. The
+    calendar lists all three, draws held and used bars, and shows the utilisation the JSON
+    endpoint reports."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    problems: list[str] = []
+    env = {**FAST, "EXECBROKER_ADMINS": "local", "EXECBROKER_CAPACITY_CORES": "8"}
+    with LiveBroker(data_dir=tmp_path, env=env) as broker, broker.client() as client:
+        uuids = []
+        for cores, seconds in ((2, 0.5), (4, 600), (6, 600)):
+            created = client.post("/direct", json=_direct_run(cores, seconds))
+            assert created.status_code == 303, created.text
+            uuids.append(created.json()["meta"]["uuid"])
+        done, running, waiting = uuids
+        for uuid, phase in ((done, "COMPLETED"), (running, "RUNNING")):
+            deadline = asyncio.get_running_loop().time() + 20
+            while client.get(f"/sessions/{uuid}").json()["phase"] != phase:
+                assert asyncio.get_running_loop().time() < deadline, f"{uuid} not {phase}"
+                await asyncio.sleep(0.1)
+        assert client.get(f"/sessions/{waiting}").json()["phase"] == "WAITING"
+        now = datetime.now(UTC).replace(microsecond=0)
+        window = {
+            "from": (now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "to": (now + timedelta(hours=23)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        calendar = client.get("/admin/calendar", params=window).json()
+        assert {b["session"] for b in calendar["bookings"]} == set(uuids)
+
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(
+                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
+            )
+            page = await browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(10_000)
+            page.on(
+                "console",
+                lambda message: problems.append(message.text) if message.type == "error" else None,
+            )
+            page.on("pageerror", lambda error: problems.append(str(error)))
+            await _sign_in(page, broker, empty=False)
+            await page.get_by_role("link", name="Pool calendar").click()
+            await expect(page.get_by_role("heading", name="Pool calendar")).to_be_visible()
+            # The next 24 hours: the run that is done held nothing from now on.
+            await expect(page.locator("#bookings tbody tr")).to_have_count(2)
+            await expect(page.locator(f'#bookings tr[data-session="{done}"]')).to_have_count(0)
+            await page.goto(f"{broker.url}/ui/calendar?{urlencode(window)}")
+            table = page.locator("#bookings")
+            for uuid in uuids:
+                await expect(table.locator(f'tr[data-session="{uuid}"]')).to_be_visible()
+            await expect(table.locator(f'tr[data-session="{waiting}"] .badge')).to_have_text(
+                "WAITING"
+            )
+            await expect(table.locator(f'tr[data-session="{done}"] .badge')).to_have_text(
+                "COMPLETED"
+            )
+            gantt = page.locator("#gantt svg.gantt")
+            await expect(gantt.locator("rect.bar.held")).to_have_count(3)
+            await expect(gantt.locator("rect.bar.used")).to_have_count(2)  # not the waiting one
+            held = f"{calendar['utilisation']['held'] * 100:.1f} %"
+            used = f"{calendar['utilisation']['used'] * 100:.1f} %"
+            await expect(page.locator("#held-utilisation")).to_have_text(held)
+            await expect(page.locator("#used-utilisation")).to_have_text(used)
+            assert held != "0.0 %"
+            await page.screenshot(path=ARTIFACTS / "8-pool-calendar.png", full_page=True)
+            await browser.close()
+    assert problems == []
+
+
+def _notebook(cores: int, window: str) -> dict[str, Any]:
+    """The notebook example for ``cores`` cores, an hour, starting within ``window`` from now."""
+    document: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    document["compute"]["cores"] = {"min": cores, "max": cores}
+    document["schedule"]["requested"] = {"start": f"{now}/{window}", "duration": "PT1H"}
+    return document
+
+
+async def _ask(page: Page, document: dict[str, Any]) -> None:
+    await page.get_by_label("Request (YAML or JSON)").fill(yaml.safe_dump(document))
+    await page.get_by_role("button", name="Ask for offers").click()
+
+
+@pytest.mark.usefixtures("browser_ready")
+async def test_a_refusal_says_what_would_fit_and_a_wait_says_why(tmp_path: Path) -> None:
+    """A pool of 6 cores, 4 of them booked for an hour: a request for 4 more is told that 2
+    would fit, or a later start; asked with a wider interval, its offer and then its session
+    say which resource they wait for and who holds it.
+    """
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "broker").mkdir()
+    env = {**FAST, "EXECBROKER_CAPACITY_CORES": "6"}
+    with LiveBroker(data_dir=tmp_path / "broker", env=env) as broker:
+        bearer = {"Authorization": f"Bearer {broker.token()}"}
+        async with httpx.AsyncClient(base_url=broker.url, headers=bearer) as client:
+            first = await request_offers(client, _notebook(4, "PT10M"))
+            url = first["offers"][0]["meta"]["url"]
+            assert (await post(client, url, phase_update("ACCEPTED"))).status_code == 200
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(
+                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
+            )
+            page = await browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(10_000)
+            await page.goto(_login_link(broker))
+            await expect(page.get_by_role("heading", name="Your sessions")).to_be_visible()
+            await page.get_by_role("link", name="New request").first.click()
+
+            await _ask(page, _notebook(4, "PT10M"))
+            fits = page.locator("#would-fit")
+            await expect(fits).to_contain_text("fits with 2 cores instead of 4")
+            await expect(fits).to_contain_text("fits from ")
+            await page.screenshot(path=ARTIFACTS / "9-would-fit.png", full_page=True)
+
+            await _ask(page, _notebook(4, "PT3H"))
+            offer = page.locator("article.offer").first
+            await expect(offer).to_contain_text("Not earlier because")
+            await expect(offer).to_contain_text("2 of the 4 cores it needs are free")
+            await page.get_by_role("button", name="Accept offer 1").click()
+            await page.wait_for_url(re.compile(r"/ui/sessions/[0-9a-f-]{36}$"))
+            await expect(page.locator("#phase")).to_have_text("WAITING")
+            why = page.locator("#why-waiting")
+            await expect(why).to_contain_text("4 of 6 are held")
+            await expect(why).to_contain_text("by 1 session(s) accepted before it")
+            await page.screenshot(path=ARTIFACTS / "10-session-waiting.png", full_page=True)
             await browser.close()

@@ -18,7 +18,12 @@ from execbroker.main import create_app
 from execbroker.web.dashboard import PAGE_POLICY, STATIC_FILES
 
 # A fixed id (of no session): pytest-xdist workers must collect the same test names.
-PAGES = ["/ui/", "/ui/new", "/ui/sessions/5b0c9a5e-8c1f-4d7e-a2b3-6f4e1d9c0a17"]
+PAGES = [
+    "/ui/",
+    "/ui/new",
+    "/ui/calendar",
+    "/ui/sessions/5b0c9a5e-8c1f-4d7e-a2b3-6f4e1d9c0a17",
+]
 TYPES = {
     "js": "text/javascript; charset=utf-8",
     "css": "text/css; charset=utf-8",

@@ -22,6 +22,7 @@ from execbroker.background import BackgroundTaskManager
 from execbroker.config import Settings
 from execbroker.exceptions import UnauthorizedError
 from execbroker.platforms.base import Platform
+from execbroker.services.occupancy import OccupancyService
 from execbroker.services.offers import OfferService
 from execbroker.services.sessions import SessionService
 from execbroker.storage.database import Database
@@ -43,6 +44,7 @@ class Broker:
     platform: Platform | None = None
     storage: StorageProbe | None = None
     background: BackgroundTaskManager | None = None
+    occupancy: OccupancyService | None = None
     # /healthz's database ping, shared by its callers (execbroker.api.readiness).
     database_ping: SharedPing = field(init=False)
 

@@ -39,6 +39,7 @@ from execbroker.cli.common import (
 )
 from execbroker.cli.views import (
     WatchView,
+    fit_text,
     log_lines,
     log_text,
     offer_sets_table,
@@ -64,7 +65,7 @@ from execbroker.client import (
 )
 from execbroker.client.offers import available_window
 from execbroker.client.protocol import RequestSource
-from execbroker.client.reading import exit_code
+from execbroker.client.reading import exit_code, would_fit
 from execbroker.model.phases import (
     ACTIVE_SESSION_PHASES,
     TERMINAL_SESSION_PHASES,
@@ -135,7 +136,9 @@ def _outcome(ctx: typer.Context) -> Iterator[None]:
     except BrokerUnreachableError as failure:
         fail(failure.summary, EXIT_UNREACHABLE, lines=["Is the broker running? (make run)"])
     except NoOffersError as failure:
-        fail(failure.summary, EXIT_REFUSED, lines=_texts(failure))
+        advice = would_fit(failure.messages)
+        reasons = [m.message or m.template or "" for m in failure.messages if m not in advice]
+        fail(failure.summary, EXIT_REFUSED, lines=reasons, fits=[fit_text(m) for m in advice])
     except UnauthorizedError as failure:
         target = ctx.find_object(Target) or Target(None, None)
         sent = resolve_connection(target.url, target.token)

@@ -62,10 +62,18 @@ def stdout() -> Console:
     return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
-def fail(summary: str, code: int, *, lines: list[str] | None = None) -> NoReturn:
-    """Say what went wrong on standard error, and exit with ``code``."""
+def fail(
+    summary: str, code: int, *, lines: list[str] | None = None, fits: list[str] | None = None
+) -> NoReturn:
+    """Say what went wrong on standard error, and exit with ``code``; ``fits``: what would
+    work instead (the broker's advice on a refused request), under its own heading.
+    """
     # The summary and lines often hold the broker's messages: shown escaped, as data.
     console.print(Text(f"error: {escape_controls(summary)}", style="bold red"), soft_wrap=True)
     for line in lines or []:
         console.print(Text(f"  {escape_controls(line)}"), soft_wrap=True)
+    if fits:
+        console.print(Text("would fit (each change on its own):", style="bold"), soft_wrap=True)
+        for line in fits:
+            console.print(Text(f"  → {escape_controls(line)}", style="green"), soft_wrap=True)
     raise typer.Exit(code)

@@ -22,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from execbroker.client.offers import OfferSummary, available_window
-from execbroker.client.reading import components, exit_code
+from execbroker.client.reading import components, exit_code, waits_for
 from execbroker.model.isotime import parse_duration, parse_instant, parse_interval
 from execbroker.model.phases import (
     TERMINAL_SESSION_PHASES,
@@ -43,6 +43,7 @@ __all__ = [
     "LogLine",
     "PhaseChange",
     "WatchView",
+    "fit_text",
     "log_lines",
     "log_text",
     "offer_sets_table",
@@ -156,6 +157,17 @@ def offers_table(offers: Sequence[OfferSummary], now: datetime) -> Table:
             when(offer.expires, now),
         )
     return table
+
+
+def fit_text(message: MessageItem) -> str:
+    """One piece of the broker's advice on a refused request, as a line: what would fit,
+    then the request field it changes.
+    """
+    text = message.message or message.template or ""
+    path = (message.values or {}).get("path")
+    if path and text.startswith(f"{path}: "):
+        return f"{text[len(path) + 2 :]}  [{path}]"
+    return text
 
 
 def _amount(value: int | None, unit: str) -> str:
@@ -293,6 +305,7 @@ def session_status(session: ExecutionSession, now: datetime) -> Group:
         parts.append(Text(f"created {when(meta.created, now)}", style="dim"))
     if session.expires is not None and session.phase is SessionPhase.OFFERED:
         parts.append(Text(f"offer expires {when(session.expires, now)}"))
+    parts.extend(_waiting(session, now))
     code = exit_code(session)
     if code is not None:
         parts.append(Text(f"exit code {code}", style="bold red" if code else "green"))
@@ -313,6 +326,36 @@ def session_status(session: ExecutionSession, now: datetime) -> Group:
             if line.source == "session"
         )
     return Group(*parts)
+
+
+_NOT_STARTED = {SessionPhase.OFFERED, SessionPhase.ACCEPTED, SessionPhase.WAITING}
+
+
+def _waiting(session: ExecutionSession, now: datetime) -> list[RenderableType]:
+    """What a session not yet started waits for: its start, and why not earlier (the
+    resource it waits for and who holds it), as the broker worked it out when it planned.
+    """
+    if session.phase not in _NOT_STARTED:
+        return []
+    available = _steps(session.schedule).get("available")
+    start = available.start if available is not None else None
+    lines: list[RenderableType] = []
+    if start is not None:
+        lines.append(Text(f"waits for its start at {when(start, now)}", style="bold"))
+    why = _why_not_earlier(session)
+    if why is not None:
+        lines.append(why)
+    return lines
+
+
+def _why_not_earlier(session: ExecutionSession) -> Text | None:
+    """The broker's reason the session starts later than its request allowed, if any."""
+    why = waits_for(session) if session.phase in _NOT_STARTED else None
+    if why is None:
+        return None
+    text = why.message or why.template or ""
+    reason = text.split(": ", 1)[1] if ": " in text else text
+    return _plain(f"why not earlier: {reason}", style="yellow")
 
 
 def sessions_table(sessions: Sequence[ExecutionSession], now: datetime) -> Table:
@@ -548,7 +591,8 @@ class WatchView:
                 "—" if done else self._in_phase(component, now),
                 "—" if done else _remaining(steps, phase.value, now, _modified(component)),
             )
-        return table
+        why = _why_not_earlier(session)
+        return table if why is None else Group(table, why)
 
     @staticmethod
     def _in_phase(thing: Any, now: datetime) -> str:

@@ -80,9 +80,12 @@ class Amounts:
 
 @dataclass(frozen=True)
 class Hold:
-    """A booking of ``amounts`` over ``[start, end)``; ``group`` joins alternatives."""
+    """A booking of ``amounts`` over ``[start, end)``; ``group`` joins alternatives;
+    ``offered``: a live offer, not (yet) an accepted session.
+    """
 
     group: str
     start: datetime
     end: datetime
     amounts: Amounts
+    offered: bool = False

@@ -31,9 +31,10 @@ class Usage:
     def __init__(self, holds: Iterable[Hold]) -> None:
         deltas: dict[datetime, Amounts] = defaultdict(Amounts)
         groups: dict[str, list[Hold]] = defaultdict(list)
-        for hold in holds:
-            if hold.end > hold.start:
-                groups[hold.group].append(hold)
+        # Kept only to say who holds what (:meth:`holders`), when a plan has to wait.
+        self.holds: list[Hold] = [hold for hold in holds if hold.end > hold.start]
+        for hold in self.holds:
+            groups[hold.group].append(hold)
         for members in groups.values():
             for moment, delta in _group_deltas(members):
                 deltas[moment] = deltas[moment] + delta
@@ -75,6 +76,36 @@ class Usage:
             max(self._interactive[first:last]),
         )
 
+    def add(self, start: datetime, end: datetime, amounts: Amounts) -> None:
+        """Hold ``amounts`` over ``[start, end)`` as well, as a group of its own (negative
+        amounts take a hold away): a booking moved in a calendar already built, without
+        building it again. ``O(n)`` in the breakpoints.
+        """
+        if end <= start:
+            return
+        first = self._split(start)
+        last = self._split(end)
+        for index in range(first, last):
+            self._cores[index] += amounts.cores
+            self._memory[index] += amounts.memory_gib
+            self._storage[index] += amounts.storage_gib
+            self._interactive[index] += amounts.interactive
+
+    def _split(self, moment: datetime) -> int:
+        """The index of the breakpoint at ``moment``, made if there was none (what is
+        held does not change there yet).
+        """
+        index = bisect.bisect_left(self.times, moment)
+        if index < len(self.times) and self.times[index] == moment:
+            return index
+        level = self.level(index - 1) if index > 0 else Amounts()
+        self.times.insert(index, moment)
+        self._cores.insert(index, level.cores)
+        self._memory.insert(index, level.memory_gib)
+        self._storage.insert(index, level.storage_gib)
+        self._interactive.insert(index, level.interactive)
+        return index
+
     def breakpoints(self, start: datetime, end: datetime) -> Iterator[datetime]:
         """The instants in ``(start, end)`` where what is held changes."""
         index = bisect.bisect_right(self.times, start)
@@ -94,6 +125,33 @@ class Usage:
                 return max(self.times[index], start)
             index += 1
         return None
+
+    def busiest(self, start: datetime, end: datetime, resource: str) -> datetime:
+        """The first instant of ``[start, end)`` at which the most of ``resource`` (an
+        :class:`Amounts` field name) is held.
+        """
+        levels = {
+            "cores": self._cores,
+            "memory_gib": self._memory,
+            "storage_gib": self._storage,
+            "interactive": self._interactive,
+        }[resource]
+        first = max(bisect.bisect_right(self.times, start) - 1, 0)
+        last = bisect.bisect_left(self.times, end)
+        if last <= first or not self.times:
+            return start
+        top = max(range(first, last), key=levels.__getitem__)
+        return max(self.times[top], start)
+
+    def holders(self, moment: datetime, resource: str) -> list[Hold]:
+        """The holds with some of ``resource`` at ``moment``, one per group (siblings are
+        alternatives: one booking). ``O(k)``: for telling the user, not for planning.
+        """
+        found: dict[str, Hold] = {}
+        for hold in self.holds:
+            if hold.start <= moment < hold.end and getattr(hold.amounts, resource) > 0:
+                found.setdefault(hold.group, hold)
+        return list(found.values())
 
 
 def _group_deltas(members: list[Hold]) -> list[tuple[datetime, Amounts]]:

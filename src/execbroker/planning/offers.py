@@ -29,7 +29,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from execbroker.model import kinds
-from execbroker.model.capacity import UNLIMITED, Amounts
+from execbroker.model.capacity import Amounts
 from execbroker.model.estimates import EstimateKey, executable_image
 from execbroker.model.isotime import format_duration, format_instant
 from execbroker.model.messages import make_message
@@ -43,6 +43,8 @@ from execbroker.model.records import (
     SessionRecord,
 )
 from execbroker.model.wire import MessageItem
+from execbroker.planning.advice import LaterCalendar, what_would_fit, why_it_waits
+from execbroker.planning.bounds import AccountLimit, Bounds, FreeNow
 from execbroker.planning.calendar import Usage
 from execbroker.planning.estimates import learned_note
 from execbroker.planning.profile import PlatformProfile, PreparingEstimate
@@ -67,6 +69,9 @@ __all__ = [
     "summed_costs",
 ]
 
+# AccountLimit, Bounds and FreeNow live in .bounds (advice reads them too); named here, where
+# callers have always found them.
+
 COST_MONETARY = "urn:ivoa:calycopis:cost:monetary"
 COST_ENERGY = "urn:ivoa:calycopis:cost:energy"
 COST_CARBON = "urn:ivoa:calycopis:cost:carbon"
@@ -85,6 +90,8 @@ class Offer:
     memory_gib: int
     storage_gib: dict[str, int] = field(default_factory=dict)
     interactive: int = 0
+    # What the session says of its start (why it is later than the request allowed).
+    notes: tuple[MessageItem, ...] = field(default=(), compare=False)
 
     @property
     def amounts(self) -> Amounts:
@@ -92,57 +99,6 @@ class Offer:
         return Amounts(
             self.cores, self.memory_gib, sum(self.storage_gib.values()), self.interactive
         )
-
-
-@dataclass(frozen=True)
-class AccountLimit:
-    """An account's limit on interactive sessions at once (Skaha's
-    ``maxInteractiveSessions``): ``most`` of them on ``platform``, of which ``elsewhere``
-    are taken by sessions the broker did not book.
-    """
-
-    platform: str
-    most: int
-    elsewhere: int = 0
-
-
-@dataclass(frozen=True)
-class FreeNow:
-    """What the platform shows free now (cores and memory; the rest unlimited), standing
-    for "now" until ``until``.
-    """
-
-    amounts: Amounts
-    until: datetime
-
-
-@dataclass(frozen=True)
-class Bounds:
-    """What a search books within: the pool's ``capacity`` (its ``interactive`` what the
-    account may still have at once), the interactive sessions the plan books (0 or 1) and
-    under which ``limit``, and what the platform shows free now.
-    """
-
-    capacity: Amounts
-    interactive: int = 0
-    limit: AccountLimit | None = None
-    free_now: FreeNow | None = None
-
-    @classmethod
-    def of(
-        cls,
-        capacity: Amounts,
-        *,
-        limit: AccountLimit | None = None,
-        free_now: FreeNow | None = None,
-    ) -> Bounds:
-        """The bounds of a plan that books one of ``limit``'s sessions (None: no session
-        an account limit counts) within the pool ``capacity``.
-        """
-        if limit is None:
-            return cls(replace(capacity, interactive=UNLIMITED), free_now=free_now)
-        room = max(limit.most - limit.elsewhere, 0)
-        return cls(replace(capacity, interactive=room), 1, limit, free_now)
 
 
 @dataclass(frozen=True)
@@ -257,6 +213,8 @@ class _Search:
         self, plan: Plan, *, profile: PlatformProfile, bounds: Bounds, usage: Usage, now: datetime
     ) -> None:
         self.plan = plan
+        self.profile = profile
+        self.now = now
         self.bounds = bounds
         self.capacity = bounds.capacity
         self.usage = usage
@@ -300,6 +258,16 @@ class _Search:
                 return start
         return None
 
+    def variant(self, plan: Plan, *, usage: Usage | None = None) -> _Search:
+        """The same search for ``plan`` (against ``usage``, default the same calendar)."""
+        return _Search(
+            plan,
+            profile=self.profile,
+            bounds=self.bounds,
+            usage=self.usage if usage is None else usage,
+            now=self.now,
+        )
+
     def best_free(self) -> Amounts:
         best = Amounts()
         for start in self.candidates(self.earliest):
@@ -315,26 +283,37 @@ def generate_offers(
     now: datetime,
     max_offers: int,
     bounds: Bounds | None = None,
+    later: LaterCalendar | None = None,
 ) -> OfferSearch:
     """Up to ``max_offers`` feasible alternatives within ``bounds`` (default: the profile's
-    pool, no account limit); or none, with messages naming the limits.
+    pool, no account limit); or none, with messages naming the limits and what would fit
+    (:mod:`.advice`; ``later`` reads the calendar past the interval, for a later start).
+
+    An offer at the earliest start that fits, when that is later than the request allowed,
+    says why (:func:`.advice.why_it_waits`).
     """
     bounds = bounds or Bounds.of(profile.capacity)
     search = _Search(plan, profile=profile, bounds=bounds, usage=usage, now=now)
     minimum = _offer(plan, search.earliest, low=True, interactive=bounds.interactive)
     first = search.earliest_fit(search.earliest, minimum.amounts)
     if first is None:
-        return OfferSearch([], _nothing_fits(plan, search, minimum.amounts))
-    offers = [_offer(plan, first, low=True, interactive=bounds.interactive)]
-    larger = _largest(plan, first, search.free_at(first), interactive=bounds.interactive)
+        problems = _nothing_fits(plan, search, minimum.amounts)
+        advice = what_would_fit(search, minimum.amounts, later=later, now=now)
+        return OfferSearch([], [*problems, *advice])
+    waits = why_it_waits(search, minimum.amounts, first, now=now)
+    notes = (waits,) if waits is not None else ()
+    offers = [replace(_offer(plan, first, low=True, interactive=bounds.interactive), notes=notes)]
+    larger = replace(
+        _largest(plan, first, search.free_at(first), interactive=bounds.interactive), notes=notes
+    )
     if larger != offers[0] and len(offers) < max_offers:
         offers.append(larger)
-    later = max_offers - len(offers)
+    spread = max_offers - len(offers)
     span = search.latest - first
-    for index in range(1, later + 1):
+    for index in range(1, spread + 1):
         if span <= timedelta(0):
             break
-        target = _ceil_second(first + span * index / later)
+        target = _ceil_second(first + span * index / spread)
         start = search.earliest_fit(target, minimum.amounts)
         if start is not None and all(o.start != start for o in offers):
             offers.append(_offer(plan, start, low=True, interactive=bounds.interactive))
@@ -577,6 +556,8 @@ def build_session(
     position: int,
     notes: list[MessageItem],
     next_due: datetime | None = None,
+    moves_earlier: bool = False,
+    accepted_at: datetime | None = None,
 ) -> SessionRecord:
     """The session (and its components, with schedules and costs) that ``offer`` describes.
 
@@ -590,6 +571,10 @@ def build_session(
     (the planner puts it later, as DESIGN allows for a session that starts days ahead).
     Data and compute stay just in time: each starts when what it needs is planned ready.
     So the calendar books exactly the span it searched, ``[start - lead, end + tail]``.
+
+    ``moves_earlier``: once accepted, it may start earlier when capacity frees up, never
+    before the start interval's beginning (``earliest_start``) and never later than
+    ``offer.start`` (``promised_start``); ``accepted_at``: when (a direct run's: ``now``).
     """
     times = SessionTimes.of(plan, profile)
     start, duration = offer.start, plan.duration
@@ -724,9 +709,13 @@ def build_session(
         interactive=offer.interactive,
         created=now,
         modified=now,
-        messages=[*notes, *times.notes],
+        messages=[*notes, *offer.notes, *times.notes],
         connectors=[],
         components=records,
         costs=summed_costs([compute_costs, *storage_costs.values()]),
         next_due=next_due,
+        moves_earlier=moves_earlier,
+        earliest_start=plan.window.start,
+        promised_start=start,
+        accepted_at=accepted_at,
     )

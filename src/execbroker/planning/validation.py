@@ -184,6 +184,9 @@ class _Checker:
             duration=duration,
             window=window,
             notes=self.notes,
+            start_early=request.schedule.requested.start_early
+            if request.schedule and request.schedule.requested
+            else None,
         )
 
     # -- executable -----------------------------------------------------------------
@@ -327,6 +330,19 @@ class _Checker:
                 low=low,
                 unit=unit,
                 capacity=capacity,
+            )
+            # The advice every calendar NO carries (planning/advice.py): here, that no later
+            # start or shorter run helps, only asking for at most what the platform has.
+            self.problems.append(
+                info(
+                    "{path}: no later start or shorter run fits {low} {unit}: the platform has "
+                    "{most} in all",
+                    path=f"{path}/min",
+                    change="none",
+                    low=low,
+                    unit=unit,
+                    most=capacity,
+                )
             )
         if high > capacity:
             self.notes.append(

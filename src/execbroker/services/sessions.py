@@ -17,6 +17,7 @@ from execbroker.clock import Clock
 from execbroker.config import Settings
 from execbroker.exceptions import ConflictError, NotFoundError, UnprocessableError
 from execbroker.lifecycle.changes import SessionChanges, WaiterSlot
+from execbroker.lifecycle.freed import Cause
 from execbroker.metrics import OFFERS
 from execbroker.model.capacity import Amounts
 from execbroker.model.isotime import format_duration, format_instant
@@ -567,6 +568,7 @@ class SessionService:
             raise _wrong_phase(current, SessionPhase.ACCEPTED)
         for sibling in won:  # their waiters hear that they were rejected, at once
             self._changes.changed(sibling)
+        self._changes.freed(Cause.REJECTED, len(won))
 
     async def _expired(self, expires: datetime) -> NoReturn:
         await self._expiry.expire_due_offers()
@@ -597,6 +599,10 @@ class SessionService:
             current = await self._get(session.uuid, owner=session.owner)
             if current.ending is None:
                 raise _wrong_phase(current, SessionPhase.CANCELLED)
+            return
+        if not still_releasing(SessionPhase.CANCELLED, [p for _, p in components]):
+            # Nothing to release (it had not begun): its booking is free at once.
+            self._changes.freed(Cause.CANCELLED)
 
     async def _reject(self, session: SessionRecord, *, now: datetime, note: MessageItem) -> None:
         moved = await self._store.offers.mark_rejected(
@@ -606,6 +612,8 @@ class SessionService:
             current = await self._get(session.uuid, owner=session.owner)
             if current.phase is not SessionPhase.REJECTED:
                 raise _wrong_phase(current, SessionPhase.REJECTED)
+            return
+        self._changes.freed(Cause.REJECTED)
 
     async def phase_counts(self) -> dict[str, int]:
         """Every user's sessions and offers, counted by phase (for metrics)."""

@@ -18,8 +18,15 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 
 from execbroker.model.capacity import Amounts, Hold
-from execbroker.model.phases import HOLDING_SESSION_PHASES, SessionPhase
-from execbroker.storage.tables import UTCDateTime, sessions
+from execbroker.model.occupancy import PoolBooking
+from execbroker.model.phases import (
+    HOLDING_SESSION_PHASES,
+    TERMINAL_COMPONENT_PHASES,
+    ComponentPhase,
+    SessionPhase,
+)
+from execbroker.model.records import ComponentRole
+from execbroker.storage.tables import UTCDateTime, components, sessions
 
 __all__ = [
     "CHECKS",
@@ -30,6 +37,7 @@ __all__ = [
     "hold_total",
     "holds",
     "phase_in",
+    "pool_bookings",
     "window",
 ]
 
@@ -271,6 +279,7 @@ def holds(
             start=row.book_start,
             end=row.book_end,
             amounts=Amounts(row.cores, row.memory_gib, row.storage_gib, row.interactive),
+            offered=row.phase == SessionPhase.OFFERED.value,
         )
         for row in rows
     ]
@@ -284,3 +293,108 @@ def count_live_offers(connection: Connection, owner: str, *, now: datetime) -> i
 def count_active_sessions(connection: Connection, owner: str) -> int:
     """Sessions of ``owner``'s accepted and not yet ended."""
     return int(connection.execute(_ACTIVE, {"aq_owner": owner}).scalar_one())
+
+
+# Phases of sessions that were accepted (or run directly) and have ended: they held their
+# booking until they ended.
+_ENDED_BOOKINGS = (SessionPhase.COMPLETED, SessionPhase.FAILED, SessionPhase.CANCELLED)
+_compute = components.alias("compute")
+_POOL_BOOKINGS = (
+    sa.select(
+        sessions.c.uuid,
+        sessions.c.owner,
+        sessions.c.offer_set_uuid,
+        sessions.c.phase,
+        sessions.c.expires,
+        sessions.c.releasing,
+        sessions.c.modified,
+        sessions.c.book_start,
+        sessions.c.book_end,
+        sessions.c.cores,
+        sessions.c.memory_gib,
+        sessions.c.storage_gib,
+        sessions.c.interactive,
+        _compute.c.started_at.label("compute_started"),
+        _compute.c.phase.label("compute_phase"),
+        _compute.c.modified.label("compute_modified"),
+    )
+    .select_from(
+        sessions.outerjoin(
+            _compute,
+            sa.and_(
+                _compute.c.session_uuid == sessions.c.uuid,
+                _compute.c.role == ComponentRole.COMPUTE.value,
+            ),
+        )
+    )
+    .where(
+        sessions.c.book_end > sa.bindparam("p_start", type_=UTCDateTime()),
+        sessions.c.book_end < sa.bindparam("p_end_bound", type_=UTCDateTime()),
+        sessions.c.book_start < sa.bindparam("p_end", type_=UTCDateTime()),
+        sa.or_(
+            phase_in(sessions.c.phase, HOLDING_PHASES),
+            sa.and_(
+                phase_in(sessions.c.phase, [SessionPhase.OFFERED]),
+                sessions.c.expires > sa.bindparam("p_now", type_=UTCDateTime()),
+            ),
+            sessions.c.releasing,
+            # Ended inside the range: it held its booking until then.
+            sa.and_(
+                phase_in(sessions.c.phase, _ENDED_BOOKINGS),
+                sessions.c.modified > sa.bindparam("p_start", type_=UTCDateTime()),
+            ),
+        ),
+    )
+    .order_by(sessions.c.book_start, sessions.c.uuid)
+    .limit(sa.bindparam("p_limit"))
+)
+
+
+def pool_bookings(
+    connection: Connection,
+    start: datetime,
+    end: datetime,
+    *,
+    now: datetime,
+    longest: timedelta,
+    limit: int,
+) -> list[PoolBooking]:
+    """The bookings that held capacity of the pool at some instant of ``[start, end)``, by
+    start: live offers, sessions accepted and not ended, and sessions that ended inside the
+    range (rejected and expired offers are left out); at most ``limit``.
+    """
+    rows = connection.execute(
+        _POOL_BOOKINGS,
+        {
+            "p_start": start,
+            "p_end": end,
+            "p_end_bound": end + longest,
+            "p_now": now,
+            "p_limit": limit,
+        },
+    ).all()
+    found: list[PoolBooking] = []
+    for row in rows:
+        phase = SessionPhase(row.phase)
+        offered = phase is SessionPhase.OFFERED
+        compute_phase = ComponentPhase(row.compute_phase) if row.compute_phase else None
+        found.append(
+            PoolBooking(
+                uuid=UUID(row.uuid),
+                owner=row.owner,
+                offer_set_uuid=UUID(row.offer_set_uuid) if row.offer_set_uuid else None,
+                phase=phase,
+                start=row.book_start,
+                end=row.book_end,
+                amounts=Amounts(row.cores, row.memory_gib, row.storage_gib, row.interactive),
+                holding=phase in HOLDING_SESSION_PHASES
+                or bool(row.releasing)
+                or (offered and row.expires is not None and row.expires > now),
+                modified=row.modified,
+                compute_started=None if offered else row.compute_started,
+                compute_ended=row.compute_modified
+                if compute_phase in TERMINAL_COMPONENT_PHASES and row.compute_started
+                else None,
+            )
+        )
+    return found

@@ -40,7 +40,15 @@ _MEDIA_TYPES = {
 }
 # The files under assets/ that are served, and nothing else (no paths from the request).
 STATIC_FILES = frozenset(
-    {"dashboard.css", "common.js", "sessions.js", "request.js", "session.js", "icon.svg"}
+    {
+        "dashboard.css",
+        "common.js",
+        "sessions.js",
+        "request.js",
+        "session.js",
+        "calendar.js",
+        "icon.svg",
+    }
 )
 
 
@@ -89,6 +97,12 @@ async def sessions_page(request: Request) -> Response:
 @router.get("/ui/new")
 async def request_page(request: Request) -> Response:
     return _serve("new.html", request)
+
+
+@router.get("/ui/calendar")
+async def calendar_page(request: Request) -> Response:
+    # The pool's bookings, for administrators: its script reads GET /admin/calendar.
+    return _serve("calendar.html", request)
 
 
 @router.get("/ui/sessions/{uuid}")

@@ -109,6 +109,21 @@ function fact(term, ...definition) {
   return [h("dt", {}, term), h("dd", {}, ...definition)];
 }
 
+// "fits with 4 cores instead of 8", without the request path it starts with.
+function fitText(message) {
+  const text = message.message || message.template || "";
+  const path = message.values?.path;
+  return path && text.startsWith(`${path}: `) ? text.slice(path.length + 2) : text;
+}
+
+// Why an offer starts later than the request allowed, as the broker worked it out.
+function waitReason(offer) {
+  const why = (offer.meta?.messages || []).find((m) => m.values && "binding" in m.values);
+  if (!why?.message) return null;
+  const cut = why.message.indexOf(": ");
+  return cut < 0 ? why.message : why.message.slice(cut + 2);
+}
+
 function offerCard(offer, index, all) {
   const number = index + 1;
   const start = instant(offer.schedule?.available?.start);
@@ -144,6 +159,7 @@ function offerCard(offer, index, all) {
       "dl",
       { class: "facts" },
       fact("Starts", timeElement(start), start ? h("span", { class: "quiet" }, ` (${relative(start)})`) : null),
+      waitReason(offer) ? fact("Not earlier because", waitReason(offer)) : [],
       fact("Runs for", humanSpan(durationSeconds(offer.schedule?.available?.duration))),
       fact("Cores", amount(offer.compute?.cores, "")),
       fact("Memory", amount(offer.compute?.memory, " GiB")),
@@ -162,12 +178,25 @@ function renderOffers(offerSet) {
   section.hidden = false;
   messages.replaceChildren();
   offers.replaceChildren();
-  const notes = (offerSet.meta?.messages || []).map((m) => m.message).filter(Boolean);
+  const all = offerSet.meta?.messages || [];
+  // The broker's advice on a NO: one change each that would fit (values.change names it).
+  const advice = all.filter((m) => m.values && "change" in m.values);
+  const notes = all.filter((m) => !advice.includes(m)).map((m) => m.message).filter(Boolean);
   if (offerSet.result !== "YES" || !offerSet.offers?.length) {
     notes.unshift("The broker cannot run this request:");
     messages.append(
       h("div", { class: "notice error" }, h("ul", {}, notes.map((note) => h("li", {}, note)))),
     );
+    if (advice.length) {
+      messages.append(
+        h(
+          "div",
+          { class: "notice fits", id: "would-fit" },
+          h("p", {}, h("strong", {}, "Would fit"), " (each change on its own):"),
+          h("ul", {}, advice.map((m) => h("li", {}, fitText(m)))),
+        ),
+      );
+    }
   } else {
     if (notes.length) messages.append(h("ul", { class: "quiet" }, notes.map((note) => h("li", {}, note))));
     offers.append(...offerSet.offers.map(offerCard));

@@ -219,6 +219,16 @@ function renderSchedule() {
   );
 }
 
+// Why the session starts later than its request allowed: the broker's message naming the
+// resource it waits for, while that message still speaks of this start (a session moved
+// earlier since has another start, and a message of its own saying so).
+function waitReason(start) {
+  const why = (session.meta.messages || []).findLast((m) => m.values && "binding" in m.values);
+  if (!why?.message || !start || why.values.start !== start.split("/")[0]) return null;
+  const cut = why.message.indexOf(": ");
+  return cut < 0 ? why.message : why.message.slice(cut + 2);
+}
+
 function renderSummary() {
   const available = session.schedule?.available;
   const start = instant(available?.start);
@@ -230,6 +240,10 @@ function renderSummary() {
     ["Ends", timeElement(start ? new Date(start.getTime() + seconds * 1000) : null)],
     ["Created", timeElement(instant(session.meta.created))],
   ];
+  if (["OFFERED", "ACCEPTED", "WAITING"].includes(session.phase)) {
+    const why = waitReason(available?.start);
+    if (why) facts.splice(2, 0, ["Not earlier because", h("span", { id: "why-waiting" }, why)]);
+  }
   if (session.expires) facts.push(["Offer expires", timeElement(instant(session.expires))]);
   if (session.compute?.cores) facts.push(["Cores", String(session.compute.cores.min)]);
   if (session.compute?.memory) facts.push(["Memory", `${session.compute.memory.min} GiB`]);
