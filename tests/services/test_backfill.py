@@ -4,6 +4,7 @@ clock that moves only when told to, on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -186,3 +187,23 @@ async def test_a_container_offer_moves_no_earlier_than_its_start_interval(
     assert moved.schedule.available_start == allowed
     assert moved.promised_start == offer.schedule.available_start
     assert moved.schedule.available_duration == offer.schedule.available_duration
+
+
+async def test_a_long_poll_hears_of_the_move_at_once(broker: Broker) -> None:
+    await broker.offers.execute_directly(direct(run_seconds=3600), caller=ALICE)
+    await broker.offers.execute_directly(direct(run_seconds=1), caller=ALICE)
+    allowed = START + timedelta(minutes=20)
+    document = direct(duration="PT1H", start=f"{allowed.isoformat()}/PT6H")
+    offer = await _accept_first(broker, document)
+    await broker.settle(START)
+    assert (await broker.read(offer.uuid)).phase is SessionPhase.WAITING
+    # Waiting on WAITING, which lasts at least until 20 minutes from now: only the move
+    # can end the wait within the test.
+    waiter = asyncio.create_task(
+        broker.sessions.wait_for_change(offer.uuid, caller=ALICE, seconds=60, phase=None)
+    )
+    await asyncio.sleep(0)
+    await run_until(broker, 10)
+    heard = await asyncio.wait_for(waiter, timeout=30)
+    assert heard.phase is SessionPhase.WAITING
+    assert heard.schedule.available_start == allowed

@@ -322,6 +322,8 @@ class SessionService:
     ) -> SessionRecord:
         """UWS-style blocking read: return once the phase differs from ``phase`` (default:
         the phase now), or ``seconds`` have passed; at once when the session has ended.
+        Also once its start moved (earlier, into freed capacity): the waiter hears of its
+        new schedule at once.
 
         The wait counts as one of the caller's waiters (429 beyond the most a user may hold)
         and shares its reads with everyone waiting on the same session. ``still_allowed``
@@ -337,11 +339,16 @@ class SessionService:
             waiting_on = phase or session.phase
             if session.phase is not waiting_on or session.phase in TERMINAL_SESSION_PHASES:
                 return session
+            start = session.schedule.available_start
             async with self._feed.watch(uuid, lambda: self._get(uuid, owner=None)) as watch:
                 snapshot = await watch.read()
                 while True:
                     session = _visible(snapshot.record, caller)
-                    if session.phase is not waiting_on or session.phase in TERMINAL_SESSION_PHASES:
+                    if (
+                        session.phase is not waiting_on
+                        or session.phase in TERMINAL_SESSION_PHASES
+                        or session.schedule.available_start != start
+                    ):
                         break
                     now = loop.time()
                     if now >= deadline:
@@ -367,10 +374,11 @@ class SessionService:
         check_every: float = 5.0,
         keepalive: float = 15.0,
     ) -> tuple[WaiterSlot, AsyncIterator[SessionRecord | None]]:
-        """The session now and at each change of its or its components' phases, until it
-        ends; None every ``keepalive`` seconds without a change. 404 and 429 (the caller
-        holds as many waiters as one user may) are raised here, before anything is read
-        from the iterator; the slot counts until the iterator is closed or released.
+        """The session now and at each change of its or its components' phases (and of its
+        start, when it moves earlier), until it ends; None every ``keepalive`` seconds
+        without a change. 404 and 429 (the caller holds as many waiters as one user may)
+        are raised here, before anything is read from the iterator; the slot counts until
+        the iterator is closed or released.
         ``still_allowed`` is awaited every ``check_every`` seconds and ends the iteration
         by raising (e.g. 401) once the caller's credentials are no longer valid.
         """
@@ -621,10 +629,13 @@ class SessionService:
 
 
 def _phases(session: SessionRecord) -> dict[str, str]:
-    """What an event stream reports: the session's phase and its components'."""
-    return {"session": session.phase.value} | {
-        str(c.uuid): c.phase.value for c in session.components
-    }
+    """What an event stream reports: the session's phase and its components', and its
+    planned start (which moves earlier when capacity frees up).
+    """
+    return {
+        "session": session.phase.value,
+        "start": session.schedule.available_start.isoformat(),
+    } | {str(c.uuid): c.phase.value for c in session.components}
 
 
 def _visible(session: SessionRecord, caller: Caller) -> SessionRecord:
