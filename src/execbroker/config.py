@@ -535,6 +535,17 @@ class ServerSettings(_Section):
         ge=16,
         description="Most header lines a request may have; one with more is answered 431.",
     )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description=(
+            "Worker processes `execbroker serve` runs, sharing the port (`--workers`). More "
+            "than 1 needs PostgreSQL: on SQLite one process writes the database file, and "
+            "the broker's write lock holds within one process. Each worker runs the lifecycle "
+            "engine and timers, as brokers sharing a PostgreSQL database do."
+        ),
+    )
     anonymous_rate: float = Field(
         default=20,
         gt=0,
@@ -1328,6 +1339,14 @@ class Settings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Logging threshold."
+    )
+    access_log: bool = Field(
+        default=False,
+        description=(
+            "Whether `execbroker serve` logs one line per request (uvicorn's access log) at "
+            "INFO. At log_level DEBUG the lines are written anyway. Off by default: "
+            "formatting and writing a line cost a tenth of what a short answer does."
+        ),
     )
 
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)

@@ -87,3 +87,102 @@ async def test_no_moves_when_backfill_is_off(database_url: str, tmp_path: Path) 
         assert third.schedule.available_start == runs[2].schedule.available_start
         assert third.phase is SessionPhase.WAITING
         assert not moves(third)
+
+
+ACCEPT = {"kind": "uri:enum-value-update", "path": "/phase", "value": "ACCEPTED"}
+CANCEL = {"kind": "uri:enum-value-update", "path": "/phase", "value": "CANCELLED"}
+
+
+async def test_first_come_first_served_a_big_run_is_not_overtaken(broker: Broker) -> None:
+    # Two cores: one held long, one freed after a second; a 2-core run accepted next
+    # waits for both, and a 1-core run accepted after it for the hour after that.
+    long = await broker.offers.execute_directly(direct(run_seconds=3600), caller=ALICE)
+    await broker.offers.execute_directly(direct(run_seconds=1), caller=ALICE)
+    big = await broker.offers.execute_directly(direct(2, run_seconds=3600), caller=ALICE)
+    broker.clock.advance(timedelta(seconds=1))  # accepted after the big run
+    small = await broker.offers.execute_directly(direct(1, run_seconds=3600), caller=ALICE)
+    assert small.schedule.available_start >= big.schedule.release_end
+    await run_until(broker, 10)
+    # A core is free until the big run's start, but not for the small run's whole hour:
+    # taking it would delay the big run, accepted first. Neither moves.
+    assert (await broker.read(big.uuid)).schedule == big.schedule
+    assert (await broker.read(small.uuid)).schedule == small.schedule
+    # The long run is cancelled: the big run moves first, then the small one after it.
+    await broker.sessions.apply_update(long.uuid, CANCEL, caller=ALICE)
+    await run_until(broker, 5)
+    moved_big = await broker.read(big.uuid)
+    moved_small = await broker.read(small.uuid)
+    assert moved_big.schedule.available_start < START + timedelta(minutes=1)
+    assert moves(moved_big), moved_big.messages
+    assert "a cancelled session" in moves(moved_big)[0]
+    assert moved_small.schedule.prepare_start >= moved_big.schedule.release_end
+    assert moved_small.schedule.available_start < small.schedule.available_start
+
+
+async def test_a_short_run_accepted_later_fills_a_gap_without_delaying_anyone(
+    broker: Broker,
+) -> None:
+    await broker.offers.execute_directly(direct(run_seconds=3600), caller=ALICE)
+    await broker.offers.execute_directly(direct(run_seconds=1), caller=ALICE)
+    big = await broker.offers.execute_directly(direct(2, run_seconds=3600), caller=ALICE)
+    broker.clock.advance(timedelta(seconds=1))
+    short = await broker.offers.execute_directly(direct(1, duration="PT10M"), caller=ALICE)
+    assert short.schedule.available_start >= big.schedule.release_end
+    await run_until(broker, 10)
+    # Ten minutes fit in the freed core before the big run's start: the short run backfills.
+    assert (await broker.read(big.uuid)).schedule == big.schedule
+    moved = await broker.read(short.uuid)
+    assert moved.schedule.available_start < START + timedelta(minutes=1)
+    assert moved.schedule.release_end <= big.schedule.prepare_start
+
+
+def _notebook(start_early: bool | None) -> dict[str, Any]:
+    document: dict[str, Any] = example("notebook-request.yaml")
+    document["compute"]["cores"] = {"min": 1, "max": 1}
+    document["compute"]["memory"] = {"min": 1, "max": 1}
+    document["schedule"] = {"requested": {"duration": "PT1H", "start": f"{START.isoformat()}/PT6H"}}
+    if start_early is not None:
+        document["schedule"]["requested"]["x-start-early"] = start_early
+    return document
+
+
+async def _accept_first(broker: Broker, document: dict[str, Any]) -> SessionRecord:
+    offer_set = await broker.offers.request_offers(document, caller=ALICE)
+    assert offer_set.offers, offer_set.messages
+    first = offer_set.offers[0]
+    await broker.sessions.apply_update(first.uuid, ACCEPT, caller=ALICE)
+    return first
+
+
+@pytest.mark.parametrize(("start_early", "moves_earlier"), [(None, False), (True, True)])
+async def test_a_notebook_moves_only_when_its_request_asks(
+    broker: Broker, start_early: bool | None, moves_earlier: bool
+) -> None:
+    await broker.offers.execute_directly(direct(run_seconds=3600), caller=ALICE)
+    await broker.offers.execute_directly(direct(run_seconds=1), caller=ALICE)
+    notebook = await _accept_first(broker, _notebook(start_early))
+    assert notebook.schedule.available_start >= START + timedelta(hours=1)
+    await run_until(broker, 10)
+    now = await broker.read(notebook.uuid)
+    if moves_earlier:
+        assert now.schedule.available_start < START + timedelta(minutes=1)
+        assert moves(now)
+    else:
+        assert now.schedule == notebook.schedule
+        assert not moves(now)
+
+
+async def test_a_container_offer_moves_no_earlier_than_its_start_interval(
+    broker: Broker,
+) -> None:
+    await broker.offers.execute_directly(direct(run_seconds=3600), caller=ALICE)
+    await broker.offers.execute_directly(direct(run_seconds=1), caller=ALICE)
+    allowed = START + timedelta(minutes=20)
+    document = direct(duration="PT1H", start=f"{allowed.isoformat()}/PT6H")
+    offer = await _accept_first(broker, document)
+    assert offer.schedule.available_start >= START + timedelta(hours=1)
+    await run_until(broker, 10)
+    moved = await broker.read(offer.uuid)
+    assert moved.schedule.available_start == allowed
+    assert moved.promised_start == offer.schedule.available_start
+    assert moved.schedule.available_duration == offer.schedule.available_duration
