@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from execbroker.model import kinds
-from execbroker.model.phases import SessionPhase
+from execbroker.model.phases import HOLDING_SESSION_PHASES, SessionPhase
 from execbroker.model.records import SessionRecord
+from execbroker.storage.tables import sessions
 from tests.support.manual import ALICE, START, Broker, started
 from tests.support.wire import example
 
@@ -207,3 +209,52 @@ async def test_a_long_poll_hears_of_the_move_at_once(broker: Broker) -> None:
     heard = await asyncio.wait_for(waiter, timeout=30)
     assert heard.phase is SessionPhase.WAITING
     assert heard.schedule.available_start == allowed
+
+
+async def _most_cores_held(broker: Broker) -> int:
+    """The most cores the live bookings hold at any instant, read from the rows."""
+    async with broker.database.read() as connection:
+        rows = (
+            await connection.execute(
+                sa.select(sessions.c.book_start, sessions.c.book_end, sessions.c.cores).where(
+                    sessions.c.phase.in_([p.value for p in HOLDING_SESSION_PHASES])
+                )
+            )
+        ).all()
+    moments = {r.book_start for r in rows}
+    return max(
+        (sum(r.cores for r in rows if r.book_start <= m < r.book_end) for m in moments),
+        default=0,
+    )
+
+
+async def test_two_brokers_moving_at_once_never_overbook(database_url: str, tmp_path: Path) -> None:
+    if database_url.startswith("sqlite"):
+        pytest.skip("several brokers share a PostgreSQL database, not an SQLite file")
+    async with (
+        started(database_url, tmp_path / "a", Broker, capacity_cores=2) as first,
+        started(database_url, tmp_path / "b", Broker, capacity_cores=2) as second,
+    ):
+        await first.offers.execute_directly(direct(run_seconds=3600), caller=ALICE)
+        await first.offers.execute_directly(direct(run_seconds=1), caller=ALICE)
+        waiting = []
+        for index in range(6):
+            broker = (first, second)[index % 2]
+            broker.clock.set(START + timedelta(milliseconds=index + 1))
+            run = direct(run_seconds=3600, duration="PT10M")
+            waiting.append(await broker.offers.execute_directly(run, caller=ALICE))
+        assert await _most_cores_held(first) == 2
+        # The short run ends; then both brokers look for moves at the same moment.
+        for moment in range(1, 8):
+            at = START + timedelta(seconds=moment)
+            first.clock.set(at)
+            second.clock.set(at)
+            await asyncio.gather(first.engine.run_once(), second.engine.run_once())
+            assert await _most_cores_held(first) <= 2
+        found = [await first.read(w.uuid) for w in waiting]
+        moved = [f for f in found if moves(f)]
+        # The freed core went to the first accepted waiting run, the rest queue after it.
+        assert moved, [f.messages for f in found]
+        assert found[0].schedule.available_start < START + timedelta(minutes=1)
+        starts = [f.schedule.available_start for f in found]
+        assert starts == sorted(starts), "first come, first served"
