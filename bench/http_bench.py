@@ -29,6 +29,7 @@ See bench/README.md for what each row does and how the database is preloaded.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import datetime as dt
 import json
@@ -46,7 +47,7 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,7 @@ from tests.support.live import LiveBroker, free_port
 from tests.support.wire import example
 
 from execbroker.storage import tables
+from execbroker.storage.database import Database
 
 # --------------------------------------------------------------------------- the rows
 
@@ -413,107 +415,160 @@ def real_session(directory: Path) -> Template:
     )
 
 
-class _Shape:
-    """How copies of one template row are written: its INSERT (compiled by SQLAlchemy for
-    SQLite), its values bound once the way SQLAlchemy binds them for the broker (JSON as
-    text, times as UTC text), and which of them are times (moved per copy) or UUIDs."""
-
-    def __init__(self, table: sa.Table, row: dict[str, Any], dialect: sa.Dialect) -> None:
-        self.columns = [column.name for column in table.columns if column.name in row]
-        self.sql = str(table.insert().compile(dialect=dialect, column_keys=self.columns))
-        self.values: list[Any] = []
-        self.times: list[tuple[int, dt.datetime]] = []
-        for index, name in enumerate(self.columns):
-            value = row[name]
-            processor = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-            bound = processor(value) if processor else value
-            if isinstance(value, dt.datetime):
-                naive = value.astimezone(dt.UTC).replace(tzinfo=None)
-                if _sqlite_time(naive) != bound:
-                    raise RuntimeError(f"{table.name}.{name}: {bound!r} is not the time format")
-                self.times.append((index, naive))
-            self.values.append(bound)
-        self.position = {name: index for index, name in enumerate(self.columns)}
-
-    def copy(self, shift: dt.timedelta, changes: dict[str, Any]) -> tuple[Any, ...]:
-        values = list(self.values)
-        for index, naive in self.times:
-            values[index] = _sqlite_time(naive + shift)
-        for name, value in changes.items():
-            values[self.position[name]] = value
-        return tuple(values)
+def _moved(row: dict[str, Any], shift: dt.timedelta) -> dict[str, Any]:
+    return {k: v + shift if isinstance(v, dt.datetime) else v for k, v in row.items()}
 
 
-def _sqlite_time(naive: dt.datetime) -> str:
-    """A UTC time as SQLAlchemy's SQLite dialect stores it (checked against the template)."""
-    return naive.isoformat(" ", "microseconds")
+async def _migrate(url: str) -> None:
+    database = Database(url)
+    try:
+        await database.migrate()
+    finally:
+        await database.dispose()
 
 
-def preload(database: Path, template: Template, count: int, owner: str) -> float:
-    """``count`` sessions like the template in the (migrated) database: the template itself,
-    newest, then copies under new UUIDs further and further back over ``HISTORY``. Returns
-    the seconds it took.
+def _copy_of(
+    table: sa.Table, template: sa.Table, renamed: dict[str, sa.ColumnElement[Any]]
+) -> tuple[list[str], list[sa.ColumnElement[Any]]]:
+    """The columns of ``table`` and, for each, what a copy of a ``template`` row (joined to
+    ``_COPIES``) puts there: the renamed UUID, the time moved back by the copy's shift, or
+    the template's value."""
+    shift = sa.func.printf("-%d seconds", _COPIES.c.shift)
+    names, values = [], []
+    for column in table.columns:
+        if column.name == "id":
+            continue  # the message's own key: a new one
+        source = template.c[column.name]
+        if column.name in renamed:
+            value = renamed[column.name]
+        elif isinstance(column.type, tables.UTCDateTime):
+            # Stored as 'YYYY-MM-DD HH:MM:SS.ffffff': whole seconds back, same fraction.
+            value = sa.func.strftime("%Y-%m-%d %H:%M:%S", source, shift).concat(
+                sa.func.substr(source, 20)
+            )
+        else:
+            value = source
+        names.append(column.name)
+        values.append(value)
+    return names, values
 
-    Fast because the work per copy is small: the rows are bound once (see :class:`_Shape`),
-    each copy only moves the times and renames the UUIDs; the INSERTs run in transactions
-    of ``PRELOAD_BATCH`` sessions with the tables' secondary indexes dropped, and the
-    indexes are then created again from their own SQL (``sqlite_master``), as the
-    migrations made them. The journal and syncing are off meanwhile: the file is scratch,
-    and the broker sets its own pragmas when it opens it."""
-    started = time.perf_counter()
-    newest = dt.datetime.now(dt.UTC) - template.session["created"]
-    step = HISTORY / max(count, 1)
+
+_COPIES = sa.Table(
+    "bench_copies",
+    sa.MetaData(),
+    sa.Column("n", sa.Integer, primary_key=True),
+    sa.Column("shift", sa.Integer, nullable=False),
+    sa.Column("session", sa.String),
+    *(sa.Column(f"part{index}", sa.String) for index in range(16)),
+    prefixes=["TEMPORARY"],
+)
+
+
+def _template_table(name: str) -> sa.Table:
+    """A temporary table holding the template's rows of ``name``, same columns."""
+    return sa.Table(
+        f"bench_template_{name}",
+        sa.MetaData(),
+        *(sa.Column(column.name) for column in tables.metadata.tables[name].columns),
+    )
+
+
+def preload(data_dir: Path, template: Template, count: int) -> tuple[float, float]:
+    """A fresh database in ``data_dir`` with ``count`` sessions like the template: the
+    template itself, newest (its times moved to now), then copies under new UUIDs, each
+    further back in time, spread over ``HISTORY``. Returns the seconds it took, and the
+    seconds of CPU.
+
+    The schema comes from the broker's migrations; the template's rows go in through
+    SQLAlchemy Core as the broker writes them; the copies are made by the database, with
+    ``INSERT … SELECT`` from the template's rows joined to a table of (shift, new UUIDs),
+    in transactions of ``PRELOAD_BATCH`` sessions, with the three tables' secondary indexes
+    dropped meanwhile and then created again from their own SQL (``sqlite_master``). The
+    journal and syncing are off meanwhile: the file is scratch, and the broker sets its own
+    pragmas when it opens it."""
+    started, cpu = time.perf_counter(), time.process_time()
+    database = data_dir / "execbroker.db"
+    asyncio.run(_migrate(f"sqlite+aiosqlite:///{database}"))
+    to_now = dt.datetime.now(dt.UTC) - template.session["created"]
+    step = max(1, int(HISTORY.total_seconds()) // max(count, 1))
+    session_uuid = template.session["uuid"]
+    part_uuids = [part["uuid"] for part in template.components]
+    if len(part_uuids) > len(_COPIES.c) - 3:
+        raise RuntimeError(f"{len(part_uuids)} components: more than the copies table holds")
+    names = ("sessions", "components", "messages")
     engine = sa.create_engine(f"sqlite:///{database}")
-    dialect = engine.dialect
-    session_shape = _Shape(tables.sessions, template.session, dialect)
-    part_shapes = [_Shape(tables.components, part, dialect) for part in template.components]
-    note_shapes = [_Shape(tables.messages, note, dialect) for note in template.messages]
     try:
         with engine.connect() as connection:
             for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-262144"):
                 connection.exec_driver_sql(f"PRAGMA {pragma}")
+            connection.execute(tables.sessions.insert(), [_moved(template.session, to_now)])
+            connection.execute(
+                tables.components.insert(), [_moved(part, to_now) for part in template.components]
+            )
+            connection.execute(
+                tables.messages.insert(), [_moved(note, to_now) for note in template.messages]
+            )
+            for name in names:
+                table = tables.metadata.tables[name]
+                key = table.c.uuid if name == "sessions" else table.c.session_uuid
+                connection.exec_driver_sql(
+                    f"CREATE TEMPORARY TABLE bench_template_{name} AS "  # noqa: S608 - names
+                    f"SELECT * FROM {name} WHERE {key.name} = ?",
+                    (session_uuid,),
+                )
             indexes = connection.exec_driver_sql(
                 "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
                 "AND tbl_name IN ('sessions', 'components', 'messages')"
             ).all()
             for name, _ in indexes:
                 connection.exec_driver_sql(f'DROP INDEX "{name}"')
-            connection.commit()
-            for first in range(0, count, PRELOAD_BATCH):
-                rows: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
-                for index in range(first, min(count, first + PRELOAD_BATCH)):
-                    shift = newest - index * step
-                    renamed = {
-                        old: str(uuid.uuid4()) if index else old
-                        for old in (
-                            template.session["uuid"],
-                            *(p["uuid"] for p in template.components),
-                        )
+            _COPIES.create(connection)
+            connection.execute(
+                _COPIES.insert(),
+                [
+                    {
+                        "n": n,
+                        "shift": n * step,
+                        "session": str(uuid.uuid4()),
+                        **{f"part{i}": str(uuid.uuid4()) for i in range(len(part_uuids))},
                     }
-                    session = renamed[template.session["uuid"]]
-                    rows["sessions"].append(
-                        session_shape.copy(shift, {"uuid": session, "owner": owner})
+                    for n in range(1, count)
+                ],
+            )
+            connection.commit()
+            sources = {name: _template_table(name) for name in names}
+            parts = {old: _COPIES.c[f"part{i}"] for i, old in enumerate(part_uuids)}
+            renamed: dict[str, dict[str, sa.ColumnElement[Any]]] = {
+                "sessions": {"uuid": _COPIES.c.session},
+                "components": {
+                    "uuid": sa.case(parts, value=sources["components"].c.uuid),
+                    "session_uuid": _COPIES.c.session,
+                },
+                "messages": {
+                    "subject_uuid": sa.case(
+                        {session_uuid: _COPIES.c.session, **parts},
+                        value=sources["messages"].c.subject_uuid,
+                    ),
+                    "session_uuid": _COPIES.c.session,
+                },
+            }
+            for first in range(1, count, PRELOAD_BATCH):
+                for name in names:
+                    table = tables.metadata.tables[name]
+                    columns, values = _copy_of(table, sources[name], renamed[name])
+                    chosen = (
+                        sa.select(*values)
+                        .select_from(sources[name].join(_COPIES, sa.true()))  # every pairing
+                        .where(_COPIES.c.n >= first, _COPIES.c.n < first + PRELOAD_BATCH)
                     )
-                    for shape, part in zip(part_shapes, template.components, strict=True):
-                        changes = {"uuid": renamed[part["uuid"]], "session_uuid": session}
-                        rows["components"].append(shape.copy(shift, {**changes, "owner": owner}))
-                    for shape, note in zip(note_shapes, template.messages, strict=True):
-                        changes = {
-                            "subject_uuid": renamed[note["subject_uuid"]],
-                            "session_uuid": session,
-                        }
-                        rows["messages"].append(shape.copy(shift, changes))
-                # All copies of a table's rows have the same columns: one INSERT each.
-                connection.exec_driver_sql(session_shape.sql, rows["sessions"])
-                connection.exec_driver_sql(part_shapes[0].sql, rows["components"])
-                connection.exec_driver_sql(note_shapes[0].sql, rows["messages"])
+                    connection.execute(table.insert().from_select(columns, chosen))
                 connection.commit()
             for _, sql in indexes:
                 connection.exec_driver_sql(sql)
             connection.commit()
     finally:
         engine.dispose()
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
 # --------------------------------------------------------------------------- the run
@@ -601,7 +656,40 @@ class Bench:
     def add(self, row: Row) -> None:
         self.rows[row.name] = row
         if row.rate is not None:
-            print(f"  {row.name}: {row.rate:,.1f}/s  {row.note}".rstrip(), flush=True)
+            latency = (
+                "" if row.p50_ms is None else f", p50 {row.p50_ms:.2f} ms, p99 {row.p99_ms:.2f} ms"
+            )
+            print(f"  {row.name}: {row.rate:,.1f}/s{latency}  {row.note}".rstrip(), flush=True)
+
+    def attempt(self, names: tuple[str, ...], action: Callable[[], None]) -> None:
+        """Run ``action``, which measures the rows ``names``; if it fails, those of them not
+        measured yet are reported failed, and the run goes on with the next."""
+        try:
+            action()
+        except Exception as failure:  # reported in the table; the run goes on
+            text = f"{type(failure).__name__}: {failure}"
+            print(f"  {', '.join(names)} failed: {text}", flush=True)
+            self.notes.append(f"{', '.join(names)} failed: {text}")
+            for name in names:
+                if name not in self.rows and self.wanted(name):
+                    first = text.splitlines()[0][:120]
+                    self.rows[name] = Row(name=name, call="(failed)", passed=False, note=first)
+
+    def call(
+        self,
+        name: str,
+        call: str,
+        url: str,
+        headers: dict[str, str],
+        *,
+        expect_errors: bool = False,
+        note: str = "",
+    ) -> None:
+        """Measure one GET of ``url`` with wrk."""
+        script = get_script(self.scripts, name, headers)
+        row = _row(name, call, drive(url, script, self.load, expect_errors=expect_errors))
+        row.note = note
+        self.add(row)
 
     # ------------------------------------------------------------------ phase A: empty
 
@@ -610,16 +698,19 @@ class Bench:
         /requests (whose offers would otherwise show in that listing)."""
         with BenchBroker(data_dir=data_dir, env=BROKER_ENV) as broker:
             auth = {"Authorization": broker.headers["Authorization"]}
-            if self.wanted(LIST_EMPTY):
+
+            def list_empty() -> None:
                 with broker.client() as client:
                     listed = _check(client.get(LISTING), 200, "the empty listing").json()
                 if listed["sessions"]:
                     raise RuntimeError(f"the empty listing lists {len(listed['sessions'])}")
-                script = get_script(self.scripts, LIST_EMPTY, auth)
-                run = drive(f"{broker.url}{LISTING}", script, self.load)
-                self.add(_row(LIST_EMPTY, f"GET {LISTING}, 0 sessions stored", run))
+                url = f"{broker.url}{LISTING}"
+                self.call(LIST_EMPTY, f"GET {LISTING}, 0 sessions stored", url, auth)
+
+            if self.wanted(LIST_EMPTY):
+                self.attempt((LIST_EMPTY,), list_empty)
             if self.wanted(POST_REQUESTS):
-                self._post_requests(broker.url, auth)
+                self.attempt((POST_REQUESTS,), lambda: self._post_requests(broker.url, auth))
 
     def _post_requests(self, url: str, auth: dict[str, str]) -> None:
         document = example(REQUEST)
@@ -649,43 +740,48 @@ class Bench:
         with BenchBroker(data_dir=data_dir, env=BROKER_ENV) as broker:
             url = broker.url
             auth = {"Authorization": broker.headers["Authorization"]}
-            session_path = f"/sessions/{template.session['uuid']}"
+            session = f"/sessions/{template.session['uuid']}"
+            # A token of the right shape that the tokens file does not hold.
+            wrong = {"Authorization": f"Bearer {secrets.token_urlsafe(32)}"}
             before = _rate_limited(url)
-            if self.wanted(NOT_FOUND):
+
+            def not_found() -> None:
                 _check(httpx.get(f"{url}/no/such/path"), 404, "an unknown path")
-                script = get_script(self.scripts, NOT_FOUND, {})
-                run = drive(f"{url}/no/such/path", script, self.load, expect_errors=True)
-                self.add(_row(NOT_FOUND, "GET an unknown path (404), no token", run))
-            if self.wanted(REFUSED):
-                # A token of the right shape that the tokens file does not hold.
-                wrong = {"Authorization": f"Bearer {secrets.token_urlsafe(32)}"}
-                _check(httpx.get(f"{url}{session_path}", headers=wrong), 401, "a wrong token")
-                script = get_script(self.scripts, REFUSED, wrong)
-                run = drive(f"{url}{session_path}", script, self.load, expect_errors=True)
-                self.add(_row(REFUSED, "GET /sessions/{uuid} with a wrong token (401)", run))
-            if self.wanted(HEALTHZ):
+                call = "GET an unknown path (404), no token"
+                self.call(NOT_FOUND, call, f"{url}/no/such/path", {}, expect_errors=True)
+
+            def refused() -> None:
+                _check(httpx.get(f"{url}{session}", headers=wrong), 401, "a wrong token")
+                call = "GET /sessions/{uuid} with a wrong token (401)"
+                self.call(REFUSED, call, f"{url}{session}", wrong, expect_errors=True)
+
+            def healthz() -> None:
                 _check(httpx.get(f"{url}/healthz"), 200, "GET /healthz")
-                script = get_script(self.scripts, HEALTHZ, {})
-                run = drive(f"{url}/healthz", script, self.load)
-                self.add(_row(HEALTHZ, "GET /healthz, no token", run))
-            if self.wanted(GET_SESSION):
+                self.call(HEALTHZ, "GET /healthz, no token", f"{url}/healthz", {})
+
+            def get_session() -> None:
                 with broker.client() as client:
-                    read = _check(client.get(session_path), 200, "the session").json()
-                shape = _shape(read)
-                script = get_script(self.scripts, GET_SESSION, auth)
-                run = drive(f"{url}{session_path}", script, self.load)
-                row = _row(GET_SESSION, "GET /sessions/{uuid}, authenticated", run)
-                row.note = f"({shape})"
-                self.add(row)
-            if self.wanted(LIST_FULL):
+                    read = _check(client.get(session), 200, "the session").json()
+                call = "GET /sessions/{uuid}, authenticated"
+                self.call(GET_SESSION, call, f"{url}{session}", auth, note=f"({_shape(read)})")
+
+            def list_full() -> None:
                 with broker.client() as client:
                     listed = _check(client.get(LISTING), 200, "the listing").json()
-                stored = self.args.sessions
-                script = get_script(self.scripts, LIST_FULL, auth)
-                run = drive(f"{url}{LISTING}", script, self.load)
-                row = _row(LIST_FULL, f"GET {LISTING}, {stored:,} sessions stored", run)
-                row.note = f"({len(listed['sessions'])} listed)"
-                self.add(row)
+                call = f"GET {LISTING}, {max(1, self.args.sessions):,} sessions stored"
+                note = f"({len(listed['sessions'])} listed)"
+                self.call(LIST_FULL, call, f"{url}{LISTING}", auth, note=note)
+
+            rows = {
+                NOT_FOUND: not_found,
+                REFUSED: refused,
+                HEALTHZ: healthz,
+                GET_SESSION: get_session,
+                LIST_FULL: list_full,
+            }
+            for name, action in rows.items():
+                if self.wanted(name):
+                    self.attempt((name,), action)
             limited = _rate_limited(url) - before
             if limited:
                 raise RuntimeError(f"{limited:.0f} calls were answered 429: raise the rate")
@@ -727,35 +823,42 @@ class Bench:
     # ------------------------------------------------------------------ all of it
 
     def run(self) -> None:
-        phase_a = self.wanted(LIST_EMPTY, POST_REQUESTS)
-        phase_b = self.wanted(NOT_FOUND, REFUSED, HEALTHZ, GET_SESSION, LIST_FULL)
-        data_dir = self.scratch / "broker"
-        data_dir.mkdir()
+        phase_a = (LIST_EMPTY, POST_REQUESTS)
+        phase_b = (NOT_FOUND, REFUSED, HEALTHZ, GET_SESSION, LIST_FULL)
         with floor_server(self.scratch / "floor") as floor:
             self.measure_floor(floor)
-            if phase_b:
-                started = time.perf_counter()
-                template = real_session(self.scratch / "template")
-                print(
-                    f"  one real session run to COMPLETED in {time.perf_counter() - started:.1f}"
-                    f" s: {len(template.components)} components, {template.all_messages} "
-                    f"messages (the bench keeps {len(template.messages)})",
-                    flush=True,
-                )
-            if phase_a or phase_b:
-                # Phase A also migrates the database phase B's preload writes into.
-                self.empty_broker(data_dir)
-            if phase_b:
-                count = max(1, self.args.sessions)
-                seconds = preload(data_dir / "execbroker.db", template, count, owner="local")
-                print(f"  preloaded {count:,} sessions in {seconds:.1f} s", flush=True)
-                self.notes.append(f"preloaded {count:,} sessions in {seconds:.1f} s")
-                self.stored_broker(data_dir, template)
-            if phase_a or phase_b:
+            if self.wanted(*phase_a):
+                self.attempt(phase_a, self._phase_a)
+            if self.wanted(*phase_b):
+                self.attempt(phase_b, self._phase_b)
+            if self.wanted(*phase_a, *phase_b):
                 self.measure_floor(floor)
         if self.wanted(LIFECYCLE):
-            self.lifecycle()
+            self.attempt((LIFECYCLE, "rss"), self.lifecycle)
         self._judge()
+
+    def _phase_a(self) -> None:
+        empty = self.scratch / "empty"
+        empty.mkdir()
+        self.empty_broker(empty)
+
+    def _phase_b(self) -> None:
+        started = time.perf_counter()
+        template = real_session(self.scratch / "template")
+        print(
+            f"  one real session run to COMPLETED in {time.perf_counter() - started:.1f} s: "
+            f"{len(template.components)} components, {template.all_messages} messages "
+            f"(the bench keeps {len(template.messages)})",
+            flush=True,
+        )
+        count = max(1, self.args.sessions)
+        stored = self.scratch / "stored"
+        stored.mkdir()
+        seconds, cpu = preload(stored, template, count)
+        loaded = f"preloaded {count:,} sessions in {seconds:.1f} s ({cpu:.1f} s of CPU)"
+        print(f"  {loaded}", flush=True)
+        self.notes.append(loaded)
+        self.stored_broker(stored, template)
 
     @property
     def floor_rate(self) -> float:

@@ -120,6 +120,7 @@ def zero_delay_env(count: int) -> dict[str, str]:
         "EXECBROKER_CAPACITY_MEMORY_GIB": str(10 * count),
         "EXECBROKER_CAPACITY_STORAGE_GIB": str(100 * count),
         "EXECBROKER_QUOTA_ACTIVE_SESSIONS": str(count),
+        "EXECBROKER_QUOTA_STORED_RECORDS": str(10 * count),
     }
 
 

@@ -195,6 +195,16 @@ class PlanningSettings(_Section):
         default=timedelta(hours=24),
         description="Start interval searched when a request names none: from now to now + this.",
     )
+    backfill: bool = Field(
+        default=True,
+        description=(
+            "Move accepted sessions that have not begun to an earlier start when capacity "
+            "frees up (a run ends early, a session is cancelled, an offer is rejected or "
+            "expires): direct runs and containers within their start interval, notebooks "
+            "only when the request asks (x-start-early). First come, first served; no "
+            "session is ever delayed. false: every session keeps its accepted start."
+        ),
+    )
     default_cores: int = Field(default=1, ge=1, description="Cores when a request names none.")
     default_memory_gib: int = Field(
         default=2, ge=1, description="Memory (GiB) when a request names none."
@@ -524,6 +534,17 @@ class ServerSettings(_Section):
         default=100,
         ge=16,
         description="Most header lines a request may have; one with more is answered 431.",
+    )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description=(
+            "Worker processes `execbroker serve` runs, sharing the port (`--workers`). More "
+            "than 1 needs PostgreSQL: on SQLite one process writes the database file, and "
+            "the broker's write lock holds within one process. Each worker runs the lifecycle "
+            "engine and timers, as brokers sharing a PostgreSQL database do."
+        ),
     )
     anonymous_rate: float = Field(
         default=20,
@@ -1318,6 +1339,14 @@ class Settings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Logging threshold."
+    )
+    access_log: bool = Field(
+        default=False,
+        description=(
+            "Whether `execbroker serve` logs one line per request (uvicorn's access log) at "
+            "INFO. At log_level DEBUG the lines are written anyway. Off by default: "
+            "formatting and writing a line cost a tenth of what a short answer does."
+        ),
     )
 
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)

@@ -38,6 +38,7 @@ from execbroker.lifecycle.rules import EngineTimings
 from execbroker.planning.profile import PlatformProfile, estimate_book, profile_from_settings
 from execbroker.platforms.factory import build_platform
 from execbroker.platforms.instrumented import InstrumentedPlatform
+from execbroker.services.backfill import BackfillService
 from execbroker.services.estimates import EstimateRecorder
 from execbroker.services.expiry import ExpiryTimer
 from execbroker.services.occupancy import OccupancyService
@@ -131,13 +132,23 @@ class ProcessContext:
             single_process=database.is_sqlite,
             learn=estimates.record,
         )
-        changes = SessionChanges(feed, engine=engine.wake)
+        changes = SessionChanges(feed, engine=engine.wake, freed=engine.freed)
+        profile = profile_from_settings(settings, estimates.book)
+        if settings.planning.backfill:
+            engine.backfill = BackfillService(
+                store=store,
+                profile=profile,
+                platform=platform,
+                clock=clock,
+                changes=changes,
+                freed=engine.freed,
+            ).run_pass
         return cls(
             settings=settings,
             clock=clock,
             database=database,
             store=store,
-            profile=profile_from_settings(settings, estimates.book),
+            profile=profile,
             platform=platform,
             feed=feed,
             engine=engine,

@@ -16,6 +16,7 @@ import execbroker
 from execbroker.api.dependencies import Broker
 from execbroker.api.errors import (
     UnhandledErrors,
+    answer_not_found,
     install_error_handlers,
     install_refusal_handler,
 )
@@ -33,7 +34,7 @@ from execbroker.api.handlers.openapi_bodies import document_parameter_errors
 from execbroker.api.header_limits import HeaderLimits
 from execbroker.api.limits import AnonymousRateLimit, BodyDeadline
 from execbroker.api.security import SecurityHeaders
-from execbroker.api.urls import SlashRedirects
+from execbroker.api.urls import SlashRedirects, UnroutedPaths
 from execbroker.clock import Clock
 from execbroker.config import Settings, load_settings
 from execbroker.factory import Factory, ProcessContext
@@ -88,7 +89,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                     "database": context.database.url.get_backend_name(),
                 },
             )
-            yield
+            try:
+                yield
+            finally:
+                await app.state.broker.database_ping.aclose()
         finally:
             await context.aclose()
 
@@ -103,9 +107,13 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         docs_url=None,
         redoc_url=None,
     )
-    app.router.default = SlashRedirects(app.router, settings, otherwise=app.router.not_found)
+    app.router.default = fallback = SlashRedirects(
+        app.router, settings, otherwise=answer_not_found(app.router.not_found)
+    )
     install_error_handlers(app)
     install_refusal_handler(app)
+    # The innermost: what it answers passes every other middleware like any answer.
+    app.add_middleware(UnroutedPaths, fallback=fallback)
     _install_limits(app, settings)
     app.add_middleware(
         HeaderLimits,

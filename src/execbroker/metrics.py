@@ -10,6 +10,9 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
+    "BACKFILL_GAINED",
+    "BACKFILL_MOVES",
+    "BACKFILL_SCANS",
     "BOOKINGS",
     "CLAIMS_TAKEN_OVER",
     "ENGINE_PASSES",
@@ -125,4 +128,19 @@ PREPARING_ESTIMATE = Gauge(
     "recent history), for the keys with the most observations (at most 20: the image label "
     "stays bounded); a key with too few observations is planned with the defaults, not shown",
     ["platform", "role", "kind", "image"],
+)
+BACKFILL_MOVES = Counter(
+    "execbroker_backfill_moves_total",
+    "Accepted sessions moved to an earlier start because capacity freed up (issue 19)",
+)
+BACKFILL_GAINED = Histogram(
+    "execbroker_backfill_gained_seconds",
+    "How much earlier each moved session starts than it did before the move",
+    buckets=(1, 5, 10, 30, 60, 300, 600, 1800, 3600, 4 * 3600, 12 * 3600, 86400),
+)
+BACKFILL_SCANS = Counter(
+    "execbroker_backfill_scans_total",
+    "Backfill passes that looked for sessions to move, by what they found: none (no session "
+    "waited that could move; no lock taken), looked (the calendar was read under the lock)",
+    ["outcome"],
 )

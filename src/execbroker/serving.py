@@ -18,15 +18,21 @@ headers.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from execbroker.config import Settings, load_settings
 from execbroker.model.messages import make_message
 from execbroker.model.phases import MessageLevel
 from execbroker.model.wire import dump
 
-__all__ = ["protocol_with_header_deadline"]
+__all__ = [
+    "SettingsHeaderDeadlineProtocol",
+    "head_limits",
+    "protocol_with_header_deadline",
+]
 
 
 def _head_too_large(limit: int) -> bytes:
@@ -118,3 +124,33 @@ def protocol_with_header_deadline(
         (_HeaderDeadlineProtocol,),
         {"header_timeout": header_timeout, "max_head_bytes": max_head_bytes},
     )
+
+
+def head_limits(settings: Settings) -> tuple[float, int]:
+    """``(header_timeout, max_head_bytes)`` for :func:`protocol_with_header_deadline`."""
+    return (
+        settings.server.header_timeout.total_seconds(),
+        # Room for a long request line (httptools refuses URLs from 64 KiB) and a read that
+        # carries body bytes; HeaderLimits answers complete headers exactly.
+        settings.server.max_header_bytes + 128 * 1024,
+    )
+
+
+@functools.cache
+def _limits_in_force() -> tuple[float, int]:
+    return head_limits(load_settings())
+
+
+class SettingsHeaderDeadlineProtocol(_HeaderDeadlineProtocol):
+    """The protocol with the limits of the settings in force (``EXECBROKER_*``), by a name
+    uvicorn can import: each worker process of ``serve --workers`` loads it so, since a class
+    made at run time does not cross into a new process.
+    """
+
+    @property
+    def header_timeout(self) -> float:  # type: ignore[override]
+        return _limits_in_force()[0]
+
+    @property
+    def max_head_bytes(self) -> int:  # type: ignore[override]
+        return _limits_in_force()[1]

@@ -17,6 +17,8 @@ SMALL_POOL = {"capacity_cores": 8, "capacity_memory_gib": 32, "capacity_storage_
 def _request(cores: int, *, start: str | None = None, window: str = "PT10M") -> dict[str, Any]:
     document: dict[str, Any] = example("direct-request.json")
     document["compute"] = {"cores": {"min": cores, "max": cores}, "memory": {"min": 2, "max": 2}}
+    # Runs that last: nothing ends early and moves the waiting session (issue 19, part 1).
+    document["executable"]["environment"] = {"MOCK_RUN_SECONDS": "600"}
     start = start or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     document["schedule"] = {"requested": {"start": f"{start}/{window}", "duration": "PT30M"}}
     return document

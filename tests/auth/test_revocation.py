@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import jwt
 import pytest
 
 from execbroker.fakes.oidc import FakeOIDCProvider
@@ -110,3 +112,42 @@ async def test_an_oidc_token_that_expires_ends_its_long_poll(
         assert answer.status_code == 401
         assert "expired" in answer.json()["messages"][0]["message"].lower()
         assert time.monotonic() - started < 5
+
+
+async def test_an_oidc_token_accepted_before_is_refused_once_it_expires(
+    broker: BrokerClient, issuer: FakeOIDCProvider
+) -> None:
+    async with broker(
+        user=None,
+        auth="oidc",
+        oidc_issuer=issuer.issuer,
+        oidc_audience="execbroker",
+        oidc_leeway=0,
+    ) as client:
+        token = issuer.mint("alice", lifetime=timedelta(seconds=2))
+        brief = {"Authorization": f"Bearer {token}"}
+        for _ in range(3):  # checked once, then remembered
+            assert (await client.get("/sessions", headers=brief)).status_code == 200
+        expires = jwt.decode(token, options={"verify_signature": False})["exp"]
+        await asyncio.sleep(max(0.0, expires - time.time()) + 0.1)
+        refused = await client.get("/sessions", headers=brief)
+        assert refused.status_code == 401
+        assert "expired" in refused.json()["messages"][0]["message"]
+
+
+async def test_a_tokens_file_moved_over_by_one_of_the_same_size_and_time_takes_effect(
+    broker: BrokerClient, tmp_path: Path
+) -> None:
+    path = tmp_path / "test-tokens.yaml"
+    async with broker() as client:
+        assert (await client.get("/sessions", headers=auth("alice"))).status_code == 200
+        # Alice's token replaced by another as long, in a new file with the old one's
+        # modification time, moved over it: only the inode tells the files apart.
+        old = path.stat()
+        new = tmp_path / "test-tokens.yaml.new"
+        new.write_text(path.read_text().replace(TOKENS["alice"], "r" * len(TOKENS["alice"])))
+        os.utime(new, ns=(old.st_atime_ns, old.st_mtime_ns))
+        assert new.stat().st_size == old.st_size
+        new.replace(path)
+        assert (await client.get("/sessions", headers=auth("alice"))).status_code == 401
+        assert (await client.get("/sessions", headers=auth("bob"))).status_code == 200

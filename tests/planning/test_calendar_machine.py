@@ -10,7 +10,15 @@ checked:
   computed here from the rows, independently of ``planning/calendar.py``; the account's
   interactive sessions (notebooks, on a mock platform with ``mock_max_interactive_sessions``)
   are one of those resources;
-* every session still books what it was offered, in a phase it may be in.
+* every session still books what it was offered, in a phase it may be in;
+* a session that moved earlier (issue 19: runs end early at random fractions of their
+  booking, sessions are cancelled, offers rejected or expire) starts no later than it was
+  promised, no earlier than its request allows (its start interval, and not before the
+  moment it moved plus its preparing lead), never later than it did at the step before
+  (nobody is delayed, whoever arrived later), and keeps its duration and amounts; only
+  sessions that may move do;
+* after the engine has caught up with a tick, no session that may move could start
+  earlier in the calendar as it is: freed capacity is used at once.
 
 Each request's answer is checked against what was asked: the number of offers, their
 starts, durations and amounts, and ``NO`` only with messages naming the field. Each
@@ -113,6 +121,9 @@ ROWS = sa.select(
     _C.available_seconds,
     _C.release_seconds,
     _C.releasing,
+    _C.moves_earlier,
+    _C.earliest_start,
+    _C.promised_start,
 )
 ENDED = frozenset({SessionPhase.COMPLETED, SessionPhase.FAILED, SessionPhase.CANCELLED})
 ENGINE_PASSES = 20  # at most, per tick: each pass takes every due session one step on
@@ -161,6 +172,10 @@ class Shape:
     duration_minutes: int
     start_offset_minutes: int
     window_minutes: int
+    # How long a container runs, as a fraction of its duration (None: the mock's default,
+    # ten seconds); whether the request says it may start early (None: not said).
+    run_fraction: float | None = None
+    start_early: bool | None = None
 
     def window(self, now: datetime) -> tuple[datetime, datetime]:
         start = now + timedelta(minutes=self.start_offset_minutes)
@@ -203,6 +218,13 @@ class Shape:
                 "start": f"{format_instant(start)}/PT{self.window_minutes}M",
             }
         }
+        if self.start_early is not None:
+            document["schedule"]["requested"]["x-start-early"] = self.start_early
+        if self.run_fraction is not None and document["executable"]["kind"].endswith(
+            "docker-container.yaml"
+        ):
+            seconds = round(self.duration_minutes * 60 * self.run_fraction)
+            document["executable"]["environment"] = {"MOCK_RUN_SECONDS": str(seconds)}
         return document
 
     def expect(self, now: datetime) -> Expected:
@@ -291,6 +313,8 @@ def shapes(draw: st.DrawFn) -> Shape:
         duration_minutes=draw(minutes(10, 360)),
         start_offset_minutes=draw(minutes(-30, 720)),
         window_minutes=draw(minutes(0, 360)),
+        run_fraction=draw(st.none() | st.sampled_from([0.01, 0.1, 0.5, 0.9, 1.5])),
+        start_early=draw(st.sampled_from([None, None, True, False])),
     )
 
 
@@ -313,6 +337,9 @@ class Row:
     available_seconds: float
     release_seconds: float
     releasing: bool  # cancelled, its components not yet released: it still holds
+    moves_earlier: bool
+    earliest_start: datetime | None
+    promised_start: datetime | None
 
     def holds_at(self, now: datetime) -> bool:
         if self.phase in HOLDING or self.releasing:
@@ -348,6 +375,12 @@ def held_at(rows: Iterable[Row], moment: datetime) -> Amounts:
     )
 
 
+def ceil_second(moment: datetime) -> datetime:
+    if moment.microsecond:
+        return moment.replace(microsecond=0) + timedelta(seconds=1)
+    return moment
+
+
 def within_pool(amounts: Amounts) -> bool:
     return all(a <= p for a, p in zip(amounts, POOL, strict=True))
 
@@ -371,6 +404,7 @@ class Promise:
     available_start: datetime
     available_seconds: float
     amounts: Amounts
+    earliest: datetime  # the earliest start the request allows
     extended: int = 0  # seconds added by extensions
 
 
@@ -482,6 +516,8 @@ class CalendarMachine(RuleBasedStateMachine):
         self.engine = self.context.engine
         self.model = Model()
         self._rows: list[Row] | None = None
+        # Each session's start as it was after the step before: it never moves later.
+        self.starts: dict[str, datetime] = {}
 
     def teardown(self) -> None:
         try:
@@ -527,6 +563,9 @@ class CalendarMachine(RuleBasedStateMachine):
                 available_seconds=r.available_seconds,
                 release_seconds=r.release_seconds,
                 releasing=r.releasing,
+                moves_earlier=r.moves_earlier,
+                earliest_start=r.earliest_start,
+                promised_start=r.promised_start,
             )
             for r in found
         ]
@@ -561,7 +600,7 @@ class CalendarMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------------ checks
 
-    def remember(self, session: SessionRecord) -> None:
+    def remember(self, session: SessionRecord, expected: Expected) -> None:
         uuid = str(session.uuid)
         self.model.phases[uuid] = session.phase
         self.model.promises[uuid] = Promise(
@@ -572,7 +611,9 @@ class CalendarMachine(RuleBasedStateMachine):
             available_start=session.schedule.available_start,
             available_seconds=session.schedule.available_duration.total_seconds(),
             amounts=(session.cores, session.memory_gib, session.storage_gib, session.interactive),
+            earliest=expected.start,
         )
+        self.starts[uuid] = session.schedule.available_start
 
     @staticmethod
     def check_offered(session: SessionRecord, expected: Expected, now: datetime) -> None:
@@ -621,7 +662,7 @@ class CalendarMachine(RuleBasedStateMachine):
             assert offer.offer_set_uuid == offer_set.uuid
             assert offer.expires == now + OFFER_TTL
             self.check_offered(offer, expected, now)
-            self.remember(offer)
+            self.remember(offer, expected)
             uuids.append(str(offer.uuid))
         self.model.members[str(offer_set.uuid)] = uuids
         return multiple(*(UUID(u) for u in uuids))
@@ -651,7 +692,7 @@ class CalendarMachine(RuleBasedStateMachine):
         self.check_offered(session, expected, now)
         booked = (session.cores, session.memory_gib, session.storage_gib, session.interactive)
         assert booked == expected.minimum
-        self.remember(session)
+        self.remember(session, expected)
         self.model.accept(str(session.uuid))
         return session.uuid
 
@@ -800,6 +841,9 @@ class CalendarMachine(RuleBasedStateMachine):
         for _ in range(ENGINE_PASSES):
             if not self.run(self.engine.run_once()):
                 break
+        else:
+            return  # not caught up yet: the next tick goes on
+        self.check_nothing_could_move(self.clock.now())
 
     # ------------------------------------------------------------------ invariants
 
@@ -808,7 +852,7 @@ class CalendarMachine(RuleBasedStateMachine):
         now = self.clock.now()
         rows = self.rows()
         self.check_pool(rows, now)
-        self.check_promises(rows)
+        self.check_promises(rows, now)
 
     @staticmethod
     def check_pool(rows: list[Row], now: datetime) -> None:
@@ -827,7 +871,7 @@ class CalendarMachine(RuleBasedStateMachine):
                 )
             )
 
-    def check_promises(self, rows: list[Row]) -> None:
+    def check_promises(self, rows: list[Row], now: datetime) -> None:
         model = self.model
         assert {r.uuid for r in rows} == set(model.phases)
         for row in rows:
@@ -845,13 +889,68 @@ class CalendarMachine(RuleBasedStateMachine):
                     model.ended[row.uuid] = row.phase
             promise = model.promises[row.uuid]
             assert row.amounts == promise.amounts
-            assert row.book_start == promise.book_start == row.prepare_start
-            assert row.available_start == promise.available_start
+            assert row.promised_start == promise.available_start
+            # A promise is a promise: never later than accepted, never earlier than the
+            # request allows, never later than it was a step ago (whoever came since).
+            before = self.starts[row.uuid]
+            assert row.available_start <= before, (
+                f"{row.uuid} moved later, from {before} to {row.available_start}"
+            )
+            assert row.available_start <= promise.available_start
+            assert row.available_start >= promise.earliest, (
+                f"{row.uuid} starts at {row.available_start}, before its request allows "
+                f"({promise.earliest})"
+            )
+            if row.available_start < before:
+                event("moved earlier")
+                assert row.moves_earlier, f"{row.uuid} moved though it may not"
+                assert row.phase in ACTIVE_SESSION_PHASES or row.phase in ENDED
+                # Moved just now: it has all its preparing time from now on.
+                assert row.book_start >= now, (
+                    f"{row.uuid} moved to book from {row.book_start}, before now ({now})"
+                )
+                self.starts[row.uuid] = row.available_start
+            # It keeps its duration and its amounts, and moves as one.
+            shift = row.available_start - promise.available_start
+            assert row.book_start == promise.book_start + shift == row.prepare_start
             assert row.available_seconds == promise.available_seconds + promise.extended
-            assert row.book_end == promise.book_end + timedelta(seconds=promise.extended)
+            assert row.book_end == promise.book_end + shift + timedelta(seconds=promise.extended)
             assert row.book_end == row.available_start + timedelta(
                 seconds=row.available_seconds + row.release_seconds
             )
+
+    def check_nothing_could_move(self, now: datetime) -> None:
+        """Once the engine has caught up: no waiting session that may move fits anywhere
+        earlier, beside everything else booked (freed capacity was used at once; worked
+        out from the rows, not by the planner).
+        """
+        rows = self.rows()
+        live = [r for r in rows if r.holds_at(now)]
+        for row in live:
+            if not (
+                row.moves_earlier
+                and row.phase in (SessionPhase.ACCEPTED, SessionPhase.WAITING)
+                and row.book_start > now
+                and row.earliest_start is not None
+            ):
+                continue
+            lead = row.available_start - row.book_start
+            span = row.book_end - row.book_start
+            floor = ceil_second(max(row.earliest_start, now + lead))
+            others = [r for r in live if r.uuid != row.uuid]
+            starts = {floor} | {ceil_second(r.book_end + lead) for r in others}
+            for start in sorted(starts):
+                if not floor <= start <= row.available_start - timedelta(seconds=1):
+                    continue
+                begin, end = start - lead, start - lead + span
+                moments = {begin} | {r.book_start for r in others if begin < r.book_start < end}
+                if all(
+                    within_pool(plus(held_at(others, moment), row.amounts)) for moment in moments
+                ):
+                    raise AssertionError(
+                        f"{row.uuid} waits to start at {row.available_start}, but fits from "
+                        f"{start}: freed capacity left unused"
+                    )
 
 
 CalendarMachine.TestCase.settings = hypothesis.settings(

@@ -1,14 +1,20 @@
-"""What handlers get injected: the services, the caller's identity, the renderer."""
+"""What handlers get injected: the services, the caller's identity, the renderer.
+
+Every dependency is ``async def`` although none awaits anything: FastAPI runs a plain
+``def`` dependency in a worker thread, a hop to a thread and back for each one on every
+request (with three of them, most of what a refused request cost).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from execbroker.api.formats.limits import ParseLimits
+from execbroker.api.readiness import SharedPing
 from execbroker.api.render import Renderer
 from execbroker.api.urls import base_url
 from execbroker.auth.identity import Authenticator, Caller
@@ -39,9 +45,14 @@ class Broker:
     storage: StorageProbe | None = None
     background: BackgroundTaskManager | None = None
     occupancy: OccupancyService | None = None
+    # /healthz's database ping, shared by its callers (execbroker.api.readiness).
+    database_ping: SharedPing = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.database_ping = SharedPing(self.database.ping)
 
 
-def _broker(request: Request) -> Broker:
+async def _broker(request: Request) -> Broker:
     broker: Broker = request.app.state.broker
     return broker
 
@@ -74,7 +85,7 @@ async def _caller(
 CallerDep = Annotated[Caller, Depends(_caller)]
 
 
-def _renderer(request: Request, broker: BrokerDep, caller: CallerDep) -> Renderer:
+async def _renderer(request: Request, broker: BrokerDep, caller: CallerDep) -> Renderer:
     return Renderer(base_url(request, broker.settings), viewer=caller.name)
 
 

@@ -26,7 +26,12 @@ from execbroker.model.messages import make_message
 from execbroker.model.phases import MessageLevel, SessionPhase
 from execbroker.model.wire import MessageItem, dump
 
-__all__ = ["UnhandledErrors", "install_error_handlers", "install_refusal_handler"]
+__all__ = [
+    "UnhandledErrors",
+    "answer_not_found",
+    "install_error_handlers",
+    "install_refusal_handler",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -106,19 +111,39 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, failure: StarletteHTTPException) -> Response:
-        status = failure.status_code
-        detail = failure.detail if isinstance(failure.detail, str) else "HTTP error"
-        if status == 404:
-            detail = "Nothing is served at {path}"
-        elif status == 405:
-            detail = "{method} is not allowed on {path}"
-        return _error_response(
-            request,
-            status=status,
-            code=_HTTP_CODES.get(status, "http_error"),
-            messages=[error_message(detail, path=request.url.path, method=request.method)],
-            headers=dict(failure.headers) if failure.headers else None,
-        )
+        return _http_error_response(request, failure)
+
+
+def _http_error_response(request: Request, failure: StarletteHTTPException) -> Response:
+    status = failure.status_code
+    detail = failure.detail if isinstance(failure.detail, str) else "HTTP error"
+    if status == 404:
+        detail = "Nothing is served at {path}"
+    elif status == 405:
+        detail = "{method} is not allowed on {path}"
+    return _error_response(
+        request,
+        status=status,
+        code=_HTTP_CODES.get(status, "http_error"),
+        messages=[error_message(detail, path=request.url.path, method=request.method)],
+        headers=dict(failure.headers) if failure.headers else None,
+    )
+
+
+def answer_not_found(otherwise: ASGIApp) -> ASGIApp:
+    """The router's last resort for a path no route serves: the 404 the HTTP error handler
+    would give, answered at once instead of raised and caught (``otherwise`` answers
+    anything but HTTP).
+    """
+
+    async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await otherwise(scope, receive, send)
+            return
+        response = _http_error_response(Request(scope), StarletteHTTPException(404))
+        await response(scope, receive, send)
+
+    return not_found
 
 
 class UnhandledErrors:

@@ -200,12 +200,14 @@ class BodyDeadline:
         self.seconds = seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or not _expects_body(scope):
+            # No body to wait for: only the client going away is left to hear, with no
+            # deadline on that, and nothing unread can keep the connection waiting.
             await self.app(scope, receive, send)
             return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.seconds
-        complete = not _expects_body(scope)
+        complete = False
         timed_out = False
 
         async def bounded_receive() -> Message:

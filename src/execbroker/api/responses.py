@@ -28,8 +28,11 @@ from execbroker.exceptions import BodyTooLargeError, MalformedBodyError
 __all__ = ["OutputFormat", "negotiate", "read_document", "respond"]
 
 
-def negotiate(request: Request) -> MediaFormat:
-    """The response format, from ``Accept``; 406 when we offer none of what it lists."""
+async def negotiate(request: Request) -> MediaFormat:
+    """The response format, from ``Accept``; 406 when we offer none of what it lists.
+
+    ``async`` so that FastAPI calls it on the event loop, not in a worker thread.
+    """
     return format_for_accept(request.headers.get("accept"))
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["SecurityHeaders"]
@@ -22,8 +21,20 @@ _API_ONLY = {
 _PAGES = ("/docs", "/redoc", "/ui")
 
 
+def _raw(headers: dict[str, str]) -> tuple[tuple[bytes, bytes], ...]:
+    return tuple((name.lower().encode(), value.encode()) for name, value in headers.items())
+
+
+# As ASGI sends them, encoded once: (name, value) in lower case, in the order above.
+_FOR_PAGES = _raw(_HEADERS)
+_FOR_API = _raw(_HEADERS | _API_ONLY)
+
+
 class SecurityHeaders:
-    """Pure ASGI middleware (so that streamed answers, e.g. Server-Sent Events, still stream)."""
+    """Pure ASGI middleware (so that streamed answers, e.g. Server-Sent Events, still stream).
+
+    Each header is added unless the answer sets it already.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -33,16 +44,16 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
-        page = path.startswith(_PAGES)
+        added = _FOR_PAGES if path.startswith(_PAGES) else _FOR_API
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in _HEADERS.items():
-                    headers.setdefault(name, value)
-                if not page:
-                    for name, value in _API_ONLY.items():
-                        headers.setdefault(name, value)
+                headers = message.get("headers", ())
+                present = {name.lower() for name, _ in headers}
+                message["headers"] = [
+                    *headers,
+                    *(header for header in added if header[0] not in present),
+                ]
             await send(message)
 
         await self.app(scope, receive, with_headers)

@@ -24,13 +24,32 @@ The **display name** is ``display_claim`` (``preferred_username``), shown in mes
 the key is shown where the token has no usable one. Where a site keys owners by a name claim
 instead, each name is bound to the first ``sub`` seen with it (:mod:`execbroker.auth.bindings`).
 Names are checked where they enter (:func:`execbroker.auth.identity.username_problem`).
+
+**Verified once.** A token that passed every check is remembered by its SHA-256 digest (never
+the token itself), at most :data:`VERIFIED_CACHE_SIZE` of them, least recently used first out,
+so that a client sending the same token on every request costs a digest and a lookup instead
+of two parses and a signature check. A remembered token is accepted only while:
+
+- its ``exp`` (with the leeway) has not passed: past it the token is checked again, and
+  refused as expired;
+- the key that signed it is still the issuer's, as :class:`~execbroker.auth.jwks.IssuerKeys`
+  holds it now (asked on every request, as without the cache): a withdrawn key, or keys too
+  old to use while the issuer is down, refuse it as they refuse a token seen for the first
+  time; keys read again make it checked again once;
+- with a name claim as the owner key, the name is still bound to its ``sub``.
+
+Nothing else a check looks at changes with time: a token that was not too young and not
+issued too far ahead stays so.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -41,12 +60,25 @@ from execbroker.auth.identity import Identity, username_problem
 from execbroker.auth.jwks import IssuerKeys
 from execbroker.exceptions import UnauthorizedError
 
-__all__ = ["OIDCVerifier"]
+__all__ = ["VERIFIED_CACHE_SIZE", "OIDCVerifier"]
+
+VERIFIED_CACHE_SIZE = 10_000
 
 _MAX_TOKEN_LENGTH = 16_384
 _ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 _PLAIN_TYPES = frozenset({"jwt", "application/jwt"})
 _TIME_CLAIMS = ("exp", "nbf", "iat")
+
+
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    """A token that passed every check: whom it names, until when, signed by which key."""
+
+    identity: Identity
+    subject: str
+    until: float  # exp plus the leeway, in seconds since the epoch
+    kid: str
+    key: jwt.PyJWK
 
 
 class OIDCVerifier:
@@ -91,6 +123,7 @@ class OIDCVerifier:
         self._bindings = bindings if owner_claim != "sub" else None
         self._http = http or httpx.AsyncClient(timeout=httpx.Timeout(jwks_timeout))
         self._owns_http = http is None
+        self._verified: OrderedDict[bytes, _Verified] = OrderedDict()
         self._keys = IssuerKeys(
             issuer=issuer,
             http=self._http,
@@ -105,6 +138,23 @@ class OIDCVerifier:
         return (await self.identify(token)).key
 
     async def identify(self, token: str) -> Identity:
+        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        verified = self._verified.get(digest)
+        if verified is not None:
+            # The key as it is now: withdrawn, or unusable while the issuer is down, raises.
+            if time.time() < verified.until and await self._keys.key(verified.kid) is verified.key:
+                if self._bindings is not None:
+                    await self._bindings.check(verified.identity.key, verified.subject)
+                self._verified.move_to_end(digest)
+                return verified.identity
+            del self._verified[digest]  # expired, or signed by keys read since: check again
+        identity, remembered = await self._verify(token)
+        self._verified[digest] = remembered
+        if len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return identity
+
+    async def _verify(self, token: str) -> tuple[Identity, _Verified]:
         if len(token) > _MAX_TOKEN_LENGTH:
             raise UnauthorizedError("The bearer token is too long to be a JWT", invalid_token=True)
         try:
@@ -124,7 +174,10 @@ class OIDCVerifier:
         display = claims.get(self._display_claim)
         if not isinstance(display, str) or username_problem(display) is not None:
             display = key_name
-        return Identity(key=key_name, display=display)
+        identity = Identity(key=key_name, display=display)
+        # "exp" is required, and a number (checked above), by now.
+        until = float(claims["exp"]) + self._leeway
+        return identity, _Verified(identity, str(claims["sub"]), until, header["kid"], key)
 
     def _check_header(self, header: dict[str, Any]) -> str:
         algorithm = header.get("alg")

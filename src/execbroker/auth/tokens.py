@@ -12,6 +12,10 @@ find the token without copy-paste (:mod:`execbroker.localtoken`). The file is re
 it changes, so operators add and revoke tokens without a restart. Tokens are kept only as
 SHA-256 digests in memory.
 
+What a request costs: one ``stat`` of the file (its modification time, size and inode: an
+edit in place or a new file moved over it is seen by the next request), one SHA-256 of the
+token and one lookup of the digest. The file is read again only when the ``stat`` differs.
+
 Revocation fails closed: a file that cannot be read whole (it does not parse, is empty, is
 not a mapping, holds a token too short or a username the broker cannot store: longer than
 255 characters, a control character) means that no token is valid until it is fixed,
@@ -101,17 +105,18 @@ class TokenFile:
 
     def __init__(self, path: Path) -> None:
         self._path = path
-        self._stamp: tuple[int, int] | None = None
+        self._file = os.fspath(path)
+        self._stamp: tuple[int, int, int] | None = None
         self._users: dict[bytes, str] = {}
         self._reload()
 
     def _reload(self) -> None:
         try:
-            status = self._path.stat()
+            status = os.stat(self._file)
         except FileNotFoundError:
             self._users, self._stamp = {}, None
             return
-        stamp = (status.st_mtime_ns, status.st_size)
+        stamp = (status.st_mtime_ns, status.st_size, status.st_ino)
         if stamp == self._stamp:
             return
         try:

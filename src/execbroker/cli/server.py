@@ -24,6 +24,15 @@ __all__ = ["config_command", "serve", "token"]
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Worker processes sharing the port (PostgreSQL only); default: the workers "
+            "setting (EXECBROKER_WORKERS), 1.",
+        ),
+    ] = None,
 ) -> None:
     """Run the broker until interrupted."""
     import uvicorn  # noqa: PLC0415 - the client commands start faster without the server
@@ -31,13 +40,21 @@ def serve(
     from execbroker.auth.setup import check_authentication  # noqa: PLC0415
     from execbroker.logs import configure_logging  # noqa: PLC0415
     from execbroker.main import create_app  # noqa: PLC0415
-    from execbroker.serving import protocol_with_header_deadline  # noqa: PLC0415
+    from execbroker.serving import head_limits, protocol_with_header_deadline  # noqa: PLC0415
     from execbroker.storage.privacy import PRIVATE_UMASK, warn_if_shared  # noqa: PLC0415
 
     # Before anything is created: what the broker writes is its OS user's alone.
     os.umask(PRIVATE_UMASK)
     settings = load_settings()
     configure_logging(settings.log_level)
+    processes = workers if workers is not None else settings.server.workers
+    if processes > 1 and _is_sqlite(settings.effective_database_url):
+        fail(
+            f"cannot start {processes} workers (--workers, EXECBROKER_WORKERS) on SQLite: one "
+            "process writes its file, and the broker's write lock holds within one process; "
+            "use PostgreSQL (EXECBROKER_DATABASE_URL) or one worker",
+            EXIT_ERROR,
+        )
     # Storage first, so that what an operator must fix is one line naming the path, not a
     # traceback from the server's lifespan (which opens it again: already migrated, quick).
     try:
@@ -48,28 +65,59 @@ def serve(
     warn_if_shared(settings)
     console.print(
         f"execbroker listening on [bold]http://{host}:{port}[/bold] "
-        f"(platform {settings.platform}, database {_safe_url(settings.effective_database_url)})",
+        f"(platform {settings.platform}, database {_safe_url(settings.effective_database_url)}"
+        f"{f', {processes} workers' if processes > 1 else ''})",
         # Rich's highlighter compiles its patterns on first use: a second of start-up here.
         highlight=False,
     )
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        log_level=settings.log_level.lower(),
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": settings.log_level.lower(),
         # uvicorn's records go through our handlers, which keep credentials out of them.
-        log_config=None,
-        proxy_headers=False,
+        "log_config": None,
+        "access_log": settings.access_log or settings.log_level == "DEBUG",
+        # uvicorn[standard] installs both; named, so that their absence fails loudly
+        # instead of serving at a fraction of the speed on asyncio's loop.
+        "loop": "uvloop",
+        "proxy_headers": False,
         # Slow or idle clients do not hold connections: headers, then the idle keep-alive
         # (the body's deadline is the app's: BodyDeadline).
-        http=protocol_with_header_deadline(
-            settings.server.header_timeout.total_seconds(),
-            # Room for a long request line (httptools refuses URLs from 64 KiB) and a read
-            # that carries body bytes; HeaderLimits answers complete headers exactly.
-            max_head_bytes=settings.server.max_header_bytes + 128 * 1024,
-        ),
-        timeout_keep_alive=int(settings.server.idle_timeout.total_seconds()),
+        "timeout_keep_alive": int(settings.server.idle_timeout.total_seconds()),
+    }
+    if processes == 1:
+        header_timeout, max_head_bytes = head_limits(settings)
+        uvicorn.run(
+            create_app(settings),
+            http=protocol_with_header_deadline(header_timeout, max_head_bytes=max_head_bytes),
+            **options,
+        )
+        return
+    # Each worker is a new process (uvicorn spawns them), which builds its own app and
+    # protocol from the settings in force: both are named, not handed over.
+    uvicorn.run(
+        f"{__name__}:worker_app",
+        factory=True,
+        workers=processes,
+        http="execbroker.serving:SettingsHeaderDeadlineProtocol",
+        **options,
     )
+
+
+def worker_app() -> Any:
+    """The app of one worker process of ``serve --workers``: the settings in force, with the
+    logging and file mode ``serve`` sets (the broker's lifespan does the rest, as for one
+    process: PostgreSQL's migrations take an advisory lock, so workers starting together wait
+    for each other).
+    """
+    from execbroker.logs import configure_logging  # noqa: PLC0415
+    from execbroker.main import create_app  # noqa: PLC0415
+    from execbroker.storage.privacy import PRIVATE_UMASK  # noqa: PLC0415
+
+    os.umask(PRIVATE_UMASK)
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)
 
 
 def token(
@@ -144,6 +192,12 @@ async def _check_storage(settings: Settings) -> None:
 
     database = await open_database(settings)
     await database.dispose()
+
+
+def _is_sqlite(url: str) -> bool:
+    from sqlalchemy.engine import make_url  # noqa: PLC0415 - only needed here
+
+    return make_url(url).get_backend_name() == "sqlite"
 
 
 def _safe_url(url: str) -> str:

@@ -342,12 +342,20 @@ def _waiting(session: ExecutionSession, now: datetime) -> list[RenderableType]:
     lines: list[RenderableType] = []
     if start is not None:
         lines.append(Text(f"waits for its start at {when(start, now)}", style="bold"))
-    why = waits_for(session)
+    why = _why_not_earlier(session)
     if why is not None:
-        text = why.message or why.template or ""
-        reason = text.split(": ", 1)[1] if ": " in text else text
-        lines.append(_plain(f"why not earlier: {reason}", style="yellow"))
+        lines.append(why)
     return lines
+
+
+def _why_not_earlier(session: ExecutionSession) -> Text | None:
+    """The broker's reason the session starts later than its request allowed, if any."""
+    why = waits_for(session) if session.phase in _NOT_STARTED else None
+    if why is None:
+        return None
+    text = why.message or why.template or ""
+    reason = text.split(": ", 1)[1] if ": " in text else text
+    return _plain(f"why not earlier: {reason}", style="yellow")
 
 
 def sessions_table(sessions: Sequence[ExecutionSession], now: datetime) -> Table:
@@ -583,7 +591,8 @@ class WatchView:
                 "—" if done else self._in_phase(component, now),
                 "—" if done else _remaining(steps, phase.value, now, _modified(component)),
             )
-        return table
+        why = _why_not_earlier(session)
+        return table if why is None else Group(table, why)
 
     @staticmethod
     def _in_phase(thing: Any, now: datetime) -> str:

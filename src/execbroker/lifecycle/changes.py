@@ -27,6 +27,7 @@ from uuid import UUID
 
 from execbroker.background import Wake
 from execbroker.exceptions import TooManyWaitersError
+from execbroker.lifecycle.freed import Cause, FreedCapacity
 from execbroker.metrics import WAITERS_REFUSED
 
 __all__ = ["ChangeFeed", "SessionChanges", "SessionWatch", "Snapshot", "WaiterSlot"]
@@ -195,9 +196,21 @@ class SessionChanges:
     waiters (the :class:`ChangeFeed`) and the engine (which has work now) are woken.
     """
 
-    def __init__(self, feed: ChangeFeed, *, engine: Wake | None = None) -> None:
+    def __init__(
+        self, feed: ChangeFeed, *, engine: Wake | None = None, freed: FreedCapacity | None = None
+    ) -> None:
         self.feed = feed
         self._engine = engine
+        self._freed = freed
+
+    def freed(self, cause: Cause, count: int = 1) -> None:
+        """A change freed capacity (a cancel, a reject, expired offers): the engine's next
+        pass looks for sessions that can move earlier into it.
+        """
+        if self._freed is not None and count > 0:
+            self._freed.freed(cause, count)
+            if self._engine is not None:
+                self._engine.set()
 
     def changed(self, uuid: UUID) -> None:
         """``uuid`` changed (an accept, a cancel, an update, a direct run, an expiry)."""

@@ -31,6 +31,7 @@ from execbroker.background import TaskGroup, Wake
 from execbroker.clock import Clock
 from execbroker.lifecycle.apply import advance
 from execbroker.lifecycle.changes import ChangeFeed
+from execbroker.lifecycle.freed import Cause, FreedCapacity
 from execbroker.lifecycle.learning import observations
 from execbroker.lifecycle.rules import EngineTimings
 from execbroker.metrics import ENGINE_PASSES, LATE_STEPS, STEP_DURATION, STEP_LATENESS
@@ -38,6 +39,8 @@ from execbroker.model.advance import Advance
 from execbroker.model.estimates import Observation
 from execbroker.model.phases import (
     TERMINAL_COMPONENT_PHASES,
+    TERMINAL_SESSION_PHASES,
+    SessionPhase,
     derive_session_phase,
     still_releasing,
 )
@@ -49,6 +52,15 @@ __all__ = ["Engine", "Learn"]
 
 Learn = Callable[[list[Observation]], Awaitable[None]]
 """Takes how long the steps a pass brought up took to prepare (the learned estimates)."""
+
+Backfill = Callable[[], Awaitable[int]]
+"""Moves waiting sessions earlier into capacity freed since it last ran; how many moved."""
+
+_FREED_BY = {
+    SessionPhase.COMPLETED: Cause.ENDED_EARLY,
+    SessionPhase.FAILED: Cause.FAILED,
+    SessionPhase.CANCELLED: Cause.CANCELLED,
+}
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +87,13 @@ class Engine:
         single_process: bool = True,
         step_deadline: float | None = 2.0,
         learn: Learn | None = None,
+        freed: FreedCapacity | None = None,
     ) -> None:
         self.wake = Wake()
+        # What ended sessions free is noted here; the backfill (if the broker moves
+        # sessions earlier) runs at the end of each pass that freed something.
+        self.freed = freed or FreedCapacity()
+        self.backfill: Backfill | None = None
         self._store = store
         self._platform = platform
         self._clock = clock
@@ -116,7 +133,10 @@ class Engine:
         self.wake.set()
 
     async def run_once(self) -> int:
-        """Claim one batch of due sessions, advance and commit them; how many there were."""
+        """Claim one batch of due sessions, advance and commit them, and move waiting
+        sessions earlier into what they freed; how many sessions it took up (or, when none
+        was due, how many moved).
+        """
         return (await self._pass())[0]
 
     async def _pass(self) -> tuple[int, datetime | None]:
@@ -128,7 +148,8 @@ class Engine:
             worker=self.worker, now=now, lease_until=now + self._lease, limit=self._batch_size
         )
         if not batch:
-            return 0, await self._store.claims.next_step_due(now=now)
+            moved = await self._backfill()
+            return moved, await self._store.claims.next_step_due(now=now)
         ENGINE_PASSES.observe(len(batch))
         steps = [asyncio.ensure_future(self._advance(session, now)) for session in batch]
         done, slow = await asyncio.wait(steps, timeout=self._step_deadline)
@@ -138,11 +159,37 @@ class Engine:
         )
         for uuid in written:
             self._changes.publish(uuid)
+        self._note_freed(advances, written)
         for step, session in zip(steps, batch, strict=True):
             if step in slow:
                 self._late.spawn(step, self._commit_late(step, session))
         await self._learn_from(batch, advances, written, now)
+        if await self._backfill():
+            upcoming = now  # the sessions that moved are due: look at them at once
         return len(batch), upcoming
+
+    def _note_freed(self, advances: Sequence[Advance], written: Sequence[UUID]) -> None:
+        """Sessions these committed advances ended (and released) free their bookings."""
+        committed = set(written)
+        for done in advances:
+            if (
+                done.session_uuid in committed
+                and done.phase in TERMINAL_SESSION_PHASES
+                and not done.releasing
+            ):
+                self.freed.freed(_FREED_BY.get(done.phase, Cause.ENDED_EARLY))
+
+    async def _backfill(self) -> int:
+        """The backfill, if anything was freed; a failure is logged and tried again on the
+        next pass (it never holds up the engine).
+        """
+        if self.backfill is None or not self.freed.pending():
+            return 0
+        try:
+            return await self.backfill()
+        except Exception:
+            logger.exception("moving sessions earlier failed; trying again on the next pass")
+            return 0
 
     async def _commit_late(self, step: asyncio.Future[Advance], session: SessionRecord) -> None:
         """A step that outlived its pass's deadline commits on its own when it is done."""
@@ -163,6 +210,7 @@ class Engine:
             return
         for uuid in written:
             self._changes.publish(uuid)
+        self._note_freed([found], written)
         await self._learn_from([session], [found], written, self._clock.now())
         self.poke()
 

@@ -75,6 +75,9 @@ class Plan:
     notes: list[MessageItem]
     cost_limits: list[Limit] = field(default_factory=list)
     metric_minimums: list[Limit] = field(default_factory=list)
+    # The request's x-start-early: whether it may move earlier once accepted (None: not
+    # said; the broker decides by the kind of request).
+    start_early: bool | None = None
 
     @property
     def storage_min(self) -> int:

@@ -181,6 +181,12 @@ class SessionRecord:
     revision: int = 0
     # Interactive sessions it books (0 or 1): what a platform's per-account limit counts.
     interactive: int = 0
+    # Moving earlier when capacity frees up: whether it may, the earliest start its request
+    # allows, the start it was offered (it never starts later), and when it was accepted.
+    moves_earlier: bool = False
+    earliest_start: datetime | None = None
+    promised_start: datetime | None = None
+    accepted_at: datetime | None = None
     # Worked out on reading, not stored: how far the calendar lets the run be extended.
     extension_limit: timedelta | None = None
 

@@ -608,6 +608,17 @@ DataResource = Annotated[
 class RequestedScheduleItem(WireModel):
     duration: str | None = None
     start: str | None = None
+    start_early: bool | None = Field(
+        default=None,
+        alias="x-start-early",
+        description=(
+            "execbroker extension (not in v1.0): whether the session may start earlier than "
+            "its accepted start when capacity frees up (never before the start interval's "
+            "beginning, keeping its duration and resources). Default: true for direct runs "
+            "and non-interactive offers, false for notebooks and other interactive sessions "
+            "(someone may plan to be at the keyboard)."
+        ),
+    )
 
 
 class RequestedScheduleBlock(WireModel):

@@ -76,6 +76,36 @@ class Usage:
             max(self._interactive[first:last]),
         )
 
+    def add(self, start: datetime, end: datetime, amounts: Amounts) -> None:
+        """Hold ``amounts`` over ``[start, end)`` as well, as a group of its own (negative
+        amounts take a hold away): a booking moved in a calendar already built, without
+        building it again. ``O(n)`` in the breakpoints.
+        """
+        if end <= start:
+            return
+        first = self._split(start)
+        last = self._split(end)
+        for index in range(first, last):
+            self._cores[index] += amounts.cores
+            self._memory[index] += amounts.memory_gib
+            self._storage[index] += amounts.storage_gib
+            self._interactive[index] += amounts.interactive
+
+    def _split(self, moment: datetime) -> int:
+        """The index of the breakpoint at ``moment``, made if there was none (what is
+        held does not change there yet).
+        """
+        index = bisect.bisect_left(self.times, moment)
+        if index < len(self.times) and self.times[index] == moment:
+            return index
+        level = self.level(index - 1) if index > 0 else Amounts()
+        self.times.insert(index, moment)
+        self._cores.insert(index, level.cores)
+        self._memory.insert(index, level.memory_gib)
+        self._storage.insert(index, level.storage_gib)
+        self._interactive.insert(index, level.interactive)
+        return index
+
     def breakpoints(self, start: datetime, end: datetime) -> Iterator[datetime]:
         """The instants in ``(start, end)`` where what is held changes."""
         index = bisect.bisect_right(self.times, start)

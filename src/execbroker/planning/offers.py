@@ -556,6 +556,8 @@ def build_session(
     position: int,
     notes: list[MessageItem],
     next_due: datetime | None = None,
+    moves_earlier: bool = False,
+    accepted_at: datetime | None = None,
 ) -> SessionRecord:
     """The session (and its components, with schedules and costs) that ``offer`` describes.
 
@@ -569,6 +571,10 @@ def build_session(
     (the planner puts it later, as DESIGN allows for a session that starts days ahead).
     Data and compute stay just in time: each starts when what it needs is planned ready.
     So the calendar books exactly the span it searched, ``[start - lead, end + tail]``.
+
+    ``moves_earlier``: once accepted, it may start earlier when capacity frees up, never
+    before the start interval's beginning (``earliest_start``) and never later than
+    ``offer.start`` (``promised_start``); ``accepted_at``: when (a direct run's: ``now``).
     """
     times = SessionTimes.of(plan, profile)
     start, duration = offer.start, plan.duration
@@ -708,4 +714,8 @@ def build_session(
         components=records,
         costs=summed_costs([compute_costs, *storage_costs.values()]),
         next_due=next_due,
+        moves_earlier=moves_earlier,
+        earliest_start=plan.window.start,
+        promised_start=start,
+        accepted_at=accepted_at,
     )

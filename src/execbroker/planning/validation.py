@@ -184,6 +184,9 @@ class _Checker:
             duration=duration,
             window=window,
             notes=self.notes,
+            start_early=request.schedule.requested.start_early
+            if request.schedule and request.schedule.requested
+            else None,
         )
 
     # -- executable -----------------------------------------------------------------

@@ -11,6 +11,7 @@ from uuid import UUID
 from execbroker.background import Wake
 from execbroker.clock import Clock
 from execbroker.lifecycle.changes import SessionChanges
+from execbroker.lifecycle.freed import Cause
 from execbroker.metrics import OFFERS
 from execbroker.model.isotime import format_instant
 from execbroker.model.messages import info
@@ -61,6 +62,7 @@ class ExpiryTimer:
         for uuid in expired:
             self._changes.changed(uuid)  # wakes whoever waits on the offer
         if expired:
+            self._changes.freed(Cause.EXPIRED, len(expired))
             OFFERS.labels("expired").inc(len(expired))
             logger.info("offers expired", extra={"count": len(expired)})
         return expired

@@ -15,6 +15,7 @@ from execbroker.config import Settings
 from execbroker.exceptions import NotFoundError, RequestRefusedError
 from execbroker.lifecycle.changes import SessionChanges
 from execbroker.metrics import OFFER_SETS, OFFERS
+from execbroker.model import kinds
 from execbroker.model.capacity import Amounts, Hold
 from execbroker.model.isotime import format_duration, format_instant
 from execbroker.model.messages import error, info
@@ -134,6 +135,8 @@ class OfferService:
             logger.info("offer set refused", extra={"offer_set": str(offer_set_uuid)})
             return refused
 
+        moves_earlier = self._moves_earlier(plan, direct=False)
+
         def book(booking: Booking) -> OfferSetRecord:
             moment = booking.now()
             expires = moment + self._limits.offer_lifetime
@@ -156,6 +159,7 @@ class OfferService:
                     expires=expires,
                     offer_set_uuid=offer_set_uuid,
                     position=position,
+                    moves_earlier=moves_earlier,
                     notes=[
                         info(
                             "Offered: start {start}, {duration}, {cores} core(s), "
@@ -322,6 +326,8 @@ class OfferService:
                 expires=None,
                 offer_set_uuid=None,
                 position=0,
+                moves_earlier=self._moves_earlier(plan, direct=True),
+                accepted_at=moment,
                 notes=[
                     *plan.notes,
                     info(
@@ -343,6 +349,19 @@ class OfferService:
         self._changes.changed(session.uuid)
         logger.info("direct session created", extra={"session": str(session.uuid)})
         return session
+
+    def _moves_earlier(self, plan: Plan, *, direct: bool) -> bool:
+        """Whether a session of ``plan`` may start earlier once accepted, when capacity
+        frees up: as the request's ``x-start-early`` says; else a direct run ("as soon as
+        possible") and a container may, a notebook or another interactive session may not
+        (someone may plan to be at the keyboard at its start).
+        """
+        if plan.start_early is not None:
+            return plan.start_early
+        if direct:
+            return True
+        notebook = plan.executable.kind == kinds.EXECUTABLE_JUPYTER
+        return not (notebook or self._platform.interactive(plan))
 
     async def list_offer_sets(
         self, *, caller: Caller, after: datetime | None, last: int | None

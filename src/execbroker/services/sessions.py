@@ -18,6 +18,7 @@ from execbroker.clock import Clock
 from execbroker.config import Settings
 from execbroker.exceptions import ConflictError, NotFoundError, UnprocessableError
 from execbroker.lifecycle.changes import SessionChanges, WaiterSlot
+from execbroker.lifecycle.freed import Cause
 from execbroker.metrics import OFFERS
 from execbroker.model.capacity import Amounts
 from execbroker.model.isotime import format_duration, format_instant
@@ -352,6 +353,8 @@ class SessionService:
     ) -> SessionRecord:
         """UWS-style blocking read: return once the phase differs from ``phase`` (default:
         the phase now), or ``seconds`` have passed; at once when the session has ended.
+        Also once its start moved (earlier, into freed capacity): the waiter hears of its
+        new schedule at once.
 
         The wait counts as one of the caller's waiters (429 beyond the most a user may hold)
         and shares its reads with everyone waiting on the same session. ``still_allowed``
@@ -367,11 +370,16 @@ class SessionService:
             waiting_on = phase or session.phase
             if session.phase is not waiting_on or session.phase in TERMINAL_SESSION_PHASES:
                 return session
+            start = session.schedule.available_start
             async with self._feed.watch(uuid, lambda: self._get(uuid, owner=None)) as watch:
                 snapshot = await watch.read()
                 while True:
                     session = _visible(snapshot.record, caller)
-                    if session.phase is not waiting_on or session.phase in TERMINAL_SESSION_PHASES:
+                    if (
+                        session.phase is not waiting_on
+                        or session.phase in TERMINAL_SESSION_PHASES
+                        or session.schedule.available_start != start
+                    ):
                         break
                     now = loop.time()
                     if now >= deadline:
@@ -397,10 +405,11 @@ class SessionService:
         check_every: float = 5.0,
         keepalive: float = 15.0,
     ) -> tuple[WaiterSlot, AsyncIterator[SessionRecord | None]]:
-        """The session now and at each change of its or its components' phases, until it
-        ends; None every ``keepalive`` seconds without a change. 404 and 429 (the caller
-        holds as many waiters as one user may) are raised here, before anything is read
-        from the iterator; the slot counts until the iterator is closed or released.
+        """The session now and at each change of its or its components' phases (and of its
+        start, when it moves earlier), until it ends; None every ``keepalive`` seconds
+        without a change. 404 and 429 (the caller holds as many waiters as one user may)
+        are raised here, before anything is read from the iterator; the slot counts until
+        the iterator is closed or released.
         ``still_allowed`` is awaited every ``check_every`` seconds and ends the iteration
         by raising (e.g. 401) once the caller's credentials are no longer valid.
         """
@@ -598,6 +607,7 @@ class SessionService:
             raise _wrong_phase(current, SessionPhase.ACCEPTED)
         for sibling in won:  # their waiters hear that they were rejected, at once
             self._changes.changed(sibling)
+        self._changes.freed(Cause.REJECTED, len(won))
 
     async def _expired(self, expires: datetime) -> NoReturn:
         await self._expiry.expire_due_offers()
@@ -628,6 +638,10 @@ class SessionService:
             current = await self._get(session.uuid, owner=session.owner)
             if current.ending is None:
                 raise _wrong_phase(current, SessionPhase.CANCELLED)
+            return
+        if not still_releasing(SessionPhase.CANCELLED, [p for _, p in components]):
+            # Nothing to release (it had not begun): its booking is free at once.
+            self._changes.freed(Cause.CANCELLED)
 
     async def _reject(self, session: SessionRecord, *, now: datetime, note: MessageItem) -> None:
         moved = await self._store.offers.mark_rejected(
@@ -637,6 +651,8 @@ class SessionService:
             current = await self._get(session.uuid, owner=session.owner)
             if current.phase is not SessionPhase.REJECTED:
                 raise _wrong_phase(current, SessionPhase.REJECTED)
+            return
+        self._changes.freed(Cause.REJECTED)
 
     async def phase_counts(self) -> dict[str, int]:
         """Every user's sessions and offers, counted by phase (for metrics)."""
@@ -654,10 +670,13 @@ class _Room:
 
 
 def _phases(session: SessionRecord) -> dict[str, str]:
-    """What an event stream reports: the session's phase and its components'."""
-    return {"session": session.phase.value} | {
-        str(c.uuid): c.phase.value for c in session.components
-    }
+    """What an event stream reports: the session's phase and its components', and its
+    planned start (which moves earlier when capacity frees up).
+    """
+    return {
+        "session": session.phase.value,
+        "start": session.schedule.available_start.isoformat(),
+    } | {str(c.uuid): c.phase.value for c in session.components}
 
 
 def _visible(session: SessionRecord, caller: Caller) -> SessionRecord:

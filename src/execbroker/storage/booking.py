@@ -24,10 +24,11 @@ from execbroker.clock import Clock, SystemClock
 from execbroker.exceptions import ServiceUnavailableError
 from execbroker.metrics import BOOKINGS
 from execbroker.model.capacity import Amounts, Hold
+from execbroker.model.moves import WaitingSession
 from execbroker.model.occupancy import PoolBooking
 from execbroker.model.records import OfferSetRecord, SessionRecord
 from execbroker.model.wire import MessageItem
-from execbroker.storage import queries
+from execbroker.storage import moves, queries
 from execbroker.storage.database import Database
 from execbroker.storage.offers import mark_accepted
 from execbroker.storage.rows import insert_offer_set, insert_sessions, load_session
@@ -276,6 +277,25 @@ class Booking:
             self._connection, session, delta=delta, costs=costs, specs=specs, now=now, note=note
         )
 
+    def waiting_to_move(self, *, now: datetime, limit: int) -> list[WaitingSession]:
+        """Accepted sessions that may move earlier and have not begun, first accepted
+        first (:func:`storage.moves.waiting_to_move`). Locked bookings only: a move is
+        decided on the exact calendar.
+        """
+        if self._optimistic:
+            raise _MustLockError
+        return moves.waiting_to_move(self._connection, now=now, limit=limit)
+
+    def move_earlier(
+        self, session: WaitingSession, *, start: datetime, now: datetime, note: MessageItem
+    ) -> bool:
+        """Start ``session`` at ``start`` instead (:func:`storage.moves.move_earlier`);
+        False when it changed since it was read. Locked bookings only.
+        """
+        if self._optimistic:
+            raise _MustLockError
+        return moves.move_earlier(self._connection, session, start=start, now=now, note=note)
+
 
 class Calendar:
     """The pool's bookings: runs booking work (:meth:`book`), and reads the calendar for
@@ -458,6 +478,13 @@ class Calendar:
                 account=account,
             )
         )
+
+    async def any_waiting_to_move(self, *, now: datetime) -> bool:
+        """Whether any accepted session waits that could move earlier (a cheap read, to
+        skip taking the pool's lock when nothing could move).
+        """
+        async with self._db.read() as connection:
+            return await connection.run_sync(lambda sync: moves.any_waiting_to_move(sync, now=now))
 
     async def bookings(
         self, start: datetime, end: datetime, *, now: datetime, limit: int

@@ -241,7 +241,7 @@ def mark_accepted(
     connection.execute(
         sessions.update()
         .where(sessions.c.uuid == str(uuid), sessions.c.phase == SessionPhase.OFFERED.value)
-        .values(phase=SessionPhase.ACCEPTED.value, modified=now, next_due=now)
+        .values(phase=SessionPhase.ACCEPTED.value, modified=now, next_due=now, accepted_at=now)
     )
     connection.execute(
         component_phase_update([uuid], ComponentPhase.WAITING, (ComponentPhase.INITIALIZING,), now)

@@ -153,6 +153,10 @@ def insert_sessions(
                 "connectors": session.connectors,
                 "costs": session.costs,
                 "next_due": session.next_due,
+                "moves_earlier": session.moves_earlier,
+                "earliest_start": session.earliest_start,
+                "promised_start": session.promised_start or session.schedule.available_start,
+                "accepted_at": session.accepted_at,
                 **_schedule_columns(session.schedule),
             }
         )
@@ -329,6 +333,11 @@ def session_from_row(
         seen=row.seen,
         warned=row.warned,
         revision=row.revision,
+        # Read where the query selected them (a listing may not).
+        moves_earlier=bool(getattr(row, "moves_earlier", False)),
+        earliest_start=getattr(row, "earliest_start", None),
+        promised_start=getattr(row, "promised_start", None),
+        accepted_at=getattr(row, "accepted_at", None),
     )
 
 

@@ -118,7 +118,16 @@ sessions = sa.Table(
     sa.Column("revision", sa.Integer, nullable=False, server_default="0"),
     # Cancelled (its phase is final) but still releasing components: its booking holds.
     sa.Column("releasing", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Moving earlier when capacity frees up (migration 0015): whether it may, the earliest
+    # start its request allows, the start it was offered, and when it was accepted (first
+    # come, first served).
+    sa.Column("moves_earlier", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("earliest_start", UTCDateTime(), nullable=True),
+    sa.Column("promised_start", UTCDateTime(), nullable=True),
+    sa.Column("accepted_at", UTCDateTime(), nullable=True),
     sa.Index("ix_sessions_phase_expires", "phase", "expires"),
+    # The accepted sessions that have not begun yet (the ones that may move earlier).
+    sa.Index("ix_sessions_phase_book_start", "phase", "book_start"),
     sa.Index("ix_sessions_next_due", "next_due"),
     # Listing a user's sessions, and counting their live offers and active sessions (quotas).
     sa.Index("ix_sessions_owner_phase", "owner", "phase", "expires"),

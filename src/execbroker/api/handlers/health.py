@@ -1,8 +1,12 @@
 """``GET /healthz``: 200 once the broker has migrated its database and can write to it.
 
-A database that cannot be read answers 503 ``unavailable``. One that reads but cannot take
-writes (a full disk, a read-only file system, damaged pages: see
-:mod:`execbroker.storage.health`) answers 503 ``degraded``, and ``database_message`` says
+A database that cannot be read answers 503 ``unavailable``: one ping, shared by every caller
+and reused for a second (:mod:`execbroker.api.readiness`), so that a load balancer polling
+hard costs the database one round trip a second, and a database that stops answering is
+reported within that second (or once the ping's 5 s have run out, if it hangs).
+
+One that reads but cannot take writes (a full disk, a read-only file system, damaged pages:
+see :mod:`execbroker.storage.health`) answers 503 ``degraded``, and ``database_message`` says
 what is wrong: such a broker cannot accept a request, so a load balancer should pass it by.
 
 The body also says whether the platform can be used now. A platform that cannot (e.g.
@@ -44,9 +48,8 @@ router = APIRouter(tags=["operations"])
     },
 )
 async def healthz(broker: BrokerDep) -> JSONResponse:
-    try:
-        await broker.database.ping()
-    except Exception as failure:  # any database failure means "not ready"
+    failure = await broker.database_ping.failure()
+    if failure is not None:  # any database failure means "not ready"
         return JSONResponse(
             {"status": "unavailable", "database": type(failure).__name__}, status_code=503
         )
