@@ -3,7 +3,7 @@ mock platform, whose waiting direct runs move earlier when runs end early.
 
 - A pool of 2 cores and three 1-core direct runs with no duration (an hour's hold each),
   each exiting after 1 s: without moves the third waits an hour; with them all three are
-  COMPLETED within 60 s. On SQLite, on PostgreSQL, and on two brokers sharing PostgreSQL.
+  COMPLETED within 60 s. On SQLite, and on two brokers sharing PostgreSQL.
 - The default 64-core pool and a burst of 300 zero-delay direct runs: all COMPLETED in a
   few minutes, not the hour most of them would wait; the test prints the utilisation.
 """
@@ -105,10 +105,10 @@ def _env(database_url: str, **extra: str) -> dict[str, str]:
     }
 
 
-def test_three_runs_on_two_cores_all_complete_within_a_minute(
-    tmp_path: Path, database_url: str
-) -> None:
-    with LiveBroker(data_dir=tmp_path, env=_env(database_url)) as broker, broker.client() as c:
+def test_three_runs_on_two_cores_all_complete_within_a_minute(tmp_path: Path) -> None:
+    # SQLite here; PostgreSQL with two brokers below.
+    database = f"sqlite+aiosqlite:///{tmp_path / 'broker.db'}"
+    with LiveBroker(data_dir=tmp_path, env=_env(database)) as broker, broker.client() as c:
         _three_runs_on_two_cores([c])
 
 
