@@ -60,6 +60,8 @@ POOL = {
     "EXECBROKER_CAPACITY_STORAGE_GIB": "10000000",
     # Thousands of live offers from one user: no quota in the way of what is measured.
     "EXECBROKER_QUOTA_LIVE_OFFERS": "1000000",
+    # The preloaded sessions are one user's, 10,000 of them: past the stored-records quota.
+    "EXECBROKER_QUOTA_STORED_RECORDS": "1000000",
 }
 REQUEST = "notebook-request.yaml"
 EXPECTED_OFFERS = 4
