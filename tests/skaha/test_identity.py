@@ -147,7 +147,9 @@ async def request_offers_as(client: httpx.AsyncClient, who: dict[str, str]) -> d
 
 
 async def test_a_revoked_refresh_token_stops_bob_alone(broker: Any, make_world: MakeWorld) -> None:
-    world = make_world(access_ttl=timedelta(seconds=2))
+    # Access tokens of 4 s: refreshed every few seconds, with half a second's margin before
+    # expiry (2 s left a quarter of a second, which a loaded CI machine overran once).
+    world = make_world(access_ttl=timedelta(seconds=4))
     alice, bob = signed_in(world, "alice"), signed_in(world, "bob")
     async with broker(**per_user(world)) as client:
         alice_url = await direct(client, notebook("PT10S"), alice)
