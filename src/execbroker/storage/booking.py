@@ -445,16 +445,8 @@ class Calendar:
         account: str | None = None,
     ) -> list[Hold]:
         """What is held over ``[start, end)``, read without the lock (for advice only)."""
-        return await self._db.run_read(
-            functools.partial(
-                queries.holds,
-                start=start,
-                end=end,
-                now=now,
-                exclude=exclude,
-                longest=self._longest,
-                account=account,
-            )
+        return await self._advise(
+            queries.holds, start, end, now=now, exclude=exclude, account=account
         )
 
     async def hold_total(
@@ -467,9 +459,26 @@ class Calendar:
         account: str | None = None,
     ) -> Amounts:
         """The sum of what is held over ``[start, end)``, read without the lock (advice)."""
+        return await self._advise(
+            queries.hold_total, start, end, now=now, exclude=exclude, account=account
+        )
+
+    async def _advise(
+        self,
+        query: Callable[..., T],
+        start: datetime,
+        end: datetime,
+        *,
+        now: datetime,
+        exclude: UUID | None,
+        account: str | None,
+    ) -> T:
+        """``query`` (:func:`queries.holds` or :func:`queries.hold_total`) over the window,
+        in one read transaction.
+        """
         return await self._db.run_read(
             functools.partial(
-                queries.hold_total,
+                query,
                 start=start,
                 end=end,
                 now=now,
@@ -483,8 +492,7 @@ class Calendar:
         """Whether any accepted session waits that could move earlier (a cheap read, to
         skip taking the pool's lock when nothing could move).
         """
-        async with self._db.read() as connection:
-            return await connection.run_sync(lambda sync: moves.any_waiting_to_move(sync, now=now))
+        return await self._db.run_read(functools.partial(moves.any_waiting_to_move, now=now))
 
     async def bookings(
         self, start: datetime, end: datetime, *, now: datetime, limit: int
@@ -493,15 +501,16 @@ class Calendar:
         start), read without the lock (the operator's calendar: see
         :func:`queries.pool_bookings`).
         """
-        async with self._db.read() as connection:
-            return await connection.run_sync(
+        return await self._db.run_read(
+            functools.partial(
                 queries.pool_bookings,
-                start,
-                end,
+                start=start,
+                end=end,
                 now=now,
                 longest=self._longest,
                 limit=limit,
             )
+        )
 
 
 # The SQLSTATE that execbroker_require() raises (migration 0007).
