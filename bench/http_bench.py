@@ -58,7 +58,7 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.lifecycle import LifecycleRun, zero_delay_env
 from bench.lifecycle import measure as lifecycle_measure
-from bench.offers import CENTRE, EXPECTED_OFFERS, MINUTE, POOL, REQUEST, SPREAD
+from bench.offers import CENTRE, EXPECTED_OFFERS, MINUTE, POOL, REQUEST, SPREAD, revision
 from tests.support.live import LiveBroker, free_port
 from tests.support.wire import example
 
@@ -918,26 +918,6 @@ def _quantile(ordered: list[float], fraction: float) -> float:
 # --------------------------------------------------------------------------- reporting
 
 
-def _git(*args: str) -> str:
-    root = Path(__file__).resolve().parents[1]
-    return subprocess.run(  # noqa: S603 - a fixed git command line
-        ["git", "-C", str(root), *args],  # noqa: S607 - git from PATH
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-
-
-def _revision() -> str:
-    """The commit measured, and whether src/ differs from it."""
-    try:
-        head = _git("rev-parse", "--short", "HEAD")
-        dirty = _git("status", "--porcelain", "--untracked-files=no", "src")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{head} (src/ modified)" if dirty else head
-
-
 def _verdict(value: bool | None) -> str:  # noqa: FBT001 - a table cell
     return "—" if value is None else ("PASS" if value else "FAIL")
 
@@ -1044,7 +1024,7 @@ def main() -> None:
         f"{len(os.sched_getaffinity(0))} cores (wrk and the servers share them), "
         f"load average {os.getloadavg()[0]:.2f}"
     )
-    print(f"revision {_revision()}")
+    print(f"revision {revision()}")
     print(
         f"wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s after "
         f"{args.warmup:g} s of warm-up; SQLite, mock platform, pool "
@@ -1059,7 +1039,7 @@ def main() -> None:
         args.json.write_text(
             json.dumps(
                 {
-                    "revision": _revision(),
+                    "revision": revision(),
                     "time": dt.datetime.now(dt.UTC).isoformat(),
                     "load": asdict(bench.load),
                     "floors": [asdict(run) for run in bench.floors],

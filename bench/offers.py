@@ -320,7 +320,7 @@ def _git(*args: str) -> str:
     ).stdout.strip()
 
 
-def _revision() -> str:
+def revision() -> str:
     """The commit measured, and whether src/ differs from it."""
     try:
         head = _git("rev-parse", "--short", "HEAD")
@@ -361,7 +361,7 @@ def main() -> None:
         f"{len(os.sched_getaffinity(0))} cores (client and broker share them), "
         f"load average {os.getloadavg()[0]:.2f}"
     )
-    print(f"revision {_revision()}")
+    print(f"revision {revision()}")
     print(
         f"SQLite; POST /requests = {REQUEST} ({EXPECTED_OFFERS} offers); "
         f"{args.requests} calls of each kind per level, concurrency {args.concurrency}; "
