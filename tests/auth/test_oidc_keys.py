@@ -119,7 +119,15 @@ async def test_stale_keys_serve_while_the_issuer_is_down_then_503_after_the_grac
     )
     async with broker(**settings) as client:
         token = issuer.mint("alice")
-        assert (await timed(client, token))[0] == 200
+        # The first read of the keys has the same 0.5 s as the rest: on a loaded machine it may
+        # take longer, which is a 503 and a retry after the back-off, not what this test is about.
+        await eventually(
+            lambda: timed(client, token),
+            lambda answer: answer[0] == 200,
+            what="the keys read once",
+            within=15,
+            interval=0.2,
+        )
         read_at = time.monotonic()
         issuer.hanging = True
         await asyncio.sleep(read_at + 1.3 - time.monotonic())

@@ -101,6 +101,11 @@ def _env(database_url: str, **extra: str) -> dict[str, str]:
         "EXECBROKER_DATABASE_URL": database_url,
         "EXECBROKER_LOG_LEVEL": "WARNING",
         "EXECBROKER_CAPACITY_CORES": "2",
+        # A quick mock: the scenario is about the hour-long hold, not the platform's pace.
+        "EXECBROKER_MOCK_PREPARE_SECONDS": json.dumps(dict.fromkeys(ROLES, 0.3)),
+        "EXECBROKER_MOCK_RELEASE_SECONDS": json.dumps(dict.fromkeys(ROLES, 0.3)),
+        "EXECBROKER_PREPARE_ESTIMATES": json.dumps(dict.fromkeys(ROLES, 1)),
+        "EXECBROKER_RELEASE_ESTIMATES": json.dumps(dict.fromkeys(ROLES, 0.5)),
         **extra,
     }
 

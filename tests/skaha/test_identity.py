@@ -236,7 +236,7 @@ async def test_a_restarted_broker_carries_on_with_the_stored_credentials(
     grants = world.idp.refresh_grants
     async with broker(**settings) as client:
         client.headers.update(alice)
-        session = await until_ended(client, url, seconds=30)
+        session = await until_ended(client, url, seconds=60)  # CI: two workers, loaded
 
         # Once nothing of alice's holds, her credential is deleted.
         await eventually(

@@ -87,9 +87,21 @@ async def until_ended(
             session = (await client.get(url)).json()
         else:
             session = (await client.get(url, params={"wait": 5})).json()
-    assert session["phase"] in TERMINAL, f"still {session['phase']} after {seconds} s"
+    assert session["phase"] in TERMINAL, (
+        f"still {session['phase']} after {seconds} s: {_all_texts(session)}"
+    )
     assert released(session), f"components still releasing after {seconds} s: {session}"
     return session
+
+
+def _all_texts(session: dict[str, Any]) -> str:
+    """Every message of the session and its components, for a failure to show."""
+    return (
+        " || ".join(
+            f"{name} {part['phase']}: {texts(part)}" for name, part in components(session).items()
+        )
+        + f" || session: {texts(session)}"
+    )
 
 
 def released(session: dict[str, Any]) -> bool:
