@@ -20,6 +20,7 @@ from execbroker.api.errors import (
     install_error_handlers,
     install_refusal_handler,
 )
+from execbroker.api.fastlane import SessionReads
 from execbroker.api.formats.limits import ParseLimits
 from execbroker.api.handlers import (
     admin,
@@ -112,7 +113,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     )
     install_error_handlers(app)
     install_refusal_handler(app)
-    # The innermost: what it answers passes every other middleware like any answer.
+    # The innermost: what they answer passes every other middleware like any answer.
+    app.add_middleware(SessionReads)
     app.add_middleware(UnroutedPaths, fallback=fallback)
     _install_limits(app, settings)
     app.add_middleware(

@@ -84,7 +84,9 @@ async def test_offers_on_skaha_are_planned_from_the_starts_of_their_image(
     broker: Any, world: SkahaWorld
 ) -> None:
     async with broker(**world.settings(estimate_min_observations=3)) as client:
-        runs = [await start(client, headless(0.5)) for _ in range(3)]
+        # Long enough runs that a loaded broker's poll sees each one Running (a start it
+        # never sees is not observed).
+        runs = [await start(client, headless(3)) for _ in range(3)]
         for url in runs:
             assert (await until_ended(client, url))["phase"] == "COMPLETED"
         offers = (await post(client, "/requests", headless(1))).json()

@@ -28,7 +28,7 @@ from execbroker.services.sessions import SessionService
 from execbroker.storage.database import Database
 from execbroker.storage.health import StorageProbe
 
-__all__ = ["Broker", "BrokerDep", "CallerDep", "RendererDep"]
+__all__ = ["Broker", "BrokerDep", "CallerDep", "RendererDep", "caller_for", "no_bearer_token"]
 
 
 @dataclass
@@ -72,13 +72,23 @@ async def _caller(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
     if credentials is None or credentials.scheme.lower() != "bearer":
-        raise UnauthorizedError("This needs a bearer token (Authorization: Bearer <token>)")
-    identity = await broker.authenticator.identify(credentials.credentials)
+        raise no_bearer_token()
+    return await caller_for(broker, credentials.credentials)
+
+
+def no_bearer_token() -> UnauthorizedError:
+    """The refusal of a request that carries no bearer token."""
+    return UnauthorizedError("This needs a bearer token (Authorization: Bearer <token>)")
+
+
+async def caller_for(broker: Broker, token: str) -> Caller:
+    """Who ``token`` is; the authenticator's refusal (401, or 503 when it cannot tell)."""
+    identity = await broker.authenticator.identify(token)
     return Caller(
         name=identity.key,
         admin=identity.key in broker.settings.auth.admins,
         display=identity.display,
-        token=credentials.credentials,
+        token=token,
     )
 
 

@@ -29,6 +29,7 @@ from execbroker.model.wire import MessageItem, dump
 __all__ = [
     "UnhandledErrors",
     "answer_not_found",
+    "client_error_response",
     "install_error_handlers",
     "install_refusal_handler",
 ]
@@ -84,18 +85,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ClientError)
     async def _client_error(request: Request, failure: ClientError) -> Response:
-        values = dict(failure.values)
-        template = failure.template
-        if failure.path:
-            values["path"] = failure.path
-        first = make_message(MessageLevel.ERROR, template, values)
-        return _error_response(
-            request,
-            status=failure.status,
-            code=failure.error,
-            messages=[first, *failure.details],
-            headers=failure.headers or None,
-        )
+        return client_error_response(request, failure)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, failure: RequestValidationError) -> Response:
@@ -112,6 +102,21 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, failure: StarletteHTTPException) -> Response:
         return _http_error_response(request, failure)
+
+
+def client_error_response(request: Request, failure: ClientError) -> Response:
+    """The answer to a refusal: its status, its ``error`` code, and messages saying why."""
+    values = dict(failure.values)
+    if failure.path:
+        values["path"] = failure.path
+    first = make_message(MessageLevel.ERROR, failure.template, values)
+    return _error_response(
+        request,
+        status=failure.status,
+        code=failure.error,
+        messages=[first, *failure.details],
+        headers=failure.headers or None,
+    )
 
 
 def _http_error_response(request: Request, failure: StarletteHTTPException) -> Response:

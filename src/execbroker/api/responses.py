@@ -25,7 +25,7 @@ from execbroker.api.formats.negotiation import (
 from execbroker.api.writers import WRITERS
 from execbroker.exceptions import BodyTooLargeError, MalformedBodyError
 
-__all__ = ["OutputFormat", "negotiate", "read_document", "respond"]
+__all__ = ["OutputFormat", "answer", "negotiate", "read_document", "rendered", "respond"]
 
 
 async def negotiate(request: Request) -> MediaFormat:
@@ -83,6 +83,18 @@ def respond(
         media_type=MEDIA_TYPES[fmt],
         headers=headers,
     )
+
+
+async def rendered(document: Any, fmt: MediaFormat, *, root: str) -> bytes:
+    """``document`` written in ``fmt``: here if small, else away from the event loop."""
+    if _larger_than(document, _INLINE_NODES):
+        return await WRITERS.write(document, fmt, root=root)
+    return render_body(document, fmt, root=root)
+
+
+def answer(body: bytes, fmt: MediaFormat) -> Response:
+    """A 200 whose body is already written in ``fmt``."""
+    return Response(content=body, media_type=MEDIA_TYPES[fmt])
 
 
 # Documents with more values than this are written off the event loop. Counting stops at

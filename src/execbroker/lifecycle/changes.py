@@ -203,6 +203,11 @@ class SessionChanges:
         self._engine = engine
         self._freed = freed
 
+    @property
+    def freed_total(self) -> int:
+        """How many releases of capacity this process has noted (it only grows)."""
+        return self._freed.total if self._freed is not None else 0
+
     def freed(self, cause: Cause, count: int = 1) -> None:
         """A change freed capacity (a cancel, a reject, expired offers): the engine's next
         pass looks for sessions that can move earlier into it.

@@ -64,11 +64,15 @@ class FreedCapacity:
 
     def __init__(self) -> None:
         self._causes: Counter[Cause] = Counter({Cause.STARTED: 1})
+        # Every release noted since the process started, never taken: advice read from the
+        # calendar before it changed (an extension room) is known stale.
+        self.total = 0
 
     def freed(self, cause: Cause, count: int = 1) -> None:
         """``count`` bookings stopped holding, or held less, because of ``cause``."""
         if count > 0:
             self._causes[cause] += count
+            self.total += count
 
     def pending(self) -> bool:
         """Whether anything was freed since the last :meth:`take`."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NoReturn, Self
@@ -45,7 +45,7 @@ from execbroker.storage.booking import Booking
 from execbroker.storage.offers import OfferExpiredError
 from execbroker.storage.store import BrokerStore
 
-__all__ = ["SessionLimits", "SessionService"]
+__all__ = ["Listing", "SessionLimits", "SessionService"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +62,9 @@ _UPDATE_KINDS = (
 # brokers' bookings are seen once it has passed), and how many sessions' rooms are kept.
 _ROOM_FRESH = 2.0
 _ROOMS_KEPT = 10_000
+# Rendered session documents kept for clients that read the same session again (a few KiB
+# each).
+_DOCUMENTS_KEPT = 2_000
 _SECONDS_PER_UNIT = {
     None: 1,
     "s": 1,
@@ -75,6 +78,17 @@ _SECONDS_PER_UNIT = {
     "hour": 3600,
     "hours": 3600,
 }
+
+
+@dataclass(frozen=True, kw_only=True)
+class Listing:
+    """Which of a caller's sessions a listing shows: newest first, in these phases (none:
+    all), created after ``after``, at most ``last`` (None: the most a listing holds).
+    """
+
+    phases: tuple[SessionPhase, ...] = ()
+    after: datetime | None = None
+    last: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,12 +138,75 @@ class SessionService:
         self._feed = changes.feed
         self._expiry = expiry
         self._rooms: dict[UUID, _Room] = {}
+        self._documents: dict[tuple[UUID, Hashable], _Document] = {}
+        self._listings: dict[
+            tuple[str | None, Listing, Hashable], tuple[tuple[tuple[str, int], ...], bytes]
+        ] = {}
 
     async def get_session(self, uuid: UUID, *, caller: Caller) -> SessionRecord:
         """The session, if ``caller`` may see it; while it is active, with how far the
         calendar lets it be extended.
         """
         return await self._get(uuid, owner=caller.scope)
+
+    async def session_document(
+        self,
+        uuid: UUID,
+        *,
+        caller: Caller,
+        variant: Hashable,
+        render: Callable[[SessionRecord], Awaitable[bytes]],
+    ) -> bytes:
+        """The session as ``render`` writes it, if ``caller`` may see it: rendered again only
+        when it changed. ``variant`` names everything else the rendering depends on (the base
+        URL, who reads, the format).
+
+        What was rendered last for ``(uuid, variant)`` is answered again while the session's
+        revision and phase are those it was rendered from (one glance at the row, by key) and,
+        while the session is active, while the extension room it showed is still the one
+        :meth:`work_out_extension` would use. A client polling its session costs a glance,
+        not a read of the session, its components and messages and the calendar.
+        """
+        cached = await self.cached_document(uuid, caller=caller, variant=variant)
+        if cached is not None:
+            return cached
+        record = await self._get(uuid, owner=caller.scope)
+        body = await render(record)
+        room = self._rooms.get(uuid) if record.phase in ACTIVE_SESSION_PHASES else None
+        if room is not None and room.limit != record.extension_limit:
+            room = None  # worked out again meanwhile: not known to be the one rendered
+        if len(self._documents) >= _DOCUMENTS_KEPT:
+            self._documents.clear()
+        self._documents[(uuid, variant)] = _Document((record.revision, record.phase), room, body)
+        return body
+
+    async def cached_document(
+        self, uuid: UUID, *, caller: Caller, variant: Hashable
+    ) -> bytes | None:
+        """What :meth:`session_document` rendered last for ``(uuid, variant)``, if it is still
+        current and ``caller`` may see the session; None otherwise (nothing is rendered).
+        """
+        cached = self._documents.get((uuid, variant))
+        if cached is None:
+            return None
+        stamp = await self._store.sessions.stamp(uuid, owner=caller.scope)
+        if stamp is None or cached.stamp != stamp or not self._room_holds(uuid, cached):
+            return None
+        return cached.body
+
+    def _room_holds(self, uuid: UUID, document: _Document) -> bool:
+        """Whether the extension room ``document`` shows is still current (a session that
+        is not active shows none).
+        """
+        if document.stamp[1] not in ACTIVE_SESSION_PHASES:
+            return True
+        room = document.room
+        return (
+            room is not None
+            and self._rooms.get(uuid) is room
+            and room.generation == self._calendar_generation()
+            and time.monotonic() - room.at < _ROOM_FRESH
+        )
 
     async def _get(self, uuid: UUID, *, owner: str | None) -> SessionRecord:
         found = await self._store.sessions.get(uuid, owner=owner)
@@ -143,30 +220,35 @@ class SessionService:
         worked out already, in the transaction that booked it).
 
         The answer is advice (an extension is decided again under the booking lock), so it
-        is kept per session until a booking in this process commits, the session's own
-        booking changes, or :data:`_ROOM_FRESH` passes (bookings by other brokers): a
-        client polling its session does not read the calendar on every ``GET``.
+        is kept per session until a booking in this process commits or it frees capacity,
+        the session's own booking changes, or :data:`_ROOM_FRESH` passes (bookings by other
+        brokers): a client polling its session does not read the calendar on every ``GET``.
         """
         if session.phase not in ACTIVE_SESSION_PHASES or session.extension_limit is not None:
             return
-        calendar = self._store.calendar
         key = (session.schedule.release_end, _booked(session), session.interactive)
         seen = self._rooms.get(session.uuid)
         moment = time.monotonic()
         if (
             seen is not None
             and seen.key == key
-            and seen.generation == calendar.generation
+            and seen.generation == self._calendar_generation()
             and moment - seen.at < _ROOM_FRESH
         ):
             session.extension_limit = seen.limit
             return
-        generation = calendar.generation
+        generation = self._calendar_generation()
         await self._work_out_extension(session)
         if len(self._rooms) >= _ROOMS_KEPT:
             self._rooms.clear()
         if session.extension_limit is not None:
             self._rooms[session.uuid] = _Room(key, generation, moment, session.extension_limit)
+
+    def _calendar_generation(self) -> tuple[int, int]:
+        """Changes here since a room was worked out: bookings committed, and capacity freed
+        outside a booking (a reject, a cancel, an end, an expiry, a move).
+        """
+        return self._store.calendar.generation, self._changes.freed_total
 
     async def _work_out_extension(self, session: SessionRecord) -> None:
         start, end = self._extension_window(session)
@@ -482,6 +564,46 @@ class SessionService:
             owner=caller.scope, phases=phases, after=after, last=last
         )
 
+    async def listing_document(
+        self,
+        listing: Listing,
+        *,
+        caller: Caller,
+        variant: Hashable,
+        render: Callable[[list[SessionRecord]], Awaitable[bytes]],
+    ) -> bytes:
+        """The caller's sessions that ``listing`` selects, as ``render`` writes them:
+        rendered again only when the listing changed (a session came, went or changed).
+        ``variant`` names everything else the rendering depends on.
+        """
+        cached = await self.cached_listing(listing, caller=caller, variant=variant)
+        if cached is not None:
+            return cached
+        found = await self.list_sessions(
+            caller=caller, phases=list(listing.phases), after=listing.after, last=listing.last
+        )
+        body = await render(found)
+        if len(self._listings) >= _DOCUMENTS_KEPT:
+            self._listings.clear()
+        stamp = tuple((str(s.uuid), s.revision) for s in found)
+        self._listings[(caller.scope, listing, variant)] = (stamp, body)
+        return body
+
+    async def cached_listing(
+        self, listing: Listing, *, caller: Caller, variant: Hashable
+    ) -> bytes | None:
+        """What :meth:`listing_document` rendered last for the same listing and variant, if
+        every session in it is still the one rendered and no other has joined it; None
+        otherwise. One read of the sessions' uuids and revisions along the listing's index.
+        """
+        cached = self._listings.get((caller.scope, listing, variant))
+        if cached is None:
+            return None
+        stamp = await self._store.sessions.listing_stamp(
+            owner=caller.scope, phases=listing.phases, after=listing.after, last=listing.last
+        )
+        return cached[1] if stamp == cached[0] else None
+
     async def get_component(
         self, role: ComponentRole, uuid: UUID, *, caller: Caller
     ) -> tuple[ComponentRecord, list[ComponentRecord]]:
@@ -664,9 +786,18 @@ class _Room:
     """An active session's extension room as last worked out, and what it was worked out on."""
 
     key: tuple[datetime, Amounts, int]
-    generation: int
+    generation: tuple[int, int]
     at: float
     limit: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class _Document:
+    """A session as rendered for one variant, and what it was rendered from."""
+
+    stamp: tuple[int, SessionPhase]
+    room: _Room | None
+    body: bytes
 
 
 def _phases(session: SessionRecord) -> dict[str, str]:

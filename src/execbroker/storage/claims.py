@@ -184,6 +184,9 @@ class ClaimStore:
                 claimed_by=None,
                 claimed_until=None,
                 modified=now,
+                # Every change to what a client reads bumps it (a cached document is stale);
+                # ``same`` above compares the value read at the claim, before this.
+                revision=sessions.c.revision + 1,
             ),
             [
                 {

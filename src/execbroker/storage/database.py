@@ -18,6 +18,12 @@ statement runs). Through ``aiosqlite`` a read cost two thread hand-overs per sta
 reading one session, a dozen: ``bench/http.py``. On PostgreSQL both run on the asyncio
 driver's connection (no thread at all). New storage code uses these two; :meth:`read` and
 :meth:`write` remain for the few callers that interleave awaits with statements.
+
+:meth:`Database.run_glance` is for reads of a row or two by primary key (is a cached answer
+still current?). On SQLite it runs in the event loop's own thread, on a connection of its
+own: tens of microseconds, where a reader thread waits up to the interpreter's switch
+interval (5 ms) to have the GIL back while the loop is busy (``bench/README.md``). It never
+waits for a lock there: if SQLite is busy it is done by a reader thread instead.
 """
 
 from __future__ import annotations
@@ -112,6 +118,7 @@ class Database:
         self._read_engine: Engine | None = None
         self._writer: ThreadPoolExecutor | None = None
         self._readers: ThreadPoolExecutor | None = None
+        self._glance_engine: Engine | None = None
         if self.is_sqlite:
             _configure_sqlite(self.engine)
             plain = self.url.set(drivername="sqlite")
@@ -126,6 +133,14 @@ class Database:
                 max_overflow=0,
             )
             _configure_sqlite_reader(self._read_engine)
+            # Used from the event loop's thread only, one glance at a time; busy: no wait.
+            self._glance_engine = create_engine(
+                plain,
+                connect_args={"timeout": 0, "check_same_thread": False},
+                pool_size=1,
+                max_overflow=0,
+            )
+            _configure_sqlite_reader(self._glance_engine, busy_ms=0)
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="execbroker-sqlite-writer")
             self._readers = ThreadPoolExecutor(
                 _SQLITE_READERS, thread_name_prefix="execbroker-sqlite-reader"
@@ -146,6 +161,18 @@ class Database:
             )
         async with self.read() as connection:
             return await connection.run_sync(work)
+
+    async def run_glance(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work``, a read of a row or two by key, in one read transaction: on SQLite in
+        the event loop's thread (no hop; a busy database sends it to a reader thread).
+        """
+        if self._glance_engine is not None:
+            try:
+                with self._glance_engine.connect() as connection, connection.begin():
+                    return work(connection)
+            except sa.exc.OperationalError:
+                pass  # locked or busy (WAL recovery, a checkpoint): a thread may wait for it
+        return await self.run_read(work)
 
     def _read_in_thread(self, work: Callable[[Connection], T]) -> T:
         if self._read_engine is None:
@@ -211,7 +238,9 @@ class Database:
         from the SQLite writer's worker thread: ``listener`` must be thread-safe).
         """
         engines = [self.engine.sync_engine]
-        engines += [e for e in (self._sync_engine, self._read_engine) if e is not None]
+        engines += [
+            e for e in (self._sync_engine, self._read_engine, self._glance_engine) if e is not None
+        ]
         for engine in engines:
             event.listen(
                 engine, "handle_error", lambda context: listener(context.original_exception)
@@ -222,7 +251,7 @@ class Database:
         for pool in (self._writer, self._readers):
             if pool is not None:
                 await asyncio.to_thread(pool.shutdown)
-        for engine in (self._sync_engine, self._read_engine):
+        for engine in (self._sync_engine, self._read_engine, self._glance_engine):
             if engine is not None:
                 engine.dispose()
 
@@ -238,13 +267,13 @@ def _upgrade(connection: Connection) -> None:
     command.upgrade(config, "head")
 
 
-def _sqlite_pragmas(dbapi_connection: Any) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, *, busy_ms: int = 30_000) -> None:
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
     cursor.close()
 
 
@@ -260,12 +289,12 @@ def _configure_sqlite_writer(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _configure_sqlite_reader(engine: Engine) -> None:
-    """The reader threads' engine: deferred transactions, each a snapshot of the last commit."""
+def _configure_sqlite_reader(engine: Engine, *, busy_ms: int = 30_000) -> None:
+    """A reading engine: deferred transactions, each a snapshot of the last commit."""
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        _sqlite_pragmas(dbapi_connection)
+        _sqlite_pragmas(dbapi_connection, busy_ms=busy_ms)
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:

@@ -142,7 +142,11 @@ class OfferStore:
                     sessions.c.owner == owner,
                     sessions.c.phase == SessionPhase.OFFERED.value,
                 )
-                .values(phase=SessionPhase.REJECTED.value, modified=now)
+                .values(
+                    phase=SessionPhase.REJECTED.value,
+                    modified=now,
+                    revision=sessions.c.revision + 1,
+                )
                 .returning(sessions.c.offer_set_uuid)
             )
             row = moved.one_or_none()
@@ -171,7 +175,11 @@ class OfferStore:
                         sessions.c.phase == SessionPhase.OFFERED.value,
                         sessions.c.expires <= now,
                     )
-                    .values(phase=SessionPhase.EXPIRED.value, modified=now)
+                    .values(
+                        phase=SessionPhase.EXPIRED.value,
+                        modified=now,
+                        revision=sessions.c.revision + 1,
+                    )
                     .returning(sessions.c.uuid, sessions.c.offer_set_uuid, sessions.c.expires)
                 )
             ).all()
@@ -241,7 +249,13 @@ def mark_accepted(
     connection.execute(
         sessions.update()
         .where(sessions.c.uuid == str(uuid), sessions.c.phase == SessionPhase.OFFERED.value)
-        .values(phase=SessionPhase.ACCEPTED.value, modified=now, next_due=now, accepted_at=now)
+        .values(
+            phase=SessionPhase.ACCEPTED.value,
+            modified=now,
+            next_due=now,
+            accepted_at=now,
+            revision=sessions.c.revision + 1,
+        )
     )
     connection.execute(
         component_phase_update([uuid], ComponentPhase.WAITING, (ComponentPhase.INITIALIZING,), now)
@@ -269,7 +283,7 @@ def mark_accepted(
             sessions.c.uuid.in_([str(s) for s in siblings]),
             sessions.c.phase == SessionPhase.OFFERED.value,
         )
-        .values(phase=SessionPhase.REJECTED.value, modified=now)
+        .values(phase=SessionPhase.REJECTED.value, modified=now, revision=sessions.c.revision + 1)
     )
     connection.execute(
         component_phase_update(

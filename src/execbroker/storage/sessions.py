@@ -34,6 +34,10 @@ from execbroker.storage.tables import components, messages, sessions
 __all__ = ["SessionStore", "extend_run", "listing_query"]
 
 
+# A listing stamp of at most this many rows is read in the event loop's thread on SQLite.
+_GLANCE_ROWS = 100
+
+
 class SessionStore:
     """Sessions and components as users see them, and a user's cancel."""
 
@@ -43,6 +47,21 @@ class SessionStore:
     async def get(self, uuid: UUID, *, owner: str | None) -> SessionRecord | None:
         """The session with its components and messages, if ``owner`` (None: anyone) has it."""
         return await self._db.run_read(functools.partial(load_session, uuid=uuid, owner=owner))
+
+    async def stamp(self, uuid: UUID, *, owner: str | None) -> tuple[int, SessionPhase] | None:
+        """The session's revision and phase, if ``owner`` (None: anyone) has it: whether a
+        document rendered from an earlier read is still current (every change to a session,
+        its components or its messages bumps its revision). A glance, by primary key.
+        """
+        query = sa.select(sessions.c.revision, sessions.c.phase).where(
+            sessions.c.uuid == str(uuid), *owned_by(sessions, owner)
+        )
+
+        def read(connection: Connection) -> tuple[int, SessionPhase] | None:
+            row = connection.execute(query).one_or_none()
+            return None if row is None else (row.revision, SessionPhase(row.phase))
+
+        return await self._db.run_glance(read)
 
     async def listing(
         self,
@@ -58,6 +77,27 @@ class SessionStore:
         def read(connection: Connection) -> list[SessionRecord]:
             return [session_from_row(row, [], {}) for row in connection.execute(query)]
 
+        return await self._db.run_read(read)
+
+    async def listing_stamp(
+        self,
+        *,
+        owner: str | None,
+        phases: Sequence[SessionPhase],
+        after: datetime | None,
+        last: int | None,
+    ) -> tuple[tuple[str, int], ...]:
+        """The uuid and revision of each session :meth:`listing` would return, in its order:
+        whether a listing rendered before is still current. A glance when it is short.
+        """
+        query = listing_query(owner=owner, phases=phases, after=after, last=last)
+        query = query.with_only_columns(sessions.c.uuid, sessions.c.revision)
+
+        def read(connection: Connection) -> tuple[tuple[str, int], ...]:
+            return tuple((row[0], row[1]) for row in connection.execute(query))
+
+        if last is not None and last <= _GLANCE_ROWS:
+            return await self._db.run_glance(read)
         return await self._db.run_read(read)
 
     async def find_component(self, uuid: UUID, *, owner: str | None) -> ComponentRecord | None:

@@ -108,7 +108,8 @@ sessions = sa.Table(
     sa.Column("costs", JSONDocument, nullable=True),
     # The lifecycle engine's bookkeeping: when to look at the session next, who is looking
     # (a lease), the decision that the run is over (written once), and a revision that
-    # every user update bumps so that a worker holding an older view does not undo it.
+    # every change to the session, its components or its messages bumps: a worker holding
+    # an older view does not undo a user's update, and a cached document is known stale.
     sa.Column("next_due", UTCDateTime(), nullable=True),
     sa.Column("claimed_by", sa.String(64), nullable=True),
     sa.Column("claimed_until", UTCDateTime(), nullable=True),

@@ -19,12 +19,13 @@ from execbroker.api.handlers.openapi_bodies import (
     schema_ref,
 )
 from execbroker.api.handlers.paths import UtcInstant, UuidPath, parse_uuid
-from execbroker.api.responses import OutputFormat, read_document, respond
+from execbroker.api.responses import OutputFormat, answer, read_document, rendered, respond
 from execbroker.api.waiting import HeldStream, credential_check, unless_disconnected
 from execbroker.exceptions import UnauthorizedError
 from execbroker.model.isotime import format_instant
 from execbroker.model.phases import SessionPhase
 from execbroker.model.records import SessionRecord
+from execbroker.services.sessions import Listing
 
 __all__ = ["router"]
 
@@ -83,10 +84,15 @@ async def get_session(
         )
         if waited is None:  # the client went away; nobody reads this answer
             return Response(status_code=_CLIENT_GONE)
-        record = waited
-    else:
-        record = await broker.sessions.get_session(session_uuid, caller=caller)
-    return respond(render.session(record), fmt, root="execution")
+        return respond(render.session(waited), fmt, root="execution")
+
+    async def written(record: SessionRecord) -> bytes:
+        return await rendered(render.session(record), fmt, root="execution")
+
+    body = await broker.sessions.session_document(
+        session_uuid, caller=caller, variant=(render.base, render.viewer, fmt), render=written
+    )
+    return answer(body, fmt)
 
 
 @router.get(
@@ -112,10 +118,17 @@ async def list_sessions(
     ] = None,
     last: Annotated[int | None, Query(ge=1, le=1000, description="At most this many.")] = None,
 ) -> Response:
-    found = await broker.sessions.list_sessions(
-        caller=caller, phases=phase or [], after=_aware(after), last=last
+    listing = Listing(phases=tuple(phase or ()), after=_aware(after), last=last)
+
+    async def written(found: list[SessionRecord]) -> bytes:
+        return await rendered(
+            {"sessions": [render.session_summary(s) for s in found]}, fmt, root="sessions"
+        )
+
+    body = await broker.sessions.listing_document(
+        listing, caller=caller, variant=(render.base, render.viewer, fmt), render=written
     )
-    return respond({"sessions": [render.session_summary(s) for s in found]}, fmt, root="sessions")
+    return answer(body, fmt)
 
 
 @router.get(
