@@ -1,4 +1,6 @@
-"""The reads a client repeats most, answered without the framework's routing.
+"""The reads clients repeat most, answered without the framework's routing.
+
+``GET /healthz`` is answered here at once, as its route would answer it.
 
 A client polling its session, and a dashboard polling many, send ``GET /sessions/{uuid}``
 and ``GET /sessions?last=N`` again and again, and most answers are what the broker rendered
@@ -23,6 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from execbroker.api.dependencies import Broker, caller_for, no_bearer_token
 from execbroker.api.errors import client_error_response
 from execbroker.api.formats.negotiation import format_for_accept
+from execbroker.api.handlers.health import health_answer
 from execbroker.api.responses import answer
 from execbroker.api.urls import base_url
 from execbroker.exceptions import ClientError
@@ -48,6 +51,9 @@ class SessionReads:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
+        if path == "/healthz":  # a load balancer's probe, many a second
+            await (await health_answer(scope["app"].state.broker))(scope, receive, send)
+            return
         query: bytes = scope.get("query_string", b"")
         uuid: UUID | None = None
         listing: Listing | None = None

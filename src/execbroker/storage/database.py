@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -119,6 +120,7 @@ class Database:
         self._writer: ThreadPoolExecutor | None = None
         self._readers: ThreadPoolExecutor | None = None
         self._glance_engine: Engine | None = None
+        self._glance_raw: sqlite3.Connection | None = None  # see glance_sql
         if self.is_sqlite:
             _configure_sqlite(self.engine)
             plain = self.url.set(drivername="sqlite")
@@ -173,6 +175,32 @@ class Database:
             except sa.exc.OperationalError:
                 pass  # locked or busy (WAL recovery, a checkpoint): a thread may wait for it
         return await self.run_read(work)
+
+    def glance_sql(self, sql: str, parameters: tuple[Any, ...]) -> list[tuple[Any, ...]] | None:
+        """SQLite only: the rows of one plain ``SELECT`` (``?`` parameters, no type
+        processing), on the glance connection in the event loop's thread, outside any
+        transaction (one statement reads one snapshot). None on PostgreSQL, or when SQLite
+        is busy: the caller reads the usual way. For the hottest glances, where building and
+        ending a transaction through SQLAlchemy costs more than the read.
+        """
+        if self._glance_engine is None:
+            return None
+        try:
+            if self._glance_raw is None:
+                self._glance_raw = sqlite3.connect(
+                    self.url.database or "",
+                    timeout=0,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+                _sqlite_pragmas(self._glance_raw, busy_ms=0)
+            cursor = self._glance_raw.cursor()
+            try:
+                return list(cursor.execute(sql, parameters))
+            finally:
+                cursor.close()
+        except sqlite3.OperationalError:
+            return None
 
     def _read_in_thread(self, work: Callable[[Connection], T]) -> T:
         if self._read_engine is None:
@@ -247,6 +275,9 @@ class Database:
             )
 
     async def dispose(self) -> None:
+        if self._glance_raw is not None:
+            self._glance_raw.close()
+            self._glance_raw = None
         await self.engine.dispose()
         for pool in (self._writer, self._readers):
             if pool is not None:

@@ -36,6 +36,15 @@ __all__ = ["SessionStore", "extend_run", "listing_query"]
 
 # A listing stamp of at most this many rows is read in the event loop's thread on SQLite.
 _GLANCE_ROWS = 100
+# The hottest glances, as SQLite runs them (Database.glance_sql): a session's stamp, and the
+# stamp of a listing newest first (along the indexes on (owner, created, uuid) and
+# (created, uuid), as listing_query reads).
+_STAMP = "SELECT revision, phase FROM sessions WHERE uuid = ?"
+_OWNED_STAMP = _STAMP + " AND owner = ?"
+_LISTING_STAMP = "SELECT uuid, revision FROM sessions ORDER BY created DESC, uuid DESC LIMIT ?"
+_OWNED_LISTING_STAMP = (
+    "SELECT uuid, revision FROM sessions WHERE owner = ? ORDER BY created DESC, uuid DESC LIMIT ?"
+)
 
 
 class SessionStore:
@@ -53,15 +62,20 @@ class SessionStore:
         document rendered from an earlier read is still current (every change to a session,
         its components or its messages bumps its revision). A glance, by primary key.
         """
-        query = sa.select(sessions.c.revision, sessions.c.phase).where(
-            sessions.c.uuid == str(uuid), *owned_by(sessions, owner)
-        )
+        if owner is None:
+            rows = self._db.glance_sql(_STAMP, (str(uuid),))
+        else:
+            rows = self._db.glance_sql(_OWNED_STAMP, (str(uuid), owner))
+        if rows is None:
+            query = sa.select(sessions.c.revision, sessions.c.phase).where(
+                sessions.c.uuid == str(uuid), *owned_by(sessions, owner)
+            )
 
-        def read(connection: Connection) -> tuple[int, SessionPhase] | None:
-            row = connection.execute(query).one_or_none()
-            return None if row is None else (row.revision, SessionPhase(row.phase))
+            def read(connection: Connection) -> list[tuple[Any, ...]]:
+                return [tuple(row) for row in connection.execute(query)]
 
-        return await self._db.run_glance(read)
+            rows = await self._db.run_read(read)
+        return (rows[0][0], SessionPhase(rows[0][1])) if rows else None
 
     async def listing(
         self,
@@ -90,6 +104,13 @@ class SessionStore:
         """The uuid and revision of each session :meth:`listing` would return, in its order:
         whether a listing rendered before is still current. A glance when it is short.
         """
+        if not phases and after is None and last is not None and last <= _GLANCE_ROWS:
+            if owner is None:
+                rows = self._db.glance_sql(_LISTING_STAMP, (last,))
+            else:
+                rows = self._db.glance_sql(_OWNED_LISTING_STAMP, (owner, last))
+            if rows is not None:
+                return tuple((row[0], row[1]) for row in rows)
         query = listing_query(owner=owner, phases=phases, after=after, last=last)
         query = query.with_only_columns(sessions.c.uuid, sessions.c.revision)
 

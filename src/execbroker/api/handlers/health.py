@@ -26,11 +26,11 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from execbroker.api.dependencies import BrokerDep
+from execbroker.api.dependencies import Broker, BrokerDep
 from execbroker.platforms.base import PlatformHealth
 from execbroker.storage.health import StorageHealth
 
-__all__ = ["router"]
+__all__ = ["health_answer", "router"]
 
 router = APIRouter(tags=["operations"])
 
@@ -48,6 +48,11 @@ router = APIRouter(tags=["operations"])
     },
 )
 async def healthz(broker: BrokerDep) -> JSONResponse:
+    return await health_answer(broker)
+
+
+async def health_answer(broker: Broker) -> JSONResponse:
+    """The answer to ``GET /healthz`` (also given by :mod:`execbroker.api.fastlane`)."""
     failure = await broker.database_ping.failure()
     if failure is not None:  # any database failure means "not ready"
         return JSONResponse(
