@@ -110,7 +110,7 @@ class SessionStore:
             else:
                 rows = self._db.glance_sql(_OWNED_LISTING_STAMP, (owner, last))
             if rows is not None:
-                return tuple((row[0], row[1]) for row in rows)
+                return tuple(rows)  # sqlite3 rows are (uuid, revision) tuples already
         query = listing_query(owner=owner, phases=phases, after=after, last=last)
         query = query.with_only_columns(sessions.c.uuid, sessions.c.revision)
 
