@@ -8,7 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.engine import released
 from tests.support.live import LiveBroker
+from tests.support.waiting import eventually_sync
 from tests.support.wire import example, phase_update
 
 pytestmark = pytest.mark.slow  # broker processes, killed and restarted
@@ -30,12 +32,14 @@ def test_everything_reads_back_identically_after_a_kill(tmp_path: Path, database
             client.post(offers["offers"][1]["meta"]["url"], json=phase_update("ACCEPTED"))
             direct = client.post("/direct", json=example("direct-request.json")).json()
             client.post(direct["meta"]["url"], json=phase_update("CANCELLED"))
-            # Let the engine finish releasing, so that nothing moves between the snapshots.
-            for _ in range(10):
-                if client.get(direct["meta"]["url"], params={"wait": 5}).json()["phase"] == (
-                    "CANCELLED"
-                ):
-                    break
+            # Let the engine finish releasing, so that nothing moves between the snapshots:
+            # the session is CANCELLED at once, its components once they are released.
+            eventually_sync(
+                lambda: client.get(direct["meta"]["url"]).json(),
+                released,
+                what="the cancelled direct run released",
+                within=30,
+            )
             refused = client.post("/requests", json={"compute": {}}).json()
             urls = [
                 created.headers["location"],
