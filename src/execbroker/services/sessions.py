@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, NoReturn, Self
+from typing import Any, Generic, NoReturn, Self, TypeVar
 from uuid import UUID
 
 from pydantic import TypeAdapter, ValidationError
@@ -62,9 +62,10 @@ _UPDATE_KINDS = (
 # brokers' bookings are seen once it has passed), and how many sessions' rooms are kept.
 _ROOM_FRESH = 2.0
 _ROOMS_KEPT = 10_000
-# Rendered session documents kept for clients that read the same session again (a few KiB
-# each).
-_DOCUMENTS_KEPT = 2_000
+# Rendered answers kept for clients that read the same session or listing again: at most
+# this many of each kind, and this many bytes (a listing of 1,000 sessions is about 400 KiB).
+_ANSWERS_KEPT = 2_000
+_ANSWER_BYTES_KEPT = 32 * 1024 * 1024
 _SECONDS_PER_UNIT = {
     None: 1,
     "s": 1,
@@ -138,10 +139,8 @@ class SessionService:
         self._feed = changes.feed
         self._expiry = expiry
         self._rooms: dict[UUID, _Room] = {}
-        self._documents: dict[tuple[UUID, Hashable], _Document] = {}
-        self._listings: dict[
-            tuple[str | None, Listing, Hashable], tuple[tuple[tuple[str, int], ...], bytes]
-        ] = {}
+        self._documents = _Kept[tuple[UUID, Hashable]]()
+        self._listings = _Kept[tuple[str | None, Listing, Hashable]]()
 
     async def get_session(self, uuid: UUID, *, caller: Caller) -> SessionRecord:
         """The session, if ``caller`` may see it; while it is active, with how far the
@@ -175,9 +174,9 @@ class SessionService:
         room = self._rooms.get(uuid) if record.phase in ACTIVE_SESSION_PHASES else None
         if room is not None and room.limit != record.extension_limit:
             room = None  # worked out again meanwhile: not known to be the one rendered
-        if len(self._documents) >= _DOCUMENTS_KEPT:
-            self._documents.clear()
-        self._documents[(uuid, variant)] = _Document((record.revision, record.phase), room, body)
+        self._documents.keep(
+            (uuid, variant), _Document((record.revision, record.phase), room, body)
+        )
         return body
 
     async def cached_document(
@@ -583,10 +582,8 @@ class SessionService:
             caller=caller, phases=list(listing.phases), after=listing.after, last=listing.last
         )
         body = await render(found)
-        if len(self._listings) >= _DOCUMENTS_KEPT:
-            self._listings.clear()
         stamp = tuple((str(s.uuid), s.revision) for s in found)
-        self._listings[(caller.scope, listing, variant)] = (stamp, body)
+        self._listings.keep((caller.scope, listing, variant), _Document(stamp, None, body))
         return body
 
     async def cached_listing(
@@ -602,7 +599,7 @@ class SessionService:
         stamp = await self._store.sessions.listing_stamp(
             owner=caller.scope, phases=listing.phases, after=listing.after, last=listing.last
         )
-        return cached[1] if stamp == cached[0] else None
+        return cached.body if stamp == cached.stamp else None
 
     async def get_component(
         self, role: ComponentRole, uuid: UUID, *, caller: Caller
@@ -793,11 +790,42 @@ class _Room:
 
 @dataclass(frozen=True, slots=True)
 class _Document:
-    """A session as rendered for one variant, and what it was rendered from."""
+    """An answer as rendered for one variant, and what it was rendered from: a session's
+    revision and phase (and the extension room it shows), or a listing's uuids and revisions.
+    """
 
-    stamp: tuple[int, SessionPhase]
+    stamp: tuple[Any, ...]
     room: _Room | None
     body: bytes
+
+
+_K = TypeVar("_K", bound=Hashable)
+
+
+class _Kept(Generic[_K]):
+    """Rendered answers by key, forgotten all at once past :data:`_ANSWERS_KEPT` of them or
+    :data:`_ANSWER_BYTES_KEPT` bytes (a client reading again renders its answer again).
+    """
+
+    def __init__(self) -> None:
+        self._answers: dict[_K, _Document] = {}
+        self._bytes = 0
+
+    def get(self, key: _K) -> _Document | None:
+        return self._answers.get(key)
+
+    def keep(self, key: _K, answer: _Document) -> None:
+        size = len(answer.body)
+        if len(self._answers) >= _ANSWERS_KEPT or self._bytes + size > _ANSWER_BYTES_KEPT:
+            self._answers.clear()
+            self._bytes = 0
+        if size > _ANSWER_BYTES_KEPT // 16:
+            return  # one huge answer would push out hundreds of small ones
+        previous = self._answers.get(key)
+        if previous is not None:
+            self._bytes -= len(previous.body)
+        self._answers[key] = answer
+        self._bytes += size
 
 
 def _phases(session: SessionRecord) -> dict[str, str]:
