@@ -39,8 +39,9 @@ _MOST_LISTED = 1000  # the route's own limit on ``last``
 
 
 class SessionReads:
-    """Pure ASGI middleware, innermost: a repeated ``GET /sessions/{uuid}`` answered from
-    the rendered document (see the module's description).
+    """Pure ASGI middleware, innermost: ``GET /healthz``, and a repeated
+    ``GET /sessions/{uuid}`` or ``GET /sessions[?last=N]`` answered from what was rendered
+    last (see the module's description); every other request goes on to ``app``.
     """
 
     def __init__(self, app: ASGIApp) -> None:
