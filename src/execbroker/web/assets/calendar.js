@@ -13,6 +13,7 @@ import {
   phaseBadge,
   phaseClass,
   showProblem,
+  timeAxis,
   timeElement,
   whenSignedIn,
 } from "./common.js";
@@ -97,18 +98,9 @@ function svgFrame(id, title, description, width, height) {
 }
 
 function axis(svg, { from, to, width, height, x }) {
-  const ticks = h("g", { class: "axis" });
-  const count = Math.max(2, Math.min(8, Math.floor(width / 120)));
-  for (let i = 0; i <= count; i += 1) {
-    const moment = from + ((to - from) * i) / count;
-    const at = x(moment);
-    ticks.append(h("line", { x1: at, x2: at, y1: AXIS - 6, y2: height, class: "grid" }));
-    const anchor = i === 0 ? "start" : i === count ? "end" : "middle";
-    ticks.append(
-      h("text", { x: at, y: AXIS - 10, "text-anchor": anchor }, timeLabel(new Date(moment), to - from)),
-    );
-  }
-  svg.append(ticks);
+  svg.append(
+    timeAxis({ from, to, width, height, x, top: AXIS, spacing: 120, most: 8, label: timeLabel }),
+  );
   const now = Date.now();
   if (now > from && now < to) {
     const at = x(now);

@@ -306,6 +306,24 @@ export function schedulePhases(schedule) {
   return phases;
 }
 
+/** The time axis of an SVG timeline drawn by `x` across [from, to]: between 2 and `most`
+ * ticks, at least `spacing` pixels apart, each a grid line down to `height` and a label
+ * (`label(Date, span in ms)`) above `top`. */
+export function timeAxis({ from, to, width, height, x, top, spacing, most, label }) {
+  const ticks = h("g", { class: "axis" });
+  const count = Math.max(2, Math.min(most, Math.floor(width / spacing)));
+  for (let i = 0; i <= count; i += 1) {
+    const moment = from + ((to - from) * i) / count;
+    const at = x(moment);
+    ticks.append(h("line", { x1: at, x2: at, y1: top - 6, y2: height, class: "grid" }));
+    const anchor = i === 0 ? "start" : i === count ? "end" : "middle";
+    ticks.append(
+      h("text", { x: at, y: top - 10, "text-anchor": anchor }, label(new Date(moment), to - from)),
+    );
+  }
+  return ticks;
+}
+
 // ---------------------------------------------------------------- sign-in
 
 let onSignedIn = null;

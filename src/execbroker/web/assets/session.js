@@ -16,6 +16,7 @@ import {
   phaseUpdate,
   schedulePhases,
   showProblem,
+  timeAxis,
   timeElement,
   updateSession,
   whenSignedIn,
@@ -101,18 +102,9 @@ function drawTimeline() {
       "Bars show when each component prepares, is available and releases; a line marks now. The table below holds the same times.",
     ),
   );
-  const ticks = h("g", { class: "axis" });
-  const count = Math.max(2, Math.min(6, Math.floor(width / 130)));
-  for (let i = 0; i <= count; i += 1) {
-    const moment = from + ((to - from) * i) / count;
-    const at = x(moment);
-    ticks.append(h("line", { x1: at, x2: at, y1: AXIS - 6, y2: height, class: "grid" }));
-    const anchor = i === 0 ? "start" : i === count ? "end" : "middle";
-    ticks.append(
-      h("text", { x: at, y: AXIS - 10, "text-anchor": anchor }, timeLabel(new Date(moment), to - from)),
-    );
-  }
-  svg.append(ticks);
+  svg.append(
+    timeAxis({ from, to, width, height, x, top: AXIS, spacing: 130, most: 6, label: timeLabel }),
+  );
   rows.forEach((row, index) => {
     const top = AXIS + index * ROW;
     const group = h("g", { class: `row ${phaseClass(row.phase)}` });
