@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -11,18 +11,9 @@ import jwt
 import pytest
 
 from execbroker.fakes.oidc import FakeOIDCProvider
-from execbroker.fakes.server import ServerThread
 from tests.conftest import BrokerClient
+from tests.support.users import bearer
 from tests.support.wire import notebook_request, post, request_offers
-
-
-@pytest.fixture
-def issuer() -> Iterator[FakeOIDCProvider]:
-    provider = FakeOIDCProvider(audience="execbroker")
-    server = ServerThread(provider.app())
-    provider.issuer = server.url
-    with server:
-        yield provider
 
 
 @pytest.fixture
@@ -38,10 +29,6 @@ async def client(
         admins=[issuer.subject_for("operator")],  # admins are named by the owner key: sub
     ) as started:
         yield started
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def refused(client: httpx.AsyncClient, token: str) -> str:

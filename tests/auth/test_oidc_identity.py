@@ -3,7 +3,6 @@ the key is bound to the first ``sub`` seen; names the database cannot hold are r
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -11,27 +10,14 @@ import pytest
 import yaml
 
 from execbroker.fakes.oidc import FakeOIDCProvider
-from execbroker.fakes.server import ServerThread
 from tests.conftest import BrokerClient
+from tests.support.users import bearer
 from tests.support.wire import example, notebook_request, phase_update, post
 
 REAL_ALICE = "3f1c-real-alice"
 OTHER_PERSON = "99aa-different-person"
 REAL_OPERATOR = "0b7e-real-operator"
 NEW_SIGNUP = "77-new-signup"
-
-
-@pytest.fixture
-def issuer() -> Iterator[FakeOIDCProvider]:
-    provider = FakeOIDCProvider(audience="execbroker")
-    server = ServerThread(provider.app())
-    provider.issuer = server.url
-    with server:
-        yield provider
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def oidc(issuer: FakeOIDCProvider, **overrides: object) -> dict[str, object]:

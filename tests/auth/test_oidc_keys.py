@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,23 +19,8 @@ from execbroker.fakes.oidc import FakeOIDCProvider
 from execbroker.fakes.server import ServerThread
 from tests.conftest import BrokerClient
 from tests.support.live import free_port
+from tests.support.users import bearer
 from tests.support.waiting import eventually
-
-
-@pytest.fixture
-def issuer() -> Iterator[FakeOIDCProvider]:
-    provider = FakeOIDCProvider(audience="execbroker")
-    server = ServerThread(provider.app())
-    provider.issuer = server.url
-    with server:
-        try:
-            yield provider
-        finally:
-            provider.hanging = False  # lets a stalled request end, so the server can stop
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def oidc(issuer: FakeOIDCProvider, **overrides: object) -> dict[str, object]:

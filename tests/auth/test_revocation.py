@@ -7,7 +7,6 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,7 +14,6 @@ import jwt
 import pytest
 
 from execbroker.fakes.oidc import FakeOIDCProvider
-from execbroker.fakes.server import ServerThread
 from tests.conftest import BrokerClient
 from tests.support.inprocess import until_waiting
 from tests.support.users import TOKENS, auth, write_tokens_file
@@ -81,15 +79,6 @@ async def test_a_revoked_token_ends_its_long_poll_with_401(
         answer = await asyncio.wait_for(poll, 5)
         assert answer.status_code == 401
         assert time.monotonic() - started < 3, "ended by the revocation, not by ?wait="
-
-
-@pytest.fixture
-def issuer() -> Iterator[FakeOIDCProvider]:
-    provider = FakeOIDCProvider(audience="execbroker")
-    server = ServerThread(provider.app())
-    provider.issuer = server.url
-    with server:
-        yield provider
 
 
 async def test_an_oidc_token_that_expires_ends_its_long_poll(

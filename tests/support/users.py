@@ -17,7 +17,12 @@ ADMINS = ["root"]
 
 def auth(user: str) -> dict[str, str]:
     """The Authorization header of ``user``."""
-    return {"Authorization": f"Bearer {TOKENS[user]}"}
+    return bearer(TOKENS[user])
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The Authorization header that carries ``token``."""
+    return {"Authorization": f"Bearer {token}"}
 
 
 def write_tokens_file(path: Path) -> Path:
