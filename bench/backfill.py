@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import statistics
 import sys
@@ -57,12 +56,12 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.lifecycle import ZERO_DELAY
 from tests.support.live import LiveBroker
 from tests.support.wire import example
 
 from execbroker.config import setting_fields
 
-ROLES = ("executable", "compute", "storage", "data")
 # Sizes and booked durations, drawn with these weights.
 CORES = {1: 0.30, 2: 0.35, 4: 0.25, 8: 0.10}
 BOOKED_SECONDS = (6, 12, 20, 30)
@@ -186,13 +185,8 @@ def backfill_setting_exists() -> bool:
 def broker_env(cores: int, jobs: int, *, moves: bool) -> dict[str, str]:
     """A broker on the zero-delay mock platform with a pool of ``cores`` cores."""
     return {
-        "EXECBROKER_LOG_LEVEL": "WARNING",
+        **ZERO_DELAY,
         "EXECBROKER_ADMINS": "local",
-        "EXECBROKER_PREPARE_ESTIMATES": json.dumps(dict.fromkeys(ROLES, 0)),
-        "EXECBROKER_RELEASE_ESTIMATES": json.dumps(dict.fromkeys(ROLES, 0)),
-        "EXECBROKER_PLANNING_SLACK": "0",
-        "EXECBROKER_MOCK_PREPARE_SECONDS": json.dumps(dict.fromkeys(ROLES, 0)),
-        "EXECBROKER_MOCK_RELEASE_SECONDS": json.dumps(dict.fromkeys(ROLES, 0)),
         "EXECBROKER_POLL_INTERVAL": "0.2",
         "EXECBROKER_CAPACITY_CORES": str(cores),
         "EXECBROKER_CAPACITY_MEMORY_GIB": str(4 * cores),

@@ -104,16 +104,22 @@ def _percentile(values: list[float], fraction: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(fraction * 100) - 1]
 
 
+# A broker whose mock platform and planner take no time (also bench/backfill.py's).
+ZERO_DELAY = {
+    "EXECBROKER_LOG_LEVEL": "WARNING",
+    "EXECBROKER_PREPARE_ESTIMATES": json.dumps(dict.fromkeys(ROLES, 0)),
+    "EXECBROKER_RELEASE_ESTIMATES": json.dumps(dict.fromkeys(ROLES, 0)),
+    "EXECBROKER_PLANNING_SLACK": "0",
+    "EXECBROKER_MOCK_PREPARE_SECONDS": json.dumps(dict.fromkeys(ROLES, 0)),
+    "EXECBROKER_MOCK_RELEASE_SECONDS": json.dumps(dict.fromkeys(ROLES, 0)),
+}
+
+
 def zero_delay_env(count: int) -> dict[str, str]:
-    """A broker whose mock platform and planner take no time, with room for ``count``
-    sessions at once (also used by ``bench/scale.py``)."""
+    """:data:`ZERO_DELAY`, runs that end at once, and room for ``count`` sessions at once
+    (also used by ``bench/scale.py``)."""
     return {
-        "EXECBROKER_LOG_LEVEL": "WARNING",
-        "EXECBROKER_PREPARE_ESTIMATES": json.dumps(dict.fromkeys(ROLES, 0)),
-        "EXECBROKER_RELEASE_ESTIMATES": json.dumps(dict.fromkeys(ROLES, 0)),
-        "EXECBROKER_PLANNING_SLACK": "0",
-        "EXECBROKER_MOCK_PREPARE_SECONDS": json.dumps(dict.fromkeys(ROLES, 0)),
-        "EXECBROKER_MOCK_RELEASE_SECONDS": json.dumps(dict.fromkeys(ROLES, 0)),
+        **ZERO_DELAY,
         "EXECBROKER_MOCK_RUN_SECONDS": "0",
         "EXECBROKER_POLL_INTERVAL": "0.5",
         "EXECBROKER_CAPACITY_CORES": str(10 * count),
