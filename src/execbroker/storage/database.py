@@ -19,11 +19,12 @@ reading one session, a dozen: ``bench/http.py``. On PostgreSQL both run on the a
 driver's connection (no thread at all). New storage code uses these two; :meth:`read` and
 :meth:`write` remain for the few callers that interleave awaits with statements.
 
-:meth:`Database.run_glance` is for reads of a row or two by primary key (is a cached answer
-still current?). On SQLite it runs in the event loop's own thread, on a connection of its
-own: tens of microseconds, where a reader thread waits up to the interpreter's switch
-interval (5 ms) to have the GIL back while the loop is busy (``bench/README.md``). It never
-waits for a lock there: if SQLite is busy it is done by a reader thread instead.
+:meth:`Database.glance_sql` is for the hottest reads of a few rows by key (is a cached
+answer still current?). On SQLite it runs one plain statement in the event loop's own
+thread, on a connection of its own: microseconds, where a reader thread waits up to the
+interpreter's switch interval (5 ms) to have the GIL back while the loop is busy, and
+SQLAlchemy's connection and transaction cost more than the read (``bench/README.md``). It
+never waits for a lock there: if SQLite is busy, or fails, the caller reads the usual way.
 """
 
 from __future__ import annotations
@@ -119,8 +120,7 @@ class Database:
         self._read_engine: Engine | None = None
         self._writer: ThreadPoolExecutor | None = None
         self._readers: ThreadPoolExecutor | None = None
-        self._glance_engine: Engine | None = None
-        self._glance_raw: sqlite3.Connection | None = None  # see glance_sql
+        self._glance: sqlite3.Connection | None = None  # see glance_sql
         if self.is_sqlite:
             _configure_sqlite(self.engine)
             plain = self.url.set(drivername="sqlite")
@@ -135,14 +135,6 @@ class Database:
                 max_overflow=0,
             )
             _configure_sqlite_reader(self._read_engine)
-            # Used from the event loop's thread only, one glance at a time; busy: no wait.
-            self._glance_engine = create_engine(
-                plain,
-                connect_args={"timeout": 0, "check_same_thread": False},
-                pool_size=1,
-                max_overflow=0,
-            )
-            _configure_sqlite_reader(self._glance_engine, busy_ms=0)
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="execbroker-sqlite-writer")
             self._readers = ThreadPoolExecutor(
                 _SQLITE_READERS, thread_name_prefix="execbroker-sqlite-reader"
@@ -164,42 +156,30 @@ class Database:
         async with self.read() as connection:
             return await connection.run_sync(work)
 
-    async def run_glance(self, work: Callable[[Connection], T]) -> T:
-        """Run ``work``, a read of a row or two by key, in one read transaction: on SQLite in
-        the event loop's thread (no hop; a busy database sends it to a reader thread).
-        """
-        if self._glance_engine is not None:
-            try:
-                with self._glance_engine.connect() as connection, connection.begin():
-                    return work(connection)
-            except sa.exc.OperationalError:
-                pass  # locked or busy (WAL recovery, a checkpoint): a thread may wait for it
-        return await self.run_read(work)
-
     def glance_sql(self, sql: str, parameters: tuple[Any, ...]) -> list[tuple[Any, ...]] | None:
         """SQLite only: the rows of one plain ``SELECT`` (``?`` parameters, no type
         processing), on the glance connection in the event loop's thread, outside any
         transaction (one statement reads one snapshot). None on PostgreSQL, or when SQLite
-        is busy: the caller reads the usual way. For the hottest glances, where building and
-        ending a transaction through SQLAlchemy costs more than the read.
+        is busy or fails: the caller reads the usual way (where a failure is seen by
+        :meth:`on_driver_error`'s listeners and answered as any other).
         """
-        if self._glance_engine is None:
+        if not self.is_sqlite:
             return None
         try:
-            if self._glance_raw is None:
-                self._glance_raw = sqlite3.connect(
+            if self._glance is None:
+                self._glance = sqlite3.connect(
                     self.url.database or "",
                     timeout=0,
                     isolation_level=None,
                     check_same_thread=False,
                 )
-                _sqlite_pragmas(self._glance_raw, busy_ms=0)
-            cursor = self._glance_raw.cursor()
+                _sqlite_pragmas(self._glance, busy_ms=0)
+            cursor = self._glance.cursor()
             try:
                 return list(cursor.execute(sql, parameters))
             finally:
                 cursor.close()
-        except sqlite3.OperationalError:
+        except sqlite3.Error:
             return None
 
     def _read_in_thread(self, work: Callable[[Connection], T]) -> T:
@@ -266,23 +246,21 @@ class Database:
         from the SQLite writer's worker thread: ``listener`` must be thread-safe).
         """
         engines = [self.engine.sync_engine]
-        engines += [
-            e for e in (self._sync_engine, self._read_engine, self._glance_engine) if e is not None
-        ]
+        engines += [e for e in (self._sync_engine, self._read_engine) if e is not None]
         for engine in engines:
             event.listen(
                 engine, "handle_error", lambda context: listener(context.original_exception)
             )
 
     async def dispose(self) -> None:
-        if self._glance_raw is not None:
-            self._glance_raw.close()
-            self._glance_raw = None
+        if self._glance is not None:
+            self._glance.close()
+            self._glance = None
         await self.engine.dispose()
         for pool in (self._writer, self._readers):
             if pool is not None:
                 await asyncio.to_thread(pool.shutdown)
-        for engine in (self._sync_engine, self._read_engine, self._glance_engine):
+        for engine in (self._sync_engine, self._read_engine):
             if engine is not None:
                 engine.dispose()
 
@@ -320,12 +298,12 @@ def _configure_sqlite_writer(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _configure_sqlite_reader(engine: Engine, *, busy_ms: int = 30_000) -> None:
-    """A reading engine: deferred transactions, each a snapshot of the last commit."""
+def _configure_sqlite_reader(engine: Engine) -> None:
+    """The reader threads' engine: deferred transactions, each a snapshot of the last commit."""
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        _sqlite_pragmas(dbapi_connection, busy_ms=busy_ms)
+        _sqlite_pragmas(dbapi_connection)
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:

@@ -102,7 +102,8 @@ class SessionStore:
         last: int | None,
     ) -> tuple[tuple[str, int], ...]:
         """The uuid and revision of each session :meth:`listing` would return, in its order:
-        whether a listing rendered before is still current. A glance when it is short.
+        whether a listing rendered before is still current. A glance when it is short and
+        unfiltered (the fast lane's listings).
         """
         if not phases and after is None and last is not None and last <= _GLANCE_ROWS:
             if owner is None:
@@ -117,8 +118,6 @@ class SessionStore:
         def read(connection: Connection) -> tuple[tuple[str, int], ...]:
             return tuple((row[0], row[1]) for row in connection.execute(query))
 
-        if last is not None and last <= _GLANCE_ROWS:
-            return await self._db.run_glance(read)
         return await self._db.run_read(read)
 
     async def find_component(self, uuid: UUID, *, owner: str | None) -> ComponentRecord | None:
