@@ -22,6 +22,7 @@ from execbroker.model.advance import Advance
 from execbroker.model.phases import ComponentPhase
 from execbroker.model.records import SessionRecord
 from execbroker.storage.database import Database
+from execbroker.storage.plain import insert_rows
 from execbroker.storage.rows import AS_UTC, MessageTarget, load_sessions, message_row
 from execbroker.storage.tables import components, messages, sessions
 
@@ -239,8 +240,7 @@ class ClaimStore:
             for change in advance.components:
                 target = MessageTarget(change.uuid, session_uuid=session_uuid)
                 rows.extend(message_row(target, m) for m in change.messages)
-        if rows:
-            connection.execute(messages.insert(), rows)
+        insert_rows(connection, messages, rows)
 
     async def next_step_due(self, *, now: datetime) -> datetime | None:
         """When the next step nobody holds is due. Steps another worker holds are its

@@ -26,6 +26,7 @@ from execbroker.model.records import (
     SessionRecord,
 )
 from execbroker.model.wire import MessageItem
+from execbroker.storage.plain import insert_rows
 from execbroker.storage.tables import UTCDateTime, components, messages, offer_sets, sessions
 
 __all__ = [
@@ -105,15 +106,19 @@ def insert_offer_set(
     connection: Connection, offer_set: OfferSetRecord, *, request: dict[str, Any] | None
 ) -> None:
     """The offer set, its offers, their components and every message of them."""
-    connection.execute(
-        offer_sets.insert().values(
-            uuid=str(offer_set.uuid),
-            owner=offer_set.owner,
-            result=offer_set.result.value,
-            created=offer_set.created,
-            modified=offer_set.modified,
-            request=request,
-        )
+    insert_rows(
+        connection,
+        offer_sets,
+        [
+            {
+                "uuid": str(offer_set.uuid),
+                "owner": offer_set.owner,
+                "result": offer_set.result.value,
+                "created": offer_set.created,
+                "modified": offer_set.modified,
+                "request": request,
+            }
+        ],
     )
     target = MessageTarget(offer_set.uuid, offer_set_uuid=offer_set.uuid)
     insert_sessions(
@@ -186,12 +191,9 @@ def insert_sessions(
                 c.uuid, session_uuid=session.uuid, offer_set_uuid=session.offer_set_uuid
             )
             message_rows.extend(message_row(target, item) for item in c.messages)
-    if session_rows:
-        connection.execute(sessions.insert(), session_rows)
-    if component_rows:
-        connection.execute(components.insert(), component_rows)
-    if message_rows:
-        connection.execute(messages.insert(), message_rows)
+    insert_rows(connection, sessions, session_rows)
+    insert_rows(connection, components, component_rows)
+    insert_rows(connection, messages, message_rows)
 
 
 def message_row(target: MessageTarget, item: MessageItem) -> dict[str, Any]:
@@ -213,8 +215,7 @@ def insert_messages(
     connection: Connection, target: MessageTarget, items: Sequence[MessageItem]
 ) -> None:
     """Messages about ``target``, in one INSERT."""
-    if items:
-        connection.execute(messages.insert(), [message_row(target, i) for i in items])
+    insert_rows(connection, messages, [message_row(target, i) for i in items])
 
 
 def _schedule_columns(schedule: Schedule) -> dict[str, Any]:
