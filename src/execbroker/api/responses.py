@@ -75,7 +75,7 @@ def respond(
     :mod:`execbroker.api.writers`), so that writing it (seconds, for an offer set of
     thousands of volumes as YAML) stalls no other client.
     """
-    if _larger_than(document, _INLINE_NODES):
+    if _written_elsewhere(document, fmt):
         return _WrittenElsewhere(document, fmt, root=root, status_code=status_code, headers=headers)
     return Response(
         content=render_body(document, fmt, root=root),
@@ -87,7 +87,7 @@ def respond(
 
 async def rendered(document: Any, fmt: MediaFormat, *, root: str) -> bytes:
     """``document`` written in ``fmt``: here if small, else away from the event loop."""
-    if _larger_than(document, _INLINE_NODES):
+    if _written_elsewhere(document, fmt):
         return await WRITERS.write(document, fmt, root=root)
     return render_body(document, fmt, root=root)
 
@@ -97,9 +97,18 @@ def answer(body: bytes, fmt: MediaFormat) -> Response:
     return Response(content=body, media_type=MEDIA_TYPES[fmt])
 
 
-# Documents with more values than this are written off the event loop. Counting stops at
-# the limit, so the check costs little next to rendering; small answers skip the thread hop.
+# Documents with more values than this are written off the event loop in YAML or XML.
+# Counting stops at the limit, so the check costs little next to rendering; small answers
+# skip the thread hop.
 _INLINE_NODES = 2000
+
+
+def _written_elsewhere(document: Any, fmt: MediaFormat) -> bool:
+    """Whether writing ``document`` in ``fmt`` could stall the event loop. JSON never does:
+    orjson writes a megabyte in about a millisecond, less than counting the document's
+    values (a seventh of the event loop's time on ``POST /requests``: ``bench/README.md``).
+    """
+    return fmt is not MediaFormat.JSON and _larger_than(document, _INLINE_NODES)
 
 
 def _larger_than(document: Any, limit: int) -> bool:
