@@ -100,3 +100,24 @@ def _sqlite_plan(connection: Connection, statement: Any) -> str:
     literal = statement.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True})
     rows = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {literal}")
     return "\n".join(str(row[-1]) for row in rows)
+
+
+async def test_sqlite_reads_the_calendar_from_the_index_of_live_bookings(tmp_path: Path) -> None:
+    """A window of the calendar costs what its live bookings cost, not what every session
+    ever booked into it costs: SQLite plans both window queries on the partial index, which
+    it does only while the queries repeat its condition word for word (migration 0016).
+    """
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'calendar.db'}")
+    await database.migrate()
+    now = datetime.now(UTC)
+    window = queries.window(now, now + timedelta(hours=1), now, None, timedelta(days=8))
+    try:
+        async with database.read() as connection:
+            plans = [
+                await connection.run_sync(_sqlite_plan, query.params(window))
+                for query in (queries._HOLD_TOTAL_SQLITE, queries._HOLDS_SQLITE)
+            ]
+    finally:
+        await database.dispose()
+    for plan in plans:
+        assert "COVERING INDEX ix_sessions_live_booking" in plan, plan
