@@ -136,9 +136,9 @@ def _check_not_negative(span: timedelta, text: str) -> None:
 
 def format_instant(moment: datetime) -> str:
     """UTC, with ``Z``; fractions of a second only when there are any."""
-    utc = moment.astimezone(UTC)
-    spec = "%Y-%m-%dT%H:%M:%S.%fZ" if utc.microsecond else "%Y-%m-%dT%H:%M:%SZ"
-    return utc.strftime(spec)
+    utc = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+    # isoformat, not strftime: a sixth of the time, and on every instant of every answer.
+    return utc.replace(tzinfo=None).isoformat() + "Z"
 
 
 def format_duration(span: timedelta) -> str:
