@@ -106,7 +106,7 @@ _INLINE_NODES = 2000
 def _written_elsewhere(document: Any, fmt: MediaFormat) -> bool:
     """Whether writing ``document`` in ``fmt`` could stall the event loop. JSON never does:
     orjson writes a megabyte in about a millisecond, less than counting the document's
-    values (a seventh of the event loop's time on ``POST /requests``: ``bench/README.md``).
+    values (7 % of the event loop's samples on ``POST /requests``: ``bench/README.md``).
     """
     return fmt is not MediaFormat.JSON and _larger_than(document, _INLINE_NODES)
 
