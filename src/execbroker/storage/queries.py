@@ -89,23 +89,27 @@ def _interactive() -> Any:
     )
 
 
-def _live_sqlite() -> sa.ColumnElement[bool]:
+def _live_sqlite(phase: sa.ColumnElement[str]) -> sa.ColumnElement[bool]:
     """SQLite: the condition of the partial index of live bookings (migration 0016), written
     as the index writes it: SQLite uses a partial index only for a query that contains its
     condition word for word. It adds nothing to what :func:`_holding_clause` selects.
     """
     live = [*HOLDING_SESSION_PHASES, SessionPhase.OFFERED]
-    return sa.or_(
-        phase_in(sessions.c.phase.concat(sa.literal_column("''")), live), sessions.c.releasing
-    )
+    return sa.or_(phase_in(phase, live), sessions.c.releasing)
 
 
-def _hold_queries(
-    phase: sa.ColumnElement[str], *, sqlite: bool
-) -> tuple[sa.Select[Any], sa.Select[Any]]:
-    holding = _holding_clause(phase)
+def _hold_queries(*, sqlite: bool) -> tuple[sa.Select[Any], sa.Select[Any]]:
     if sqlite:
-        holding = sa.and_(holding, _live_sqlite())
+        # ``phase || ''`` on purpose: no phase index serves it, so SQLite ranges over the
+        # partial covering index of live bookings (bounded on both sides by the window)
+        # instead of walking the phase index, which visits every live booking whatever the
+        # window.
+        phase = sessions.c.phase.concat(sa.literal_column("''"))
+        holding = sa.and_(_holding_clause(phase), _live_sqlite(phase))
+    else:
+        # The plain phase, which lets PostgreSQL's planner use the partial index of live
+        # bookings (migration 0006).
+        holding = _holding_clause(sessions.c.phase)
     listed = sa.select(
         sessions.c.uuid,
         sessions.c.offer_set_uuid,
@@ -127,13 +131,8 @@ def _hold_queries(
 
 
 # Built once, with bound parameters: constructing these per call cost more than running them.
-# SQLite: ``phase || ''`` on purpose: no phase index serves it, so SQLite ranges over the
-# partial covering index of live bookings (bounded on both sides by the window; migration
-# 0016) instead of walking the phase index, which visits every live booking whatever the
-# window. PostgreSQL: the plain phase, which
-# lets the planner use the partial index of live bookings (migration 0006).
-_HOLDS_SQLITE, _HOLD_TOTAL_SQLITE = _hold_queries(sessions.c.phase.concat(""), sqlite=True)
-_HOLDS_PG, HOLD_TOTAL_PG = _hold_queries(sessions.c.phase, sqlite=False)
+_HOLDS_SQLITE, _HOLD_TOTAL_SQLITE = _hold_queries(sqlite=True)
+_HOLDS_PG, HOLD_TOTAL_PG = _hold_queries(sqlite=False)
 
 
 def _room_check() -> sa.ColumnElement[bool]:
