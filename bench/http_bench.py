@@ -754,7 +754,7 @@ class Bench:
                 if limited:
                     raise RuntimeError(f"{limited:.0f} calls were answered 429: raise the rate")
             if empty is not None and self.wanted(POST_REQUESTS):
-                auth = {"Authorization": empty.headers["Authorization"]}
+                auth = _auth(empty)
                 self.attempt((POST_REQUESTS,), lambda: self._post_requests(empty.url, auth))
 
     def _preload(self) -> tuple[Template, Path]:
