@@ -98,7 +98,8 @@ async def test_a_cancelled_run_holds_its_cores_until_its_components_are_released
 
 
 async def test_expired_offers_hold_nothing(broker: Any) -> None:
-    async with broker(offer_ttl=0.5, **SMALL_POOL) as client:
+    # Long enough for the second request to meet the first offers still live on a slow machine.
+    async with broker(offer_ttl=3, **SMALL_POOL) as client:
         first = await _offers(client, _request(6))
         assert first["result"] == "YES"
         assert (await _offers(client, _request(6)))["result"] == "NO"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -59,11 +59,13 @@ async def test_an_expired_offer_cannot_be_accepted(broker: Any) -> None:
 
 
 async def test_accepted_offers_do_not_expire(broker: Any) -> None:
-    async with broker(offer_ttl=0.3) as client:
+    # Long enough to accept in on a slow, loaded machine; the test then waits past it.
+    async with broker(offer_ttl=3) as client:
         offers = (await request_offers(client, notebook_request()))["offers"]
         accepted = await post(client, offers[0]["meta"]["url"], phase_update("ACCEPTED"))
         assert accepted.status_code == 200
-        await asyncio.sleep(0.6)
+        due = _when(offers[0]["expires"]) - datetime.now(UTC)
+        await asyncio.sleep(due.total_seconds() + 0.5)
         # The engine has taken it on: whatever it is doing, it has not expired.
         phase = (await client.get(offers[0]["meta"]["url"])).json()["phase"]
         assert phase in ("ACCEPTED", "WAITING", "PREPARING", "AVAILABLE", "RUNNING")
