@@ -97,6 +97,9 @@ async def test_a_naive_instant_is_refused_before_anything_is_written(tmp_path: P
     database = Database(f"sqlite+aiosqlite:///{tmp_path / 'naive.db'}")
     await database.migrate()
     naive = {**_offer_set(1, None), "created": datetime(2030, 1, 1, 10, 0)}  # noqa: DTZ001
+    # The row before it has the same wall time, aware: its remembered conversion must not
+    # answer for the naive one.
+    assert _offer_set(2, None)["created"].replace(tzinfo=None) == naive["created"]
 
     def write(connection: sa.Connection) -> None:
         insert_rows(connection, offer_sets, [_offer_set(2, None), naive])

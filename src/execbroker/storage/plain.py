@@ -81,10 +81,16 @@ def _same(value: Any) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=4096)
 def _instant(value: datetime | None) -> str | None:
     """An aware instant as SQLite keeps it: naive UTC text, microseconds always written
     (``YYYY-MM-DD HH:MM:SS.ffffff``, SQLAlchemy's SQLite format), so that text order is
     time order.
+
+    Remembered: the rows of one booking repeat a handful of instants (its moment, the
+    offers' windows), and a lookup costs a twentieth of a conversion. Equal instants in
+    different zones are one key, and convert to the same text; a naive one never equals an
+    aware one, and raises every time (exceptions are not cached).
     """
     if value is None:
         return None
