@@ -25,6 +25,9 @@ thread, on a connection of its own: microseconds, where a reader thread waits up
 interpreter's switch interval (5 ms) to have the GIL back while the loop is busy, and
 SQLAlchemy's connection and transaction cost more than the read (``bench/README.md``). It
 never waits for a lock there: if SQLite is busy, or fails, the caller reads the usual way.
+A glance's rows are kept until anything is committed to the file, by any connection of any
+process (SQLite's ``PRAGMA data_version``): a client or dashboard polling while nothing
+changes costs one pragma, not a read of every row it polls (``bench/README.md``).
 """
 
 from __future__ import annotations
@@ -56,6 +59,8 @@ _IMMEDIATE = "execbroker_immediate"
 # Reader threads (and connections) on SQLite: reads run in parallel with each other and with
 # the writer; more than a few only queue on two cores.
 _SQLITE_READERS = 3
+# Glances kept between commits (a dashboard's sessions and listings): a few MiB at most.
+_GLANCES_KEPT = 10_000
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,8 @@ class Database:
         self._writer: ThreadPoolExecutor | None = None
         self._readers: ThreadPoolExecutor | None = None
         self._glance: sqlite3.Connection | None = None  # see glance_sql
+        self._glanced: dict[tuple[str, tuple[Any, ...]], list[tuple[Any, ...]]] = {}
+        self._glanced_version: int | None = None  # the data_version they were read at
         if self.is_sqlite:
             _configure_sqlite(self.engine)
             plain = self.url.set(drivername="sqlite")
@@ -159,9 +166,10 @@ class Database:
     def glance_sql(self, sql: str, parameters: tuple[Any, ...]) -> list[tuple[Any, ...]] | None:
         """SQLite only: the rows of one plain ``SELECT`` (``?`` parameters, no type
         processing), on the glance connection in the event loop's thread, outside any
-        transaction (one statement reads one snapshot). None on PostgreSQL, or when SQLite
-        is busy or fails: the caller reads the usual way (where a failure is seen by
-        :meth:`on_driver_error`'s listeners and answered as any other).
+        transaction (one statement reads one snapshot), or as it was last read if nothing
+        was committed since. None on PostgreSQL, or when SQLite is busy or fails: the
+        caller reads the usual way (where a failure is seen by :meth:`on_driver_error`'s
+        listeners and answered as any other).
         """
         if not self.is_sqlite:
             return None
@@ -176,7 +184,20 @@ class Database:
                 _sqlite_pragmas(self._glance, busy_ms=0)
             cursor = self._glance.cursor()
             try:
-                return list(cursor.execute(sql, parameters))
+                # Changes whenever another connection (this process's writer, another
+                # process) commits; this one only reads, so unchanged means same rows.
+                version = cursor.execute("PRAGMA data_version").fetchone()[0]
+                if version != self._glanced_version:
+                    self._glanced.clear()
+                    self._glanced_version = version
+                key = (sql, parameters)
+                rows = self._glanced.get(key)
+                if rows is None:
+                    rows = list(cursor.execute(sql, parameters))
+                    if len(self._glanced) >= _GLANCES_KEPT:
+                        self._glanced.clear()
+                    self._glanced[key] = rows
+                return list(rows)
             finally:
                 cursor.close()
         except sqlite3.Error:
