@@ -37,7 +37,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO
 from uuid import UUID
 
 from execbroker.clock import Clock
@@ -98,7 +98,7 @@ class MockPlatform(Platform):
         self._clock = clock
         self._timings = timings
         self._objects: dict[str, _Object] = {}
-        self._ledger: TextIO | None = None
+        self._ledger: BinaryIO | None = None
         self._offset = 0  # how much of the ledger file has been replayed
 
     def limits(self) -> PlatformLimits:
@@ -115,7 +115,7 @@ class MockPlatform(Platform):
 
     async def start(self) -> None:
         self._ledger_path.parent.mkdir(parents=True, exist_ok=True)
-        self._ledger = self._ledger_path.open("a", encoding="utf-8")
+        self._ledger = self._ledger_path.open("ab")  # UTF-8 lines (json.dumps: ASCII)
         self._catch_up()
 
     def _catch_up(self) -> None:
@@ -167,9 +167,17 @@ class MockPlatform(Platform):
     def _record(self, entry: dict[str, Any]) -> None:
         if self._ledger is None:
             raise RuntimeError("the mock platform is not started")
+        line = (json.dumps(entry) + "\n").encode()
         # One line per action, flushed: a SIGKILL of the broker loses none of them.
-        self._ledger.write(json.dumps(entry) + "\n")
+        self._ledger.write(line)
         self._ledger.flush()
+        # Appended where the file ended: if that was where this process had read to, no
+        # other broker wrote meanwhile, and its own line need not be read back (the caller
+        # applies it). Otherwise the next catch-up reads from where it was (replaying is
+        # idempotent, this line included).
+        end = self._ledger.tell()
+        if end == self._offset + len(line):
+            self._offset = end
 
     # ------------------------------------------------------------------ settings
 
