@@ -66,6 +66,8 @@ TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 - a URN
 
 # A refresh answered with one of these means the user's grant is gone: they log in again.
+# How long a stopping broker waits for a token refresh under way to be stored.
+_FINISH_WHEN_STOPPING = 10.0
 _DEAD_REFRESH = frozenset({"invalid_grant", "unauthorized_client"})
 # Any of these refuses an exchange (RFC 8693 §2.2.2 and RFC 6749 §5.2).
 _EXCHANGE_REFUSALS = frozenset(
@@ -403,7 +405,17 @@ class UserCredentials:
                     user.outage or "the identity provider is not answering",
                     retry_after=user.next_attempt - now,
                 )
-            await self._refresh_now(account, user)
+            # Not abandoned half-way when the broker stops: once the IdP has rotated the
+            # refresh token, only the stored new one works, and a broker stopped between
+            # the IdP's answer and the save would restart holding a dead grant.
+            work = asyncio.ensure_future(self._refresh_now(account, user))
+            try:
+                await asyncio.shield(work)
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception, TimeoutError):
+                    async with asyncio.timeout(_FINISH_WHEN_STOPPING):
+                        await asyncio.shield(work)
+                raise
 
     async def _refresh_now(self, account: str, user: _User) -> None:
         refresh_token = user.tokens.refresh_token
