@@ -23,6 +23,7 @@ import pytest
 
 from execbroker.fakes.server import ServerThread
 from execbroker.fakes.skaha import Endpoint, SkahaFaults, create_fault_proxy
+from execbroker.fakes.skaha.proxy import foreign_sessions
 from tests.skaha.conftest import (
     ACCOUNT,
     FAST_TIMINGS,
@@ -320,13 +321,14 @@ def test_a_huge_list_of_foreign_sessions_does_not_block_the_api(
             within=15,
             interval=0.2,
         )
+        foreign_sessions(100_000)  # made here, once: the proxy (this process) keeps it
         lists = hostile.world.fake.request_count(Endpoint.LIST_SESSIONS)
         hostile.faults.set(pad_list=100_000)
         eventually_sync(  # the broker lists again: from now on it reads the padded list
             lambda: hostile.world.fake.request_count(Endpoint.LIST_SESSIONS),
             lambda count: count >= lists + 2,  # the first may have been on its way
             what="a list of the padded sessions",
-            within=5,
+            within=30,  # ~70 MB a list: seconds each on a slow machine
         )
         slow = slowest(client)
         assert client.get(url).json()["phase"] == "AVAILABLE"
