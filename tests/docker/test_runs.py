@@ -179,7 +179,7 @@ async def _fetch(location: str) -> str:
                 return None  # not listening yet
 
         text = await eventually(
-            page, lambda text: text is not None, what=f"an answer at {location}", within=5
+            page, lambda text: text is not None, what=f"an answer at {location}", within=15
         )
     assert text is not None
     return text

@@ -188,7 +188,7 @@ async def test_release_and_the_sweep_delete_every_session_of_the_broker_nobody_o
             reading(hostile.leftovers),
             lambda left: not left,
             what="nothing left",
-            within=5,
+            within=15,
             interval=0.2,
         )
 
@@ -257,7 +257,7 @@ async def test_connect_urls_outside_skaha_or_not_https_are_not_published(
                 _connectors(client, url),
                 _at_version(version),
                 what=f"the connector of version {version}",
-                within=5,
+                within=15,
                 interval=0.2,
             )
             assert len(connectors) == 1, f"replaced, not piled up: {connectors}"
@@ -352,7 +352,7 @@ async def test_a_list_larger_than_the_cap_is_not_read_and_degrades_health(
             _health(client),
             lambda health: health["status"] != "ok",
             what="health degraded",
-            within=5,
+            within=15,
             interval=0.2,
         )
         assert health["status"] == "degraded"
