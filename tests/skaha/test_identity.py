@@ -20,8 +20,17 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from cryptography.fernet import Fernet
+from pydantic import SecretStr
 
-from tests.skaha.conftest import ACCOUNT, MakeWorld, SkahaWorld
+from execbroker.platforms.skaha.credentials import Sealer
+from tests.skaha.conftest import (
+    ACCOUNT,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    MakeWorld,
+    SkahaWorld,
+    reading,
+)
 from tests.skaha.documents import headless, notebook
 from tests.support.engine import texts, until_ended
 from tests.support.waiting import eventually
@@ -247,6 +256,44 @@ async def test_a_restarted_broker_carries_on_with_the_stored_credentials(
     assert world.idp.exchange_grants == 1, "the stored credential was used, not a new exchange"
     assert world.idp.refresh_grants > grants, "and refreshed after the restart"
     assert world.unauthenticated() == 0
+
+
+async def test_a_broker_stopped_while_a_refresh_is_answered_stores_the_rotated_token(
+    broker: Any, make_world: MakeWorld, tmp_path: Path
+) -> None:
+    """The IdP rotates on a refresh: once it has answered, only the new refresh token works.
+    A broker stopped between that answer and the save would restart holding a dead grant."""
+    world = make_world(access_ttl=timedelta(seconds=2))
+    alice = signed_in(world, "alice")
+    async with broker(**per_user(world)) as client:
+        url = await direct(client, notebook("PT1M"), alice)
+        await eventually(
+            lambda: _phases(client, {url: alice}),
+            lambda phases: phases == ["AVAILABLE"],
+            what="the notebook available",
+            within=20,
+        )
+        world.idp.token_answer_delay = 2.0
+        grants = world.idp.refresh_grants
+        await eventually(
+            reading(lambda: world.idp.refresh_grants),
+            lambda count: count > grants,
+            what="a refresh granted (its answer held back 2 s)",
+            within=10,
+            interval=0.02,
+        )
+        # The broker stops now, with the rotated token still on its way to it.
+
+    [sealed] = stored_credentials(tmp_path).values()  # alice's, under her account's key
+    tokens, problem = Sealer(SecretStr(KEY)).open(sealed)
+    assert problem is None
+    async with httpx.AsyncClient() as idp:
+        redeemed = await idp.post(
+            f"{world.issuer}/token",
+            data={"grant_type": "refresh_token", "refresh_token": tokens.refresh_token},
+            auth=(CLIENT_ID, CLIENT_SECRET),
+        )
+    assert redeemed.status_code == 200, f"the stored refresh token is dead: {redeemed.text}"
 
 
 async def _stored(tmp_path: Path) -> dict[str, str]:

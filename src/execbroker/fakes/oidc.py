@@ -137,6 +137,8 @@ class FakeOIDCProvider:
     * ``token_endpoint_failures`` — the next N calls to the token endpoint answer 500.
     * ``hanging`` — discovery and the JWKS answer nothing (the connection stays open) while
       it is set; clear it to let them answer, as a stalled IdP recovering does.
+    * ``token_answer_delay`` — seconds the token endpoint holds a granted answer back: the
+      grant (and a rotation) has happened, its answer is on its way, as over a slow network.
 
     Counters (read them in assertions): ``token_requests`` (every POST to the token
     endpoint, failed ones included), ``refresh_grants`` (successful refresh grants),
@@ -175,6 +177,7 @@ class FakeOIDCProvider:
         self.hanging = False
         self.retry_after_seconds = 30
         self.token_endpoint_failures = 0
+        self.token_answer_delay = 0.0
 
         self.token_requests = 0
         self.refresh_grants = 0
@@ -504,6 +507,8 @@ class FakeOIDCProvider:
             with self._lock:
                 self.token_refusals += 1
             return error.response()
+        if self.token_answer_delay > 0:
+            await asyncio.sleep(self.token_answer_delay)
         return JSONResponse(body, headers=_NO_STORE)
 
     def _grant(self, client_id: str, fields: Mapping[str, str]) -> dict[str, Any]:
