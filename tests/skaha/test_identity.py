@@ -191,6 +191,15 @@ async def _phases(client: httpx.AsyncClient, sessions: dict[str, dict[str, str]]
     return [(await client.get(url, headers=who)).json()["phase"] for url, who in sessions.items()]
 
 
+async def _until_available(client: httpx.AsyncClient, url: str, who: dict[str, str]) -> None:
+    await eventually(
+        lambda: _phases(client, {url: who}),
+        lambda phases: phases == ["AVAILABLE"],
+        what="the notebook available",
+        within=20,
+    )
+
+
 async def test_refresh_tokens_are_encrypted_at_rest_and_never_logged(
     broker: Any, make_world: MakeWorld, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -199,12 +208,7 @@ async def test_refresh_tokens_are_encrypted_at_rest_and_never_logged(
     alice = signed_in(world, "alice")
     async with broker(**per_user(world)) as client:
         url = await direct(client, notebook("PT6S"), alice)
-        await eventually(
-            lambda: _phases(client, {url: alice}),
-            lambda phases: phases == ["AVAILABLE"],
-            what="the notebook available",
-            within=20,
-        )
+        await _until_available(client, url, alice)
         await eventually(
             lambda: _count(world), lambda grants: grants >= 1, what="a refresh", within=10
         )
@@ -236,12 +240,7 @@ async def test_a_restarted_broker_carries_on_with_the_stored_credentials(
     settings = per_user(world)
     async with broker(**settings) as client:
         url = await direct(client, notebook("PT8S"), alice)
-        await eventually(
-            lambda: _phases(client, {url: alice}),
-            lambda phases: phases == ["AVAILABLE"],
-            what="the notebook available",
-            within=20,
-        )
+        await _until_available(client, url, alice)
     grants = world.idp.refresh_grants
     async with broker(**settings) as client:
         client.headers.update(alice)
@@ -267,12 +266,7 @@ async def test_a_broker_stopped_while_a_refresh_is_answered_stores_the_rotated_t
     alice = signed_in(world, "alice")
     async with broker(**per_user(world)) as client:
         url = await direct(client, notebook("PT1M"), alice)
-        await eventually(
-            lambda: _phases(client, {url: alice}),
-            lambda phases: phases == ["AVAILABLE"],
-            what="the notebook available",
-            within=20,
-        )
+        await _until_available(client, url, alice)
         world.idp.token_answer_delay = 2.0
         grants = world.idp.refresh_grants
         await eventually(
