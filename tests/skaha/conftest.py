@@ -145,11 +145,16 @@ MakeWorld = Callable[..., SkahaWorld]
 async def live_refresh_token(world: SkahaWorld) -> bool:
     """Whether the provider still takes the refresh token in the file (after a rotation
     only the newest one works): redeems it, so call it last."""
-    stored = world.read_tokens()["refresh_token"]
+    return await redeems(world, world.read_tokens()["refresh_token"])
+
+
+async def redeems(world: SkahaWorld, refresh_token: str | None) -> bool:
+    """Whether the provider takes ``refresh_token`` (after a rotation only the newest one
+    works): redeems it, so call it last."""
     async with httpx.AsyncClient() as client:
         grant = await client.post(
             f"{world.issuer}/token",
-            data={"grant_type": "refresh_token", "refresh_token": stored},
+            data={"grant_type": "refresh_token", "refresh_token": refresh_token},
             auth=(CLIENT_ID, CLIENT_SECRET),
         )
     return grant.status_code == 200

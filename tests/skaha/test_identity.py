@@ -23,14 +23,7 @@ from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
 from execbroker.platforms.skaha.credentials import Sealer
-from tests.skaha.conftest import (
-    ACCOUNT,
-    CLIENT_ID,
-    CLIENT_SECRET,
-    MakeWorld,
-    SkahaWorld,
-    reading,
-)
+from tests.skaha.conftest import ACCOUNT, MakeWorld, SkahaWorld, redeems
 from tests.skaha.documents import headless, notebook
 from tests.support.engine import texts, until_ended
 from tests.support.waiting import eventually
@@ -270,7 +263,7 @@ async def test_a_broker_stopped_while_a_refresh_is_answered_stores_the_rotated_t
         world.idp.token_answer_delay = 2.0
         grants = world.idp.refresh_grants
         await eventually(
-            reading(lambda: world.idp.refresh_grants),
+            lambda: _count(world),
             lambda count: count > grants,
             what="a refresh granted (its answer held back 2 s)",
             within=10,
@@ -281,13 +274,7 @@ async def test_a_broker_stopped_while_a_refresh_is_answered_stores_the_rotated_t
     [sealed] = stored_credentials(tmp_path).values()  # alice's, under her account's key
     tokens, problem = Sealer(SecretStr(KEY)).open(sealed)
     assert problem is None
-    async with httpx.AsyncClient() as idp:
-        redeemed = await idp.post(
-            f"{world.issuer}/token",
-            data={"grant_type": "refresh_token", "refresh_token": tokens.refresh_token},
-            auth=(CLIENT_ID, CLIENT_SECRET),
-        )
-    assert redeemed.status_code == 200, f"the stored refresh token is dead: {redeemed.text}"
+    assert await redeems(world, tokens.refresh_token), "the stored refresh token is the live one"
 
 
 async def _stored(tmp_path: Path) -> dict[str, str]:

@@ -65,9 +65,9 @@ logger = logging.getLogger(__name__)
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105 - a URN
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 - a URN
 
-# A refresh answered with one of these means the user's grant is gone: they log in again.
 # How long a stopping broker waits for a token refresh under way to be stored.
 _FINISH_WHEN_STOPPING = 10.0
+# A refresh answered with one of these means the user's grant is gone: they log in again.
 _DEAD_REFRESH = frozenset({"invalid_grant", "unauthorized_client"})
 # Any of these refuses an exchange (RFC 8693 §2.2.2 and RFC 6749 §5.2).
 _EXCHANGE_REFUSALS = frozenset(
