@@ -328,7 +328,7 @@ def test_a_huge_list_of_foreign_sessions_does_not_block_the_api(
             lambda: hostile.world.fake.request_count(Endpoint.LIST_SESSIONS),
             lambda count: count >= lists + 2,  # the first may have been on its way
             what="a list of the padded sessions",
-            within=30,  # ~70 MB a list: seconds each on a slow machine
+            within=30,  # 56 MB a list: seconds each on a slow machine
         )
         slow = slowest(client)
         assert client.get(url).json()["phase"] == "AVAILABLE"
