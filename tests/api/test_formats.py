@@ -801,6 +801,37 @@ def test_yaml_merge_keys_may_still_be_overridden() -> None:
     assert parse_body(raw, YAML) == {"base": {"x": 1, "y": 2}, "thing": {"x": 3, "y": 2}}
 
 
+def _merge_chain(keys: int, levels: int) -> bytes:
+    """A mapping of ``keys`` keys, merged into a chain ``levels`` deep through one alias."""
+    base = "m: &m {" + ", ".join(f"k{index}: 0" for index in range(keys)) + "}\n"
+    return (base + "c: " + "{<<: " * levels + "*m" + ", z: 0}" * levels + "\n").encode()
+
+
+def test_yaml_merges_nested_within_the_depth_limit_are_read() -> None:
+    doc = parse_body(_merge_chain(keys=3, levels=32), YAML)
+    assert doc["c"] == {"k0": 0, "k1": 0, "k2": 0, "z": 0}
+
+
+def test_yaml_merges_nested_deeper_than_the_limit_are_refused() -> None:
+    # The chain's merged mappings are gone by the time construction measures its depth.
+    message = refusal(_merge_chain(keys=3, levels=33), YAML)
+    assert "nest more than 32 merges deep (max_depth)" in message
+
+
+def test_yaml_merges_copying_many_keys_are_refused_fast() -> None:
+    # Each level copies the 10,000 keys again: 30 levels were 300,000 copies (and 900 levels
+    # a 6-second stall of the broker) for one alias and a 100 KB body.
+    started = time.perf_counter()
+    message = refusal(_merge_chain(keys=10_000, levels=30), YAML)
+    assert time.perf_counter() - started < 0.5
+    assert "copy more than 10000 keys in all (max_list_length)" in message
+
+
+def test_yaml_merges_of_a_sequence_of_mappings_are_read() -> None:
+    raw = b"a: &a {x: 1}\nb: &b {y: 2}\nc: {<<: [*a, *b], z: 3}\n"
+    assert parse_body(raw, YAML)["c"] == {"x": 1, "y": 2, "z": 3}
+
+
 def _aliased_text(string_length: int, levels: int) -> bytes:
     text = f"s: &s {'x' * string_length}\na0: &a0 [" + ", ".join(["*s"] * 10) + "]\n"
     for level in range(1, levels):

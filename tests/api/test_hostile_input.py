@@ -195,6 +195,16 @@ def test_yaml_aliases_expanding_a_long_string_are_refused(live: LiveBroker, leve
     assert "expand its keys and strings to more than 4194304 characters" in _messages(response)
 
 
+def test_a_chain_of_yaml_merges_does_not_stall_the_broker(live: LiveBroker) -> None:
+    # Five chains 900 merges deep over one 10,000-key mapping: 153 KB, five aliases. PyYAML
+    # copies the keys once per level: this stalled every request for 6 s.
+    base = "m0: &m0 {" + ", ".join(f"k{index}: 0" for index in range(10_000)) + "}\n"
+    chains = "".join(f"c{i}: " + "{<<: " * 900 + "*m0" + ", z: 0}" * 900 + "\n" for i in range(5))
+    response = answered_while_healthz_stays_fast(live, _post_yaml(live, (base + chains).encode()))
+    assert response.status_code == 400
+    assert "The YAML merge keys (<<)" in _messages(response)
+
+
 def test_a_wrongly_typed_aliased_value_is_quoted_only_in_part(live: LiveBroker) -> None:
     # Within the expansion limit (100 copies of 15 000 characters): the request is refused
     # by meaning, and the message quotes the start of the value, not 1.5 MB of it.

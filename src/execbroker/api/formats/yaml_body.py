@@ -94,11 +94,13 @@ def _check_nodes(root: yaml.Node, limits: ParseLimits) -> None:
     seen = {id(root)}
     pending = [root]
     aliases = 0
+    mappings: list[yaml.MappingNode] = []
     while pending:
         node = pending.pop()
         mark = node.start_mark
         if isinstance(node, yaml.MappingNode):
             _check_unique_keys(node)
+            mappings.append(node)
         if isinstance(node, yaml.ScalarNode):
             if len(node.value) > limits.max_string_length:
                 raise MalformedBodyError(
@@ -143,6 +145,67 @@ def _check_nodes(root: yaml.Node, limits: ParseLimits) -> None:
             else:
                 seen.add(id(child))
                 pending.append(child)
+    _check_merges(mappings, limits)
+
+
+def _merged(node: yaml.MappingNode) -> list[yaml.MappingNode]:
+    """The mappings a ``<<`` key of ``node`` merges into it."""
+    found: list[yaml.MappingNode] = []
+    for key, value in node.value:
+        if isinstance(key, yaml.ScalarNode) and key.tag == _MERGE_TAG:
+            if isinstance(value, yaml.MappingNode):
+                found.append(value)
+            elif isinstance(value, yaml.SequenceNode):
+                found += [item for item in value.value if isinstance(item, yaml.MappingNode)]
+    return found
+
+
+def _check_merges(mappings: list[yaml.MappingNode], limits: ParseLimits) -> None:
+    """Refuse ``<<`` merges that would copy more than ``max_list_length`` keys in all, or
+    nest deeper than ``max_depth``.
+
+    PyYAML flattens a merge by copying the merged mapping's keys into the mapping that
+    merges it, level by level: a chain of merges, each level naming the one below, costs the
+    merged keys once per level, with one alias in all. Counted here on the node graph, it
+    costs nothing.
+    """
+    sizes: dict[int, int] = {}  # keys a mapping holds once flattened
+    depths: dict[int, int] = {}  # merges nested in it (0: it merges nothing)
+    copied = 0
+    for start in mappings:
+        pending: list[tuple[yaml.MappingNode, bool]] = [(start, False)]
+        while pending:
+            node, ready = pending.pop()
+            if id(node) in sizes:
+                continue
+            merged = _merged(node)
+            if not ready:
+                pending.append((node, True))
+                pending += [(source, False) for source in merged if id(source) not in sizes]
+                continue
+            own = sum(
+                1
+                for key, _ in node.value
+                if not (isinstance(key, yaml.ScalarNode) and key.tag == _MERGE_TAG)
+            )
+            brought = sum(sizes.get(id(source), 0) for source in merged)
+            sizes[id(node)] = own + brought
+            depths[id(node)] = 1 + max((depths.get(id(s), 0) for s in merged), default=-1)
+            copied += brought
+            mark = node.start_mark
+            where = {"line": mark.line + 1, "column": mark.column + 1}
+            if depths[id(node)] > limits.max_depth:
+                raise MalformedBodyError(
+                    "The YAML merge keys (<<) at line {line}, column {column} nest more than "
+                    "{limit} merges deep (max_depth); write the keys out instead",
+                    {**where, "limit": limits.max_depth},
+                )
+            if copied > limits.max_list_length:
+                raise MalformedBodyError(
+                    "The YAML merge keys (<<) up to line {line}, column {column} copy more than "
+                    "{limit} keys in all (max_list_length); write the keys out instead",
+                    {**where, "limit": limits.max_list_length},
+                )
 
 
 _MERGE_TAG: Final = "tag:yaml.org,2002:merge"
