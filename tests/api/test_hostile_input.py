@@ -152,6 +152,29 @@ def test_a_long_token_like_url_is_answered_and_logged_at_once(live: LiveBroker) 
 # --- bodies -----------------------------------------------------------------------------
 
 
+def test_clients_that_hang_up_mid_body_are_not_logged_as_broker_failures(
+    live: LiveBroker,
+) -> None:
+    token = live.headers["Authorization"].encode()
+    for _ in range(20):
+        with socket.create_connection(("127.0.0.1", live.port)) as hanging_up:
+            hanging_up.sendall(
+                b"POST /requests HTTP/1.1\r\nHost: x\r\nAuthorization: " + token + b"\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+            )
+    deadline = time.monotonic() + 15
+    log = ""
+    while time.monotonic() < deadline:
+        log = live.log.read_text()
+        if log.count("the client went away before sending its whole request") == 20:
+            break
+        time.sleep(0.1)
+    assert log.count("the client went away before sending its whole request") == 20
+    assert "unhandled error" not in log
+    assert "Traceback" not in log
+    assert httpx.get(f"{live.url}/healthz").status_code == 200
+
+
 @pytest.mark.parametrize("shape", [b'\\"', b'"\\"', b'{"a": ["\\"'])
 @pytest.mark.parametrize("path", ["/requests", "/direct"])
 def test_a_body_of_escaped_quotes_up_to_the_body_limit(

@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from execbroker.api.formats.negotiation import MediaFormat, format_for_accept
@@ -178,6 +179,14 @@ class UnhandledErrors:
 
         try:
             await self.app(scope, receive, watched)
+        except ClientDisconnect:
+            # The client closed its connection before its body was all sent: nobody is left
+            # to answer, and nothing failed in the broker (one line, no traceback: a client
+            # that does this on purpose must not fill the log).
+            logger.info(
+                "the client went away before sending its whole request",
+                extra={"path": scope.get("path", ""), "method": scope.get("method", "")},
+            )
         except Exception as failure:
             request = Request(scope)
             logger.exception(
