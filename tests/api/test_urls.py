@@ -136,6 +136,32 @@ def test_a_live_broker_names_its_listen_address_whatever_the_host(tmp_path: Path
             assert client.get(redirect.headers["location"]).status_code == 200
 
 
+def test_a_client_calling_the_broker_localhost_is_sent_back_to_localhost(
+    tmp_path: Path,
+) -> None:
+    # The contract's default server is http://localhost:8080. Clients (httpx, requests,
+    # urllib3) drop the token on a redirect to another host: a Location naming 127.0.0.1
+    # left a client of localhost with a 401 for the offer set it had just made.
+    with LiveBroker(data_dir=tmp_path) as live:
+        named = f"http://localhost:{live.port}"
+        with httpx.Client(base_url=named, headers=live.headers, timeout=30) as client:
+            created = client.post("/requests", json=notebook_request(), follow_redirects=True)
+            assert created.status_code == 200, created.text
+            assert str(created.url).startswith(f"{named}/offersets/")
+            assert all(url.startswith(f"{named}/") for url in _urls(created.json()))
+            # Any other name is still not echoed: the listen address is named instead.
+            other = client.post(
+                "/requests",
+                json=notebook_request(),
+                headers={"Host": f"localhost.evil.example:{live.port}"},
+            )
+            assert other.headers["location"].startswith(f"{live.url}/offersets/")
+            wrong_port = client.post(
+                "/requests", json=notebook_request(), headers={"Host": "localhost:1"}
+            )
+            assert wrong_port.headers["location"].startswith(f"{live.url}/offersets/")
+
+
 @pytest.mark.parametrize(
     "value", ["broker.example.org", "ftp://broker.example.org", "https://h/?q=1", "https://u:p@h"]
 )

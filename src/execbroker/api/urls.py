@@ -6,7 +6,11 @@ slash all start with :func:`base_url`. It is, in order:
 1. the configured ``public_url``, when there is one;
 2. the scheme and address the connection came in on (the ASGI scope's ``server``: the
    address the server listens on), never the request's ``Host`` header, which any client
-   can set to anything (``Host: evil.example/x?y=`` would otherwise be echoed);
+   can set to anything (``Host: evil.example/x?y=`` would otherwise be echoed) -- except
+   that on a loopback address, a ``Host`` of another loopback name for the same port
+   (``localhost:8080`` for ``127.0.0.1:8080``) is kept as the client wrote it: clients drop
+   the token on a redirect to another host, and the contract's default server is
+   ``http://localhost:8080``;
 3. with ``X-Forwarded-Proto``, ``-Host`` and ``-Prefix`` on top, but only from the
    configured trusted proxies.
 """
@@ -75,12 +79,37 @@ def _listen_authority(scope: Scope, scheme: str) -> str:
     return f"{host}:{int(port)}"
 
 
+# The names a client on this machine may call a loopback address by, kept as written.
+_LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+
+
+def _as_named_on_loopback(request: Request, listened: str) -> str:
+    """``listened``, or the ``Host`` the client wrote when both name this machine's loopback
+    at the same port (nothing else of the header is ever used).
+    """
+    server = request.scope.get("server")
+    if not server:
+        return listened
+    try:
+        if not ipaddress.ip_address(str(server[0])).is_loopback:
+            return listened
+    except ValueError:
+        return listened
+    address = f"[{server[0]}]" if ":" in str(server[0]) else str(server[0])
+    port = listened[len(address) :]  # ":8080", or "" for the scheme's default port
+    named = request.headers.get("host", "").strip().lower()
+    for name in _LOOPBACK_NAMES:
+        if named == name + port:
+            return named
+    return listened
+
+
 def base_url(request: Request, settings: Settings) -> str:
     """``scheme://host[:port][/prefix]`` with no trailing slash."""
     if settings.server.public_url:
         return settings.server.public_url.rstrip("/")
     scheme = request.url.scheme if request.url.scheme in _DEFAULT_PORTS else "http"
-    host = _listen_authority(request.scope, scheme)
+    host = _as_named_on_loopback(request, _listen_authority(request.scope, scheme))
     prefix = request.scope.get("root_path", "")
     if _trusted(request, settings):
         forwarded_proto = request.headers.get("x-forwarded-proto")
