@@ -229,3 +229,22 @@ async def test_the_range_defaults_to_the_next_day_and_is_bounded(
     assert too_long.status_code == 422
     assert "at most P7D" in too_long.json()["messages"][0]["message"]
     assert week.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"from": "9999-12-31T23:59:59Z"},
+        {"to": "9999-12-31T23:59:59Z"},
+        {"to": "0001-01-01T12:00:00Z"},
+        {"from": "9999-12-25T00:00:00Z", "to": "9999-12-31T00:00:00Z"},
+    ],
+)
+async def test_a_range_at_the_ends_of_the_calendar_is_refused_not_failed(
+    on_a_manual_clock: Started, params: dict[str, str]
+) -> None:
+    # These answered 500 (OverflowError: date value out of range).
+    async with on_a_manual_clock() as (as_user, _), as_user("root") as root:
+        answer = await root.get("/admin/calendar", params=params)
+    assert answer.status_code == 422
+    assert "more than 100 years from now" in answer.json()["messages"][0]["message"]

@@ -22,6 +22,9 @@ __all__ = ["DEFAULT_RANGE", "MAX_BOOKINGS", "MAX_RANGE", "OccupancyService"]
 DEFAULT_RANGE = timedelta(hours=24)
 """The range shown when none is asked for: the next 24 hours."""
 MAX_RANGE = timedelta(days=7)
+# How far from now a range may start or end: far enough for any booking, and far enough from
+# the ends of the calendar (years 1 and 9999) that the arithmetic around a range stays on it.
+FARTHEST = timedelta(days=100 * 366)
 """The longest range one answer covers."""
 MAX_BOOKINGS = 2000
 """The most bookings one answer reads (the first by start); past it the answer says so."""
@@ -50,6 +53,14 @@ class OccupancyService:
                 {"user": caller.label},
             )
         now = self._clock.now()
+        for name, instant in (("from", start), ("to", end)):
+            if instant is not None and abs(instant - now) > FARTHEST:
+                raise UnprocessableError(
+                    "The range's {name} ({instant}) is more than 100 years from now; the "
+                    "calendar holds nothing that far off",
+                    {"name": name, "instant": format_instant(instant)},
+                    path=name,
+                )
         if start is None:
             start = now if end is None else end - DEFAULT_RANGE
         if end is None:
