@@ -100,6 +100,10 @@ def refusal(raw: bytes, fmt: MediaFormat, limits: ParseLimits | None = None) -> 
         ("text/yaml", YAML),
         ("application/x-yaml", YAML),
         ("text/x-yaml; charset=utf-8", YAML),
+        # The reference broker's YAML converter reads these too.
+        ("application/yml", YAML),
+        ("text/yml", YAML),
+        ("application/vnd.ivoa+yaml", YAML),
         ("application/xml", XML),
         ("text/xml;charset=UTF-8", XML),
         ("application/atom+xml", XML),
@@ -137,6 +141,7 @@ def test_unsupported_content_type_is_415_naming_it_and_the_accepted_ones(
         ("application/yaml", YAML),
         ("text/yaml;charset=utf-8", YAML),
         ("application/x-yaml", YAML),
+        ("application/yml", YAML),
         ("text/xml", XML),
         ("application/atom+xml", XML),
         ("application/problem+json", JSON),

@@ -46,11 +46,15 @@ _OFFERED: Final[tuple[tuple[str, MediaFormat], ...]] = (
     ("text/json", MediaFormat.JSON),
     ("application/x-yaml", MediaFormat.YAML),
     ("text/x-yaml", MediaFormat.YAML),
+    # The reference broker's YAML converter reads these as well.
+    ("application/yml", MediaFormat.YAML),
+    ("text/yml", MediaFormat.YAML),
 )
 _BY_TYPE: Final[dict[str, MediaFormat]] = dict(_OFFERED)
 _ACCEPTED_TYPES_TEXT: Final = (
     "application/json (or text/json, or any type ending in +json), "
-    "application/yaml (or text/yaml, application/x-yaml, text/x-yaml), "
+    "application/yaml (or text/yaml, application/x-yaml, text/x-yaml, application/yml, "
+    "text/yml, or any type ending in +yaml), "
     "application/xml (or text/xml, or any type ending in +xml)"
 )
 _OFFERED_TEXT: Final = "application/json, application/yaml or application/xml"
@@ -93,6 +97,8 @@ def _format_of(main: str, sub: str) -> MediaFormat | None:
         return MediaFormat.JSON
     if sub.endswith("+xml") and len(sub) > len("+xml"):
         return MediaFormat.XML
+    if sub.endswith("+yaml") and len(sub) > len("+yaml"):
+        return MediaFormat.YAML
     return None
 
 
