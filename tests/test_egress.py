@@ -75,6 +75,12 @@ def test_public_addresses_are_not_denied(address: str) -> None:
         ("http://169.254.169.254/latest/meta-data/", "169.254.169.254 is a link-local address"),
         ("http://user:pw@10.0.0.5/x?y=1", "10.0.0.5 is a private address"),
         ("s3://100.64.1.1/bucket", "100.64.1.1 is a shared (carrier-grade NAT) address"),
+        # Spelled in compatibility digits and letters, which IDNA folds (NFKC) to ASCII.
+        ("http://\u2460\u2461\u2466.0.0.1/x", "127.0.0.1 is a loopback address"),
+        (
+            "http://\uff4c\uff4f\uff43\uff41\uff4c\uff48\uff4f\uff53\uff54/",
+            "localhost is a loopback name",
+        ),
     ],
 )
 def test_literal_denied_destinations_are_refused_without_dns(url: str, shown: str) -> None:

@@ -36,6 +36,7 @@ import asyncio
 import ipaddress
 import socket
 import ssl
+import unicodedata
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -143,6 +144,16 @@ def _hosts(url: str) -> list[tuple[str, int]]:
     return found
 
 
+def _host_spellings(url: str) -> list[tuple[str, int]]:
+    """:func:`_hosts`, and each host as IDNA reads it (NFKC: ``①②⑦.0.0.1`` is 127.0.0.1)."""
+    found = _hosts(url)
+    for host, port in list(found):
+        normal = unicodedata.normalize("NFKC", host)
+        if normal != host:
+            found.append((normal, port))
+    return found
+
+
 def _shown(host: str) -> str:
     """A host for a message: never more than 80 characters of what a user wrote."""
     return host if len(host) <= 80 else host[:77] + "..."
@@ -230,7 +241,7 @@ class EgressPolicy:
         checked again, resolved, when it is fetched). For planning time. The host is taken
         as both the standard library and httpx read it, in case they disagree.
         """
-        for host, port in _hosts(url):
+        for host, port in _host_spellings(url):
             if _is_localhost(host):
                 if not self._allowed(host, port, None):
                     return f"{_shown(host)} is a loopback name"
