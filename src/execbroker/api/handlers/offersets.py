@@ -15,7 +15,7 @@ from execbroker.api.handlers.openapi_bodies import (
     schema_ref,
 )
 from execbroker.api.handlers.paths import UtcInstant, UuidPath, parse_uuid
-from execbroker.api.responses import OutputFormat, respond
+from execbroker.api.responses import OutputFormat, built, respond
 
 __all__ = ["router"]
 
@@ -83,4 +83,8 @@ async def get_offer_set(
     uuid: UuidPath, fmt: OutputFormat, broker: BrokerDep, caller: CallerDep, render: RendererDep
 ) -> Response:
     record = await broker.offers.get_offer_set(parse_uuid(uuid, "offer set"), caller=caller)
-    return respond(render.offer_set(record), fmt, root="offers-response")
+    body = await built(
+        lambda: render.offer_set(record),
+        components=sum(len(offer.components) for offer in record.offers),
+    )
+    return respond(body, fmt, root="offers-response")

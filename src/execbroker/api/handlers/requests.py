@@ -12,7 +12,7 @@ from execbroker.api.handlers.openapi_bodies import (
     content_of,
     error_responses,
 )
-from execbroker.api.responses import OutputFormat, read_document, respond
+from execbroker.api.responses import OutputFormat, built, read_document, respond
 
 __all__ = ["router"]
 
@@ -24,7 +24,10 @@ async def create_offer_set(
 ) -> Response:
     document = await read_document(request, broker.limits)
     offer_set = await broker.offers.request_offers(document, caller=caller)
-    body = render.offer_set(offer_set)
+    body = await built(
+        lambda: render.offer_set(offer_set),
+        components=sum(len(offer.components) for offer in offer_set.offers),
+    )
     return respond(
         body,
         fmt,
@@ -40,7 +43,7 @@ async def create_direct_session(
     document = await read_document(request, broker.limits)
     # The session as any reader sees it: its extension limit was worked out while booking.
     created = await broker.offers.execute_directly(document, caller=caller)
-    body = render.session(created)
+    body = await built(lambda: render.session(created), components=len(created.components))
     return respond(
         body,
         fmt,

@@ -19,7 +19,7 @@ from execbroker.api.handlers.openapi_bodies import (
     schema_ref,
 )
 from execbroker.api.handlers.paths import UtcInstant, UuidPath, parse_uuid
-from execbroker.api.responses import OutputFormat, answer, read_document, rendered, respond
+from execbroker.api.responses import OutputFormat, answer, built, read_document, rendered, respond
 from execbroker.api.waiting import HeldStream, credential_check, unless_disconnected
 from execbroker.exceptions import UnauthorizedError
 from execbroker.model.isotime import format_instant
@@ -84,10 +84,12 @@ async def get_session(
         )
         if waited is None:  # the client went away; nobody reads this answer
             return Response(status_code=_CLIENT_GONE)
-        return respond(render.session(waited), fmt, root="execution")
+        document = await built(lambda: render.session(waited), components=len(waited.components))
+        return respond(document, fmt, root="execution")
 
     async def written(record: SessionRecord) -> bytes:
-        return await rendered(render.session(record), fmt, root="execution")
+        document = await built(lambda: render.session(record), components=len(record.components))
+        return await rendered(document, fmt, root="execution")
 
     body = await broker.sessions.session_document(
         session_uuid, caller=caller, variant=(render.base, render.viewer, fmt), render=written
@@ -219,4 +221,5 @@ async def update_session(
     session_uuid = parse_uuid(uuid, "session")
     document = await read_document(request, broker.limits)
     record = await broker.sessions.apply_update(session_uuid, document, caller=caller)
-    return respond(render.session(record), fmt, root="execution")
+    body = await built(lambda: render.session(record), components=len(record.components))
+    return respond(body, fmt, root="execution")
