@@ -832,6 +832,13 @@ def test_yaml_merges_copying_many_keys_are_refused_fast() -> None:
     assert "copy more than 10000 keys in all (max_list_length)" in message
 
 
+@pytest.mark.parametrize("raw", [b"a: &a {<<: *a}\n", b"a: &a {x: 1, b: {c: {<<: *a}}, <<: *a}\n"])
+def test_a_yaml_mapping_that_merges_itself_is_refused(raw: bytes) -> None:
+    started = time.perf_counter()
+    assert "merges itself" in refusal(raw, YAML)
+    assert time.perf_counter() - started < 0.5
+
+
 def test_yaml_merges_of_a_sequence_of_mappings_are_read() -> None:
     raw = b"a: &a {x: 1}\nb: &b {y: 2}\nc: {<<: [*a, *b], z: 3}\n"
     assert parse_body(raw, YAML)["c"] == {"x": 1, "y": 2, "z": 3}

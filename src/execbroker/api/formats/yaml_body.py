@@ -174,15 +174,26 @@ def _check_merges(mappings: list[yaml.MappingNode], limits: ParseLimits) -> None
     copied = 0
     for start in mappings:
         pending: list[tuple[yaml.MappingNode, bool]] = [(start, False)]
+        open_: set[int] = set()  # mappings whose merges are still being counted
         while pending:
             node, ready = pending.pop()
             if id(node) in sizes:
                 continue
             merged = _merged(node)
             if not ready:
+                if id(node) in open_:
+                    # A mapping that merges itself (&a {<<: *a}, or through one below it).
+                    mark = node.start_mark
+                    raise MalformedBodyError(
+                        "The YAML mapping at line {line}, column {column} merges itself "
+                        "(<< refers to itself through an alias)",
+                        {"line": mark.line + 1, "column": mark.column + 1},
+                    )
+                open_.add(id(node))
                 pending.append((node, True))
                 pending += [(source, False) for source in merged if id(source) not in sizes]
                 continue
+            open_.discard(id(node))
             own = sum(
                 1
                 for key, _ in node.value
