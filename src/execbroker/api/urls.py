@@ -83,6 +83,14 @@ def _listen_authority(scope: Scope, scheme: str) -> str:
 _LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 
 
+@lru_cache(maxsize=64)
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
 def _as_named_on_loopback(request: Request, listened: str) -> str:
     """``listened``, or the ``Host`` the client wrote when both name this machine's loopback
     at the same port (nothing else of the header is ever used).
@@ -90,10 +98,7 @@ def _as_named_on_loopback(request: Request, listened: str) -> str:
     server = request.scope.get("server")
     if not server:
         return listened
-    try:
-        if not ipaddress.ip_address(str(server[0])).is_loopback:
-            return listened
-    except ValueError:
+    if not _is_loopback(str(server[0])):
         return listened
     address = f"[{server[0]}]" if ":" in str(server[0]) else str(server[0])
     port = listened[len(address) :]  # ":8080", or "" for the scheme's default port
