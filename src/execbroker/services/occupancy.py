@@ -22,10 +22,11 @@ __all__ = ["DEFAULT_RANGE", "MAX_BOOKINGS", "MAX_RANGE", "OccupancyService"]
 DEFAULT_RANGE = timedelta(hours=24)
 """The range shown when none is asked for: the next 24 hours."""
 MAX_RANGE = timedelta(days=7)
-# How far from now a range may start or end: far enough for any booking, and far enough from
-# the ends of the calendar (years 1 and 9999) that the arithmetic around a range stays on it.
-FARTHEST = timedelta(days=100 * 366)
 """The longest range one answer covers."""
+FARTHEST = timedelta(days=100 * 366)
+"""How far from now a range may start or end: far enough for any booking, and far enough
+from the ends of the calendar (years 1 and 9999) that the arithmetic around a range stays on
+it."""
 MAX_BOOKINGS = 2000
 """The most bookings one answer reads (the first by start); past it the answer says so."""
 
