@@ -148,16 +148,22 @@ def _check_nodes(root: yaml.Node, limits: ParseLimits) -> None:
     _check_merges(mappings, limits)
 
 
-def _merged(node: yaml.MappingNode) -> list[yaml.MappingNode]:
-    """The mappings a ``<<`` key of ``node`` merges into it."""
-    found: list[yaml.MappingNode] = []
+def _is_merge_key(key: yaml.Node) -> bool:
+    return isinstance(key, yaml.ScalarNode) and key.tag == _MERGE_TAG
+
+
+def _merge_parts(node: yaml.MappingNode) -> tuple[int, list[yaml.MappingNode]]:
+    """How many keys ``node`` writes itself, and the mappings its ``<<`` keys merge into it."""
+    own = 0
+    merged: list[yaml.MappingNode] = []
     for key, value in node.value:
-        if isinstance(key, yaml.ScalarNode) and key.tag == _MERGE_TAG:
-            if isinstance(value, yaml.MappingNode):
-                found.append(value)
-            elif isinstance(value, yaml.SequenceNode):
-                found += [item for item in value.value if isinstance(item, yaml.MappingNode)]
-    return found
+        if not _is_merge_key(key):
+            own += 1
+        elif isinstance(value, yaml.MappingNode):
+            merged.append(value)
+        elif isinstance(value, yaml.SequenceNode):
+            merged += [item for item in value.value if isinstance(item, yaml.MappingNode)]
+    return own, merged
 
 
 def _check_merges(mappings: list[yaml.MappingNode], limits: ParseLimits) -> None:
@@ -173,38 +179,35 @@ def _check_merges(mappings: list[yaml.MappingNode], limits: ParseLimits) -> None
     depths: dict[int, int] = {}  # merges nested in it (0: it merges nothing)
     copied = 0
     for start in mappings:
-        pending: list[tuple[yaml.MappingNode, bool]] = [(start, False)]
+        # (mapping, its parts once its merged mappings are counted, or None before)
+        pending: list[tuple[yaml.MappingNode, tuple[int, list[yaml.MappingNode]] | None]]
+        pending = [(start, None)]
         open_: set[int] = set()  # mappings whose merges are still being counted
         while pending:
-            node, ready = pending.pop()
+            node, parts = pending.pop()
             if id(node) in sizes:
                 continue
-            merged = _merged(node)
-            if not ready:
+            mark = node.start_mark
+            where = {"line": mark.line + 1, "column": mark.column + 1}
+            if parts is None:
                 if id(node) in open_:
                     # A mapping that merges itself (&a {<<: *a}, or through one below it).
-                    mark = node.start_mark
                     raise MalformedBodyError(
                         "The YAML mapping at line {line}, column {column} merges itself "
                         "(<< refers to itself through an alias)",
-                        {"line": mark.line + 1, "column": mark.column + 1},
+                        where,
                     )
                 open_.add(id(node))
-                pending.append((node, True))
-                pending += [(source, False) for source in merged if id(source) not in sizes]
+                parts = _merge_parts(node)
+                pending.append((node, parts))
+                pending += [(source, None) for source in parts[1] if id(source) not in sizes]
                 continue
             open_.discard(id(node))
-            own = sum(
-                1
-                for key, _ in node.value
-                if not (isinstance(key, yaml.ScalarNode) and key.tag == _MERGE_TAG)
-            )
-            brought = sum(sizes.get(id(source), 0) for source in merged)
+            own, merged = parts
+            brought = sum(sizes[id(source)] for source in merged)
             sizes[id(node)] = own + brought
-            depths[id(node)] = 1 + max((depths.get(id(s), 0) for s in merged), default=-1)
+            depths[id(node)] = 1 + max((depths[id(source)] for source in merged), default=-1)
             copied += brought
-            mark = node.start_mark
-            where = {"line": mark.line + 1, "column": mark.column + 1}
             if depths[id(node)] > limits.max_depth:
                 raise MalformedBodyError(
                     "The YAML merge keys (<<) at line {line}, column {column} nest more than "
@@ -228,7 +231,7 @@ def _check_unique_keys(node: yaml.MappingNode) -> None:
     """
     keys: set[tuple[str, str]] = set()
     for key_node, _ in node.value:
-        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE_TAG:
+        if not isinstance(key_node, yaml.ScalarNode) or _is_merge_key(key_node):
             continue
         identity = (key_node.tag, key_node.value)
         if identity in keys:
