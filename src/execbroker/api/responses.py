@@ -27,6 +27,7 @@ from execbroker.api.formats.negotiation import (
 )
 from execbroker.api.writers import WRITERS
 from execbroker.exceptions import BodyTooLargeError, MalformedBodyError
+from execbroker.model.records import OfferSetRecord, SessionRecord
 
 __all__ = [
     "OutputFormat",
@@ -38,7 +39,7 @@ __all__ = [
     "respond",
 ]
 
-T = TypeVar("T")
+R = TypeVar("R", SessionRecord, OfferSetRecord)
 
 # Records with more components than this are made into documents on a thread of their own:
 # building one of thousands of volume mounts is a second of Python, which on the event loop
@@ -48,13 +49,17 @@ _INLINE_COMPONENTS = 500
 _BUILDER = anyio.CapacityLimiter(1)
 
 
-async def built(build: Callable[[], T], *, components: int) -> T:
-    """``build()``, on the builder thread when the record has more than a few hundred
-    components.
+async def built(build: Callable[[R], dict[str, Any]], record: R) -> dict[str, Any]:
+    """``build(record)`` (a :class:`~execbroker.api.render.Renderer` method), on the builder
+    thread when the record has more than a few hundred components.
     """
+    if isinstance(record, OfferSetRecord):
+        components = sum(len(offer.components) for offer in record.offers)
+    else:
+        components = len(record.components)
     if components > _INLINE_COMPONENTS:
-        return await anyio.to_thread.run_sync(build, limiter=_BUILDER)
-    return build()
+        return await anyio.to_thread.run_sync(build, record, limiter=_BUILDER)
+    return build(record)
 
 
 async def negotiate(request: Request) -> MediaFormat:

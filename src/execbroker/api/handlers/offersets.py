@@ -83,8 +83,4 @@ async def get_offer_set(
     uuid: UuidPath, fmt: OutputFormat, broker: BrokerDep, caller: CallerDep, render: RendererDep
 ) -> Response:
     record = await broker.offers.get_offer_set(parse_uuid(uuid, "offer set"), caller=caller)
-    body = await built(
-        lambda: render.offer_set(record),
-        components=sum(len(offer.components) for offer in record.offers),
-    )
-    return respond(body, fmt, root="offers-response")
+    return respond(await built(render.offer_set, record), fmt, root="offers-response")

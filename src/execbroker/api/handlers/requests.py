@@ -24,10 +24,7 @@ async def create_offer_set(
 ) -> Response:
     document = await read_document(request, broker.limits)
     offer_set = await broker.offers.request_offers(document, caller=caller)
-    body = await built(
-        lambda: render.offer_set(offer_set),
-        components=sum(len(offer.components) for offer in offer_set.offers),
-    )
+    body = await built(render.offer_set, offer_set)
     return respond(
         body,
         fmt,
@@ -43,7 +40,7 @@ async def create_direct_session(
     document = await read_document(request, broker.limits)
     # The session as any reader sees it: its extension limit was worked out while booking.
     created = await broker.offers.execute_directly(document, caller=caller)
-    body = await built(lambda: render.session(created), components=len(created.components))
+    body = await built(render.session, created)
     return respond(
         body,
         fmt,

@@ -84,12 +84,10 @@ async def get_session(
         )
         if waited is None:  # the client went away; nobody reads this answer
             return Response(status_code=_CLIENT_GONE)
-        document = await built(lambda: render.session(waited), components=len(waited.components))
-        return respond(document, fmt, root="execution")
+        return respond(await built(render.session, waited), fmt, root="execution")
 
     async def written(record: SessionRecord) -> bytes:
-        document = await built(lambda: render.session(record), components=len(record.components))
-        return await rendered(document, fmt, root="execution")
+        return await rendered(await built(render.session, record), fmt, root="execution")
 
     body = await broker.sessions.session_document(
         session_uuid, caller=caller, variant=(render.base, render.viewer, fmt), render=written
@@ -221,5 +219,4 @@ async def update_session(
     session_uuid = parse_uuid(uuid, "session")
     document = await read_document(request, broker.limits)
     record = await broker.sessions.apply_update(session_uuid, document, caller=caller)
-    body = await built(lambda: render.session(record), components=len(record.components))
-    return respond(body, fmt, root="execution")
+    return respond(await built(render.session, record), fmt, root="execution")
