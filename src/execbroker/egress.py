@@ -125,7 +125,9 @@ def host_address(host: str) -> IPAddress | None:
 
 
 def _hosts(url: str) -> list[tuple[str, int]]:
-    """The (host, port) pairs a URL may be read as (the standard library's and httpx's)."""
+    """The (host, port) pairs a URL may be read as (the standard library's and httpx's), and
+    each host as IDNA reads it (NFKC: ``①②⑦.0.0.1`` is 127.0.0.1).
+    """
     text = url.strip()
     found: list[tuple[str, int]] = []
     try:
@@ -138,20 +140,11 @@ def _hosts(url: str) -> list[tuple[str, int]]:
     try:
         parsed = httpx.URL(text)
     except (httpx.InvalidURL, TypeError, ValueError):
-        return found
-    if parsed.host:
+        parsed = None
+    if parsed is not None and parsed.host:
         found.append((parsed.host, parsed.port or _DEFAULT_PORTS.get(parsed.scheme, 0)))
-    return found
-
-
-def _host_spellings(url: str) -> list[tuple[str, int]]:
-    """:func:`_hosts`, and each host as IDNA reads it (NFKC: ``①②⑦.0.0.1`` is 127.0.0.1)."""
-    found = _hosts(url)
-    for host, port in list(found):
-        normal = unicodedata.normalize("NFKC", host)
-        if normal != host:
-            found.append((normal, port))
-    return found
+    folded = [(unicodedata.normalize("NFKC", host), port) for host, port in found]
+    return found + [pair for pair in folded if pair not in found]
 
 
 def _shown(host: str) -> str:
@@ -241,7 +234,7 @@ class EgressPolicy:
         checked again, resolved, when it is fetched). For planning time. The host is taken
         as both the standard library and httpx read it, in case they disagree.
         """
-        for host, port in _host_spellings(url):
+        for host, port in _hosts(url):
             if _is_localhost(host):
                 if not self._allowed(host, port, None):
                     return f"{_shown(host)} is a loopback name"
